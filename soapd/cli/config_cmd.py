@@ -1,0 +1,36 @@
+"""``soapd check-config``: load, validate and print the effective configuration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from soapd.cli import add_config_option
+from soapd.config import load_config, read_token, to_dict
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``check-config`` subcommand to ``sub``."""
+    p = sub.add_parser(
+        "check-config",
+        help="validate the config and print it with secrets redacted",
+        description="Load and validate the config, print the effective values as JSON "
+        "(secrets redacted) and exit non-zero on any error. Use it in ExecStartPre=.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_config_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the effective configuration; return 0 when it is valid."""
+    cfg = load_config(args.config)
+    data: dict[str, Any] = to_dict(cfg)
+    token = read_token(cfg.skynet)
+    data["skynet"]["token"] = "<set, redacted>" if token else "<not set>"
+    print(json.dumps(data, indent=2, sort_keys=True))
+    print(f"# config fingerprint: {cfg.fingerprint()}")
+    return 0

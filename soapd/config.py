@@ -1,0 +1,611 @@
+"""Configuration: frozen dataclasses are the schema, TOML is the format.
+
+Defaults live only here. Each field carries its meaning and unit in a ``#:``
+comment, and its constraints in the field metadata (``min``, ``max``,
+``choices``). :func:`load_config` rejects unknown keys and out-of-range values
+with a :class:`~soapd.errors.ConfigError` that names the file and the dotted
+key. Secrets never live in the TOML: the Skynet token is read by
+:func:`read_token` from systemd credentials, the environment or a token file.
+
+This module must not import anything from soapd but ``errors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from soapd.errors import ConfigError
+
+__all__ = [
+    "AlertsConfig",
+    "CalibrationConfig",
+    "Config",
+    "ExtractionConfig",
+    "FrameConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "NotifierConfig",
+    "PathsConfig",
+    "PhotometryConfig",
+    "SkynetConfig",
+    "TargetConfig",
+    "load_config",
+    "read_token",
+]
+
+_FROZEN = {"frozen": True, "slots": True, "kw_only": True}
+
+
+def _opt(default: Any, *, lo: float | None = None, hi: float | None = None,
+         choices: tuple[str, ...] | None = None, factory: bool = False) -> Any:
+    """Return a dataclass field with validation metadata (range or enum)."""
+    meta = {"min": lo, "max": hi, "choices": choices}
+    if factory:
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(**_FROZEN)
+class SkynetConfig:
+    """How soapd talks to the Skynet API (v2)."""
+
+    #: Base URL of the Skynet API, without a trailing slash.
+    api_url: str = "https://api.skynet.unc.edu/2.0"
+    #: File holding the API token (read only when neither $CREDENTIALS_DIRECTORY/skynet-token
+    #: nor $SOAPD_SKYNET_TOKEN / $SKYNET_API_TOKEN is set). Never put the token itself here.
+    token_file: Path | None = None
+    #: Observation ids followed from start-up (more can be added with `soapd observations add`).
+    observations: list[int] = _opt(list, factory=True)
+    #: Telescope names whose every new archived exposure is followed (empty: none).
+    telescopes: list[str] = _opt(list, factory=True)
+    #: Seconds between two polls of the API.
+    poll_interval_s: float = _opt(60.0, lo=5.0, hi=86400.0)
+    #: Seconds to wait for a TCP connection.
+    connect_timeout_s: float = _opt(10.0, lo=0.1, hi=600.0)
+    #: Seconds to wait for each read (FITS downloads included).
+    read_timeout_s: float = _opt(60.0, lo=0.1, hi=3600.0)
+    #: Attempts per request on connection errors and HTTP 5xx (1 = no retry).
+    max_attempts: int = _opt(5, lo=1, hi=20)
+    #: First retry delay in seconds; it doubles on each attempt.
+    backoff_s: float = _opt(1.0, lo=0.0, hi=600.0)
+    #: Rows asked for per page when listing exposures.
+    page_size: int = _opt(100, lo=1, hi=1000)
+    #: Hours of each followed observation re-listed by the reconciliation sweep.
+    reconcile_window_h: float = _opt(48.0, lo=0.0, hi=8760.0)
+    #: Seconds between reconciliation sweeps.
+    reconcile_interval_s: float = _opt(3600.0, lo=60.0, hi=604800.0)
+    #: Seconds between polls after the API rejected the token (401/403).
+    auth_retry_interval_s: float = _opt(900.0, lo=10.0, hi=86400.0)
+    #: Ask the archive for reduced frames (sent as `reducequiet=1`).
+    reduced: bool = True
+
+
+@dataclass(**_FROZEN)
+class PathsConfig:
+    """Where soapd keeps its state, caches and incoming files."""
+
+    #: Folder for the database, downloaded frames and field-wide source tables.
+    state_dir: Path = Path("/var/lib/soapd")
+    #: Folder for the catalog cache (safe to delete; it is rebuilt from VizieR).
+    cache_dir: Path = Path("/var/cache/soapd")
+    #: Folder watched for FITS files dropped in by hand (unset: no inbox).
+    inbox_dir: Path | None = None
+    #: What to do with an inbox file once registered: "copy" it into state_dir or "move" it.
+    inbox_action: str = _opt("copy", choices=("copy", "move"))
+    #: Worker processes for pixel work (0: one per CPU core).
+    workers: int = _opt(0, lo=0, hi=256)
+    #: Tasks a worker process runs before it is replaced (bounds memory creep).
+    max_tasks_per_child: int = _opt(50, lo=1, hi=100000)
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return self.state_dir / "soapd.db"
+
+    @property
+    def frames_dir(self) -> Path:
+        """Where downloaded and registered frames are kept."""
+        return self.state_dir / "frames"
+
+    @property
+    def tables_dir(self) -> Path:
+        """Where each frame's field-wide source table (Parquet) is kept."""
+        return self.state_dir / "tables"
+
+    @property
+    def catalog_cache_dir(self) -> Path:
+        """Where reference-catalog tiles are cached."""
+        return self.cache_dir / "catalogs"
+
+
+@dataclass(**_FROZEN)
+class FrameConfig:
+    """How a FITS frame is read."""
+
+    #: Index of the image HDU (-1: the first HDU that holds a 2-D image).
+    hdu: int = _opt(-1, lo=-1, hi=1000)
+    #: Saturation level in ADU used when the header has no SATURATE (0: estimate it from
+    #: the histogram of the frame).
+    saturation_adu: float = _opt(0.0, lo=0.0)
+    #: Per-telescope saturation levels in ADU (TELESCOP value -> level), used before
+    #: `saturation_adu`.
+    saturation_by_telescope_adu: dict[str, float] = _opt(dict, factory=True)
+    #: Fraction of the saturation level above which a pixel is treated as saturated
+    #: (non-linearity margin).
+    saturation_fraction: float = _opt(0.95, lo=0.1, hi=1.0)
+    #: Gain in e-/ADU when neither the Skynet metadata nor the header has it.
+    gain_e_per_adu: float = _opt(1.0, lo=1e-3, hi=1e3)
+    #: Read noise in e- when neither the Skynet metadata nor the header has it.
+    read_noise_e: float = _opt(10.0, lo=0.0, hi=1e3)
+    #: Subtract the overscan (BIASSEC) and trim (TRIMSEC) when the header has them.
+    overscan: bool = False
+
+
+@dataclass(**_FROZEN)
+class ExtractionConfig:
+    """sep background and source extraction."""
+
+    #: Detection threshold in units of the per-pixel background RMS.
+    thresh_sigma: float = _opt(3.0, lo=0.1, hi=1000.0)
+    #: Minimum number of connected pixels above threshold.
+    minarea_px: int = _opt(5, lo=1, hi=10000)
+    #: Matched-filter kernel: "default" (SExtractor's 3x3 pyramid), "gauss" (Gaussian of the
+    #: frame's expected FWHM) or "none".
+    filter_kernel: str = _opt("default", choices=("default", "gauss", "none"))
+    #: FWHM in px of the "gauss" filter kernel.
+    filter_fwhm_px: float = _opt(3.0, lo=0.5, hi=50.0)
+    #: Number of deblending thresholds.
+    deblend_nthresh: int = _opt(32, lo=1, hi=256)
+    #: Minimum contrast for deblending (1.0 turns deblending off).
+    deblend_cont: float = _opt(0.005, lo=0.0, hi=1.0)
+    #: Clean spurious detections near bright objects.
+    clean: bool = True
+    #: Cleaning efficiency.
+    clean_param: float = _opt(1.0, lo=0.0, hi=10.0)
+    #: Background mesh size in px.
+    back_size_px: int = _opt(64, lo=4, hi=4096)
+    #: Background median-filter size in meshes.
+    back_filter_size: int = _opt(3, lo=1, hi=15)
+    #: sep pixel stack (doubled once when sep reports "internal pixel buffer full").
+    pixstack: int = _opt(1_000_000, lo=10_000, hi=100_000_000)
+    #: Minimum S/N of a star used to measure the FWHM.
+    fwhm_min_snr: float = _opt(30.0, lo=3.0, hi=1e6)
+
+
+@dataclass(**_FROZEN)
+class PhotometryConfig:
+    """Aperture photometry, forced photometry and the error model."""
+
+    #: "fixed", "fwhm_scaled", "optimal" (from the curve of growth) or "multi".
+    aperture_mode: str = _opt("fwhm_scaled", choices=("fixed", "fwhm_scaled", "optimal", "multi"))
+    #: Radius in px for the "fixed" mode.
+    fixed_radius_px: float = _opt(5.0, lo=0.5, hi=500.0)
+    #: Radius in units of the frame FWHM for the "fwhm_scaled" mode (1.25 = skynetsoap's
+    #: scale 2.5 on the diameter).
+    fwhm_factor: float = _opt(1.25, lo=0.2, hi=20.0)
+    #: Smallest radius in px any mode may use.
+    min_radius_px: float = _opt(2.0, lo=0.5, hi=500.0)
+    #: Largest radius in px any mode may use.
+    max_radius_px: float = _opt(15.0, lo=0.5, hi=500.0)
+    #: Radius step in px of the curve of growth.
+    radius_step_px: float = _opt(0.5, lo=0.1, hi=50.0)
+    #: Radii in px of the "multi" mode.
+    radii_px: list[float] = _opt(lambda: [3.0, 5.0, 7.0], factory=True)
+    #: "multi" mode: keep a row per radius (true) or only the best-S/N radius per source.
+    keep_all: bool = True
+    #: Measure the sky in a local annulus around each source instead of using the
+    #: background map alone.
+    local_sky: bool = False
+    #: Inner radius of the sky annulus in px.
+    annulus_inner_px: float = _opt(15.0, lo=1.0, hi=1000.0)
+    #: Outer radius of the sky annulus in px.
+    annulus_outer_px: float = _opt(25.0, lo=1.0, hi=1000.0)
+    #: Correct every aperture to total flux with the curve of growth of bright isolated stars.
+    aperture_correction: bool = True
+    #: Distance from the edge in px below which a row is flagged NEAR_EDGE.
+    edge_margin_px: float = _opt(5.0, lo=0.0, hi=1000.0)
+    #: Forced photometry: a row is a detection when S/N >= this value, else an upper limit.
+    forced_snr_threshold: float = _opt(3.0, lo=0.0, hi=1000.0)
+    #: Forced photometry: re-centre on the nearest peak within `recenter_radius_px`.
+    recenter: bool = False
+    #: Largest shift in px allowed when re-centring.
+    recenter_radius_px: float = _opt(2.0, lo=0.1, hi=50.0)
+    #: Sub-pixel sampling of aperture edges (sep's `subpix`; 0 = exact overlap).
+    subpix: int = _opt(0, lo=0, hi=20)
+
+
+@dataclass(**_FROZEN)
+class LimitsConfig:
+    """Limiting magnitudes."""
+
+    #: Significance of the limiting magnitude in sigma.
+    n_sigma: float = _opt(5.0, lo=1.0, hi=100.0)
+    #: Which method fills `limiting_mag`: "robust" (blank-sky apertures) or "analytic".
+    method: str = _opt("robust", choices=("robust", "analytic"))
+    #: Blank-sky apertures drawn per frame and radius.
+    n_samples: int = _opt(1000, lo=20, hi=100000)
+    #: Dilation in px of the source mask before drawing blank-sky apertures.
+    mask_dilate_px: int = _opt(5, lo=0, hi=100)
+    #: Border in px left out of blank-sky sampling.
+    edge_buffer_px: int = _opt(25, lo=0, hi=10000)
+    #: Scatter estimator of the blank-sky sums: "mad" (1.4826 x MAD) or "std".
+    sigma_estimator: str = _opt("mad", choices=("mad", "std"))
+    #: Seed of the blank-sky sampler (fixed so that results repeat).
+    random_seed: int = _opt(0, lo=0)
+
+
+@dataclass(**_FROZEN)
+class CalibrationConfig:
+    """Reference catalogs and the zero-point fit."""
+
+    #: Fit a zero point against reference catalogs.
+    enabled: bool = True
+    #: Catalogs tried in order for each band (band -> list of catalog names); bands not
+    #: listed use the built-in chain.
+    chains: dict[str, list[str]] = _opt(dict, factory=True)
+    #: Band used to calibrate unfiltered frames (Open, Clear, Lum): "G" (Gaia) or "r".
+    unfiltered_band: str = _opt("r", choices=("G", "r", "V", "R"))
+    #: Local catalog files (ECSV, VOTable or FITS in VizieR column naming) used before VizieR.
+    catalog_files: list[Path] = _opt(list, factory=True)
+    #: Query VizieR when the cache and local files cannot serve a field.
+    online: bool = True
+    #: VizieR mirror URL (e.g. "vizier.cds.unistra.fr"); empty: astroquery's default.
+    vizier_server: str = ""
+    #: Seconds before a VizieR query is abandoned.
+    timeout_s: float = _opt(30.0, lo=1.0, hi=3600.0)
+    #: Largest number of rows asked from VizieR per query.
+    row_limit: int = _opt(5000, lo=10, hi=1_000_000)
+    #: Days a cached catalog tile stays valid (0: forever).
+    cache_ttl_days: float = _opt(0.0, lo=0.0)
+    #: Cross-match radius in arcsec.
+    match_radius_arcsec: float = _opt(2.0, lo=0.1, hi=60.0)
+    #: A calibrator needs no other catalog star or detection within this radius in arcsec.
+    isolation_arcsec: float = _opt(8.0, lo=0.0, hi=600.0)
+    #: Brightest catalog magnitude used (saturation guard).
+    mag_min: float = _opt(10.0, lo=-5.0, hi=30.0)
+    #: Faintest catalog magnitude used.
+    mag_max: float = _opt(18.0, lo=-5.0, hi=30.0)
+    #: Fewest stars needed for a zero point.
+    min_stars: int = _opt(3, lo=1, hi=10000)
+    #: Clipping threshold in units of the robust scatter.
+    sigma_clip: float = _opt(3.0, lo=1.0, hi=100.0)
+    #: Clipping iterations at most.
+    max_iter: int = _opt(10, lo=1, hi=100)
+    #: Systematic floor in mag added in quadrature to the zero-point error.
+    zp_floor_mag: float = _opt(0.01, lo=0.0, hi=1.0)
+    #: Fit a colour term together with the zero point.
+    color_term: bool = False
+    #: Convert Vega-system results to AB when writing them.
+    convert_to_ab: bool = False
+
+
+@dataclass(**_FROZEN)
+class AlertsConfig:
+    """Alert rules (defaults for every target) and the outbox."""
+
+    #: Raise alerts at all.
+    enabled: bool = True
+    #: New detection: S/N at least this after only limits or nothing.
+    detection_snr: float = _opt(5.0, lo=1.0, hi=1000.0)
+    #: Deeper limit: a limit deeper than the best so far by at least this many mag.
+    deeper_limit_margin_mag: float = _opt(0.5, lo=0.0, hi=20.0)
+    #: Brightening/fading: a change of at least this many mag ...
+    change_min_mag: float = _opt(0.3, lo=0.0, hi=20.0)
+    #: ... at this significance in sigma, against the previous detection in the same band.
+    change_min_sigma: float = _opt(3.0, lo=0.0, hi=1000.0)
+    #: Alerts for one target and observation arriving within this many seconds go out as one.
+    batch_window_s: float = _opt(120.0, lo=0.0, hi=86400.0)
+    #: Delivery attempts before an alert is given up.
+    max_attempts: int = _opt(10, lo=1, hi=1000)
+    #: First retry delay in seconds; it doubles on each attempt.
+    backoff_s: float = _opt(30.0, lo=0.0, hi=86400.0)
+
+
+@dataclass(**_FROZEN)
+class NotifierConfig:
+    """One notifier (``[[notifiers]]``)."""
+
+    #: "log", "file", "email", "webhook" or "apprise".
+    kind: str = _opt("log", choices=("log", "file", "email", "webhook", "apprise"))
+    #: file: folder where each alert is written as GCN text and JSON.
+    directory: Path | None = None
+    #: email: SMTP host.
+    smtp_host: str = "localhost"
+    #: email: SMTP port.
+    smtp_port: int = _opt(25, lo=1, hi=65535)
+    #: email: use STARTTLS.
+    starttls: bool = False
+    #: email: user name for SMTP AUTH (empty: no login).
+    username: str = ""
+    #: email: file holding the SMTP password (never the password itself).
+    password_file: Path | None = None
+    #: email: sender address.
+    sender: str = "soapd@localhost"
+    #: email: recipients.
+    recipients: list[str] = _opt(list, factory=True)
+    #: webhook: URL the alert JSON is POSTed to.
+    url: str = ""
+    #: webhook: allow plain http:// URLs (otherwise HTTPS only).
+    allow_http: bool = False
+    #: apprise: notification URLs (Slack, Matrix, ntfy, ...).
+    apprise_urls: list[str] = _opt(list, factory=True)
+    #: Seconds before one delivery attempt is abandoned.
+    timeout_s: float = _opt(10.0, lo=0.1, hi=600.0)
+
+
+@dataclass(**_FROZEN)
+class LoggingConfig:
+    """Logging."""
+
+    #: Root level: DEBUG, INFO, WARNING or ERROR.
+    level: str = _opt("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    #: "auto" (plain under systemd, timestamped on a terminal), "journal" or "plain".
+    style: str = _opt("auto", choices=("auto", "journal", "plain"))
+
+
+@dataclass(**_FROZEN)
+class TargetConfig:
+    """One watched target (``[[targets]]``), upserted by name at start-up."""
+
+    #: Unique name, e.g. "GRB 261124A".
+    name: str = ""
+    #: Right ascension in degrees (ICRS).
+    ra_deg: float = _opt(0.0, lo=0.0, hi=360.0)
+    #: Declination in degrees (ICRS).
+    dec_deg: float = _opt(0.0, lo=-90.0, hi=90.0)
+    #: Trigger time, ISO-8601 UTC (empty: none); lightcurves then show time since trigger.
+    trigger_time: str = ""
+    #: Per-target overrides of the [alerts] rule parameters (e.g. {change_min_mag = 0.5}).
+    rules: dict[str, float] = _opt(dict, factory=True)
+
+
+@dataclass(**_FROZEN)
+class Config:
+    """The whole configuration."""
+
+    skynet: SkynetConfig = _opt(SkynetConfig, factory=True)
+    paths: PathsConfig = _opt(PathsConfig, factory=True)
+    frame: FrameConfig = _opt(FrameConfig, factory=True)
+    extraction: ExtractionConfig = _opt(ExtractionConfig, factory=True)
+    photometry: PhotometryConfig = _opt(PhotometryConfig, factory=True)
+    limits: LimitsConfig = _opt(LimitsConfig, factory=True)
+    calibration: CalibrationConfig = _opt(CalibrationConfig, factory=True)
+    alerts: AlertsConfig = _opt(AlertsConfig, factory=True)
+    notifiers: list[NotifierConfig] = _opt(list, factory=True)
+    logging: LoggingConfig = _opt(LoggingConfig, factory=True)
+    targets: list[TargetConfig] = _opt(list, factory=True)
+    #: The file this config was read from (None for the built-in defaults).
+    source: Path | None = None
+
+    def fingerprint(self) -> str:
+        """Return the SHA-256 (hex) of the science-relevant sections, for provenance."""
+        science = {k: to_dict(getattr(self, k)) for k in _SCIENCE_SECTIONS}
+        blob = json.dumps(science, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def replace(self, **changes: Any) -> Self:
+        """Return a copy with whole sections replaced (``cfg.replace(photometry=...)``)."""
+        return dataclasses.replace(self, **changes)
+
+
+_SCIENCE_SECTIONS = ("frame", "extraction", "photometry", "limits", "calibration")
+
+
+def to_dict(obj: Any) -> Any:
+    """Return ``obj`` (a config dataclass, list, dict or scalar) as plain TOML-able data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: to_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.name != "source"
+        }
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, where: str, base: Path) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it; raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(value, args[0], key, where, base)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]", where, base) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a table, got {value!r}")
+        _, val_tp = typing.get_args(tp)
+        return {str(k): _convert(v, val_tp, f"{key}.{k}", where, base) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: [{key}] must be a table, got {value!r}")
+        return _build(tp, value, key, where, base)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a path string, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path).resolve()
+    raise ConfigError(f"{where}: {key}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _check_range(value: Any, meta: typing.Mapping[str, Any], key: str, where: str) -> None:
+    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: {key} = {value!r} is not one of {', '.join(choices)}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if lo is not None and value < lo:
+            raise ConfigError(f"{where}: {key} = {value!r} is below the minimum {lo}")
+        if hi is not None and value > hi:
+            raise ConfigError(f"{where}: {key} = {value!r} is above the maximum {hi}")
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str, where: str, base: Path) -> Any:
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{where}: unknown key {dotted!r} (known keys here: {known})")
+        converted = _convert(value, hints[key], dotted, where, base)
+        _check_range(converted, names[key].metadata, dotted, where)
+        kwargs[key] = converted
+    return cls(**kwargs)
+
+
+def _check_logic(cfg: Config, where: str) -> None:
+    """Cross-field checks that a single field's range cannot express."""
+    ph = cfg.photometry
+    if ph.min_radius_px > ph.max_radius_px:
+        raise ConfigError(f"{where}: photometry.min_radius_px must not exceed max_radius_px")
+    if ph.local_sky and ph.annulus_inner_px >= ph.annulus_outer_px:
+        raise ConfigError(
+            f"{where}: photometry.annulus_inner_px must be smaller than annulus_outer_px"
+        )
+    if not ph.radii_px or any(r <= 0 for r in ph.radii_px):
+        raise ConfigError(f"{where}: photometry.radii_px must list positive radii in px")
+    cal = cfg.calibration
+    if cal.mag_min >= cal.mag_max:
+        raise ConfigError(f"{where}: calibration.mag_min must be brighter than mag_max")
+    names = [t.name for t in cfg.targets]
+    if any(not n.strip() for n in names):
+        raise ConfigError(f"{where}: every [[targets]] entry needs a name")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: [[targets]] names must be unique")
+    for i, n in enumerate(cfg.notifiers):
+        key = f"notifiers[{i}]"
+        if n.kind == "file" and n.directory is None:
+            raise ConfigError(f"{where}: {key}.directory is required for a file notifier")
+        if n.kind == "email" and not n.recipients:
+            raise ConfigError(f"{where}: {key}.recipients is required for an email notifier")
+        if n.kind == "webhook" and not n.url:
+            raise ConfigError(f"{where}: {key}.url is required for a webhook notifier")
+        if n.kind == "apprise" and not n.apprise_urls:
+            raise ConfigError(f"{where}: {key}.apprise_urls is required for an apprise notifier")
+
+
+def parse_config(data: dict[str, Any], *, where: str = "<config>", base: Path | None = None) -> Config:
+    """Given TOML data as a dict, return a validated :class:`Config`. Raise ConfigError."""
+    cfg: Config = _build(Config, data, "", where, base or Path.cwd())
+    _check_logic(cfg, where)
+    return cfg
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Given a TOML file (or None for $SOAPD_CONFIG, else built-in defaults), return its Config.
+
+    Relative paths inside the file are resolved against the file's folder. Raise
+    ConfigError naming the file and the dotted key for unknown keys, wrong types,
+    out-of-range values and TOML syntax errors.
+    """
+    if path is None:
+        env = os.environ.get("SOAPD_CONFIG")
+        if not env:
+            return Config()
+        path = env
+    path = Path(path).expanduser()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found; copy config/soapd.example.toml there and edit it"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    cfg = parse_config(data, where=str(path), base=path.parent.resolve())
+    return dataclasses.replace(cfg, source=path.resolve())
+
+
+class Token:
+    """The Skynet API token: a string that never shows itself in repr(), str() or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        """Wrap ``value`` (leading and trailing white space removed)."""
+        self._value = value.strip()
+
+    def reveal(self) -> str:
+        """Return the token itself, for the HTTP header only."""
+        return self._value
+
+    def __repr__(self) -> str:
+        """Return a redacted form."""
+        return "Token('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        """Return True when the token is not empty."""
+        return bool(self._value)
+
+
+def read_token(cfg: SkynetConfig, env: typing.Mapping[str, str] | None = None) -> Token | None:
+    """Return the Skynet token from $CREDENTIALS_DIRECTORY/skynet-token, $SOAPD_SKYNET_TOKEN,
+    $SKYNET_API_TOKEN or ``cfg.token_file``, in that order; None when there is none.
+
+    Raise ConfigError if a named token file cannot be read (the message names the
+    file, never its content).
+    """
+    env = os.environ if env is None else env
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / "skynet-token").is_file():
+        return Token((Path(cred_dir) / "skynet-token").read_text(encoding="utf-8"))
+    for name in ("SOAPD_SKYNET_TOKEN", "SKYNET_API_TOKEN"):
+        if env.get(name, "").strip():
+            return Token(env[name])
+    if cfg.token_file is not None:
+        try:
+            return Token(cfg.token_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"skynet.token_file {cfg.token_file}: cannot read it ({exc.strerror}); "
+                "check the path and that the soapd user may read it"
+            ) from None
+    return None

@@ -1,0 +1,98 @@
+"""The soapd exception tree: every error soapd raises on purpose is one of these.
+
+::
+
+    SoapdError
+    ├── ConfigError            (also ValueError)   bad TOML, unknown key, out-of-range value
+    ├── SkynetError                                the archive API failed
+    │   ├── SkynetAuthError                        401/403: the token is wrong or expired; never retried
+    │   ├── SkynetNotFound     (also LookupError)  404: no such observation or exposure; never retried
+    │   └── SkynetUnavailable                      transport errors and 5xx after retries
+    ├── FrameError                                 a FITS frame cannot be used
+    │   ├── FrameUnreadable                        not FITS, truncated, no image HDU, no data
+    │   └── FrameRejected                          readable but unusable (no WCS for forced work, all NaN)
+    ├── ExtractionError                            sep failed (wrapped from its bare Exception)
+    ├── CatalogError                               VizieR, network, VOTable or local catalog failure
+    ├── CalibrationError                           too few stars, no band, fit failed
+    ├── StoreError                                 SQLite problems
+    └── NotifyError                                a notifier could not deliver an alert
+
+This module must not import anything from soapd: it sits at the bottom of the
+dependency graph. Messages say what went wrong and what to do next; they never
+contain the Skynet token.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CalibrationError",
+    "CatalogError",
+    "ConfigError",
+    "ExtractionError",
+    "FrameError",
+    "FrameRejected",
+    "FrameUnreadable",
+    "NotifyError",
+    "SkynetAuthError",
+    "SkynetError",
+    "SkynetNotFound",
+    "SkynetUnavailable",
+    "SoapdError",
+    "StoreError",
+]
+
+
+class SoapdError(Exception):
+    """Base class of every error soapd raises on purpose."""
+
+
+class ConfigError(SoapdError, ValueError):
+    """The configuration file or a command-line option is invalid."""
+
+
+class SkynetError(SoapdError):
+    """The Skynet API call failed."""
+
+
+class SkynetAuthError(SkynetError):
+    """The Skynet API refused the token (HTTP 401 or 403). Never retried quickly."""
+
+
+class SkynetNotFound(SkynetError, LookupError):
+    """The Skynet API has no such observation or exposure (HTTP 404)."""
+
+
+class SkynetUnavailable(SkynetError):
+    """The Skynet API could not be reached or answered 5xx, after retries."""
+
+
+class FrameError(SoapdError):
+    """A FITS frame cannot be used."""
+
+
+class FrameUnreadable(FrameError):
+    """The file is not a readable FITS image (truncated, not FITS, no image data)."""
+
+
+class FrameRejected(FrameError):
+    """The frame is readable but unusable for photometry; retrying will not help."""
+
+
+class ExtractionError(SoapdError):
+    """Background estimation or source extraction failed inside sep."""
+
+
+class CatalogError(SoapdError):
+    """A reference catalog could not be queried, read or parsed."""
+
+
+class CalibrationError(SoapdError):
+    """A zero point could not be fitted (too few stars, band missing, fit failed)."""
+
+
+class StoreError(SoapdError):
+    """The SQLite store could not be read or written."""
+
+
+class NotifyError(SoapdError):
+    """A notifier could not deliver an alert; the outbox retries later."""

@@ -46,8 +46,14 @@ __all__ = [
 _FROZEN = {"frozen": True, "slots": True, "kw_only": True}
 
 
-def _opt(default: Any, *, lo: float | None = None, hi: float | None = None,
-         choices: tuple[str, ...] | None = None, factory: bool = False) -> Any:
+def _opt(
+    default: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    factory: bool = False,
+) -> Any:
     """Return a dataclass field with validation metadata (range or enum)."""
     meta = {"min": lo, "max": hi, "choices": choices}
     if factory:
@@ -526,7 +532,9 @@ def _check_logic(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: {key}.apprise_urls is required for an apprise notifier")
 
 
-def parse_config(data: dict[str, Any], *, where: str = "<config>", base: Path | None = None) -> Config:
+def parse_config(
+    data: dict[str, Any], *, where: str = "<config>", base: Path | None = None
+) -> Config:
     """Given TOML data as a dict, return a validated :class:`Config`. Raise ConfigError."""
     cfg: Config = _build(Config, data, "", where, base or Path.cwd())
     _check_logic(cfg, where)
@@ -587,8 +595,10 @@ class Token:
 
 
 def read_token(cfg: SkynetConfig, env: typing.Mapping[str, str] | None = None) -> Token | None:
-    """Return the Skynet token from $CREDENTIALS_DIRECTORY/skynet-token, $SOAPD_SKYNET_TOKEN,
-    $SKYNET_API_TOKEN or ``cfg.token_file``, in that order; None when there is none.
+    """Return the Skynet token, or None when there is none.
+
+    Sources in order: $CREDENTIALS_DIRECTORY/skynet-token, $SOAPD_SKYNET_TOKEN,
+    $SKYNET_API_TOKEN, ``cfg.token_file``.
 
     Raise ConfigError if a named token file cannot be read (the message names the
     file, never its content).

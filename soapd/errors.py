@@ -5,12 +5,12 @@
     SoapdError
     ├── ConfigError            (also ValueError)   bad TOML, unknown key, out-of-range value
     ├── SkynetError                                the archive API failed
-    │   ├── SkynetAuthError                        401/403: the token is wrong or expired; never retried
-    │   ├── SkynetNotFound     (also LookupError)  404: no such observation or exposure; never retried
+    │   ├── SkynetAuthError                        401/403: bad or expired token; no retry
+    │   ├── SkynetNotFound     (also LookupError)  404: no such observation/exposure
     │   └── SkynetUnavailable                      transport errors and 5xx after retries
     ├── FrameError                                 a FITS frame cannot be used
     │   ├── FrameUnreadable                        not FITS, truncated, no image HDU, no data
-    │   └── FrameRejected                          readable but unusable (no WCS for forced work, all NaN)
+    │   └── FrameRejected                          readable but unusable (e.g. all NaN)
     ├── ExtractionError                            sep failed (wrapped from its bare Exception)
     ├── CatalogError                               VizieR, network, VOTable or local catalog failure
     ├── CalibrationError                           too few stars, no band, fit failed

@@ -48,13 +48,19 @@ class FrameLogger(logging.LoggerAdapter[logging.Logger]):
     ``[frame 3 exp 123] message``.
     """
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         """Prefix ``msg`` with the non-empty identity fields."""
         extra = self.extra or {}
         parts = [
             f"{label} {extra[key]}"
-            for key, label in (("frame_id", "frame"), ("exp_id", "exp"), ("obs_id", "obs"),
-                               ("target", "target"))
+            for key, label in (
+                ("frame_id", "frame"),
+                ("exp_id", "exp"),
+                ("obs_id", "obs"),
+                ("target", "target"),
+            )
             if extra.get(key) is not None
         ]
         prefix = f"[{' '.join(parts)}] " if parts else ""

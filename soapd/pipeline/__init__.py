@@ -1,0 +1,1 @@
+"""The science pipeline: pure stages from a FITS file to a FrameResult."""

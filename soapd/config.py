@@ -94,6 +94,9 @@ class SkynetConfig:
     auth_retry_interval_s: float = _opt(900.0, lo=10.0, hi=86400.0)
     #: Ask the archive for reduced frames (sent as `reducequiet=1`).
     reduced: bool = True
+    #: Verify the API's TLS certificate (turn off only for a host whose certificate is
+    #: known to be wrong).
+    verify_tls: bool = True
 
 
 @dataclass(**_FROZEN)
@@ -112,6 +115,20 @@ class PathsConfig:
     workers: int = _opt(0, lo=0, hi=256)
     #: Tasks a worker process runs before it is replaced (bounds memory creep).
     max_tasks_per_child: int = _opt(50, lo=1, hi=100000)
+    #: Attempts per frame (downloads, then processing) before it is marked failed.
+    max_tries: int = _opt(3, lo=1, hi=100)
+    #: Seconds between two runs of the frame-processing and download jobs (they are also
+    #: woken as soon as a frame arrives or a worker finishes).
+    process_interval_s: float = _opt(10.0, lo=0.5, hi=3600.0)
+    #: Seconds between two inbox drains (the watcher also wakes the drain on each new file).
+    inbox_interval_s: float = _opt(5.0, lo=0.5, hi=3600.0)
+    #: Seconds between two runs of the alert outbox sender.
+    alerts_interval_s: float = _opt(30.0, lo=1.0, hi=86400.0)
+    #: Seconds between two heartbeat log lines (backlog per state and counters).
+    heartbeat_interval_s: float = _opt(300.0, lo=5.0, hi=86400.0)
+    #: Seconds a job or a frame may run before soapd counts as hung; under systemd the
+    #: watchdog pings then stop and systemd restarts soapd (keep it above the slowest frame).
+    stall_timeout_s: float = _opt(900.0, lo=30.0, hi=86400.0)
 
     @property
     def db_path(self) -> Path:
@@ -163,6 +180,9 @@ class ExtractionConfig:
 
     #: Detection threshold in units of the per-pixel background RMS.
     thresh_sigma: float = _opt(3.0, lo=0.1, hi=1000.0)
+    #: Noise the threshold is measured against: "map" (sep's per-pixel RMS map) or "global"
+    #: (one scalar RMS for the frame, as in sep's SExtractor comparison).
+    noise: str = _opt("map", choices=("map", "global"))
     #: Minimum number of connected pixels above threshold.
     minarea_px: int = _opt(5, lo=1, hi=10000)
     #: Matched-filter kernel: "default" (SExtractor's 3x3 pyramid), "gauss" (Gaussian of the
@@ -293,6 +313,18 @@ class CalibrationConfig:
     color_term: bool = False
     #: Convert Vega-system results to AB when writing them.
     convert_to_ab: bool = False
+    #: Side in degrees of the sky tiles the catalog cache stores (one VizieR query each).
+    tile_deg: float = _opt(0.5, lo=0.05, hi=10.0)
+    #: Faintest magnitude (in each catalog's sort band) asked from VizieR (0: no limit).
+    query_mag_limit: float = _opt(20.0, lo=0.0, hi=30.0)
+    #: Seconds VizieR is left alone after a failed query (timeouts, outages) before retrying.
+    retry_after_s: float = _opt(300.0, lo=0.0, hi=86400.0)
+    #: Error in mag assumed for catalog magnitudes with no (or a flagged, u_e_) error.
+    missing_err_mag: float = _opt(0.05, lo=0.0, hi=1.0)
+    #: Magnitudes a neighbour may be fainter than a calibrator and still spoil its isolation.
+    isolation_dmag: float = _opt(3.0, lo=0.0, hi=20.0)
+    #: Skip calibrators the catalog marks as variable (Gaia VarFlag, RefCat2 dupvar).
+    reject_variables: bool = True
 
 
 @dataclass(**_FROZEN)

@@ -131,14 +131,15 @@ def normalise_filter(name: str | None) -> str:
     """Return the canonical band of a filter name (see the module docstring)."""
     if name is None:
         return UNFILTERED
-    key = " ".join(str(name).strip().split()).lower()
+    stripped = str(name).strip()
+    if stripped in _SYSTEMS:
+        # Canonical names are case-sensitive: "R" is Johnson-Cousins R, "r" is SDSS r.
+        return stripped
+    key = " ".join(stripped.split()).lower()
     if not key:
         return UNFILTERED
     if key in _ALIASES:
         return _ALIASES[key]
-    stripped = str(name).strip()
-    if stripped in _SYSTEMS:
-        return stripped
     return stripped
 
 

@@ -55,6 +55,10 @@ class Flag(IntFlag):
     BLENDED = 16384
     #: soapd: the frame has no WCS, so sky positions are unknown.
     NO_WCS = 32768
+    #: soapd: an unfiltered (Open/Clear/Lum) frame calibrated against a substitute band
+    #: (``calibration.unfiltered_band``); magnitudes are on that band's scale, not a
+    #: standard system.
+    CAL_UNFILTERED = 65536
 
 
 def describe(value: int) -> list[str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["ExposureMeta", "Target"]
+__all__ = ["AlertDraft", "ExposureMeta", "Target"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,3 +49,21 @@ class ExposureMeta:
     gain_e_per_adu: float | None = None
     read_noise_e: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertDraft:
+    """An alert raised by a rule, not yet stored (see :mod:`soapd.alerts.rules`).
+
+    ``dedupe_key`` is unique in the store: saving the same draft twice (for example
+    when a frame is processed again) stores and sends it once. ``batch_key`` groups
+    alerts of one target from one observation into one message. ``payload`` holds
+    JSON-serialisable values only (magnitudes in mag, times ISO-8601 UTC).
+    """
+
+    target_name: str
+    rule: str
+    dedupe_key: str
+    batch_key: str
+    message: str
+    payload: dict[str, Any] = field(default_factory=dict)

@@ -1,11 +1,386 @@
-"""Targets, measurements, the alerts outbox and lightcurve queries."""
+"""Targets, measurements, the alerts outbox and lightcurve queries.
+
+``save_result`` is the one write of a processed frame: measurements of the
+watched targets, the frame summary with ``state = 'processed'``, and the alerts
+those measurements raised, in a single transaction. A crash in the middle
+leaves none of it; processing a frame again updates its rows instead of adding
+new ones, and never stores an alert twice (``alerts.dedupe_key`` is UNIQUE).
+"""
 
 from __future__ import annotations
 
-from soapd.store.base import StoreBase
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ResultsMixin"]
+import numpy as np
+from astropy.table import Column, Table
+
+from soapd.errors import StoreError
+from soapd.models import AlertDraft
+from soapd.store.base import utc_iso
+from soapd.store.outbox import OutboxMixin, StoredAlert
+from soapd.store.targets import TargetsMixin, parse_utc
+
+if TYPE_CHECKING:
+    from soapd.pipeline.result import FrameResult
+
+__all__ = ["LIGHTCURVE_COLUMNS", "ResultsMixin", "StoredAlert", "mjd_of"]
+
+_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
+
+#: Lightcurve table columns: (name, view expression, dtype, unit, description).
+LIGHTCURVE_COLUMNS: tuple[tuple[str, str, str, str | None, str], ...] = (
+    ("target_name", "target_name", "str", None, "Target name"),
+    ("mjd", "mjd", "f8", "d", "MJD (UTC) at mid-exposure"),
+    ("jd", "mjd + 2400000.5", "f8", "d", "JD (UTC) at mid-exposure"),
+    ("mid_time_utc", "mid_time_utc", "str", None, "Mid-exposure time, ISO-8601 UTC"),
+    ("telescope", "telescope", "str", None, "Telescope"),
+    ("filter", "band", "str", None, "Normalised filter (band)"),
+    ("band", "band", "str", None, "Normalised filter (band)"),
+    ("filter_raw", "filter_raw", "str", None, "Filter name as written in the header"),
+    ("exptime", "exptime_s", "f8", "s", "Exposure time"),
+    ("flux", "flux_e", "f8", "electron", "Aperture flux in electrons"),
+    ("flux_err", "flux_err_e", "f8", "electron", "1-sigma flux error in electrons"),
+    ("flux_ujy", "flux_ujy", "f8", "uJy", "Flux density (AB scale) when calibrated"),
+    ("flux_ujy_err", "flux_ujy_err", "f8", "uJy", "1-sigma flux density error"),
+    ("snr", "snr", "f8", None, "Signal-to-noise ratio flux/flux_err"),
+    ("calibrated_mag", "mag", "f8", "mag", "Magnitude (instrumental if uncalibrated)"),
+    ("calibrated_mag_err", "mag_err", "f8", "mag", "1-sigma magnitude error"),
+    ("limiting_mag", "lim_mag", "f8", "mag", "n-sigma limiting magnitude at the position"),
+    ("limiting_nsigma", "lim_nsigma", "f8", None, "Significance of limiting_mag in sigma"),
+    ("is_detection", "is_detection", "bool", None, "True: detection; False: upper limit"),
+    ("cal_mag_system", "mag_system", "str", None, "AB, Vega or none"),
+    ("zeropoint", "zp_mag", "f8", "mag", "Zero point (per second, electrons)"),
+    ("zeropoint_err", "zp_err_mag", "f8", "mag", "Statistical zero-point error"),
+    ("zeropoint_scatter", "zp_scatter_mag", "f8", "mag", "Scatter of calibration stars"),
+    ("n_cal_stars", "n_cal_stars", "i8", None, "Calibration stars used"),
+    ("cal_catalog", "cal_catalog", "str", None, "Calibration catalog"),
+    ("aperture_id", "aperture_id", "i8", None, "Index of the aperture radius"),
+    ("aperture_radius", "aperture_px", "f8", "pix", "Aperture radius in pixels"),
+    ("flag", "flags", "i8", None, "soapd.flags.Flag bits"),
+    ("image_file", "image_file", "str", None, "Frame file name"),
+    ("is_forced", "is_forced", "bool", None, "Measured at the requested position"),
+    ("ra", "ra_deg", "f8", "deg", "Right ascension (ICRS)"),
+    ("dec", "dec_deg", "f8", "deg", "Declination (ICRS)"),
+    ("x_pix", "x_px", "f8", "pix", "x (0-based pixels)"),
+    ("y_pix", "y_px", "f8", "pix", "y (0-based pixels)"),
+    ("frame_id", "frame_id", "i8", None, "Frame id in the soapd store"),
+    ("obs_id", "obs_id", "i8", None, "Skynet observation id (-1: none)"),
+    ("superseded", "superseded", "bool", None, "Row of an older processing"),
+)
+
+_INT_FILL = -1
 
 
-class ResultsMixin(StoreBase):
+def mjd_of(when: datetime) -> float:
+    """Return the MJD (UTC days) of an aware datetime."""
+    return (when.astimezone(UTC) - _MJD0).total_seconds() / 86400.0
+
+
+def _floats(table: Table, name: str, n: int) -> np.ndarray:
+    if name not in table.colnames:
+        return np.full(n, np.nan)
+    col = table[name]
+    data = getattr(col, "value", col)
+    return np.ma.filled(np.ma.asarray(data, dtype=float), np.nan)
+
+
+def _ints(table: Table, name: str, n: int, fill: int = 0) -> np.ndarray:
+    if name not in table.colnames:
+        return np.full(n, fill, dtype=np.int64)
+    return np.ma.filled(np.ma.asarray(table[name]), fill).astype(np.int64)
+
+
+def _strs(table: Table, name: str, n: int) -> list[str]:
+    if name not in table.colnames:
+        return [""] * n
+    return [str(v) for v in np.ma.filled(np.ma.asarray(table[name]).astype(str), "")]
+
+
+def _nan_none(values: np.ndarray) -> list[float | None]:
+    return [None if not math.isfinite(v) else v for v in values.tolist()]
+
+
+class ResultsMixin(TargetsMixin, OutboxMixin):
     """Result queries (the lightcurve work, issue 6)."""
+
+    def save_result(
+        self,
+        frame_id: int,
+        result: FrameResult,
+        *,
+        alerts: Sequence[AlertDraft] = (),
+        config_hash: str,
+        soapd_version: str,
+        table_path: str | None,
+        lim_nsigma: float | None = None,
+    ) -> list[int]:
+        """Store a processed frame in one transaction; return the ids of new alerts.
+
+        Writes the target measurements (rows of ``result.table`` whose
+        ``target_name`` is a known target), the frame summary with
+        ``state = 'processed'``, and ``alerts`` into the outbox. Raise StoreError if
+        the frame is not in the ledger.
+        """
+        s = result.summary
+        mid = (
+            s.mid_time_utc.replace(tzinfo=UTC) if s.mid_time_utc.tzinfo is None else s.mid_time_utc
+        )
+        now = self.now()
+        with self.db.atomic():
+            cur = self.db.execute(
+                """
+                UPDATE frames SET state = 'processed', processed_at = ?, updated_at = ?,
+                    fwhm_px = ?, zp_mag = ?, zp_err_mag = ?, zp_scatter_mag = ?, n_calib = ?,
+                    cal_catalog = ?, mag_system = ?, lim_mag = ?, flags = ?, band = ?,
+                    mid_time_utc = ?, mjd = ?, exptime_s = ?, telescope = ?, filter = ?,
+                    soapd_version = ?, config_hash = ?, catalog_path = ?, image_file = ?
+                WHERE frame_id = ?
+                """,
+                [
+                    now,
+                    now,
+                    *_nan_none(
+                        np.array([s.fwhm_px, s.zp_mag, s.zp_err_mag, s.zp_scatter_mag], float)
+                    ),
+                    int(s.n_cal_stars),
+                    s.cal_catalog,
+                    s.cal_mag_system,
+                    _nan_none(np.array([s.lim_mag], float))[0],
+                    int(s.flags),
+                    s.band,
+                    utc_iso(mid),
+                    mjd_of(mid),
+                    float(s.exptime_s),
+                    s.telescope,
+                    s.filter_raw,
+                    soapd_version,
+                    config_hash,
+                    table_path,
+                    s.image_file,
+                    frame_id,
+                ],
+            )
+            if cur.rowcount != 1:
+                raise StoreError(
+                    f"frame_id {frame_id} is not in the ledger; register the frame first"
+                )
+            ids = self._target_ids()
+            self._upsert_measurements(
+                frame_id,
+                result.table,
+                ids,
+                config_hash=config_hash,
+                mjd=mjd_of(mid),
+                lim_nsigma=lim_nsigma,
+            )
+            return self._insert_alerts(frame_id, alerts, ids)
+
+    def save_measurements(
+        self,
+        frame_id: int,
+        table: Table,
+        *,
+        config_hash: str,
+        mjd: float,
+        lim_nsigma: float | None = None,
+    ) -> int:
+        """Store target rows of ``table`` for an already processed frame (backfill).
+
+        Only the targets present in ``table`` are touched. Return the rows written.
+        """
+        with self.db.atomic():
+            return self._upsert_measurements(
+                frame_id,
+                table,
+                self._target_ids(),
+                config_hash=config_hash,
+                mjd=mjd,
+                lim_nsigma=lim_nsigma,
+            )
+
+    def _upsert_measurements(
+        self,
+        frame_id: int,
+        table: Table,
+        ids: dict[str, int],
+        *,
+        config_hash: str,
+        mjd: float,
+        lim_nsigma: float | None,
+    ) -> int:
+        n = len(table)
+        if n == 0 or "target_name" not in table.colnames:
+            return 0
+        names = _strs(table, "target_name", n)
+        keep = np.array([nm in ids for nm in names], dtype=bool)
+        if not keep.any():
+            return 0
+        idx = np.flatnonzero(keep)
+        tids = [ids[names[i]] for i in idx]
+        radius = _floats(table, "aperture_radius", n)[idx]
+        ap_key = np.where(np.isfinite(radius), np.round(radius * 1000.0), _INT_FILL)
+        nsig = lim_nsigma if lim_nsigma is not None else table.meta.get("lim_nsigma")
+        nsig_v = float(nsig) if nsig is not None else None
+        now = self.now()
+        cols: list[list[Any]] = [
+            [frame_id] * len(idx),
+            tids,
+            ap_key.astype(np.int64).tolist(),
+            [config_hash] * len(idx),
+            [mjd] * len(idx),
+            _ints(table, "aperture_id", n)[idx].tolist(),
+            _nan_none(radius),
+        ]
+        cols.extend(
+            _nan_none(_floats(table, name, n)[idx])
+            for name in (
+                "x_pix",
+                "y_pix",
+                "ra",
+                "dec",
+                "flux",
+                "flux_err",
+                "flux_ujy",
+                "flux_ujy_err",
+                "snr",
+                "ins_mag",
+                "ins_mag_err",
+                "calibrated_mag",
+                "calibrated_mag_err",
+                "limiting_mag",
+            )
+        )
+        cols.append([nsig_v] * len(idx))
+        cols.append(_ints(table, "is_detection", n)[idx].astype(bool).astype(int).tolist())
+        cols.append(_ints(table, "is_forced", n, fill=1)[idx].astype(bool).astype(int).tolist())
+        cols.append(_ints(table, "flag", n)[idx].tolist())
+        cols.append(_nan_none(_floats(table, "zeropoint", n)[idx]))
+        cols.append(_nan_none(_floats(table, "zeropoint_err", n)[idx]))
+        cols.append(_ints(table, "n_cal_stars", n)[idx].tolist())
+        systems = _strs(table, "cal_mag_system", n)
+        cols.append([systems[i] for i in idx])
+        cols.append([now] * len(idx))
+        cols.append([now] * len(idx))
+        self.db.conn.executemany(
+            """
+            INSERT INTO measurements (
+                frame_id, target_id, aperture_mpx, config_hash, mjd, aperture_id, aperture_px,
+                x_px, y_px, ra_deg, dec_deg, flux_e, flux_err_e, flux_ujy, flux_ujy_err, snr,
+                ins_mag, ins_mag_err, mag, mag_err, lim_mag, lim_nsigma, is_detection,
+                is_forced, flags, zp_mag, zp_err_mag, n_cal_stars, mag_system,
+                created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                    ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (frame_id, target_id, aperture_mpx, config_hash) DO UPDATE SET
+                superseded = 0, mjd = excluded.mjd, aperture_id = excluded.aperture_id,
+                aperture_px = excluded.aperture_px, x_px = excluded.x_px, y_px = excluded.y_px,
+                ra_deg = excluded.ra_deg, dec_deg = excluded.dec_deg,
+                flux_e = excluded.flux_e, flux_err_e = excluded.flux_err_e,
+                flux_ujy = excluded.flux_ujy, flux_ujy_err = excluded.flux_ujy_err,
+                snr = excluded.snr, ins_mag = excluded.ins_mag,
+                ins_mag_err = excluded.ins_mag_err, mag = excluded.mag,
+                mag_err = excluded.mag_err, lim_mag = excluded.lim_mag,
+                lim_nsigma = excluded.lim_nsigma, is_detection = excluded.is_detection,
+                is_forced = excluded.is_forced, flags = excluded.flags,
+                zp_mag = excluded.zp_mag, zp_err_mag = excluded.zp_err_mag,
+                n_cal_stars = excluded.n_cal_stars, mag_system = excluded.mag_system,
+                updated_at = excluded.updated_at
+            """,
+            list(zip(*cols, strict=True)),
+        )
+        touched = sorted(set(tids))
+        marks = ",".join("?" * len(touched))
+        self.db.execute(
+            "UPDATE measurements SET superseded = (config_hash != ?) "
+            f"WHERE frame_id = ? AND target_id IN ({marks})",
+            [config_hash, frame_id, *touched],
+        )
+        return len(idx)
+
+    def lightcurve(
+        self,
+        target_name: str,
+        *,
+        band: str | None = None,
+        since_utc: datetime | str | None = None,
+        include_superseded: bool = False,
+    ) -> Table:
+        """Return the lightcurve of ``target_name`` ordered by mid-exposure time.
+
+        One row per frame x aperture (plus older processings when
+        ``include_superseded``), with the columns of ``LIGHTCURVE_COLUMNS`` and
+        their units. ``meta`` holds the target's name, position and trigger time.
+        Raise StoreError if there is no such target.
+        """
+        target = self.get_target(target_name)
+        if target is None or target.target_id is None:
+            raise StoreError(f"no target named {target_name!r}; see `soapd targets list`")
+        where = ["target_id = ?"]
+        params: list[Any] = [target.target_id]
+        if not include_superseded:
+            where.append("superseded = 0")
+        if band is not None:
+            where.append("band = ?")
+            params.append(band)
+        since = parse_utc(since_utc, what="since") if since_utc is not None else None
+        if since is not None:
+            where.append("mjd >= ?")
+            params.append(mjd_of(since))
+        select = ", ".join(expr for _, expr, *_ in LIGHTCURVE_COLUMNS)
+        rows = self.db.execute(
+            f"SELECT {select} FROM lightcurve WHERE {' AND '.join(where)} "
+            "ORDER BY mjd, frame_id, aperture_id, config_hash",
+            params,
+        ).fetchall()
+        table = lightcurve_table(rows)
+        if not include_superseded:
+            table.remove_column("superseded")
+        table.meta.update(
+            {
+                "target_name": target.name,
+                "ra_deg": target.ra_deg,
+                "dec_deg": target.dec_deg,
+                "trigger_time_utc": (
+                    utc_iso(target.trigger_time_utc) if target.trigger_time_utc else ""
+                ),
+            }
+        )
+        return table
+
+    def frames_with_tables(self) -> list[dict[str, Any]]:
+        """Return processed frames that kept a field-wide table, by mid-exposure time."""
+        return list(
+            self.db.query(
+                "SELECT frame_id, catalog_path, mid_time_utc, mjd, band, filter, telescope, "
+                "exptime_s, lim_mag, zp_mag, zp_err_mag, zp_scatter_mag, n_calib, cal_catalog, "
+                "mag_system, image_file, config_hash, obs_id FROM frames "
+                "WHERE state = 'processed' AND catalog_path IS NOT NULL ORDER BY mjd, frame_id"
+            )
+        )
+
+    def frame_obs_id(self, frame_id: int) -> int | None:
+        """Return the Skynet observation id of a frame (None if unknown or local)."""
+        row = self.db.execute("SELECT obs_id FROM frames WHERE frame_id = ?", [frame_id]).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+
+def lightcurve_table(rows: Sequence[Sequence[Any]]) -> Table:
+    """Build the lightcurve Table (units in the columns) from rows of ``LIGHTCURVE_COLUMNS``."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(LIGHTCURVE_COLUMNS)
+    out: list[Column] = []
+    for (name, _, dtype, unit, desc), values in zip(LIGHTCURVE_COLUMNS, columns, strict=True):
+        if dtype == "f8":
+            data: Any = np.array([np.nan if v is None else v for v in values], dtype=float)
+        elif dtype == "i8":
+            data = np.array([_INT_FILL if v is None else v for v in values], dtype=np.int64)
+        elif dtype == "bool":
+            data = np.array([bool(v) for v in values], dtype=bool)
+        else:
+            data = np.array(["" if v is None else str(v) for v in values], dtype=str)
+            if data.dtype.itemsize == 0:
+                data = data.astype("U1")
+        out.append(Column(data, name=name, unit=unit, description=desc))
+    return Table(out)

@@ -1,0 +1,190 @@
+"""Store benchmark: one frame's rows in one transaction, and a long lightcurve query.
+
+Uses soapd's own Store API only (``soapd.store.Store``: ``upsert_target``,
+``record_local``, ``save_result``, ``lightcurve``) on a database file in a temporary
+folder (WAL journal, ``synchronous = NORMAL``, as the daemon opens it).
+
+* **save_result, 6,000 rows**: a frame whose result table holds 6,000 target rows
+  (2,000 watched targets x 3 apertures, all columns filled) written by one
+  ``save_result`` call (frame summary + measurements + alerts in one transaction).
+  Timed on fresh frames (inserts) and on re-saving a stored frame (the upsert path
+  taken when a frame is processed again). Aim: < 30 ms.
+* **lightcurve, 100,000 points**: ``Store.lightcurve(name)`` of one target with
+  100,002 measurements (33,334 frames x 3 apertures), in a database that also
+  holds the 2,000 other targets' rows. Aim: < 50 ms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import Row, interleave, repeat
+
+N_TARGETS = 2000
+RADII = (3.0, 5.0, 7.0)
+LC_FRAMES = 33_334
+
+
+def _summary(i: int, when: datetime) -> Any:
+    from soapd.pipeline.result import FrameSummary
+
+    return FrameSummary(
+        image_file=f"frame_{i:06d}.fits",
+        telescope="PROMPT-SYNTH",
+        filter_raw="V",
+        band="V",
+        exptime_s=60.0,
+        mid_time_utc=when,
+        gain_e_per_adu=1.5,
+        read_noise_e=6.0,
+        saturation_adu=60000.0,
+        fwhm_px=3.5,
+        n_fwhm_stars=100,
+        n_sources=6000,
+        aperture_radii_px=RADII,
+        zp_mag=23.0,
+        zp_err_mag=0.01,
+        zp_scatter_mag=0.03,
+        n_cal_stars=80,
+        cal_catalog="apass",
+        cal_mag_system="Vega",
+        lim_mag=20.5,
+        lim_mag_robust=20.4,
+        sky_rms_e=18.0,
+        has_wcs=True,
+        center_ra_deg=150.0,
+        center_dec_deg=20.0,
+        flags=0,
+    )
+
+
+def _table(names: list[str], rng: np.random.Generator, when: datetime) -> Any:
+    """A result table: every name x every radius, all columns filled like the pipeline's."""
+    from astropy.table import Table
+
+    n_t, n_r = len(names), len(RADII)
+    n = n_t * n_r
+    flux = rng.lognormal(8.0, 1.5, n)
+    err = np.sqrt(flux + 400.0)
+    ins = -2.5 * np.log10(flux / 60.0)
+    mjd = (when - datetime(1858, 11, 17, tzinfo=UTC)).total_seconds() / 86400.0
+    t = Table()
+    t["image_file"] = np.full(n, "frame.fits")
+    t["telescope"] = np.full(n, "PROMPT-SYNTH")
+    t["filter"] = np.full(n, "V")
+    t["exptime"] = np.full(n, 60.0)
+    t["mjd"] = np.full(n, mjd)
+    t["jd"] = t["mjd"] + 2400000.5
+    t["x_pix"] = rng.uniform(0, 2048, n)
+    t["y_pix"] = rng.uniform(0, 2048, n)
+    t["ra"] = rng.uniform(149.5, 150.5, n)
+    t["dec"] = rng.uniform(19.5, 20.5, n)
+    t["flux"] = flux
+    t["flux_err"] = err
+    t["snr"] = flux / err
+    t["ins_mag"] = ins
+    t["ins_mag_err"] = 1.0857 * err / flux
+    t["calibrated_mag"] = ins + 23.0
+    t["calibrated_mag_err"] = np.hypot(t["ins_mag_err"], 0.01)
+    t["cal_mag_system"] = np.full(n, "Vega")
+    t["zeropoint"] = np.full(n, 23.0)
+    t["zeropoint_err"] = np.full(n, 0.01)
+    t["aperture_id"] = np.tile(np.arange(n_r), n_t)
+    t["aperture_radius"] = np.tile(np.asarray(RADII), n_t)
+    t["fwhm"] = np.full(n, 3.5)
+    t["n_cal_stars"] = np.full(n, 80)
+    t["limiting_mag_analytic"] = np.full(n, 20.5)
+    t["limiting_mag_robust"] = np.full(n, 20.4)
+    t["limiting_mag"] = np.full(n, 20.4)
+    t["is_forced"] = np.ones(n, dtype=bool)
+    t["flag"] = np.zeros(n, dtype=np.int64)
+    t["target_name"] = np.repeat(np.asarray(names), n_r)
+    t["is_detection"] = t["snr"] >= 3.0
+    t["band"] = np.full(n, "V")
+    t["flux_ujy"] = flux * 0.01
+    t["flux_ujy_err"] = err * 0.01
+    t["ap_corr_mag"] = np.zeros(n)
+    t.meta["lim_nsigma"] = 5.0
+    return t
+
+
+def _new_frame(store: Any, i: int) -> int:
+    from soapd.models import ExposureMeta
+
+    digest = hashlib.sha256(f"bench-frame-{i}".encode()).hexdigest()
+    return store.record_local(Path(f"/nonexistent/frame_{i:06d}.fits"), digest, 1000, source="cli", meta=ExposureMeta()).frame_id
+
+
+def run(workdir: Path, *, quick: bool = False) -> list[Row]:
+    """Run the store benchmark; return its rows."""
+    from soapd.models import Target
+    from soapd.pipeline.result import FrameResult
+    from soapd.store import Store
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / "bench.sqlite"
+    db_path.unlink(missing_ok=True)
+    rng = np.random.default_rng(6000)
+    start = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    rows: list[Row] = []
+    with Store(db_path) as store:
+        names = [f"T{i:04d}" for i in range(N_TARGETS)]
+        t0 = time.perf_counter()
+        with store.db.atomic():
+            for i, name in enumerate(names):
+                store.upsert_target(Target(name=name, ra_deg=150.0 + i * 1e-4, dec_deg=20.0))
+        print(f"store: {N_TARGETS} targets in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+        # --- 6,000 rows in one save_result transaction
+        counter = iter(range(10**9))
+        results = [FrameResult(summary=_summary(k, start + timedelta(minutes=k)), table=_table(names, rng, start + timedelta(minutes=k))) for k in range(3)]
+        n_rows = len(results[0].table)
+
+        def save_new():
+            k = next(counter)
+            fid = _new_frame(store, k)
+            res = results[k % len(results)]
+            t_save = time.perf_counter()
+            store.save_result(fid, res, config_hash="bench", soapd_version="bench", table_path=None)
+            return fid, time.perf_counter() - t_save
+
+        reps = 3 if quick else 10
+        save_new()  # warm-up
+        insert_times = [save_new()[1] for _ in range(reps)]
+        fid_again, _ = save_new()
+
+        def save_again():
+            store.save_result(fid_again, results[0], config_hash="bench", soapd_version="bench", table_path=None)
+
+        upsert_times, _ = repeat(save_again, reps, warmup=1)
+        stored = store.db.execute("SELECT COUNT(*) FROM measurements WHERE frame_id = ?", [fid_again]).fetchone()[0]
+        rows.append(Row("store", f"save_result: {n_rows:,}-row frame, one transaction (new frame)", insert_times, aim="< 30 ms", meets_aim=statistics.median(insert_times) < 0.030, note=f"{N_TARGETS} targets x {len(RADII)} apertures; {stored} rows stored"))
+        rows.append(Row("store", f"save_result: same {n_rows:,}-row frame again (upsert)", upsert_times, aim="< 30 ms", meets_aim=statistics.median(upsert_times) < 0.030, note="re-processing path"))
+
+        # --- a 100,000-point lightcurve
+        n_frames = 3334 if quick else LC_FRAMES
+        store.upsert_target(Target(name="LC", ra_deg=150.0, dec_deg=20.0))
+        t0 = time.perf_counter()
+        lc_tables = [_table(["LC"], rng, start) for _ in range(16)]
+        with store.db.atomic():
+            for k in range(n_frames):
+                fid = _new_frame(store, 10**6 + k)
+                when = start + timedelta(seconds=90 * k)
+                res = FrameResult(summary=_summary(k, when), table=lc_tables[k % len(lc_tables)])
+                store.save_result(fid, res, config_hash="bench", soapd_version="bench", table_path=None)
+        build_s = time.perf_counter() - t0
+        n_points = n_frames * len(RADII)
+        print(f"store: {n_points} lightcurve points built in {build_s:.1f} s", file=sys.stderr, flush=True)
+        times = interleave({"lc": lambda: store.lightcurve("LC")}, 3 if quick else 7, warmup=1)["lc"]
+        got = len(store.lightcurve("LC"))
+        rows.append(Row("store", f"lightcurve(): {got:,}-point target", times, aim="< 50 ms", meets_aim=statistics.median(times) < 0.050, note=f"DB {db_path.stat().st_size / 1e6:.0f} MB, {N_TARGETS + 1} targets; Table with units"))
+        band_times, _ = repeat(lambda: store.lightcurve("LC", band="V", since_utc=start + timedelta(days=17)), 3 if quick else 7)
+        rows.append(Row("store", "lightcurve(band=V, since=...): last ~half of it", band_times, note="filtered query"))
+    return rows

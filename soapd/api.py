@@ -1,0 +1,588 @@
+"""``Soap``: the Python API for people coming from skynetsoap, sharing the daemon's state.
+
+``Soap(observation_id)`` downloads one Skynet observation's frames and runs the
+photometry pipeline on them, like skynetsoap's ``Soap``, but through the same
+ledger, frame folder, field-wide tables and catalog cache as the daemon
+(``soapd run``): what one has downloaded or processed, the other reuses.
+
+* :meth:`Soap.download` records the observation's archived exposures in the
+  ledger, skips those already downloaded (identity: the exposure id, not a
+  count of files; skynetsoap B19), downloads the rest one by one (each file
+  written atomically and recorded in its own transaction; skynetsoap B1), and
+  logs a failing exposure and carries on with the others.
+* :meth:`Soap.run` processes each frame with :func:`soapd.workers.run_task`
+  (``pipeline.process_frame`` plus the Parquet field-wide table), stores it with
+  :func:`soapd.alerts.record.record_result` exactly as the daemon does, and
+  **reuses** frames already processed with the same config fingerprint whose
+  table holds the requested forced positions. Its date arguments are honoured
+  (skynetsoap B13).
+
+This module holds glue only: no SQL (the Store does that), no pixel work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+
+from soapd.cache_admin import CacheAdmin
+from soapd.config import Config, Token, load_config, read_token
+from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetError, StoreError
+from soapd.result import PhotometryResult, TimeLike, date_bounds, to_mjd
+
+if TYPE_CHECKING:
+    import httpx
+    from astropy.coordinates import SkyCoord
+    from astropy.table import Table
+
+    from soapd.models import Target
+    from soapd.skynet.records import Exposure
+    from soapd.skynet.source import ExposureSource
+    from soapd.store import Store
+    from soapd.store.ledger import FrameRow
+    from soapd.workers import FrameTask, TaskOutcome
+
+__all__ = ["Processor", "RunReport", "Soap"]
+
+logger = logging.getLogger(__name__)
+
+#: ``run_task``'s signature: (task, config, catalogs) -> outcome. Tests pass a counting wrapper.
+Processor = Callable[["FrameTask", Config, Any], "TaskOutcome"]
+
+#: Download attempts per exposure before the ledger marks it failed.
+MAX_TRIES = 3
+
+#: A stored forced row closer than this to a requested position counts as that position.
+_SAME_POSITION_ARCSEC = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What the last :meth:`Soap.run` did, frame by frame (frame ids)."""
+
+    processed: tuple[int, ...] = ()
+    reused: tuple[int, ...] = ()
+    skipped: tuple[tuple[int, str], ...] = ()
+
+
+def _resolve_config(config: Config | str | Path | None, state_dir: str | Path | None) -> Config:
+    """Return the effective Config: loaded if a path, with ``state_dir`` applied.
+
+    With the built-in defaults (no file, no $SOAPD_CONFIG) and no ``state_dir``,
+    state goes to ``./soapd_data`` (as skynetsoap's ``soap_images/``), not /var/lib.
+    """
+    cfg = config if isinstance(config, Config) else load_config(config)
+    defaults = cfg.source is None and cfg.paths == Config().paths
+    if state_dir is None and not defaults:
+        return cfg
+    root = Path(state_dir if state_dir is not None else "soapd_data").expanduser().resolve()
+    cache = root / "cache" if defaults else cfg.paths.cache_dir
+    return cfg.replace(paths=dataclasses.replace(cfg.paths, state_dir=root, cache_dir=cache))
+
+
+class Soap:
+    """One Skynet observation: download, photometry, results; shares the daemon's store.
+
+    Parameters
+    ----------
+    observation_id
+        The Skynet observation id.
+    config
+        A :class:`~soapd.config.Config`, a TOML path, or None ($SOAPD_CONFIG, else
+        the built-in defaults with state in ``./soapd_data``). Point it at the
+        daemon's config to share its frames, tables and results.
+    state_dir
+        Overrides ``paths.state_dir`` (database, frames, field-wide tables).
+    token
+        The Skynet API token; default: $CREDENTIALS_DIRECTORY/skynet-token,
+        $SOAPD_SKYNET_TOKEN, $SKYNET_API_TOKEN or ``skynet.token_file``.
+    source
+        An archive client to use instead of building a ``SkynetClient`` (tests,
+        other archives); ``transport`` is handed to the ``SkynetClient`` instead.
+    catalogs
+        The reference-catalog service; default: ``CatalogService`` over the
+        config's catalog cache (None when calibration is off).
+    processor
+        Runs one frame (default :func:`soapd.workers.run_task`).
+    """
+
+    def __init__(
+        self,
+        observation_id: int,
+        *,
+        config: Config | str | Path | None = None,
+        state_dir: str | Path | None = None,
+        token: str | Token | None = None,
+        source: ExposureSource | None = None,
+        transport: httpx.BaseTransport | None = None,
+        catalogs: Any = None,
+        processor: Processor | None = None,
+    ) -> None:
+        if isinstance(observation_id, bool) or int(observation_id) <= 0:
+            raise ValueError(f"observation_id must be a positive integer, got {observation_id!r}")
+        self.observation_id = int(observation_id)
+        self.config = _resolve_config(config, state_dir)
+        self._token = Token(token) if isinstance(token, str) else token
+        self._source = source
+        self._owns_source = False
+        self._transport = transport
+        self._catalogs = catalogs
+        self._catalogs_built = catalogs is not None
+        self._processor = processor
+        self._store: Store | None = None
+        self.last_run = RunReport()
+
+    def __repr__(self) -> str:
+        return f"Soap(observation_id={self.observation_id}, state_dir={self.state_dir!s})"
+
+    # -- shared state -------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the database, frames and field-wide tables live."""
+        return self.config.paths.state_dir
+
+    @property
+    def store(self) -> Store:
+        """The soapd database (opened, and migrated, on first use)."""
+        if self._store is None:
+            from soapd.store import Store
+
+            self._store = Store(self.config.paths.db_path)
+        return self._store
+
+    def close(self) -> None:
+        """Close the database and the archive client. Safe to call twice."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._source is not None and self._owns_source:
+            self._source.close()
+            self._source = None
+            self._owns_source = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _client(self) -> ExposureSource:
+        """Return the archive client, building a SkynetClient from the token if needed."""
+        if self._source is None:
+            from soapd.skynet.client import SkynetClient
+
+            token = self._token or read_token(self.config.skynet)
+            if not token:
+                raise SkynetAuthError(
+                    "no Skynet API token: pass Soap(token=...) or set $SOAPD_SKYNET_TOKEN "
+                    "(or $SKYNET_API_TOKEN, or skynet.token_file in the config)"
+                )
+            self._source = SkynetClient.from_config(
+                self.config.skynet, token, transport=self._transport
+            )
+            self._owns_source = True
+        return self._source
+
+    def _catalog_service(self) -> Any:
+        if not self._catalogs_built:
+            self._catalogs_built = True
+            if self.config.calibration.enabled:
+                from soapd.catalogs import CatalogService
+
+                self._catalogs = CatalogService(
+                    self.config.calibration, self.config.paths.catalog_cache_dir
+                )
+        return self._catalogs
+
+    # -- download -----------------------------------------------------------------------
+
+    def download(
+        self,
+        after: TimeLike | None = None,
+        before: TimeLike | None = None,
+        days_ago: float | None = None,
+    ) -> list[Path]:
+        """Download the observation's archived frames in the date range; return their paths.
+
+        Exposures already downloaded (by this API or the daemon) are not fetched
+        again. A failing exposure is logged and counted in the ledger (failed after
+        3 tries; a later call tries it again) and the others continue. Raise
+        SkynetAuthError if the token is missing or refused, SkynetNotFound if the
+        observation does not exist.
+        """
+        lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
+        client = self._client()
+        exposures = [
+            e for e in client.iter_archived(self.observation_id) if _exp_in(e, lower, upper)
+        ]
+        self.store.record_seen(exposures)
+        paths: list[tuple[float, Path]] = []
+        errors = 0
+        for exp in _progress(exposures, "download"):
+            try:
+                path = self._download_one(client, exp)
+            except SkynetAuthError:
+                raise
+            except (SkynetError, FrameUnreadable, StoreError, OSError) as exc:
+                errors += 1
+                logger.warning("exposure %d: download failed: %s", exp.exp_id, exc)
+                continue
+            if path is not None:
+                when = exp.meta.mid_time_utc
+                paths.append((to_mjd(when) if when else math.inf, path))
+        if errors:
+            logger.warning(
+                "observation %d: %d of %d exposure(s) failed to download; call download() "
+                "again to retry them",
+                self.observation_id,
+                errors,
+                len(exposures),
+            )
+        ordered = [p for _, p in sorted(paths, key=lambda item: item[0])]
+        return list(dict.fromkeys(ordered))  # exposures with identical bytes share one file
+
+    def _download_one(self, client: ExposureSource, exp: Exposure) -> Path | None:
+        """Make sure ``exp`` is on disk; return its path (None if the ledger says it is gone)."""
+        store = self.store
+        row = store.find_frame(exp_id=exp.exp_id)
+        if row is not None and row.state == "failed" and row.path is None:
+            store.requeue(frame_ids=[row.frame_id], states=("failed",))
+            row = store.find_frame(exp_id=exp.exp_id)
+        if row is None:
+            raise StoreError(f"exposure {exp.exp_id} vanished from the ledger")
+        if row.state != "seen":
+            if row.path is not None and row.path.exists():
+                return row.path
+            logger.warning(
+                "exposure %d is '%s' but its file %s is gone; not downloaded again",
+                exp.exp_id,
+                row.state,
+                row.path,
+            )
+            return None
+        try:
+            got = client.download(exp, self.config.paths.frames_dir)
+        except (SkynetError, FrameUnreadable) as exc:
+            if not isinstance(exc, SkynetAuthError):
+                store.mark_download_failed(row.frame_id, str(exc), max_tries=MAX_TRIES)
+            raise
+        rec = store.mark_downloaded(row.frame_id, got.path, got.sha256, got.size_bytes)
+        if rec.created:
+            return got.path
+        owner = store.frame(rec.frame_id)
+        if owner is not None and owner.path is not None and owner.path != got.path:
+            got.path.unlink(missing_ok=True)
+            return owner.path
+        return got.path
+
+    # -- processing ---------------------------------------------------------------------
+
+    def run(
+        self,
+        forced_positions: Sequence[SkyCoord] | SkyCoord | None = None,
+        after: TimeLike | None = None,
+        before: TimeLike | None = None,
+        days_ago: float | None = None,
+        *,
+        download: bool | None = None,
+    ) -> PhotometryResult:
+        """Photometry of every frame of the observation in the date range.
+
+        Parameters
+        ----------
+        forced_positions
+            Sky positions measured on every frame (forced photometry), named
+            ``"RA+DEC"`` in degrees in the ``target_name`` column.
+        after, before, days_ago
+            Mid-exposure UTC range of the frames (as :meth:`download`).
+        download
+            True: download first; False: use only frames already downloaded; None
+            (default): download when a token or archive client is available.
+
+        Returns
+        -------
+        PhotometryResult
+            The field-wide rows of every processed frame, sorted by time. Frames
+            processed before with the same config (by this API or the daemon) are
+            read back from their stored table, not processed again.
+        """
+        can_download = bool(download) or (
+            download is None and (self._source is not None or self._has_token())
+        )
+        if can_download:
+            self.download(after, before, days_ago)
+        lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
+        targets = _forced_targets(forced_positions)
+        tables: list[Table] = []
+        processed: list[int] = []
+        reused: list[int] = []
+        skipped: list[tuple[int, str]] = []
+        stored = {r["frame_id"]: r for r in self.store.frames_with_tables()}
+        todo: list[FrameRow] = []
+        for row in (f for f in self._frames() if _row_in(f, lower, upper)):
+            table = self._stored_table(row, stored.get(row.frame_id), targets)
+            if table is None:
+                todo.append(row)
+            else:
+                tables.append(table)
+                reused.append(row.frame_id)
+        if can_download:
+            todo = self._refetch(todo)
+        for row in _progress(todo, "photometry"):
+            table, why = self._process(row, targets)
+            if table is None:
+                skipped.append((row.frame_id, why))
+                logger.warning("frame %d skipped: %s", row.frame_id, why)
+                continue
+            tables.append(table)
+            processed.append(row.frame_id)
+        self.last_run = RunReport(tuple(processed), tuple(reused), tuple(skipped))
+        logger.info(
+            "observation %d: %d frame(s) processed, %d reused, %d skipped",
+            self.observation_id,
+            len(processed),
+            len(reused),
+            len(skipped),
+        )
+        return PhotometryResult.from_tables(tables).filter_by_date(
+            None if lower == -math.inf else lower, None if upper == math.inf else upper
+        )
+
+    def _refetch(self, rows: list[FrameRow]) -> list[FrameRow]:
+        """Download again processed frames whose file was pruned; return the rows refreshed."""
+        from soapd.skynet.records import Exposure
+
+        gone = [r for r in rows if r.state == "processed" and r.path is None and r.exp_id]
+        if not gone:
+            return rows
+        self.store.requeue(frame_ids=[r.frame_id for r in gone], states=("processed",))
+        client = self._client()
+        for r in gone:
+            assert r.exp_id is not None
+            exp = Exposure(exp_id=r.exp_id, obs_id=r.obs_id, state="archived", meta=r.meta)
+            try:
+                self._download_one(client, exp)
+            except SkynetAuthError:
+                raise
+            except (SkynetError, FrameUnreadable, StoreError, OSError) as exc:
+                logger.warning("exposure %d: download failed: %s", r.exp_id, exc)
+        return [self.store.frame(r.frame_id) or r for r in rows]
+
+    def _has_token(self) -> bool:
+        try:
+            return bool(self._token or read_token(self.config.skynet))
+        except Exception:
+            return False
+
+    def _frames(self) -> list[FrameRow]:
+        """Return every ledger frame of this observation (all states)."""
+        from soapd.store.migrations import FRAME_STATES
+
+        rows: list[FrameRow] = []
+        for state in FRAME_STATES:
+            rows.extend(
+                r
+                for r in self.store.frames_in_state(state, 10**9)
+                if r.obs_id == self.observation_id
+            )
+        return sorted(rows, key=lambda r: (_row_mjd(r), r.frame_id))
+
+    def _stored_table(
+        self, row: FrameRow, stored: dict[str, Any] | None, targets: Sequence[Target]
+    ) -> Table | None:
+        """Return the frame's stored field-wide table if it can be reused, else None."""
+        if row.state != "processed" or stored is None:
+            return None
+        if stored.get("config_hash") != self.config.fingerprint():
+            return None
+        path = Path(str(stored.get("catalog_path")))
+        if not path.is_file():
+            return None
+        from soapd.errors import SoapdError
+        from soapd.export import read_table
+
+        try:
+            table = read_table(path, fmt="parquet")
+        except SoapdError as exc:
+            logger.warning(
+                "frame %d: stored table unreadable (%s); processing again", row.frame_id, exc
+            )
+            return None
+        if not all(_has_forced(table, t.ra_deg, t.dec_deg) for t in targets):
+            return None
+        return table
+
+    def _process(self, row: FrameRow, targets: Sequence[Target]) -> tuple[Table | None, str]:
+        """Process one frame through the ledger as the daemon does; return (table, why not)."""
+        from soapd.alerts.record import record_result
+        from soapd.workers import FrameTask, run_task
+
+        store = self.store
+        if row.state == "processed" and row.path is not None and row.path.exists():
+            store.requeue(frame_ids=[row.frame_id], states=(row.state,))
+        elif row.state != "downloaded":
+            return None, _why_not(row)
+        started = store.start_attempt(row.frame_id)
+        if started.path is None or not started.path.exists():
+            store.mark_failed(row.frame_id, f"file {started.path} is missing")
+            return None, f"file {started.path} is missing"
+        task = FrameTask(
+            frame_id=row.frame_id,
+            path=started.path,
+            meta=row.meta,
+            targets=(*store.active_targets(), *targets),
+        )
+        outcome = (self._processor or run_task)(task, self.config, self._catalog_service())
+        if outcome.outcome == "ok" and outcome.result is not None:
+            record_result(
+                store,
+                row.frame_id,
+                outcome.result,
+                config=self.config,
+                table_path=None if outcome.table_path is None else str(outcome.table_path),
+            )
+            return outcome.result.table, ""
+        if outcome.outcome == "rejected":
+            store.mark_rejected(row.frame_id, outcome.error)
+        elif outcome.outcome == "failed":
+            store.mark_failed(row.frame_id, outcome.error)
+        else:
+            store.mark_retry(row.frame_id, outcome.error, max_tries=MAX_TRIES)
+        return None, outcome.error
+
+    # -- debugging and cache ------------------------------------------------------------
+
+    def debug_image(self, image: str | Path | int, out_path: str | Path | None = None) -> Path:
+        """Draw the four-panel debug figure of a frame (a FITS path or an exposure id).
+
+        Saved to ``out_path`` (default ``<state_dir>/debug/<stem>_debug.png``); return it.
+        """
+        from soapd.debugplot import debug_image
+
+        path = self._frame_path(image)
+        out = Path(out_path) if out_path else self.state_dir / "debug" / f"{path.stem}_debug.png"
+        debug_image(path, out, config=self.config, catalogs=self._catalog_service())
+        return out
+
+    def _frame_path(self, image: str | Path | int) -> Path:
+        if isinstance(image, bool):
+            raise TypeError("image must be a FITS path or an exposure id")
+        if isinstance(image, int):
+            row = self.store.find_frame(exp_id=image)
+            if row is None or row.path is None:
+                raise FrameUnreadable(f"exposure {image} has not been downloaded; call download()")
+            return row.path
+        return Path(image)
+
+    def _admin(self) -> CacheAdmin:
+        return CacheAdmin(self.config, self.store)
+
+    def cache_info(self) -> dict[str, Any]:
+        """Return file counts and sizes (MB) of the frames, tables and catalog caches."""
+        return self._admin().info(self.observation_id)
+
+    def clear_cache(self, confirm: bool = False, *, catalogs: bool = False) -> dict[str, Any]:
+        """Delete this observation's frames and field-wide tables (and catalogs if asked).
+
+        Nothing is deleted unless ``confirm`` is True: without it the returned
+        statistics say what would go. Measurements and the ledger stay; frames
+        whose file is deleted are downloaded again when needed.
+        """
+        return self._admin().clear(self.observation_id, confirm=confirm, catalogs=catalogs)
+
+    def prune_cache(self, max_total_size_mb: float, keep_recent: int = 1) -> dict[str, Any]:
+        """Delete whole observations' files, oldest first, until the caches fit the budget.
+
+        The ``keep_recent`` most recently used observations are kept whatever their
+        size; catalog tiles are pruned oldest first after them. Return statistics.
+        """
+        return self._admin().prune(max_total_size_mb=max_total_size_mb, keep_recent=keep_recent)
+
+
+def _exp_in(exp: Exposure, lower: float, upper: float) -> bool:
+    """Return True when the exposure's mid-time lies in [lower, upper] (unknown: only if open)."""
+    when = exp.meta.mid_time_utc
+    if when is None:
+        return lower == -math.inf and upper == math.inf
+    return lower <= to_mjd(when) <= upper
+
+
+def _row_mjd(row: FrameRow) -> float:
+    when: datetime | None = row.meta.mid_time_utc
+    return to_mjd(when) if when is not None else math.inf
+
+
+def _row_in(row: FrameRow, lower: float, upper: float) -> bool:
+    mjd = _row_mjd(row)
+    if mjd == math.inf:
+        return lower == -math.inf and upper == math.inf
+    return lower <= mjd <= upper
+
+
+def _why_not(row: FrameRow) -> str:
+    if row.state == "processing":
+        return "being processed by the daemon right now; run again later"
+    if row.state == "seen":
+        return "not downloaded (run with download=True)"
+    return f"{row.state}: {row.last_error or 'no reason recorded'}"
+
+
+def _forced_targets(positions: Sequence[SkyCoord] | SkyCoord | None) -> list[Target]:
+    """Return forced-photometry targets named ``"RA+DEC"`` (degrees, 5 decimals)."""
+    from soapd.models import Target
+
+    if positions is None:
+        return []
+    if not isinstance(positions, Sequence):
+        positions = [positions] if positions.isscalar else list(positions)
+    targets: list[Target] = []
+    for coord in positions:
+        icrs = coord.icrs
+        ra, dec = float(icrs.ra.deg) % 360.0, float(icrs.dec.deg)
+        targets.append(Target(name=f"{ra:.5f}{dec:+.5f}", ra_deg=ra, dec_deg=dec))
+    return targets
+
+
+def _has_forced(table: Table, ra_deg: float, dec_deg: float) -> bool:
+    """Return True if ``table`` has a forced row at (ra_deg, dec_deg)."""
+    from soapd.result import extract_target
+
+    if "is_forced" not in table.colnames or not len(table):
+        return False
+    forced = table[np.asarray(table["is_forced"], dtype=bool)]
+    near = extract_target(
+        forced, ra_deg, dec_deg, radius_arcsec=_SAME_POSITION_ARCSEC, forced_photometry=True
+    )
+    return len(near) > 0 or _all_off_frame(forced, ra_deg, dec_deg)
+
+
+def _all_off_frame(forced: Table, ra_deg: float, dec_deg: float) -> bool:
+    """Return True if the forced row at the position exists but is flagged off the frame."""
+    from soapd.flags import Flag
+
+    ra = np.asarray(forced["ra"], dtype=float)
+    dec = np.asarray(forced["dec"], dtype=float)
+    flags = np.asarray(forced["flag"], dtype=np.int64) if "flag" in forced.colnames else 0
+    close = (np.abs(dec - dec_deg) * 3600 < _SAME_POSITION_ARCSEC) & (
+        np.abs(((ra - ra_deg + 180) % 360 - 180) * np.cos(np.radians(dec_deg))) * 3600
+        < _SAME_POSITION_ARCSEC
+    )
+    return bool(np.any(close & ((flags & Flag.OFF_FRAME) != 0)))
+
+
+def _progress(items: Iterable[Any], label: str) -> Iterable[Any]:
+    """Wrap ``items`` in the TTY-only progress bar of :mod:`soapd.progress`."""
+    try:
+        from soapd.progress import progress  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # TEMP until soapd.progress lands
+        return items
+    return progress(items, label)  # type: ignore[no-any-return]

@@ -1,0 +1,371 @@
+"""CatalogService: reference stars for a cone, from cache, local files or VizieR.
+
+Order of sources for one (catalog, cone): the on-disk tile cache (a field
+whose tiles are all cached never touches the network), then the local files
+of ``calibration.catalog_files`` that hold that catalog, then VizieR (only when
+``calibration.online``). After a failed VizieR query the service leaves VizieR
+alone for ``calibration.retry_after_s`` seconds, so an outage costs one
+timeout, not one per frame and catalog.
+
+:meth:`CatalogService.stars` returns an astropy Table with one row per catalog
+star in the cone:
+
+=============  ===============================================================
+column         meaning
+=============  ===============================================================
+ra_deg         right ascension (deg, ICRS/J2000 as published)
+dec_deg        declination (deg)
+mag            magnitude in the requested band on that band's standard system
+               (NaN when the star lacks it)
+mag_err        1-sigma error of ``mag`` (catalog error, transformation errors)
+color          colour used for colour terms (``meta['color_name']``, e.g. g-r)
+color_err      its 1-sigma error (correlations with ``mag`` inputs included)
+variable       True when the catalog marks the star as variable
+=============  ===============================================================
+
+``meta``: ``catalog``, ``band``, ``system`` ("AB"/"Vega"), ``how`` (e.g.
+"R = Jordi2006(r, i)"), ``color_name``, ``source`` ("cache", "local", "vizier"),
+``truncated`` (a tile hit the row limit).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from astropy.table import Table, vstack
+
+from soapd.catalogs.cache import Tile, TileCache, angular_sep_deg, tiles_for_cone
+from soapd.catalogs.local import read_local
+from soapd.catalogs.registry import CATALOGS, CatalogSpec, default_chain, spec
+from soapd.catalogs.transforms import Photometry
+from soapd.catalogs.vizier import VizierFetcher
+from soapd.errors import CatalogError
+from soapd.filters import mag_system
+
+if TYPE_CHECKING:
+    from soapd.config import CalibrationConfig
+
+__all__ = ["CatalogService", "ConeFetcher"]
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class ConeFetcher(Protocol):
+    """What queries a remote catalog (``VizierFetcher``, or a test fake)."""
+
+    calls: int
+
+    def cone(self, spec: CatalogSpec, *, ra_deg: float, dec_deg: float, radius_deg: float) -> Table:
+        """Return the catalog's rows in the cone; raise CatalogError on failure."""
+        ...
+
+
+class CatalogService:
+    """Reference stars per (catalog, cone, band); picklable for worker processes.
+
+    Parameters
+    ----------
+    config
+        The ``[calibration]`` section.
+    cache_dir
+        Folder of the tile cache (``paths.catalog_cache_dir``).
+    fetcher
+        What queries VizieR; default a :class:`VizierFetcher` built from ``config``.
+    """
+
+    def __init__(
+        self,
+        config: CalibrationConfig,
+        cache_dir: Path,
+        *,
+        fetcher: ConeFetcher | None = None,
+    ) -> None:
+        """Set up the cache and the fetcher; nothing is read or queried yet."""
+        self.config = config
+        self.cache = TileCache(Path(cache_dir), ttl_days=config.cache_ttl_days)
+        self.fetcher: ConeFetcher = fetcher or VizierFetcher(
+            server=config.vizier_server,
+            timeout_s=config.timeout_s,
+            row_limit=config.row_limit,
+            mag_limit=config.query_mag_limit,
+        )
+        self._offline_until = 0.0
+        self._tiles: dict[tuple[str, Tile], Table] = {}
+        self._local: dict[str, list[Table]] | None = None
+        self.cache_hits = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings and counters, not the in-memory tables."""
+        state = dict(self.__dict__)
+        state["_tiles"] = {}
+        state["_local"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`__getstate__`."""
+        self.__dict__.update(state)
+
+    @property
+    def network_calls(self) -> int:
+        """Number of VizieR queries this instance (this process's copy) has made."""
+        return int(self.fetcher.calls)
+
+    # -- chains ---------------------------------------------------------------------------
+
+    def chain(self, band: str) -> list[str]:
+        """Return the catalogs to try for canonical ``band``, best first.
+
+        ``calibration.chains[band]`` overrides the built-in chain; unknown names
+        are dropped with a warning.
+        """
+        names = list(self.config.chains.get(band, default_chain(band)))
+        known = [n for n in names if n in CATALOGS]
+        for n in set(names) - set(known):
+            logger.warning("calibration.chains[%s]: unknown catalog %r ignored", band, n)
+        return known
+
+    # -- raw rows -------------------------------------------------------------------------
+
+    def _key(self, s: CatalogSpec) -> tuple[str, ...]:
+        limit = self.config.query_mag_limit
+        extra = (f"{s.sort_col}<{limit:g}",) if limit > 0 and s.sort_col else ()
+        return (*s.columns, *extra)
+
+    def _local_tables(self, name: str) -> list[Table]:
+        if self._local is None:
+            self._local = {}
+            for path in self.config.catalog_files:
+                try:
+                    s, table = read_local(Path(path))
+                except CatalogError as exc:
+                    logger.warning("skipping local catalog: %s", exc)
+                    continue
+                self._local.setdefault(s.name, []).append(table)
+        return self._local.get(name, [])
+
+    def _fetch_tile(self, s: CatalogSpec, tile: Tile) -> Table:
+        if not self.config.online:
+            raise CatalogError(
+                f"{s.name}: tile {tile.key} not cached and calibration.online is false; "
+                "run `soapd catalogs prefetch` or add a local file"
+            )
+        now = time.monotonic()
+        if now < self._offline_until:
+            raise CatalogError(
+                f"{s.name}: VizieR skipped for {self._offline_until - now:.0f} s more after a "
+                "failed query (calibration.retry_after_s)"
+            )
+        ra_c, dec_c = tile.center
+        try:
+            table = self.fetcher.cone(s, ra_deg=ra_c, dec_deg=dec_c, radius_deg=tile.radius_deg)
+        except CatalogError:
+            self._offline_until = time.monotonic() + self.config.retry_after_s
+            raise
+        if len(table) and {s.ra_col, s.dec_col} <= set(table.colnames):
+            inside = tile.contains(_filled(table, s.ra_col), _filled(table, s.dec_col))
+            table = table[inside]
+        elif len(table):
+            raise CatalogError(
+                f"{s.name}: VizieR reply lacks position columns {s.ra_col}/{s.dec_col}"
+            )
+        meta_keep = {"truncated": bool(table.meta.get("truncated", False))}
+        table.meta.clear()
+        table.meta.update(meta_keep)
+        table.meta["catalog"] = s.name
+        table.meta["fetched_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.cache.put(s.name, tile, self._key(s), table)
+        return table
+
+    def _tile(self, s: CatalogSpec, tile: Tile) -> tuple[Table, str]:
+        mem = self._tiles.get((s.name, tile))
+        if mem is not None:
+            return mem, "cache"
+        table = self.cache.get(s.name, tile, self._key(s))
+        source = "cache"
+        if table is None:
+            table = self._fetch_tile(s, tile)
+            source = "vizier"
+        else:
+            self.cache_hits += 1
+        if len(self._tiles) > 256:
+            self._tiles.clear()
+        self._tiles[(s.name, tile)] = table
+        return table, source
+
+    def raw(self, name: str, *, ra_deg: float, dec_deg: float, radius_deg: float) -> Table:
+        """Return catalog ``name``'s rows in the cone with its own (VizieR) column names.
+
+        Raise CatalogError when no source can serve the cone.
+        """
+        s = spec(name)
+        tiles = tiles_for_cone(ra_deg, dec_deg, radius_deg, self.config.tile_deg)
+        cached = all(
+            (s.name, t) in self._tiles or self.cache.path(s.name, t, self._key(s)).is_file()
+            for t in tiles
+        )
+        parts: list[Table] = []
+        source = "cache"
+        if not cached:
+            local = [
+                _cut_cone(t, s, ra_deg, dec_deg, radius_deg) for t in self._local_tables(s.name)
+            ]
+            local = [t for t in local if len(t)]
+            if local or s.vizier_id is None:
+                if not local:
+                    raise CatalogError(
+                        f"{s.name}: no local file covers this field and it is not on VizieR; "
+                        "add one to calibration.catalog_files"
+                    )
+                out = vstack(local, metadata_conflicts="silent")
+                out.meta.update({"source": "local", "truncated": False})
+                return out
+        truncated = False
+        for t in tiles:
+            table, src = self._tile(s, t)
+            if src == "vizier":
+                source = "vizier"
+            truncated |= bool(table.meta.get("truncated", False))
+            if len(table):
+                parts.append(table)
+        if not parts:
+            out = Table()
+        else:
+            out = _cut_cone(
+                vstack(parts, metadata_conflicts="silent"), s, ra_deg, dec_deg, radius_deg
+            )
+        out.meta.update({"source": source, "truncated": truncated})
+        return out
+
+    def prefetch(
+        self, name: str, *, ra_deg: float, dec_deg: float, radius_deg: float
+    ) -> tuple[int, int, int]:
+        """Make sure every tile of the cone is cached; return (tiles, fetched now, rows).
+
+        Raise CatalogError when a tile cannot be fetched.
+        """
+        s = spec(name)
+        if s.vizier_id is None:
+            raise CatalogError(f"{name} is read from local files only; nothing to prefetch")
+        tiles = tiles_for_cone(ra_deg, dec_deg, radius_deg, self.config.tile_deg)
+        before = self.network_calls
+        rows = 0
+        for t in tiles:
+            table, _ = self._tile(s, t)
+            rows += len(table)
+        return len(tiles), self.network_calls - before, rows
+
+    # -- normalised stars -----------------------------------------------------------------
+
+    def stars(
+        self, name: str, *, ra_deg: float, dec_deg: float, radius_deg: float, band: str
+    ) -> Table:
+        """Return catalog ``name``'s stars in the cone with ``band`` magnitudes (module doc).
+
+        Raise CatalogError when the catalog cannot be read, has no stars there,
+        cannot provide ``band``, or every magnitude in ``band`` is masked.
+        """
+        s = spec(name)
+        raw = self.raw(name, ra_deg=ra_deg, dec_deg=dec_deg, radius_deg=radius_deg)
+        if len(raw) == 0:
+            raise CatalogError(
+                f"{name}: no stars within {radius_deg:.3f} deg of "
+                f"{ra_deg:.5f} {dec_deg:+.5f} (outside the catalog's footprint?)"
+            )
+        return normalise(raw, s, band, missing_err_mag=self.config.missing_err_mag)
+
+
+def _filled(table: Table, col: str) -> FloatArray:
+    return np.asarray(np.ma.filled(np.ma.asarray(table[col], dtype=float), np.nan), dtype=float)
+
+
+def _cut_cone(table: Table, s: CatalogSpec, ra: float, dec: float, radius: float) -> Table:
+    if len(table) == 0:
+        return table
+    sep = angular_sep_deg(ra, dec, _filled(table, s.ra_col), _filled(table, s.dec_col))
+    return table[sep <= radius]
+
+
+def _variable(col: Any, s: CatalogSpec) -> npt.NDArray[np.bool_]:
+    """Return True where the catalog's variability column marks a known variable."""
+    mask = np.ma.getmaskarray(col)
+    data = np.ma.getdata(col)
+    if s.variable_mask is not None and data.dtype.kind in "iu":
+        values = (data.astype(np.int64) & s.variable_mask).astype(str)
+    else:
+        values = np.char.strip(data.astype(str))
+    return np.asarray(~mask & np.isin(values, s.variable_is))
+
+
+def normalise(raw: Table, s: CatalogSpec, band: str, *, missing_err_mag: float) -> Table:
+    """Return the documented star table for ``band`` from catalog ``s``'s raw rows.
+
+    Applies the registry's quality cuts, marks variables, fills missing or
+    flagged (``u_e_``) errors with ``missing_err_mag`` and derives ``band`` and
+    its colour through :mod:`soapd.catalogs.transforms`. Raise CatalogError
+    when the band cannot be had or every value is masked.
+    """
+    keep = np.ones(len(raw), dtype=bool)
+    for cut in s.cuts:
+        if cut.column not in raw.colnames:
+            continue
+        v = _filled(raw, cut.column)
+        ok = (v >= cut.lo) & (v <= cut.hi)
+        keep &= ok | (np.isnan(v) & (not cut.required))
+    raw = raw[keep]
+    mags: dict[str, FloatArray] = {}
+    errs: dict[str, FloatArray] = {}
+    for b, cols in s.bands.items():
+        if cols.mag not in raw.colnames:
+            continue
+        m = _filled(raw, cols.mag)
+        e = (
+            _filled(raw, cols.err)
+            if cols.err and cols.err in raw.colnames
+            else np.full_like(m, np.nan)
+        )
+        bad = ~np.isfinite(e) | (e <= 0)
+        if cols.err_flag and cols.err_flag in raw.colnames:
+            flag = _filled(raw, cols.err_flag)
+            bad |= np.isfinite(flag) & (flag != 0)
+        e = np.where(bad, np.fmax(np.nan_to_num(e, nan=0.0), missing_err_mag), e)
+        mags[b], errs[b] = m, e
+    phot = Photometry(mags, errs, family=s.ugriz_family)
+    derived = phot.derive(band)
+    if derived is None:
+        have = ", ".join(sorted(mags)) or "none"
+        raise CatalogError(f"{s.name} cannot provide band {band!r} (its bands here: {have})")
+    mag = derived.mag
+    if not np.isfinite(mag).any():
+        raise CatalogError(f"{s.name}: every {band} magnitude in the field is masked")
+    color, color_name = phot.color(band)
+    n = len(raw)
+    out = Table()
+    out["ra_deg"] = _filled(raw, s.ra_col)
+    out["dec_deg"] = _filled(raw, s.dec_col)
+    out["mag"] = mag
+    out["mag_err"] = phot.error(derived)
+    out["color"] = color.mag if color is not None else np.full(n, np.nan)
+    out["color_err"] = phot.error(color) if color is not None else np.full(n, np.nan)
+    variable = np.zeros(n, dtype=bool)
+    if s.variable_col and s.variable_col in raw.colnames:
+        variable = _variable(raw[s.variable_col], s)
+    out["variable"] = variable
+    out.meta.update(
+        {
+            "catalog": s.name,
+            "band": band,
+            "system": mag_system(band),
+            "how": derived.how,
+            "color_name": color_name if color is not None else "",
+            "source": raw.meta.get("source", ""),
+            "truncated": bool(raw.meta.get("truncated", False)),
+        }
+    )
+    return out

@@ -1,0 +1,280 @@
+"""``soapd run | status | observations | reprocess | migrate``: operate the daemon.
+
+``run`` starts the service (or, with ``--until-idle``, processes everything
+available and exits); the other commands open the same database and may be
+used while the daemon runs (SQLite WAL: readers never block it, writes wait).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from soapd.cli import add_config_option
+from soapd.config import Config, load_config
+from soapd.errors import ConfigError
+from soapd.logs import setup_logging
+from soapd.store import Store
+from soapd.store.migrations import FRAME_STATES, migrations
+from soapd.store.targets import parse_utc
+
+__all__ = ["register"]
+
+_FMT = argparse.ArgumentDefaultsHelpFormatter
+
+
+def register(sub: Any) -> None:
+    """Add ``run``, ``status``, ``observations``, ``reprocess`` and ``migrate`` to ``sub``."""
+    p = sub.add_parser(
+        "run",
+        help="run the photometry daemon",
+        description="Run soapd: poll Skynet for the followed observations and telescopes, "
+        "watch the inbox, process new frames, send alerts. Stops cleanly on SIGTERM/SIGINT; "
+        "SIGHUP re-reads the config's targets and observations.",
+        formatter_class=_FMT,
+    )
+    add_config_option(p)
+    p.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="poll once, process everything available (inbox and archive), then exit "
+        "(for cron jobs and tests)",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "status",
+        help="show the daemon's state: last poll, backlog, errors",
+        description="Show the last poll, the backlog per frame state, the last success, "
+        "recent errors and the catalog cache. Safe while the daemon runs.",
+        formatter_class=_FMT,
+    )
+    add_config_option(p)
+    p.add_argument("--errors", type=int, default=5, metavar="N", help="recent errors shown")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_status)
+
+    _register_observations(sub)
+    _register_reprocess(sub)
+
+    p = sub.add_parser(
+        "migrate",
+        help="create or upgrade the database schema",
+        description="Apply pending schema migrations to the database (the daemon also does "
+        "this at start) and list the applied ones.",
+        formatter_class=_FMT,
+    )
+    add_config_option(p)
+    p.set_defaults(func=cmd_migrate)
+
+
+def _register_observations(sub: Any) -> None:
+    p = sub.add_parser(
+        "observations",
+        help="follow Skynet observations: add, remove, list",
+        description="Manage the Skynet observations whose archived exposures soapd "
+        "processes. Changes reach a running daemon at its next poll.",
+        formatter_class=_FMT,
+    )
+    osub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (("add", "follow"), ("remove", "stop following")):
+        q = osub.add_parser(name, help=f"{text} observation(s)", formatter_class=_FMT)
+        q.add_argument("obs_ids", type=int, nargs="+", metavar="OBS_ID", help="observation id")
+        add_config_option(q)
+    q = osub.add_parser("list", help="list followed observations", formatter_class=_FMT)
+    q.add_argument("--all", action="store_true", help="include removed observations")
+    add_config_option(q)
+    p.set_defaults(func=cmd_observations)
+
+
+def _register_reprocess(sub: Any) -> None:
+    p = sub.add_parser(
+        "reprocess",
+        help="process chosen frames again",
+        description="Queue frames for processing again. Filters combine (AND); times are "
+        "ISO-8601 UTC compared with mid-exposure. New results supersede the old rows (they "
+        "are kept and marked), and no alert is sent twice. A running daemon picks the frames "
+        "up within one processing interval; otherwise use `soapd run --until-idle`.",
+        formatter_class=_FMT,
+    )
+    add_config_option(p)
+    p.add_argument("--obs", type=int, metavar="ID", help="only this observation")
+    p.add_argument("--frame", type=int, action="append", metavar="ID", help="only this frame")
+    p.add_argument("--since", metavar="T", help="mid-exposure at or after T (UTC)")
+    p.add_argument("--until", metavar="T", help="mid-exposure before T (UTC)")
+    p.add_argument(
+        "--state",
+        action="append",
+        choices=[s for s in FRAME_STATES if s != "processing"],
+        help="only frames in this state (repeatable; default: processed, rejected, failed)",
+    )
+    p.set_defaults(func=cmd_reprocess)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _open_store(cfg: Config, *, migrate: bool) -> Store:
+    db = cfg.paths.db_path
+    if not migrate and not db.exists():
+        raise ConfigError(
+            f"no soapd database at {db}; check paths.state_dir or start the daemon once"
+        )
+    return Store(db, migrate=migrate)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the service (or until idle). Return the exit code."""
+    from soapd.service import Service
+
+    cfg = _config(args)
+    setup_logging(cfg.logging.level, cfg.logging.style)
+    service = Service(cfg)
+    return service.run_until_idle() if args.until_idle else service.run()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply migrations and list them."""
+    cfg = _config(args)
+    with _open_store(cfg, migrate=True) as store:
+        for m in migrations.applied(store.db):
+            print(f"{m.applied_at}  {m.name}")
+    print(f"database {cfg.paths.db_path} is up to date")
+    return 0
+
+
+def cmd_observations(args: argparse.Namespace) -> int:
+    """Add, remove or list followed observations."""
+    cfg = _config(args)
+    with _open_store(cfg, migrate=args.action != "list") as store:
+        if args.action == "add":
+            for obs in args.obs_ids:
+                new = store.follow_observation(obs)
+                print(f"observation {obs}: {'followed' if new else 'already followed'}")
+        elif args.action == "remove":
+            for obs in args.obs_ids:
+                gone = store.unfollow_observation(obs)
+                print(f"observation {obs}: {'no longer followed' if gone else 'was not followed'}")
+                if gone and obs in cfg.skynet.observations:
+                    print(
+                        f"  note: {obs} is listed in skynet.observations of the config; "
+                        "remove it there too or it is followed again at the next start"
+                    )
+        else:
+            rows = [r for r in store.observation_rows() if args.all or r["active"]]
+            if not rows:
+                print("no observations followed (add one with `soapd observations add ID`)")
+            for r in rows:
+                state = "" if r["active"] else "  (removed)"
+                print(
+                    f"{r['obs_id']:>10}  {r['source']:<6}  since {r['added_at'][:19]}  "
+                    f"frames {r['n_frames']} (processed {r['n_processed'] or 0}, "
+                    f"failed/rejected {r['n_bad'] or 0}){state}"
+                )
+    return 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    """Requeue the chosen frames."""
+    cfg = _config(args)
+    states = tuple(args.state or ("processed", "rejected", "failed"))
+    with _open_store(cfg, migrate=True) as store:
+        n = store.requeue(
+            frame_ids=args.frame,
+            obs_id=args.obs,
+            since_utc=parse_utc(args.since, what="--since"),
+            until_utc=parse_utc(args.until, what="--until"),
+            states=states,
+        )
+    print(f"{n} frame(s) queued for processing again")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the daemon's status."""
+    cfg = _config(args)
+    with _open_store(cfg, migrate=False) as store:
+        info = status_info(store, cfg, n_errors=args.errors)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    else:
+        print(format_status(info))
+    return 0
+
+
+def status_info(store: Store, cfg: Config, *, n_errors: int = 5) -> dict[str, Any]:
+    """Return what ``soapd status`` shows, as plain data."""
+    values = store.status_values()
+    pid = values.get("pid")
+    running = bool(pid) and not values.get("stopped_utc") and _alive(int(pid or 0))
+    alerts: dict[str, int] = {}
+    if hasattr(store, "alert_counts"):
+        alerts = store.alert_counts()
+    return {
+        "database": str(cfg.paths.db_path),
+        "daemon": "running" if running else "not running",
+        "pid": int(pid) if running and pid else None,
+        "status": values,
+        "backlog": store.backlog(),
+        "last_processed_utc": store.last_processed_utc(),
+        "observations": store.followed_observations(),
+        "alerts": alerts,
+        "catalog_cache": _cache_usage(cfg.paths.catalog_cache_dir),
+        "recent_errors": store.recent_errors(n_errors),
+    }
+
+
+def format_status(info: dict[str, Any]) -> str:
+    """Return the human-readable ``soapd status`` text."""
+    st = info["status"]
+    lines = [
+        f"database      {info['database']}",
+        f"daemon        {info['daemon']}"
+        + (f" (pid {info['pid']}, since {st.get('started_utc')})" if info["pid"] else ""),
+        f"last poll     {st.get('last_poll_utc') or 'never'}"
+        + (f" (last ok {st['last_poll_ok_utc']})" if st.get("last_poll_ok_utc") else ""),
+    ]
+    if st.get("last_poll_error"):
+        lines.append(f"poll error    {st['last_poll_error']}")
+    if st.get("auth_error"):
+        lines.append(f"token         {st['auth_error']} (at {st.get('auth_error_utc')})")
+    lines += [
+        f"last success  {info['last_processed_utc'] or 'never'}",
+        f"heartbeat     {st.get('heartbeat_utc') or 'none yet'}",
+        "backlog       " + ", ".join(f"{k} {v}" for k, v in info["backlog"].items()),
+        f"observations  {', '.join(map(str, info['observations'])) or 'none'}",
+    ]
+    if info["alerts"]:
+        lines.append("alerts        " + ", ".join(f"{k} {v}" for k, v in info["alerts"].items()))
+    cache = info["catalog_cache"]
+    lines.append(f"catalog cache {cache['files']} file(s), {cache['bytes'] / 1e6:.1f} MB")
+    if info["recent_errors"]:
+        lines.append("recent errors")
+        for e in info["recent_errors"]:
+            exp = f" exp {e['exp_id']}" if e["exp_id"] is not None else ""
+            lines.append(
+                f"  frame {e['frame_id']}{exp} {e['state']} (tries {e['tries']}) "
+                f"{e['updated_at'][:19]}: {e['last_error']}"
+            )
+    return "\n".join(lines)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cache_usage(folder: Path) -> dict[str, int]:
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}

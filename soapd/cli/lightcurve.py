@@ -1,0 +1,231 @@
+"""``soapd lightcurve NAME`` and ``soapd extract RA DEC``: lightcurves out of the store.
+
+Both print a text table (detections as ``mag +/- err``, limits as ``> lim``) or
+write a file: csv, ecsv, parquet or json (through :mod:`soapd.export`; the
+``is_detection`` column keeps detections and limits apart), or ``gcn`` (a GCN
+circular draft plus a ``.json`` sidecar with the same numbers). ``--plot`` also
+draws the lightcurve to a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+from soapd.alerts.gcn import circular, gcn_json, one_per_frame
+from soapd.cli import add_config_option
+from soapd.config import load_config
+from soapd.errors import ConfigError, SoapdError
+from soapd.store import Store
+from soapd.store.targets import parse_utc
+
+__all__ = ["register", "text_table", "write_output"]
+
+FORMATS = ("text", "csv", "ecsv", "parquet", "json", "gcn")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: from the --out suffix, else text on stdout)",
+    )
+    p.add_argument("--out", metavar="FILE", default=None, help="write to FILE instead of stdout")
+    p.add_argument("--plot", metavar="PNG", default=None, help="also plot the lightcurve to PNG")
+    p.add_argument(
+        "--units", choices=("mag", "flux"), default="mag", help="plot units (flux: microjansky)"
+    )
+    p.add_argument(
+        "--all-apertures",
+        action="store_true",
+        help="output every aperture (default: each frame's first aperture)",
+    )
+    add_config_option(p)
+
+
+def register(sub: Any) -> None:
+    """Add the ``lightcurve`` and ``extract`` subcommands."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser(
+        "lightcurve",
+        help="print or export a target's lightcurve",
+        description="Print or export the lightcurve of a watched target: detections as "
+        "magnitudes with errors, non-detections as upper limits.",
+        formatter_class=fmt,
+    )
+    p.add_argument("name", metavar="NAME", help="target name (see `soapd targets list`)")
+    p.add_argument("--band", metavar="B", default=None, help="only this band (e.g. R, r, V)")
+    p.add_argument("--since", metavar="T", default=None, help="only points after T (ISO-8601 UTC)")
+    p.add_argument(
+        "--include-superseded",
+        action="store_true",
+        help="also rows of older processings (column 'superseded')",
+    )
+    _add_output_options(p)
+    p.set_defaults(func=run_lightcurve)
+    e = sub.add_parser(
+        "extract",
+        help="lightcurve of any position from the kept field-wide tables",
+        description="Build the lightcurve of any sky position from the field-wide source "
+        "tables of the processed frames (nearest source within the radius per frame, or "
+        "the frame's limit when nothing is there).",
+        formatter_class=fmt,
+    )
+    e.add_argument("ra", metavar="RA", help="right ascension: degrees, or hours as hh:mm:ss")
+    e.add_argument("dec", metavar="DEC", help="declination in degrees (or dd:mm:ss)")
+    e.add_argument("--radius-arcsec", type=float, default=3.0, help="match radius in arcsec")
+    e.add_argument("--name", default=None, help="name written in the output (default: RA Dec)")
+    e.add_argument(
+        "--trigger-time", metavar="T", default=None, help="trigger time (ISO-8601 UTC) for gcn"
+    )
+    _add_output_options(e)
+    e.set_defaults(func=run_extract)
+
+
+def _cell(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "-"
+
+
+def text_table(table: Table, trigger: datetime | None) -> str:
+    """Return a human-readable table: one line per point, limits as ``> lim``."""
+    from soapd.store.results import mjd_of
+
+    head = ["mid_time_utc", "t-trig(h)" if trigger else "mjd", "telescope", "band", "exp(s)"]
+    head += ["mag", "snr", "flag"]
+    lines = [head]
+    t0 = mjd_of(trigger) if trigger else None
+    for row in table:
+        det = bool(row["is_detection"])
+        mag = float(row["calibrated_mag"])
+        if det and math.isfinite(mag):
+            shown = f"{mag:.3f} +/- {_cell(float(row['calibrated_mag_err']), 3)}"
+        else:
+            shown = f"> {_cell(float(row['limiting_mag']), 2)}"
+        mjd = float(row["mjd"])
+        lines.append(
+            [
+                str(row["mid_time_utc"]) if "mid_time_utc" in row.colnames else "",
+                f"{(mjd - t0) * 24:.3f}" if t0 is not None else f"{mjd:.5f}",
+                str(row["telescope"]),
+                str(row["band"]),
+                f"{float(row['exptime']):g}",
+                shown,
+                _cell(float(row["snr"]), 1),
+                str(int(row["flag"])),
+            ]
+        )
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in lines)
+
+
+def write_output(
+    table: Table,
+    args: argparse.Namespace,
+    *,
+    name: str,
+    trigger: datetime | None,
+    ra_deg: float | None = None,
+    dec_deg: float | None = None,
+) -> None:
+    """Write ``table`` as asked by --format/--out/--plot."""
+    if not args.all_apertures:
+        table = one_per_frame(table)
+    fmt = args.format
+    if fmt is None:
+        fmt = "text" if args.out is None else Path(args.out).suffix.lstrip(".").lower()
+        fmt = {"pq": "parquet", "txt": "gcn"}.get(fmt, fmt)
+        if fmt not in FORMATS:
+            raise ConfigError(f"--out {args.out}: unknown suffix; give --format")
+    if fmt == "gcn":
+        text = circular(table, target_name=name, trigger_time_utc=trigger)
+        sidecar = gcn_json(
+            table, target_name=name, trigger_time_utc=trigger, ra_deg=ra_deg, dec_deg=dec_deg
+        )
+        if args.out:
+            out = Path(args.out)
+            out.write_text(text, encoding="utf-8")
+            out.with_suffix(".json").write_text(
+                json.dumps(sidecar, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+            )
+            print(f"wrote {out} and {out.with_suffix('.json')}")
+        else:
+            print(text, end="")
+    elif fmt == "text":
+        body = text_table(table, trigger)
+        if args.out:
+            Path(args.out).write_text(body + "\n", encoding="utf-8")
+        else:
+            print(body)
+    else:
+        if not args.out:
+            raise ConfigError(f"--format {fmt} needs --out FILE")
+        from soapd.export import write_table
+
+        print(f"wrote {write_table(table, args.out, fmt)} ({len(table)} rows)")
+    if args.plot:
+        from soapd.plots import plot_lightcurve
+
+        plot_lightcurve(table, args.plot, units=args.units, trigger_time_utc=trigger, title=name)
+        print(f"wrote {args.plot}")
+
+
+def run_lightcurve(args: argparse.Namespace) -> int:
+    """Print or export a target's lightcurve."""
+    cfg = load_config(args.config)
+    with Store(cfg.paths.db_path) as store:
+        target = store.get_target(args.name)
+        if target is None:
+            raise SoapdError(f"no target named {args.name!r}; see `soapd targets list`")
+        table = store.lightcurve(
+            args.name,
+            band=args.band,
+            since_utc=parse_utc(args.since, what="--since"),
+            include_superseded=args.include_superseded,
+        )
+    write_output(
+        table,
+        args,
+        name=target.name,
+        trigger=target.trigger_time_utc,
+        ra_deg=target.ra_deg,
+        dec_deg=target.dec_deg,
+    )
+    return 0
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    """Build and output the lightcurve of a position from the field-wide tables."""
+    from soapd.alerts.extract import extract_lightcurve
+    from soapd.cli.targets import parse_position
+
+    if not args.radius_arcsec > 0:
+        raise ConfigError("--radius-arcsec must be positive")
+    cfg = load_config(args.config)
+    ra, dec = parse_position(args.ra, args.dec)
+    with Store(cfg.paths.db_path) as store:
+        table = extract_lightcurve(
+            store, ra, dec, radius_arcsec=args.radius_arcsec, target_name=args.name
+        )
+    if len(table) == 0:
+        print("no processed frame with a field-wide table covers this position")
+        return 1
+    name = str(table.meta.get("target_name", args.name or ""))
+    if "band" not in table.colnames:
+        table["band"] = np.asarray(table["filter"]).astype(str)
+    write_output(
+        table,
+        args,
+        name=name,
+        trigger=parse_utc(args.trigger_time, what="--trigger-time"),
+        ra_deg=ra,
+        dec_deg=dec,
+    )
+    return 0

@@ -1,0 +1,401 @@
+"""The daemon's scheduled jobs: thin functions that call into skynet, ingest, workers and alerts.
+
+Every job takes the :class:`JobContext` and runs on the scheduler's single
+thread, so every database write happens there (DESIGN §4.3). The database is
+the queue: a job only moves frames from one ledger state to the next, and any
+job can be interrupted between two frames without losing or repeating work.
+
+``poll_skynet``      list followed observations/telescopes, record new exposures
+``download_frames``  fetch a few 'seen' frames, then wake itself while more remain
+``drain_inbox``      register files the inbox watcher queued
+``process_pending``  collect finished worker results, submit more 'downloaded' frames
+``flush_alerts``     send the alert outbox
+``reconcile``        re-list the last ``reconcile_window_h`` and requeue what is missing
+``heartbeat``        one INFO line with the backlog and counters
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from soapd.config import Config, Token, read_token
+from soapd.errors import (
+    FrameUnreadable,
+    SkynetAuthError,
+    SkynetError,
+    SkynetNotFound,
+    SoapdError,
+)
+from soapd.logs import FrameLogger
+from soapd.skynet.records import Exposure
+from soapd.skynet.source import ExposureSource
+from soapd.store import Store
+from soapd.store.ledger import FrameRow
+from soapd.workers import FrameTask, TaskOutcome, WorkerPool
+
+__all__ = [
+    "JOB_NAMES",
+    "JobContext",
+    "download_frames",
+    "drain_inbox",
+    "finish",
+    "flush_alerts",
+    "heartbeat",
+    "poll_skynet",
+    "process_pending",
+    "reconcile",
+]
+
+logger = logging.getLogger(__name__)
+
+JOB_NAMES = (
+    "poll_skynet",
+    "download_frames",
+    "drain_inbox",
+    "process_pending",
+    "flush_alerts",
+    "reconcile",
+    "heartbeat",
+)
+
+
+@dataclass
+class JobContext:
+    """Everything the jobs share. Built by the service; touched only by the scheduler thread.
+
+    ``source_factory`` builds the archive client from a token (tests pass one
+    that talks to the fake server); ``wake(job_id)`` asks the scheduler to run a
+    job now; ``inbox`` is filled by the watcher thread.
+    """
+
+    config: Config
+    store: Store
+    pool: WorkerPool
+    wake: Callable[[str], None]
+    source_factory: Callable[[Token], ExposureSource] | None = None
+    read_token: Callable[[], Token | None] | None = None
+    notifiers: list[Any] = field(default_factory=list)
+    inbox: queue.Queue[Path] = field(default_factory=queue.Queue)
+    source: ExposureSource | None = None
+    auth_blocked_until: float = 0.0
+    counters: Counter[str] = field(default_factory=Counter)
+    max_tries: int = 3
+
+    def get_source(self) -> ExposureSource | None:
+        """Return the archive client, (re)building it from a freshly read token when needed.
+
+        While the token is missing or was refused, return None until
+        ``skynet.auth_retry_interval_s`` has passed, so the API is not hammered.
+        """
+        if self.source is not None:
+            return self.source
+        if self.source_factory is None or time.monotonic() < self.auth_blocked_until:
+            return None
+        reader = self.read_token or (lambda: read_token(self.config.skynet))
+        try:
+            token = reader()
+        except SoapdError as exc:
+            token = None
+            logger.error("cannot read the Skynet token: %s", exc)  # noqa: TRY400
+        if not token:
+            self._block_auth(
+                "no Skynet API token: put it in $CREDENTIALS_DIRECTORY/skynet-token "
+                "(systemd LoadCredential=), $SOAPD_SKYNET_TOKEN or skynet.token_file"
+            )
+            return None
+        self.source = self.source_factory(token)
+        return self.source
+
+    def _block_auth(self, message: str) -> None:
+        wait_s = self.config.skynet.auth_retry_interval_s
+        self.auth_blocked_until = time.monotonic() + wait_s
+        logger.error("%s; polling paused, next try in %.0f s", message, wait_s)
+        self.store.set_status(auth_error=message, auth_error_utc=self.store.now())
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+
+    def auth_failed(self, exc: SkynetAuthError) -> None:
+        """Say plainly that the token was refused and pause polling for the retry interval."""
+        self._block_auth(
+            f"Skynet refused the API token ({exc}); replace the token (the credential file, "
+            "$SOAPD_SKYNET_TOKEN or skynet.token_file) - it is re-read at the next try"
+        )
+
+
+def _now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def poll_skynet(ctx: JobContext, *, window_s: float | None = None) -> int:
+    """List followed observations and telescopes, record new exposures. Return how many are new.
+
+    ``window_s`` (reconciliation) keeps only exposures with a mid-exposure time
+    in the last ``window_s`` seconds and sets the telescopes' look-back.
+    """
+    source = ctx.get_source()
+    if source is None:
+        return 0
+    ctx.store.set_status(last_poll_utc=ctx.store.now())
+    cfg = ctx.config.skynet
+    look_back_s = window_s or max(3 * cfg.poll_interval_s, 3600.0)
+    since = _now_utc() - timedelta(seconds=look_back_s)
+    new = 0
+    errors: list[str] = []
+    listings: list[tuple[str, Callable[[], list[Exposure]]]] = [
+        (f"observation {obs}", partial(_list_obs, source, obs))
+        for obs in ctx.store.followed_observations()
+    ]
+    listings += [
+        (f"telescope {tel}", partial(_list_tel, source, tel, since)) for tel in cfg.telescopes
+    ]
+    for what, listing in listings:
+        try:
+            exposures = listing()
+        except SkynetAuthError as exc:
+            ctx.auth_failed(exc)
+            return new
+        except SkynetNotFound as exc:
+            errors.append(f"{what}: {exc}")
+            logger.warning("%s is not on Skynet (or not visible to this token): %s", what, exc)
+            continue
+        except SkynetError as exc:
+            errors.append(f"{what}: {exc}")
+            logger.warning("listing %s failed, will retry at the next poll: %s", what, exc)
+            continue
+        if window_s is not None:
+            exposures = [e for e in exposures if _in_window(e, since)]
+        ids = ctx.store.record_seen(exposures)
+        if ids:
+            logger.info("%s: %d new exposure(s)", what, len(ids))
+        new += len(ids)
+    ctx.store.set_status(last_poll_error="; ".join(errors) or None)
+    if not errors:
+        ctx.store.set_status(last_poll_ok_utc=ctx.store.now(), auth_error=None)
+    ctx.counters["seen"] += new
+    if new or ctx.store.frames_to_download(1):
+        ctx.wake("download_frames")
+    return new
+
+
+def _list_obs(source: ExposureSource, obs_id: int) -> list[Exposure]:
+    return list(source.iter_archived(obs_id))
+
+
+def _list_tel(source: ExposureSource, telescope: str, since: datetime) -> list[Exposure]:
+    return list(source.iter_telescope(telescope, since_utc=since))
+
+
+def _in_window(exp: Exposure, since: datetime) -> bool:
+    when = exp.meta.mid_time_utc or exp.time_archived_utc
+    return when is None or when >= since
+
+
+def download_frames(ctx: JobContext, *, limit: int | None = None) -> int:
+    """Download up to ``limit`` (default: one per worker) 'seen' frames. Return how many arrived.
+
+    A failed download counts a try and leaves the frame 'seen' (failed at
+    max tries); a refused token pauses polling. Wakes itself while more remain.
+    """
+    rows = ctx.store.frames_to_download(limit or ctx.pool.n_workers)
+    if not rows:
+        return 0
+    source = ctx.get_source()
+    if source is None:
+        return 0
+    got = 0
+    for row in rows:
+        try:
+            got += _download_one(ctx, source, row)
+        except SkynetAuthError as exc:
+            ctx.auth_failed(exc)
+            return got
+    if got:
+        ctx.wake("process_pending")
+    if ctx.store.frames_to_download(1) and ctx.source is not None:
+        ctx.wake("download_frames")
+    return got
+
+
+def _download_one(ctx: JobContext, source: ExposureSource, row: FrameRow) -> int:
+    assert row.exp_id is not None
+    log = FrameLogger(logger, {"frame_id": row.frame_id, "exp_id": row.exp_id})
+    exp = Exposure(exp_id=row.exp_id, obs_id=row.obs_id, state="archived", meta=row.meta)
+    try:
+        got = source.download(exp, ctx.config.paths.frames_dir)
+    except (FrameUnreadable, SkynetError) as exc:
+        if isinstance(exc, SkynetAuthError):
+            raise
+        state = ctx.store.mark_download_failed(row.frame_id, str(exc), max_tries=ctx.max_tries)
+        log.warning("download failed (%s)%s", exc, "; giving up" if state == "failed" else "")
+        return 0
+    rec = ctx.store.mark_downloaded(row.frame_id, got.path, got.sha256, got.size_bytes)
+    if not rec.created:
+        log.info("same file as frame %d (%s); not processed again", rec.frame_id, rec.reason)
+        got.path.unlink(missing_ok=True)
+        return 0
+    log.debug("downloaded %s (%d bytes)", got.path.name, got.size_bytes)
+    return 1
+
+
+def drain_inbox(ctx: JobContext) -> int:
+    """Register every file the inbox watcher queued. Return how many became new work.
+
+    Each file is checked and copied (or moved) into the frames folder, then
+    recorded; the ledger's checksum identity drops one already known (dropped
+    twice, or also downloaded from Skynet) and its extra copy is deleted.
+    """
+    from soapd.ingest.files import register_file
+
+    paths = ctx.config.paths
+    added = 0
+    while True:
+        try:
+            path = ctx.inbox.get_nowait()
+        except queue.Empty:
+            break
+        try:
+            reg = register_file(path, paths.frames_dir, action=paths.inbox_action)
+        except (SoapdError, OSError) as exc:
+            logger.warning("inbox: %s not registered: %s", path.name, exc)
+            continue
+        rec = ctx.store.record_local(reg.path, reg.sha256, reg.size_bytes, source="inbox")
+        if rec.created:
+            added += 1
+            logger.info("inbox: %s registered as frame %d", path.name, rec.frame_id)
+            continue
+        owner = ctx.store.frame(rec.frame_id)
+        if owner is not None and owner.path is not None and owner.path != reg.path:
+            reg.path.unlink(missing_ok=True)
+        logger.info("inbox: %s is frame %d already (%s)", path.name, rec.frame_id, rec.reason)
+    if added:
+        ctx.wake("process_pending")
+    return added
+
+
+def process_pending(ctx: JobContext, *, wait_s: float = 0.0) -> int:
+    """Store the results of finished frames, then keep the workers busy. Return frames stored.
+
+    ``wait_s`` waits that long for the first finished frame (``--until-idle``).
+    """
+    done = 0
+    for outcome in ctx.pool.collect(timeout_s=wait_s):
+        finish(ctx, outcome)
+        done += 1
+    room = ctx.pool.capacity
+    if room:
+        rows = ctx.store.pending_frames(room)
+        targets = tuple(ctx.store.active_targets()) if rows else ()
+        for row in rows:
+            _submit(ctx, row, targets)
+    return done
+
+
+def _submit(ctx: JobContext, row: FrameRow, targets: tuple[Any, ...]) -> None:
+    started = ctx.store.start_attempt(row.frame_id)
+    assert started.path is not None
+    task = FrameTask(frame_id=row.frame_id, path=started.path, meta=row.meta, targets=targets)
+    try:
+        ctx.pool.submit(task)
+    except Exception as exc:
+        logger.exception("frame %d: could not hand it to a worker", row.frame_id)
+        ctx.store.mark_retry(row.frame_id, f"submit failed: {exc}", max_tries=ctx.max_tries)
+
+
+def finish(ctx: JobContext, out: TaskOutcome) -> None:
+    """Write one worker outcome to the store and log the per-frame line."""
+    from soapd.alerts.record import record_result
+
+    row = ctx.store.frame(out.frame_id)
+    log = FrameLogger(
+        logger,
+        {"frame_id": out.frame_id, "exp_id": row and row.exp_id, "obs_id": row and row.obs_id},
+    )
+    if out.outcome == "ok":
+        assert out.result is not None
+        try:
+            record_result(
+                ctx.store,
+                out.frame_id,
+                out.result,
+                config=ctx.config,
+                table_path=str(out.table_path) if out.table_path else None,
+            )
+        except Exception as exc:
+            logger.exception("frame %d: storing the result failed", out.frame_id)
+            out = TaskOutcome(frame_id=out.frame_id, outcome="retry", error=f"store: {exc}")
+        else:
+            ctx.counters["processed"] += 1
+            ctx.store.set_status(last_success_utc=ctx.store.now())
+            log.info("%s", frame_line(out))
+            ctx.wake("flush_alerts")
+            return
+    if out.outcome == "rejected":
+        ctx.store.mark_rejected(out.frame_id, out.error)
+        ctx.counters["rejected"] += 1
+        log.warning("rejected in %.2f s: %s", out.duration_s, out.error)
+    elif out.outcome == "failed":
+        ctx.store.mark_failed(out.frame_id, out.error)
+        ctx.counters["failed"] += 1
+        log.warning("failed in %.2f s: %s", out.duration_s, out.error)
+    else:
+        state = ctx.store.mark_retry(out.frame_id, out.error, max_tries=ctx.max_tries)
+        ctx.counters["failed" if state == "failed" else "retried"] += 1
+        verdict = "failed for good" if state == "failed" else "will retry"
+        log.warning("error in %.2f s (%s): %s", out.duration_s, verdict, out.error)
+
+
+def frame_line(out: TaskOutcome) -> str:
+    """Return the one INFO line of a processed frame: zero point, stars, FWHM, limit, time."""
+    assert out.result is not None
+    s = out.result.summary
+    zp = f"zp {s.zp_mag:.3f}±{s.zp_err_mag:.3f} mag" if s.zp_mag == s.zp_mag else "no zp"
+    cat = f" {s.cal_catalog}" if s.cal_catalog else ""
+    return (
+        f"processed in {out.duration_s:.2f} s: {s.band or s.filter_raw} {s.exptime_s:g} s, "
+        f"{zp} ({s.n_cal_stars} stars{cat}), fwhm {s.fwhm_px:.2f} px, "
+        f"limit {s.lim_mag:.2f} mag, {s.n_sources} sources"
+    )
+
+
+def flush_alerts(ctx: JobContext) -> None:
+    """Send due alerts from the outbox through the configured notifiers."""
+    from soapd.alerts import outbox
+
+    outbox.flush(ctx.store, ctx.notifiers, config=ctx.config.alerts)
+
+
+def reconcile(ctx: JobContext) -> int:
+    """Re-list the reconciliation window and requeue failed frames with tries left.
+
+    Return the number of frames added or requeued.
+    """
+    window_s = ctx.config.skynet.reconcile_window_h * 3600.0
+    new = poll_skynet(ctx, window_s=window_s) if window_s > 0 else 0
+    since = _now_utc() - timedelta(seconds=window_s)
+    requeued = ctx.store.requeue(since_utc=since, states=("failed",), max_tries_below=ctx.max_tries)
+    if requeued:
+        logger.info("reconcile: %d failed frame(s) with tries left requeued", requeued)
+        ctx.wake("download_frames")
+        ctx.wake("process_pending")
+    return new + requeued
+
+
+def heartbeat(ctx: JobContext) -> str:
+    """Log one INFO line with the backlog per state and the counters since start; return it."""
+    backlog = ctx.store.backlog()
+    states = " ".join(f"{k}={v}" for k, v in backlog.items())
+    counts = " ".join(f"{k}={ctx.counters[k]}" for k in ("seen", "processed", "failed"))
+    line = f"heartbeat: frames {states}; in flight {len(ctx.pool.inflight)}; since start {counts}"
+    ctx.store.set_status(heartbeat_utc=ctx.store.now())
+    logger.info("%s", line)
+    return line

@@ -1,0 +1,145 @@
+"""Curve of growth, aperture corrections to total flux, and the aperture radii per mode.
+
+The curve of growth ``c(r)`` is the median, over bright isolated unsaturated
+stars, of ``F(r) / F(r_total)``, with ``r_total = max(max_radius_px, 4 FWHM)``.
+The aperture correction of radius ``r`` is ``ap_corr_mag = 2.5 log10 c(r)``
+(<= 0): ``ins_mag = -2.5 log10(F(r) / t) + ap_corr_mag`` is then a total-flux
+magnitude at every radius, so magnitudes at different radii agree and one zero
+point serves all of them (skynetsoap bug B3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import sep
+
+from soapd.config import PhotometryConfig
+from soapd.errors import ExtractionError
+
+__all__ = ["CurveOfGrowth", "choose_radii", "curve_of_growth"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CurveOfGrowth:
+    """Median enclosed-flux fraction ``fraction`` at ``radii_px`` (relative to ``r_total_px``)."""
+
+    radii_px: npt.NDArray[np.float64]
+    fraction: npt.NDArray[np.float64]
+    r_total_px: float
+    n_stars: int
+
+    @property
+    def ok(self) -> bool:
+        """True when at least 3 stars built the curve."""
+        return self.n_stars >= 3
+
+    def correction_mag(self, radius_px: float) -> float:
+        """Return ``2.5 log10 c(r)`` (<= 0 mag), 0 beyond ``r_total``, NaN if not ``ok``."""
+        if not self.ok:
+            return math.nan
+        if radius_px >= self.r_total_px:
+            return 0.0
+        frac = float(np.interp(radius_px, self.radii_px, self.fraction))
+        if frac <= 0:
+            return math.nan
+        return 2.5 * math.log10(min(frac, 1.0))
+
+    def optimal_radius(self, min_px: float, max_px: float) -> float:
+        """Radius in [min_px, max_px] maximising the S/N of a faint star: ``c(r) / r``.
+
+        For a background-limited source S/N is proportional to c(r) / sqrt(pi r^2).
+        """
+        grid = np.arange(min_px, max_px + 1e-9, 0.1)
+        frac = np.interp(grid, self.radii_px, self.fraction)
+        return float(grid[int(np.argmax(frac / grid))])
+
+
+def curve_of_growth(
+    data_sub_e: npt.NDArray[np.float64],
+    mask: npt.NDArray[np.bool_],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    *,
+    radii_px: npt.NDArray[np.float64],
+    r_total_px: float,
+    subpix: int,
+) -> CurveOfGrowth:
+    """Return the median curve of growth of stars at 0-based ``x, y``.
+
+    Stars whose apertures touch masked pixels or the edge at ``r_total_px``, or
+    whose total flux is not positive, are left out.
+    """
+    grid = np.unique(np.concatenate([np.asarray(radii_px, np.float64), [r_total_px]]))
+    grid = grid[(grid > 0) & (grid <= r_total_px)]
+    n = len(x)
+    if n == 0:
+        return CurveOfGrowth(
+            radii_px=grid, fraction=np.ones_like(grid), r_total_px=r_total_px, n_stars=0
+        )
+    xs = np.tile(x, len(grid))
+    ys = np.tile(y, len(grid))
+    rs = np.repeat(grid, n)
+    try:
+        flux, _, flag = sep.sum_circle(
+            data_sub_e, xs, ys, rs, mask=mask if mask.any() else None, subpix=subpix
+        )
+    except Exception as exc:
+        raise ExtractionError(f"sep failed while building the curve of growth: {exc}") from exc
+    flux = flux.reshape(len(grid), n)
+    flag = flag.reshape(len(grid), n)
+    total = flux[-1]
+    good = (total > 0) & (flag[-1] == 0)
+    if good.sum() == 0:
+        return CurveOfGrowth(
+            radii_px=grid, fraction=np.ones_like(grid), r_total_px=r_total_px, n_stars=0
+        )
+    frac = flux[:, good] / total[good]
+    median = np.median(frac, axis=1)
+    median = np.maximum.accumulate(np.clip(median, 1e-6, None))
+    median /= median[-1]
+    return CurveOfGrowth(
+        radii_px=grid, fraction=median, r_total_px=r_total_px, n_stars=int(good.sum())
+    )
+
+
+def choose_radii(
+    config: PhotometryConfig, fwhm_px: float, cog: CurveOfGrowth | None
+) -> tuple[tuple[float, ...], int, str]:
+    """Return (radii in px, index of the calibration radius, note) for the aperture mode.
+
+    ``fwhm_scaled`` falls back to ``fixed_radius_px`` without a FWHM, and
+    ``optimal`` falls back to ``fwhm_scaled`` without a curve of growth; the note
+    says so. In ``multi`` mode the calibration radius is the one nearest the
+    optimal radius (or the middle one without a curve of growth).
+    """
+    lo, hi = config.min_radius_px, config.max_radius_px
+    note = ""
+    scaled: float | None = None
+    if math.isfinite(fwhm_px) and fwhm_px > 0:
+        scaled = min(max(config.fwhm_factor * fwhm_px, lo), hi)
+    mode = config.aperture_mode
+    if mode == "fixed":
+        return (config.fixed_radius_px,), 0, note
+    if mode == "multi":
+        radii = tuple(float(r) for r in config.radii_px)
+        if cog is not None and cog.ok:
+            best = cog.optimal_radius(lo, hi)
+            idx = int(np.argmin([abs(r - best) for r in radii]))
+        else:
+            idx = len(radii) // 2
+        return radii, idx, note
+    if mode == "optimal":
+        if cog is not None and cog.ok:
+            return (round(cog.optimal_radius(lo, hi), 2),), 0, note
+        note = "optimal aperture: no curve of growth (too few stars); using fwhm_scaled"
+    if scaled is not None:
+        return (round(scaled, 3),), 0, note
+    return (
+        (config.fixed_radius_px,),
+        0,
+        (f"no FWHM measured; using photometry.fixed_radius_px = {config.fixed_radius_px} px"),
+    )

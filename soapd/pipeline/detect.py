@@ -1,0 +1,256 @@
+"""Background (sep, with its RMS map), source extraction and the frame FWHM.
+
+sep's bare ``Exception`` is wrapped in :class:`~soapd.errors.ExtractionError`;
+the "internal pixel buffer full" overflow is retried once with twice the pixel
+stack. Pixel values are in electrons and coordinates are 0-based (sep's
+convention: the centre of the first pixel is 0.0).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import sep
+from scipy.spatial import cKDTree
+
+from soapd.config import ExtractionConfig
+from soapd.errors import ExtractionError
+from soapd.flags import Flag
+
+__all__ = [
+    "Background",
+    "Detections",
+    "FwhmEstimate",
+    "extract_sources",
+    "measure_background",
+    "measure_fwhm",
+    "nearest_neighbour_px",
+]
+
+GAUSS_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+_PIXSTACK_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Background:
+    """sep background: maps in electrons per pixel, scalars in electrons."""
+
+    back_e: npt.NDArray[np.float64]
+    rms_e: npt.NDArray[np.float64]
+    global_back_e: float
+    global_rms_e: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detections:
+    """sep's object catalogue (structured array) and the segmentation map."""
+
+    objects: npt.NDArray[np.void]
+    segmap: npt.NDArray[np.int32]
+    pixstack: int
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FwhmEstimate:
+    """The frame FWHM (px) of a Gaussian and how many stars gave it."""
+
+    fwhm_px: float
+    n_stars: int
+    index: npt.NDArray[np.int64]
+
+
+def measure_background(
+    data_e: npt.NDArray[np.float64],
+    mask: npt.NDArray[np.bool_],
+    *,
+    back_size_px: int,
+    back_filter_size: int,
+) -> Background:
+    """Return the sep background and RMS maps of ``data_e`` (electrons), ignoring ``mask``.
+
+    Raise ExtractionError when sep fails (e.g. the image is smaller than one mesh
+    in a way sep cannot handle).
+    """
+    try:
+        bkg = sep.Background(
+            data_e,
+            mask=mask if mask.any() else None,
+            bw=back_size_px,
+            bh=back_size_px,
+            fw=back_filter_size,
+            fh=back_filter_size,
+        )
+        back = bkg.back(dtype=np.float64)
+        rms = bkg.rms(dtype=np.float64)
+    except Exception as exc:
+        raise ExtractionError(f"sep background estimation failed: {exc}") from exc
+    if not np.isfinite(bkg.globalrms) or bkg.globalrms <= 0:
+        raise ExtractionError(
+            "the background RMS is zero or undefined: the frame has no noise (a constant "
+            "or synthetic image without noise?)"
+        )
+    return Background(
+        back_e=back,
+        rms_e=rms,
+        global_back_e=float(bkg.globalback),
+        global_rms_e=float(bkg.globalrms),
+    )
+
+
+def _kernel(config: ExtractionConfig) -> npt.NDArray[np.float64] | None | str:
+    if config.filter_kernel == "none":
+        return None
+    if config.filter_kernel == "default":
+        return "default"
+    sigma = config.filter_fwhm_px / GAUSS_FWHM_PER_SIGMA
+    half = max(1, math.ceil(2.0 * sigma))
+    ax = np.arange(-half, half + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (ax[:, None] ** 2 + ax[None, :] ** 2) / sigma**2)
+    return k / k.sum()
+
+
+def extract_sources(
+    data_sub_e: npt.NDArray[np.float64],
+    background: Background,
+    mask: npt.NDArray[np.bool_],
+    *,
+    config: ExtractionConfig,
+) -> Detections:
+    """Run ``sep.extract`` on the background-subtracted image (electrons).
+
+    The threshold is ``thresh_sigma`` times the per-pixel RMS map (or the global
+    RMS when ``config.noise == "global"``). Masked pixels are ignored. The pixel
+    stack is set from config; on "internal pixel buffer full" it is doubled and
+    extraction retried once. Raise ExtractionError on any sep failure.
+    """
+    err: npt.NDArray[np.float64] | float = (
+        background.rms_e if config.noise == "map" else background.global_rms_e
+    )
+    kernel = _kernel(config)
+    kwargs: dict[str, object] = {
+        "err": err,
+        "mask": mask if mask.any() else None,
+        "minarea": config.minarea_px,
+        "deblend_nthresh": config.deblend_nthresh,
+        "deblend_cont": config.deblend_cont,
+        "clean": config.clean,
+        "clean_param": config.clean_param,
+        "segmentation_map": True,
+    }
+    if kernel is None:
+        kwargs["filter_kernel"] = None
+    elif not isinstance(kernel, str):
+        kwargs["filter_kernel"] = kernel
+    pixstack = config.pixstack
+    for attempt in range(2):
+        with _PIXSTACK_LOCK:
+            sep.set_extract_pixstack(pixstack)
+            try:
+                objects, segmap = sep.extract(data_sub_e, config.thresh_sigma, **kwargs)
+            except Exception as exc:
+                text = str(exc)
+                if "pixel buffer full" in text and attempt == 0:
+                    pixstack *= 2
+                    continue
+                if "pixel buffer full" in text:
+                    raise ExtractionError(
+                        f"sep: internal pixel buffer full even with pixstack = {pixstack}; "
+                        "raise extraction.pixstack or extraction.thresh_sigma"
+                    ) from exc
+                raise ExtractionError(f"sep source extraction failed: {text}") from exc
+        return Detections(objects=objects, segmap=segmap, pixstack=pixstack)
+    raise ExtractionError("sep source extraction failed twice")  # pragma: no cover
+
+
+def nearest_neighbour_px(x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Return each point's distance (px) to its nearest other point (inf if alone)."""
+    pts = np.column_stack([np.asarray(x, np.float64), np.asarray(y, np.float64)])
+    if len(pts) < 2:
+        return np.full(len(pts), np.inf)
+    dist, _ = cKDTree(pts).query(pts, k=2)
+    return np.asarray(dist[:, 1], dtype=np.float64)
+
+
+def measure_fwhm(
+    data_sub_e: npt.NDArray[np.float64],
+    detections: Detections,
+    background: Background,
+    mask: npt.NDArray[np.bool_],
+    *,
+    min_snr: float,
+    max_stars: int = 300,
+) -> FwhmEstimate:
+    """Return the FWHM (px) of the frame's stars, as a Gaussian's FWHM.
+
+    Stars are detections with no sep flag, no masked (saturated/bad) pixel, not
+    touching the edge, isolated (nearest neighbour further than 4 x their
+    ``a + b``) and with isophotal S/N >= ``min_snr`` (the brightest ``max_stars``
+    of them). Each star's half-light radius r50 comes from ``sep.flux_radius``
+    within 4 first-guess FWHMs; a Gaussian has FWHM = 2 r50 exactly. The frame
+    value is the 3-sigma-clipped median. If fewer than 3 stars pass, the S/N cut
+    is relaxed to 10; with none, the FWHM is NaN and ``n_stars`` is 0.
+    """
+    obj = detections.objects
+    empty = FwhmEstimate(fwhm_px=math.nan, n_stars=0, index=np.zeros(0, np.int64))
+    if len(obj) == 0:
+        return empty
+    ny, nx = data_sub_e.shape
+    x, y = obj["x"], obj["y"]
+    a, b = obj["a"], obj["b"]
+    noise2 = obj["npix"] * background.global_rms_e**2 + np.clip(obj["flux"], 0, None)
+    snr = obj["flux"] / np.sqrt(np.maximum(noise2, 1e-30))
+    nn = nearest_neighbour_px(x, y)
+    size = 4.0 * (a + b)
+    ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
+    iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
+    margin = np.maximum(size, 5.0)
+    ok = (
+        (obj["flag"] == 0)
+        & (nn > size)
+        & ~mask[iy, ix]
+        & (x > margin)
+        & (y > margin)
+        & (x < nx - 1 - margin)
+        & (y < ny - 1 - margin)
+        & (a > 0)
+        & (b > 0)
+    )
+    if detections.objects.dtype.names and "peak" in detections.objects.dtype.names:
+        ok &= np.isfinite(obj["peak"])
+    for threshold in (min_snr, min(min_snr, 10.0)):
+        sel = np.flatnonzero(ok & (snr >= threshold))
+        if len(sel) >= 3:
+            break
+    if len(sel) == 0:
+        return empty
+    sel = sel[np.argsort(-snr[sel])][:max_stars]
+    guess = GAUSS_FWHM_PER_SIGMA * float(np.median(np.sqrt(a[sel] * b[sel])))
+    rmax = np.full(len(sel), max(4.0 * guess, 3.0))
+    try:
+        r50, rflag = sep.flux_radius(data_sub_e, x[sel], y[sel], rmax, 0.5, mask=mask, subpix=5)
+    except Exception as exc:
+        raise ExtractionError(f"sep flux_radius failed while measuring the FWHM: {exc}") from exc
+    good = (rflag & ~int(Flag.APER_TRUNC)) == 0
+    good &= np.isfinite(r50) & (r50 > 0)
+    fwhm = 2.0 * r50[good]
+    sel = sel[good]
+    if len(fwhm) == 0:
+        return empty
+    keep = np.ones(len(fwhm), dtype=bool)
+    for _ in range(5):
+        med = float(np.median(fwhm[keep]))
+        mad = 1.4826 * float(np.median(np.abs(fwhm[keep] - med)))
+        new = np.abs(fwhm - med) <= 3.0 * max(mad, 1e-6 * med)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    return FwhmEstimate(
+        fwhm_px=float(np.median(fwhm[keep])), n_stars=int(keep.sum()), index=sel[keep]
+    )

@@ -1,0 +1,416 @@
+"""The pipeline stages: each takes the :class:`Context` and returns a new one.
+
+Each stage is a thin adapter around the pure science functions of the sibling
+modules; none mutates its input.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import replace
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import sep
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from soapd.errors import ExtractionError, FrameRejected
+from soapd.flags import Flag
+from soapd.pipeline.apcorr import CurveOfGrowth, choose_radii, curve_of_growth
+from soapd.pipeline.context import Apertures, Blocks, Context, Forced, Limits
+from soapd.pipeline.detect import (
+    GAUSS_FWHM_PER_SIGMA,
+    extract_sources,
+    measure_background,
+    measure_fwhm,
+    nearest_neighbour_px,
+)
+from soapd.pipeline.frame import load_frame
+from soapd.pipeline.limits import analytic_limit_flux, blank_sky, exclusion_mask
+from soapd.pipeline.photometry import (
+    MAG_PER_REL_FLUX,
+    edge_distance_px,
+    measure_apertures,
+    sky_sample_size,
+)
+
+__all__ = [
+    "calibration_sources",
+    "check_has_pixels",
+    "need",
+    "stage_apertures",
+    "stage_background",
+    "stage_detect",
+    "stage_forced",
+    "stage_fwhm",
+    "stage_limits",
+    "stage_load",
+    "stage_photometry",
+]
+
+F64 = npt.NDArray[np.float64]
+
+
+T = TypeVar("T")
+
+
+def need(value: T | None, what: str) -> T:
+    if value is None:  # pragma: no cover - a programming error in STAGES
+        raise RuntimeError(f"stage order: {what} is not available yet")
+    return value
+
+
+def stage_load(ctx: Context) -> Context:
+    """Read the FITS file (see :func:`soapd.pipeline.frame.load_frame`)."""
+    frame = load_frame(ctx.path, config=ctx.config.frame, meta=ctx.meta)
+    return replace(ctx, frame=frame, notes=ctx.notes + frame.notes)
+
+
+def stage_background(ctx: Context) -> Context:
+    """Measure the sep background and subtract it."""
+    frame = need(ctx.frame, "frame")
+    ex = ctx.config.extraction
+    bkg = measure_background(
+        frame.data_e, frame.mask, back_size_px=ex.back_size_px, back_filter_size=ex.back_filter_size
+    )
+    data_sub = frame.data_e - bkg.back_e
+    data_sub[frame.mask] = 0.0
+    return replace(ctx, background=bkg, data_sub_e=data_sub)
+
+
+def stage_detect(ctx: Context) -> Context:
+    """Extract sources against the per-pixel noise."""
+    frame = need(ctx.frame, "frame")
+    det = extract_sources(
+        need(ctx.data_sub_e, "data"),
+        need(ctx.background, "background"),
+        frame.mask,
+        config=ctx.config.extraction,
+    )
+    notes = ctx.notes
+    if det.pixstack != ctx.config.extraction.pixstack:
+        notes += (f"sep pixel buffer full: retried with pixstack = {det.pixstack}",)
+    if len(det) == 0:
+        notes += ("no sources detected",)
+    return replace(ctx, detections=det, notes=notes)
+
+
+def stage_fwhm(ctx: Context) -> Context:
+    """Measure the Gaussian FWHM on isolated, unsaturated, unflagged, bright stars."""
+    frame = need(ctx.frame, "frame")
+    est = measure_fwhm(
+        need(ctx.data_sub_e, "data"),
+        need(ctx.detections, "detections"),
+        need(ctx.background, "background"),
+        frame.mask,
+        min_snr=ctx.config.extraction.fwhm_min_snr,
+    )
+    notes = ctx.notes
+    if est.n_stars == 0:
+        notes += ("FWHM: no isolated unsaturated star bright enough to measure it",)
+    return replace(ctx, fwhm=est, notes=notes)
+
+
+def stage_apertures(ctx: Context) -> Context:
+    """Build the curve of growth, choose the radii and their aperture corrections."""
+    frame = need(ctx.frame, "frame")
+    det = need(ctx.detections, "detections")
+    fwhm = need(ctx.fwhm, "fwhm")
+    ph = ctx.config.photometry
+    data_sub = need(ctx.data_sub_e, "data")
+    notes = ctx.notes
+    cog: CurveOfGrowth | None = None
+    need_cog = ph.aperture_correction or ph.aperture_mode in ("optimal", "multi")
+    if need_cog and fwhm.n_stars > 0:
+        r_total = max(ph.max_radius_px, 4.0 * fwhm.fwhm_px)
+        r_total = min(r_total, 0.25 * min(frame.shape))
+        idx = fwhm.index
+        obj = det.objects
+        nn = nearest_neighbour_px(obj["x"], obj["y"])[idx]
+        isolated = idx[nn > r_total]
+        if len(isolated) >= 5:
+            idx = isolated
+        idx = idx[:200]
+        lo = min(ph.min_radius_px, ph.fixed_radius_px, *ph.radii_px)
+        grid = np.arange(lo, r_total, ph.radius_step_px)
+        extra = [ph.fixed_radius_px, *ph.radii_px, ph.fwhm_factor * fwhm.fwhm_px]
+        grid = np.concatenate([grid, np.asarray(extra, np.float64)])
+        x, y = obj["x"][idx], obj["y"][idx]
+        cog = curve_of_growth(data_sub, frame.mask, x, y, radii_px=grid, r_total_px=r_total,
+                              subpix=ph.subpix)
+        radii, cal_index, note = choose_radii(ph, fwhm.fwhm_px, cog)
+        missing = [r for r in radii if r not in set(cog.radii_px.tolist())]
+        if missing and cog.ok:
+            cog = curve_of_growth(data_sub, frame.mask, x, y,
+                                  radii_px=np.concatenate([cog.radii_px, missing]),
+                                  r_total_px=r_total, subpix=ph.subpix)
+    else:
+        radii, cal_index, note = choose_radii(ph, fwhm.fwhm_px, None)
+    if note:
+        notes += (note,)
+    corrected = bool(ph.aperture_correction and cog is not None and cog.ok)
+    if ph.aperture_correction and not corrected:
+        notes += ("aperture correction unavailable (too few isolated bright stars); "
+                  "magnitudes are aperture magnitudes",)
+    ap_corr = tuple(
+        (cog.correction_mag(r) if corrected and cog is not None else 0.0) for r in radii
+    )
+    aps = Apertures(radii_px=radii, cal_index=cal_index, ap_corr_mag=ap_corr,
+                    corrected=corrected, cog=cog)
+    return replace(ctx, apertures=aps, notes=notes)
+
+
+def _frame_footprint(wcs: WCS, shape: tuple[int, int]) -> tuple[float, float, float]:
+    """Return (centre RA, centre Dec, radius to the farthest corner), all in degrees."""
+    ny, nx = shape
+    xs = np.array([(nx - 1) / 2.0, 0, nx - 1, 0, nx - 1], np.float64)
+    ys = np.array([(ny - 1) / 2.0, 0, 0, ny - 1, ny - 1], np.float64)
+    ra, dec = wcs.all_pix2world(xs, ys, 0)
+    ra_r, dec_r = np.radians(ra), np.radians(dec)
+    cos_d = np.sin(dec_r[0]) * np.sin(dec_r[1:]) + np.cos(dec_r[0]) * np.cos(dec_r[1:]) * np.cos(
+        ra_r[1:] - ra_r[0]
+    )
+    radius = float(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))).max())
+    return float(ra[0] % 360.0), float(dec[0]), radius
+
+
+def _separation_deg(ra1: float, dec1: float, ra2: F64, dec2: F64) -> F64:
+    r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
+    cos_d = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(r2 - r1)
+    return np.asarray(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))), np.float64)
+
+
+def stage_forced(ctx: Context) -> Context:
+    """Place the targets on the frame; flag off-frame and near-edge positions.
+
+    A frame without WCS cannot place them: every target gets a NO_WCS | OFF_FRAME
+    row with no flux, and a note says so (the field photometry still runs).
+    """
+    frame = need(ctx.frame, "frame")
+    aps = need(ctx.apertures, "apertures")
+    ph = ctx.config.photometry
+    n = len(ctx.targets)
+    names = tuple(t.name for t in ctx.targets)
+    ra = np.array([t.ra_deg % 360.0 for t in ctx.targets], np.float64)
+    dec = np.array([t.dec_deg for t in ctx.targets], np.float64)
+    flag = np.zeros(n, np.int64)
+    notes = ctx.notes
+    if n == 0:
+        x = y = np.zeros(0)
+    elif frame.wcs is None:
+        x = y = np.full(n, np.nan)
+        flag |= int(Flag.NO_WCS | Flag.OFF_FRAME)
+        notes += (f"frame has no WCS: forced photometry at {n} target(s) is impossible "
+                  "(plate-solve the frame first)",)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x, y = frame.wcs.all_world2pix(ra, dec, 0, quiet=True)
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        c_ra, c_dec, radius = _frame_footprint(frame.wcs, frame.shape)
+        far = _separation_deg(c_ra, c_dec, ra, dec) > 1.5 * radius + 1e-3
+        x[far] = np.nan
+        y[far] = np.nan
+    if n and frame.wcs is not None:
+        dist = edge_distance_px(x, y, frame.shape)
+        off = ~np.isfinite(dist) | (dist < 0)
+        r_max = max(aps.radii_px)
+        near = ~off & (dist < max(r_max, ph.edge_margin_px))
+        flag |= np.where(off, int(Flag.OFF_FRAME), 0)
+        flag |= np.where(near, int(Flag.NEAR_EDGE), 0)
+        n_bad = int((off | near).sum())
+        if n_bad:
+            notes += (f"{n_bad} target(s) off the frame or within "
+                      f"{max(r_max, ph.edge_margin_px):g} px of its edge: no flux measured",)
+    measurable = (flag & int(Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS)) == 0
+    forced = Forced(names=names, ra_deg=ra, dec_deg=dec, x_px=x, y_px=y,
+                    measurable=np.asarray(measurable, bool), flag=flag)
+    if ph.recenter and measurable.any():
+        forced = _recenter(ctx, forced)
+    return replace(ctx, forced=forced, notes=notes)
+
+
+def _recenter(ctx: Context, forced: Forced) -> Forced:
+    """Move measurable forced positions to the windowed centroid when it is near and significant.
+
+    A shift is kept only when it is at most ``recenter_radius_px`` and the source at
+    the new position has S/N >= ``forced_snr_threshold`` (so noise is not chased).
+    """
+    frame = need(ctx.frame, "frame")
+    bkg = need(ctx.background, "background")
+    data_sub = need(ctx.data_sub_e, "data")
+    fwhm = need(ctx.fwhm, "fwhm").fwhm_px
+    ph = ctx.config.photometry
+    sig = (fwhm if math.isfinite(fwhm) else 3.0) / GAUSS_FWHM_PER_SIGMA
+    idx = np.flatnonzero(forced.measurable)
+    x0, y0 = forced.x_px[idx], forced.y_px[idx]
+    try:
+        xw, yw, wflag = sep.winpos(data_sub, x0, y0, sig, mask=frame.mask)
+    except Exception as exc:
+        raise ExtractionError(f"sep winpos failed while re-centring: {exc}") from exc
+    shift = np.hypot(xw - x0, yw - y0)
+    r = need(ctx.apertures, "apertures").radii_px[0]
+    sums = measure_apertures(data_sub, bkg.rms_e, frame.mask, frame.saturated, xw, yw, r,
+                             subpix=ph.subpix,
+                             mesh_sky_px=sky_sample_size(ctx.config.extraction.back_size_px))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = sums.flux_e / sums.flux_err_e
+    dist = edge_distance_px(xw, yw, frame.shape)
+    ok = ((wflag == 0) & np.isfinite(shift) & (shift <= ph.recenter_radius_px)
+          & (snr >= ph.forced_snr_threshold) & (dist >= max(r, ph.edge_margin_px)))
+    x = forced.x_px.copy()
+    y = forced.y_px.copy()
+    flag = forced.flag.copy()
+    x[idx[ok]] = xw[ok]
+    y[idx[ok]] = yw[ok]
+    flag[idx[ok]] |= int(Flag.RECENTERED)
+    return replace(forced, x_px=x, y_px=y, flag=flag)
+
+
+def stage_photometry(ctx: Context) -> Context:
+    """Measure every detection and every measurable forced position at every radius."""
+    frame = need(ctx.frame, "frame")
+    bkg = need(ctx.background, "background")
+    det = need(ctx.detections, "detections")
+    aps = need(ctx.apertures, "apertures")
+    forced = need(ctx.forced, "forced")
+    data_sub = need(ctx.data_sub_e, "data")
+    fwhm = need(ctx.fwhm, "fwhm").fwhm_px
+    ph = ctx.config.photometry
+    obj = det.objects
+    n_det = len(obj)
+    x = np.concatenate([obj["x"].astype(np.float64), forced.x_px])
+    y = np.concatenate([obj["y"].astype(np.float64), forced.y_px])
+    if frame.wcs is not None and n_det:
+        ra_d, dec_d = frame.wcs.all_pix2world(obj["x"], obj["y"], 0)
+        ra_d = np.asarray(ra_d) % 360.0
+    else:
+        ra_d = dec_d = np.full(n_det, np.nan)
+    ra = np.concatenate([np.asarray(ra_d, np.float64), forced.ra_deg])
+    dec = np.concatenate([np.asarray(dec_d, np.float64), forced.dec_deg])
+    is_forced = np.concatenate([np.zeros(n_det, bool), np.ones(len(forced.names), bool)])
+    names = np.array([""] * n_det + list(forced.names), dtype=str)
+    measurable = np.concatenate([np.ones(n_det, bool), forced.measurable])
+    base_flag = np.concatenate([obj["flag"].astype(np.int64), forced.flag])
+    edge = edge_distance_px(x, y, frame.shape)
+    base_flag |= np.where(measurable & (edge < ph.edge_margin_px), int(Flag.NEAR_EDGE), 0)
+    # Crowding: distance to the nearest *other* detection.
+    det_xy = np.column_stack([obj["x"], obj["y"]]) if n_det else np.zeros((0, 2))
+    nn = _nearest_other(det_xy, np.column_stack([x, y]), n_det)
+    sources = det.segmap > 0 if ph.local_sky else None
+    annulus = (ph.annulus_inner_px, ph.annulus_outer_px) if ph.local_sky else None
+    mesh = sky_sample_size(ctx.config.extraction.back_size_px)
+    shape2 = (len(aps.radii_px), len(x))
+    flux = np.full(shape2, np.nan)
+    err = np.full(shape2, np.nan)
+    flag = np.zeros(shape2, np.int64)
+    pvar = np.full(shape2, np.nan)
+    nsky = np.full(shape2, np.nan)
+    idx = np.flatnonzero(measurable)
+    blend_radius_extra = fwhm if math.isfinite(fwhm) else 0.0
+    for i, r in enumerate(aps.radii_px):
+        sums = measure_apertures(data_sub, bkg.rms_e, frame.mask, frame.saturated, x[idx],
+                                 y[idx], r, subpix=ph.subpix, mesh_sky_px=mesh,
+                                 annulus_px=annulus, sources=sources)
+        flux[i, idx] = sums.flux_e
+        err[i, idx] = sums.flux_err_e
+        flag[i, idx] = sums.flag
+        pvar[i, idx] = sums.pixel_var_e2
+        nsky[i, idx] = sums.n_sky_px
+        flag[i] |= base_flag
+        flag[i] |= np.where(nn < r + blend_radius_extra, int(Flag.BLENDED), 0)
+    blocks = Blocks(x_px=x, y_px=y, ra_deg=ra, dec_deg=dec, is_forced=is_forced,
+                    target_name=names, flux_e=flux, flux_err_e=err, flag=flag,
+                    pixel_var_e2=pvar, n_sky_px=nsky)
+    return replace(ctx, blocks=blocks)
+
+
+def _nearest_other(det_xy: F64, xy: F64, n_det: int) -> F64:
+    """Distance from each position to the nearest detection other than itself.
+
+    Detections (the first ``n_det`` positions) skip themselves; forced positions
+    skip a detection within 1.5 px (the target itself).
+    """
+    n = len(xy)
+    out = np.full(n, np.inf)
+    if len(det_xy) == 0 or n == 0:
+        return out
+    if n_det:
+        out[:n_det] = nearest_neighbour_px(det_xy[:, 0], det_xy[:, 1])
+    if n > n_det:
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(det_xy)
+        pts = xy[n_det:]
+        ok = np.all(np.isfinite(pts), axis=1)
+        k = min(2, len(det_xy))
+        dist, _ = tree.query(pts[ok], k=k)
+        dist = dist.reshape(len(pts[ok]), k)
+        first = dist[:, 0]
+        second = dist[:, 1] if k == 2 else np.full(len(first), np.inf)
+        out_forced = np.full(len(pts), np.inf)
+        out_forced[ok] = np.where(first <= 1.5, second, first)
+        out[n_det:] = out_forced
+    return out
+
+
+def stage_limits(ctx: Context) -> Context:
+    """Analytic limiting fluxes per row and blank-sky scatter per radius (mask built once)."""
+    frame = need(ctx.frame, "frame")
+    det = need(ctx.detections, "detections")
+    blocks = need(ctx.blocks, "blocks")
+    aps = need(ctx.apertures, "apertures")
+    lim = ctx.config.limits
+    radii = np.asarray(aps.radii_px, np.float64)[:, None]
+    analytic = analytic_limit_flux(blocks.pixel_var_e2, radii, blocks.n_sky_px, lim.n_sigma)
+    exclude = exclusion_mask(frame.mask, det.segmap, dilate_px=lim.mask_dilate_px)
+    blank = blank_sky(need(ctx.data_sub_e, "data"), exclude, aps.radii_px,
+                      n_samples=lim.n_samples, edge_buffer_px=lim.edge_buffer_px,
+                      seed=lim.random_seed, estimator=lim.sigma_estimator,
+                      subpix=ctx.config.photometry.subpix)
+    robust_per_radius = np.array([lim.n_sigma * blank.sigma_e[r] for r in aps.radii_px])
+    robust = np.broadcast_to(robust_per_radius[:, None], analytic.shape).copy()
+    notes = ctx.notes
+    if blank.n_used < 20:
+        notes += ("robust limit: too little blank sky; limiting_mag falls back to analytic",)
+    return replace(ctx, limits=Limits(analytic_flux_e=analytic, robust_flux_e=robust,
+                                      blank=blank), notes=notes)
+
+
+def calibration_sources(ctx: Context, radius_index: int) -> Table:
+    """Return the detections at one radius as the table ``calibrate_sources`` takes.
+
+    Columns: ra, dec (deg), ins_mag (aperture-corrected, e-/s), ins_mag_err, flag, snr.
+    """
+    frame = need(ctx.frame, "frame")
+    blocks = need(ctx.blocks, "blocks")
+    aps = need(ctx.apertures, "apertures")
+    det = ~blocks.is_forced
+    flux = blocks.flux_e[radius_index, det]
+    err = blocks.flux_err_e[radius_index, det]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        positive = np.where(flux > 0, flux, np.nan)
+        ins = -2.5 * np.log10(positive / frame.exptime_s) + aps.ap_corr_mag[radius_index]
+        ins_err = MAG_PER_REL_FLUX * err / positive
+        snr = flux / err
+    return Table(
+        {
+            "ra": blocks.ra_deg[det],
+            "dec": blocks.dec_deg[det],
+            "ins_mag": ins,
+            "ins_mag_err": ins_err,
+            "flag": blocks.flag[radius_index, det],
+            "snr": snr,
+        }
+    )
+
+
+def check_has_pixels(ctx: Context) -> None:
+    """Raise FrameRejected when fewer than 1 % of the pixels are usable."""
+    frame = need(ctx.frame, "frame")
+    if (~frame.mask).mean() < 0.01:
+        raise FrameRejected(f"{frame.path}: fewer than 1 % of the pixels are usable")

@@ -1,0 +1,170 @@
+"""Lightcurve plots (matplotlib, Agg backend; no display needed).
+
+Detections are points with error bars; upper limits are downward arrows
+(towards fainter magnitudes, or lower flux) starting at the limit. Each band
+has a fixed colour (:data:`BAND_COLOURS`). The x axis is hours since trigger
+when a trigger time is given, else MJD (mid-exposure, UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from soapd.alerts.gcn import one_per_frame
+from soapd.filters import AB_MINUS_VEGA
+
+__all__ = ["BAND_COLOURS", "band_colour", "plot_lightcurve"]
+
+#: Fixed colours per canonical band (see soapd.filters); others cycle through _EXTRA.
+BAND_COLOURS: dict[str, str] = {
+    "U": "#7b2cbf",
+    "u": "#9d4edd",
+    "B": "#1f4e99",
+    "g": "#2a9d8f",
+    "V": "#3a8d2f",
+    "r": "#e76f51",
+    "R": "#d62828",
+    "i": "#8d5524",
+    "I": "#6d2e0f",
+    "z": "#4a4a4a",
+    "y": "#222222",
+    "G": "#b08900",
+    "Open": "#808080",
+}
+_EXTRA = ("#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#8c564b")
+_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
+#: Arrow length of an upper limit in magnitudes (or the equivalent flux factor).
+ARROW_MAG = 0.3
+
+
+def band_colour(band: str, index: int = 0) -> str:
+    """Return the plot colour of a band (a fixed one for known bands)."""
+    return BAND_COLOURS.get(band, _EXTRA[index % len(_EXTRA)])
+
+
+def _values(table: Table, name: str) -> np.ndarray:
+    col = table[name]
+    return np.ma.filled(np.ma.asarray(getattr(col, "value", col), dtype=float), np.nan)
+
+
+def plot_lightcurve(
+    table: Table,
+    path: str | Path,
+    *,
+    units: str = "mag",
+    trigger_time_utc: datetime | None = None,
+    title: str = "",
+) -> Path:
+    """Plot a lightcurve table to ``path`` (PNG, PDF or SVG by suffix) and return the path.
+
+    Parameters
+    ----------
+    table
+        A lightcurve table (``Store.lightcurve``): ``mjd``, ``band`` (or ``filter``),
+        ``is_detection``, ``calibrated_mag``/``_err`` and ``limiting_mag``, or for
+        ``units="flux"`` ``flux_ujy``/``_err``. Only each frame's lowest ``aperture_id``
+        is drawn (select another aperture beforehand to plot it).
+    units
+        ``"mag"`` (y inverted) or ``"flux"`` (microjansky, AB).
+    trigger_time_utc
+        If given, x is hours since this time; else MJD.
+    """
+    import matplotlib as mpl
+
+    mpl.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    if units not in ("mag", "flux"):
+        raise ValueError(f"units must be 'mag' or 'flux', got {units!r}")
+    out = Path(path)
+    table = one_per_frame(table)
+    fig = Figure(figsize=(8.0, 5.0), dpi=120)
+    ax = fig.add_subplot()
+    mjd = _values(table, "mjd") if len(table) else np.zeros(0)
+    if trigger_time_utc is not None:
+        t0 = (trigger_time_utc.astimezone(UTC) - _MJD0).total_seconds() / 86400.0
+        x = (mjd - t0) * 24.0
+        ax.set_xlabel("Time since trigger (h)")
+    else:
+        x = mjd
+        ax.set_xlabel("MJD (UTC, mid-exposure)")
+    bandcol = "band" if "band" in table.colnames else "filter"
+    bands = np.asarray(table[bandcol]).astype(str) if len(table) else np.zeros(0, str)
+    det = np.asarray(table["is_detection"], dtype=bool) if len(table) else np.zeros(0, bool)
+    if units == "mag":
+        y, yerr, lim = (
+            _values(table, c) for c in ("calibrated_mag", "calibrated_mag_err", "limiting_mag")
+        )
+        ax.set_ylabel("Magnitude")
+        ax.invert_yaxis()
+        arrow_end = lim + ARROW_MAG
+    else:
+        y, yerr = _values(table, "flux_ujy"), _values(table, "flux_ujy_err")
+        vega = (
+            np.asarray(table["cal_mag_system"]).astype(str) == "Vega"
+            if "cal_mag_system" in table.colnames and len(table)
+            else np.zeros(len(table), bool)
+        )
+        shift = np.array([AB_MINUS_VEGA.get(str(b), 0.0) for b in bands]) * vega
+        lim = 10 ** (-0.4 * (_values(table, "limiting_mag") + shift - 23.9))
+        ax.set_ylabel("Flux density (µJy, AB)")
+        arrow_end = lim * 10 ** (-0.4 * ARROW_MAG)
+    extra = 0
+    for band in sorted(set(bands.tolist())):
+        if band not in BAND_COLOURS:
+            extra += 1
+        colour = band_colour(band, extra)
+        sel = (bands == band) & det & np.isfinite(y)
+        if sel.any():
+            ax.errorbar(
+                x[sel],
+                y[sel],
+                yerr=np.nan_to_num(yerr[sel]),
+                fmt="o",
+                color=colour,
+                ms=5,
+                capsize=2,
+                label=f"{band}",
+                gid=f"detections:{band}",
+            )
+        lims = np.flatnonzero((bands == band) & ~det & np.isfinite(lim))
+        for j, i in enumerate(lims):
+            ax.annotate(
+                "",
+                xy=(x[i], arrow_end[i]),
+                xytext=(x[i], lim[i]),
+                arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.2},
+                gid=f"limit:{band}",
+            )
+            ax.plot(
+                [x[i]],
+                [lim[i]],
+                marker="_",
+                ms=9,
+                color=colour,
+                label=f"{band} limit" if j == 0 else None,
+            )
+    ax.ticklabel_format(axis="x", useOffset=False)
+    if len(x) and np.isfinite(x).any():
+        span = float(np.nanmax(x) - np.nanmin(x)) or 1.0
+        ax.set_xlim(float(np.nanmin(x)) - 0.05 * span, float(np.nanmax(x)) + 0.05 * span)
+    ys = np.concatenate([y[det & np.isfinite(y)], lim[~det & np.isfinite(lim)], arrow_end])
+    ys = ys[np.isfinite(ys)]
+    if ys.size:
+        lo, hi = float(ys.min()), float(ys.max())
+        pad = 0.1 * (hi - lo) if hi > lo else (0.5 if units == "mag" else abs(hi) * 0.2 + 1)
+        if units == "mag":
+            ax.set_ylim(hi + pad, lo - pad)
+        else:
+            ax.set_ylim(min(0.0, lo - pad), hi + pad)
+    if len(table):
+        ax.legend(loc="best", fontsize="small")
+    ax.grid(visible=True, alpha=0.3)
+    ax.set_title(title or (str(table.meta.get("target_name", "")) if table.meta else ""))
+    fig.tight_layout()
+    fig.savefig(out)
+    return out

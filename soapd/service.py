@@ -1,0 +1,431 @@
+"""The composition root: build config, store, archive client, worker pool, scheduler, watcher.
+
+Runtime (DESIGN §4.3): the **main thread** supervises (signals, READY,
+watchdog pings only while :class:`Health` says the worker is alive); an
+APScheduler ``BackgroundScheduler`` with a **single-thread executor** runs every
+job that touches SQLite; the inbox watcher thread only enqueues paths and wakes
+``drain_inbox``; pixel work runs in the process pool. SIGTERM/SIGINT stop the
+service cleanly (frames already running finish, frames not started are put
+back); SIGHUP re-reads the config's targets and observations.
+
+:meth:`Service.run_until_idle` runs the same jobs in the calling thread, without
+a scheduler, until nothing is left to do (``soapd run --until-idle``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from soapd import __version__, jobs
+from soapd.config import Config, Token, load_config
+from soapd.errors import ConfigError
+from soapd.jobs import JobContext
+from soapd.skynet.source import ExposureSource
+from soapd.store import Store
+from soapd.systemd import SystemdNotifier
+from soapd.workers import WorkerPool
+
+__all__ = ["Health", "Service", "Waker"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the supervisor waits between two checks when systemd asks for no watchdog.
+SUPERVISE_S = 5.0
+#: Seconds SIGTERM waits for frames already running in a worker.
+STOP_GRACE_S = 120.0
+
+
+class Health:
+    """The worker heartbeat: when each job started and finished. Thread-safe.
+
+    Healthy means no job has been running for more than ``stall_s``, some job
+    finished within ``stall_s`` (the scheduler is alive), and no frame has been in
+    a worker for more than ``stall_s``.
+    """
+
+    def __init__(self, stall_s: float) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, float] = {}
+        self.last_finished = time.monotonic()
+        self.stall_s = stall_s
+
+    def started(self, job_id: str) -> None:
+        """Record that ``job_id`` started."""
+        with self._lock:
+            self._running[job_id] = time.monotonic()
+
+    def finished(self, job_id: str) -> None:
+        """Record that ``job_id`` finished."""
+        with self._lock:
+            self._running.pop(job_id, None)
+            self.last_finished = time.monotonic()
+
+    def problem(self, oldest_frame_s: float = 0.0) -> str | None:
+        """Return why the worker looks hung, or None when it is healthy."""
+        now = time.monotonic()
+        with self._lock:
+            running = dict(self._running)
+            idle_s = now - self.last_finished
+        for job_id, since in running.items():
+            if now - since > self.stall_s:
+                return f"job {job_id} has been running for {now - since:.0f} s"
+        if not running and idle_s > self.stall_s:
+            return f"no job has run for {idle_s:.0f} s"
+        if oldest_frame_s > self.stall_s:
+            return f"a frame has been in a worker for {oldest_frame_s:.0f} s"
+        return None
+
+
+class Waker:
+    """Run a scheduled job now, without tripping APScheduler's ``max_instances=1``.
+
+    A job that is queued or running when woken is re-run right after it ends
+    (the scheduler's own events say when). Thread-safe; a no-op when there is no
+    scheduler (``--until-idle``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._again: set[str] = set()
+        self.scheduler: Any = None
+
+    def attach(self, scheduler: Any) -> None:
+        """Listen to ``scheduler``'s job events."""
+        from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_SUBMITTED
+
+        self.scheduler = scheduler
+        scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        scheduler.add_listener(self._ended, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+
+    def _submitted(self, event: Any) -> None:
+        with self._lock:
+            self._busy.add(event.job_id)
+
+    def _ended(self, event: Any) -> None:
+        with self._lock:
+            self._busy.discard(event.job_id)
+            again = event.job_id in self._again
+            self._again.discard(event.job_id)
+        if again:
+            self._run_now(event.job_id)
+
+    def wake(self, job_id: str) -> None:
+        """Ask for ``job_id`` to run as soon as the scheduler thread is free."""
+        with self._lock:
+            if self.scheduler is None:
+                return
+            if job_id in self._busy:
+                self._again.add(job_id)
+                return
+        self._run_now(job_id)
+
+    def _run_now(self, job_id: str) -> None:
+        from apscheduler.jobstores.base import JobLookupError
+        from apscheduler.schedulers import SchedulerNotRunningError
+
+        try:
+            self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+        except (JobLookupError, SchedulerNotRunningError):
+            logger.debug("cannot wake %s: the scheduler is stopping", job_id)
+
+
+class Service:
+    """soapd as a service: build with a config, then :meth:`run` or :meth:`run_until_idle`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        source_factory: Callable[[Token], ExposureSource] | None = None,
+        read_token: Callable[[], Token | None] | None = None,
+        notifiers: list[Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Prepare (nothing starts yet). ``source_factory`` defaults to the Skynet client."""
+        self.config = config
+        self._source_factory = source_factory or _skynet_factory(config)
+        self._read_token = read_token
+        self._notifiers = notifiers
+        self.sd = SystemdNotifier(env)
+        self.health = Health(config.paths.stall_timeout_s)
+        self.waker = Waker()
+        self.stop_event = threading.Event()
+        self._nudge = threading.Event()
+        self._reload_requested = False
+        self.ctx: JobContext | None = None
+        self.scheduler: Any = None
+        self.watcher: Any = None
+
+    # --------------------------------------------------------------- start-up
+    def _open(self) -> JobContext:
+        """Open the store (migrations), sync the config's lists, build the pool and the context."""
+        cfg = self.config
+        for folder in (cfg.paths.state_dir, cfg.paths.frames_dir, cfg.paths.tables_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        store = Store(cfg.paths.db_path)
+        store.sync_config_targets(cfg.targets)
+        store.sync_config_observations(cfg.skynet.observations)
+        stuck = store.reset_stuck_processing(max_tries=cfg.paths.max_tries)
+        if stuck:
+            logger.warning("%d frame(s) interrupted while processing were put back", stuck)
+        pool = WorkerPool(
+            cfg, _catalog_service(cfg), on_done=lambda: self.waker.wake("process_pending")
+        )
+        notifiers = self._notifiers if self._notifiers is not None else _build_notifiers(cfg)
+        self.ctx = JobContext(
+            config=cfg,
+            store=store,
+            pool=pool,
+            wake=self.waker.wake,
+            source_factory=self._source_factory,
+            read_token=self._read_token,
+            notifiers=notifiers,
+            max_tries=cfg.paths.max_tries,
+        )
+        store.set_status(
+            started_utc=store.now(),
+            pid=os.getpid(),
+            soapd_version=__version__,
+            config_hash=cfg.fingerprint(),
+            stopped_utc=None,
+        )
+        logger.info(
+            "soapd %s starting: state %s, %d worker(s), %d observation(s), %d telescope(s)",
+            __version__,
+            cfg.paths.state_dir,
+            pool.n_workers,
+            len(store.followed_observations()),
+            len(cfg.skynet.telescopes),
+        )
+        return self.ctx
+
+    def _start_watcher(self, ctx: JobContext, *, watch: bool) -> None:
+        """Queue the inbox files that arrived while soapd was down; watch for new ones."""
+        inbox = self.config.paths.inbox_dir
+        if inbox is None:
+            return
+        from soapd.ingest.inbox import InboxWatcher
+
+        self.watcher = InboxWatcher(inbox, ctx.inbox, lambda: self.waker.wake("drain_inbox"))
+        if watch:
+            self.watcher.start()
+        self.watcher.scan()
+
+    def _build_scheduler(self, ctx: JobContext) -> Any:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self.waker.attach(scheduler)
+        sk, paths = self.config.skynet, self.config.paths
+        intervals = {
+            "poll_skynet": sk.poll_interval_s,
+            "download_frames": paths.process_interval_s,
+            "drain_inbox": paths.inbox_interval_s,
+            "process_pending": paths.process_interval_s,
+            "flush_alerts": paths.alerts_interval_s,
+            "reconcile": sk.reconcile_interval_s,
+            "heartbeat": paths.heartbeat_interval_s,
+        }
+        now = datetime.now(UTC)
+        for job_id, every_s in intervals.items():
+            first = now if job_id in {"poll_skynet", "drain_inbox", "process_pending"} else None
+            scheduler.add_job(
+                self._job(job_id, getattr(jobs, job_id), ctx),
+                "interval",
+                seconds=every_s,
+                id=job_id,
+                name=job_id,
+                replace_existing=True,
+                next_run_time=first,
+            )
+        return scheduler
+
+    def _job(
+        self, job_id: str, fn: Callable[[JobContext], Any], ctx: JobContext
+    ) -> Callable[[], None]:
+        """Wrap a job: health bookkeeping and the unit-of-work boundary (log, never raise)."""
+
+        def run() -> None:
+            self.health.started(job_id)
+            try:
+                fn(ctx)
+            except Exception:
+                logger.exception("job %s failed; it runs again at its next turn", job_id)
+            finally:
+                self.health.finished(job_id)
+
+        return run
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or :meth:`stop`). Return the exit code."""
+        self._install_signals()
+        ctx = self._open()
+        try:
+            self.scheduler = self._build_scheduler(ctx)
+            self._start_watcher(ctx, watch=True)
+            self.scheduler.start()
+            self.sd.ready(f"soapd {__version__}: running")
+            logger.info("soapd ready")
+            self._supervise(ctx)
+        finally:
+            self._shutdown(ctx)
+        return 0
+
+    def _supervise(self, ctx: JobContext) -> None:
+        """Loop on the main thread: watchdog pings while healthy, SIGHUP reloads."""
+        every_s = min(self.sd.watchdog_interval_s or SUPERVISE_S, SUPERVISE_S)
+        last_problem: str | None = None
+        while not self.stop_event.is_set():
+            self._nudge.wait(every_s)
+            self._nudge.clear()
+            if self.stop_event.is_set():
+                break
+            if self._reload_requested:
+                self._reload_requested = False
+                self.scheduler.add_job(
+                    self._job("reload", self._reload, ctx), id="reload", replace_existing=True
+                )
+            problem = self.health.problem(ctx.pool.oldest_age_s())
+            if problem is None:
+                self.sd.watchdog()
+            elif problem != last_problem:
+                logger.error("worker looks hung (%s); no watchdog ping until it recovers", problem)
+            last_problem = problem
+
+    def _reload(self, ctx: JobContext) -> None:
+        """Re-read the config file's targets and observations (SIGHUP)."""
+        if self.config.source is None:
+            logger.info("SIGHUP: no config file to reload")
+            return
+        try:
+            fresh = load_config(self.config.source)
+        except ConfigError as exc:
+            logger.error("SIGHUP: config not reloaded: %s", exc)  # noqa: TRY400
+            return
+        ctx.store.sync_config_targets(fresh.targets)
+        ctx.store.sync_config_observations(fresh.skynet.observations)
+        logger.info(
+            "SIGHUP: %d target(s), %d observation(s) from %s",
+            len(fresh.targets),
+            len(fresh.skynet.observations),
+            self.config.source,
+        )
+
+    def run_until_idle(self, *, poll: bool = True) -> int:
+        """Poll once, then download, register and process until nothing is left. Return 0."""
+        self._install_signals()
+        ctx = self._open()
+        try:
+            self._start_watcher(ctx, watch=False)
+            if poll:
+                jobs.poll_skynet(ctx)
+            while not self.stop_event.is_set():
+                jobs.drain_inbox(ctx)
+                jobs.download_frames(ctx, limit=ctx.pool.capacity or 1)
+                jobs.process_pending(ctx, wait_s=0.5)
+                if self._idle(ctx):
+                    break
+            jobs.flush_alerts(ctx)
+            jobs.heartbeat(ctx)
+        finally:
+            self._shutdown(ctx)
+        return 0
+
+    @staticmethod
+    def _idle(ctx: JobContext) -> bool:
+        waiting = ctx.store.frames_to_download(1) and ctx.get_source() is not None
+        return not (
+            ctx.pool.inflight or ctx.store.pending_frames(1) or waiting or not ctx.inbox.empty()
+        )
+
+    # ----------------------------------------------------------------- stopping
+    def stop(self) -> None:
+        """Ask the service to stop (thread-safe; what SIGTERM does)."""
+        self.stop_event.set()
+        self._nudge.set()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            logger.info("%s received: stopping", signal.Signals(signum).name)
+            self.stop()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload_requested = True
+            self._nudge.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def _shutdown(self, ctx: JobContext) -> None:
+        """Send STOPPING, stop the watcher, drain the scheduler, settle frames in flight, close."""
+        self.sd.stopping()
+        logger.info("soapd stopping")
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self._settle(ctx)
+        ctx.pool.shutdown()
+        if ctx.source is not None:
+            ctx.source.close()
+        ctx.store.set_status(stopped_utc=ctx.store.now())
+        ctx.store.close()
+        self.sd.close()
+        logger.info("soapd stopped")
+
+    def _settle(self, ctx: JobContext) -> None:
+        """Put back frames not started; wait for running ones and store their results."""
+        for frame_id in ctx.pool.cancel_queued():
+            ctx.store.abandon_attempt(frame_id)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while ctx.pool.inflight and time.monotonic() < deadline:
+            for outcome in ctx.pool.collect(timeout_s=1.0):
+                jobs.finish(ctx, outcome)
+        if ctx.pool.inflight:
+            logger.warning(
+                "%d frame(s) still running at exit; they will be redone at the next start",
+                len(ctx.pool.inflight),
+            )
+
+
+def _skynet_factory(config: Config) -> Callable[[Token], ExposureSource]:
+    def build(token: Token) -> ExposureSource:
+        from soapd.skynet.client import SkynetClient
+
+        return SkynetClient.from_config(config.skynet, token)
+
+    return build
+
+
+def _catalog_service(config: Config) -> Any:
+    """Return the picklable catalog service handed to the workers (None when calibration is off)."""
+    if not config.calibration.enabled:
+        return None
+    from soapd.catalogs import CatalogService
+
+    return CatalogService(config.calibration, config.paths.catalog_cache_dir)
+
+
+def _build_notifiers(config: Config) -> list[Any]:
+    from soapd.alerts.notifiers import build_notifiers
+
+    return list(build_notifiers(config.notifiers))

@@ -1,0 +1,516 @@
+"""Skynet API v2 over httpx: auth, timeouts, paging, retries, atomic FITS downloads.
+
+:class:`SkynetClient` implements :class:`~soapd.skynet.source.ExposureSource`.
+Conventions (DESIGN §4.7, ``skynet_api.md``): one ``httpx.Client``; the token
+travels in the ``Authentication-Token`` header, added by an ``httpx.Auth`` so it
+is never part of the client's default headers, a URL, a log line or an error
+message; explicit connect/read timeouts; snake_case, lower-case parameters
+(``state=archived``, ``reducequiet=1``); list calls ask for the fields soapd
+needs with ``include=`` and page with ``offset``/``limit`` until a short page.
+Transport errors, HTTP 5xx and 429 are retried with exponential backoff
+(tenacity); 401/403 (:class:`SkynetAuthError`) and 404 (:class:`SkynetNotFound`)
+never are. Downloads stream to ``<name>.part``, are checked (size against
+Content-Length, readable FITS), fsynced and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from soapd.config import SkynetConfig, Token
+from soapd.errors import (
+    FrameUnreadable,
+    SkynetAuthError,
+    SkynetError,
+    SkynetNotFound,
+    SkynetUnavailable,
+)
+from soapd.ingest.fitscheck import check_fits, has_fits_suffix, safe_filename
+from soapd.skynet.records import EXPOSURE_FIELDS, Exposure, exposure_from_json, format_api_time
+from soapd.skynet.source import DownloadedFile
+
+__all__ = ["AUTH_HEADER", "ObservationInfo", "SkynetClient", "filename_from_disposition"]
+
+logger = logging.getLogger(__name__)
+
+#: The header that carries the API token.
+AUTH_HEADER = "Authentication-Token"
+#: Largest wait between two attempts, in seconds.
+MAX_BACKOFF_S = 120.0
+#: Pages listed at most in one call (a guard against a server that ignores ``offset``).
+MAX_PAGES = 10_000
+_CHUNK_BYTES = 1 << 20
+_BODY_EXCERPT = 200
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationInfo:
+    """What soapd needs to know about a followed observation."""
+
+    obs_id: int
+    name: str | None
+    state: str | None
+
+
+class _TokenAuth(httpx.Auth):
+    """Add the token header to each request (kept out of the client's default headers)."""
+
+    def __init__(self, token: Token) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers[AUTH_HEADER] = self.token.reveal()
+        yield request
+
+    def __repr__(self) -> str:
+        return "_TokenAuth(***)"
+
+
+class _ServerError(Exception):
+    """HTTP 5xx or 429: worth another attempt."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}{detail}")
+        self.status = status
+
+
+class _Truncated(Exception):
+    """A download ended before Content-Length bytes: worth another attempt."""
+
+
+_DISPOSITION_STAR = re.compile(r"filename\*\s*=\s*[^']*'[^']*'([^;]+)", re.IGNORECASE)
+_DISPOSITION_PLAIN = re.compile(r"filename\s*=\s*([^;]+)", re.IGNORECASE)
+
+
+def filename_from_disposition(exp_id: int, header: str | None) -> str:
+    """Return a safe local file name for exposure ``exp_id`` from a Content-Disposition value.
+
+    The server's name is reduced to its last path component and to the
+    characters ``A-Z a-z 0-9 . _ + -``; leading dots are dropped; it is prefixed
+    with ``r<exp_id>_`` unless it already contains the exposure id, and gets
+    ``.fits`` appended unless it has a FITS suffix. Without a usable name the
+    result is ``r<exp_id>.fits``.
+    """
+    fallback = f"r{exp_id}.fits"
+    if not header:
+        return fallback
+    raw: str | None = None
+    star = _DISPOSITION_STAR.search(header)
+    if star:
+        from urllib.parse import unquote
+
+        raw = unquote(star.group(1).strip().strip('"'))
+    elif '"' in header and header.count('"') >= 2:
+        raw = header[header.index('"') + 1 : header.rindex('"')]
+    else:
+        plain = _DISPOSITION_PLAIN.search(header)
+        raw = plain.group(1).strip() if plain else None
+    if not raw:
+        return fallback
+    safe = safe_filename(raw)
+    if not safe:
+        return fallback
+    if str(exp_id) not in safe:
+        safe = f"r{exp_id}_{safe}"
+    if not has_fits_suffix(safe):
+        safe += ".fits"
+    return safe
+
+
+def _excerpt(response: httpx.Response, secret: str) -> str:
+    """Return a short, token-free excerpt of an error response (and its web2py_error header)."""
+    try:
+        text = response.text.strip()
+    except (httpx.ResponseNotRead, UnicodeDecodeError):
+        text = ""
+    text = " ".join(text.split())[:_BODY_EXCERPT]
+    error_class = response.headers.get("web2py_error", "")
+    detail = f" [{error_class}]" if error_class else ""
+    if text:
+        detail += f": {text}"
+    return detail.replace(secret, "***") if secret else detail
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SkynetClient:
+    """A Skynet API v2 client (an :class:`~soapd.skynet.source.ExposureSource`).
+
+    Build it with :meth:`from_config`; close it with :meth:`close` or a ``with``
+    block. ``transport`` replaces the network (``httpx.MockTransport`` in
+    tests); ``sleep`` replaces ``time.sleep`` between retries.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        token: Token,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 60.0,
+        max_attempts: int = 5,
+        backoff_s: float = 1.0,
+        page_size: int = 100,
+        reduced: bool = True,
+        verify_tls: bool = True,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._auth = _TokenAuth(token)
+        self._max_attempts = max(1, max_attempts)
+        self._backoff_s = max(0.0, backoff_s)
+        self._page_size = max(1, page_size)
+        self._reduced = reduced
+        self._sleep = sleep
+        timeout = httpx.Timeout(
+            connect=connect_timeout_s,
+            read=read_timeout_s,
+            write=read_timeout_s,
+            pool=connect_timeout_s,
+        )
+        self._http = httpx.Client(
+            base_url=self.api_url,
+            auth=self._auth,
+            timeout=timeout,
+            transport=transport,
+            verify=verify_tls,
+            headers={"Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: SkynetConfig,
+        token: Token,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Self:
+        """Given the [skynet] section and the token, return a client."""
+        return cls(
+            api_url=cfg.api_url,
+            token=token,
+            connect_timeout_s=cfg.connect_timeout_s,
+            read_timeout_s=cfg.read_timeout_s,
+            max_attempts=cfg.max_attempts,
+            backoff_s=cfg.backoff_s,
+            page_size=cfg.page_size,
+            reduced=cfg.reduced,
+            verify_tls=cfg.verify_tls,
+            transport=transport,
+            sleep=sleep,
+        )
+
+    def __repr__(self) -> str:
+        return f"SkynetClient({self.api_url!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool. Safe to call twice."""
+        self._http.close()
+
+    def set_token(self, token: Token) -> None:
+        """Use ``token`` from the next request on (after the operator replaced the credential)."""
+        self._auth.token = token
+
+    # -- the ExposureSource interface -------------------------------------------------
+
+    def iter_archived(self, obs_id: int) -> Iterator[Exposure]:
+        """Yield every archived exposure of observation ``obs_id``, lowest id first."""
+        yield from self._iter_exps({"obs": str(int(obs_id))})
+
+    def iter_telescope(self, telescope: str, *, since_utc: datetime) -> Iterator[Exposure]:
+        """Yield archived exposures of ``telescope`` (name or id) taken after ``since_utc``."""
+        yield from self._iter_exps({"scope": telescope, "after": format_api_time(since_utc)})
+
+    def download(self, exp: Exposure, dest_dir: Path) -> DownloadedFile:
+        """Download ``exp``'s FITS file into ``dest_dir``; return its path, sha256 and size.
+
+        The file appears under its final name only when complete, FITS-readable
+        and fsynced; on any failure nothing but earlier complete files is left.
+        Raise FrameUnreadable (truncated after retries, or not FITS),
+        SkynetAuthError, SkynetNotFound or SkynetUnavailable.
+        """
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        params = {"image": exp.image_id}
+        if self._reduced:
+            params["reducequiet"] = "1"
+        what = f"download of exposure {exp.exp_id}"
+        return self._retrying(lambda: self._download_once(exp, dest_dir, params), what)
+
+    # -- other calls --------------------------------------------------------------
+
+    def get_observation(self, obs_id: int) -> ObservationInfo:
+        """Return the id, name and state of observation ``obs_id``. Raise SkynetNotFound."""
+        data = self._get_json(f"/obs/{int(obs_id)}", {"include": "id,name,state"})
+        if not isinstance(data, Mapping):
+            raise SkynetError(
+                f"GET /obs/{obs_id}: expected a JSON object, got {type(data).__name__}"
+            )
+        name, state = data.get("name"), data.get("state")
+        return ObservationInfo(
+            obs_id=int(obs_id),
+            name=name if isinstance(name, str) else None,
+            state=state if isinstance(state, str) else None,
+        )
+
+    # -- internals ------------------------------------------------------------------
+
+    def _iter_exps(self, filters: Mapping[str, str]) -> Iterator[Exposure]:
+        """Page through ``GET /exps`` with ``filters`` plus state=archived; yield Exposures."""
+        base = {
+            **filters,
+            "state": "archived",
+            "include": ",".join(EXPOSURE_FIELDS),
+            "sort_by": "id",
+            "limit": str(self._page_size),
+        }
+        previous: list[Any] | None = None
+        for page_no in range(MAX_PAGES):
+            params = {**base, "offset": str(page_no * self._page_size)}
+            page = self._get_json("/exps", params)
+            if not isinstance(page, list):
+                raise SkynetError(f"GET /exps: expected a JSON list, got {type(page).__name__}")
+            if page and page == previous:
+                raise SkynetError("GET /exps: the server ignores 'offset' (the same page twice)")
+            for rec in page:
+                exp = self._record(rec)
+                if exp is not None:
+                    yield exp
+            if len(page) < self._page_size:
+                return
+            previous = page
+        raise SkynetError(f"GET /exps: more than {MAX_PAGES} pages; narrow the query")
+
+    @staticmethod
+    def _record(rec: Any) -> Exposure | None:
+        """Return the Exposure of one list item, or None (logged) if it is unusable."""
+        if not isinstance(rec, Mapping):
+            logger.warning("Skynet sent a non-object exposure record; skipped")
+            return None
+        try:
+            exp = exposure_from_json(rec)
+        except SkynetError as exc:
+            logger.warning("%s; skipped", exc)
+            return None
+        if not exp.is_archived:
+            logger.debug("exposure %s is %r, not archived; skipped", exp.exp_id, exp.state)
+            return None
+        return exp
+
+    def _get_json(self, path: str, params: Mapping[str, str]) -> Any:
+        """GET ``path`` with retries; return the decoded JSON."""
+
+        def attempt() -> Any:
+            logger.debug("GET %s %s", path, dict(params))
+            response = self._http.get(path, params=dict(params))
+            self._check_status(response, f"GET {path}")
+            try:
+                return response.json()
+            except ValueError:
+                raise SkynetError(
+                    f"GET {path}: the answer is not JSON{_excerpt(response, self._secret)}"
+                ) from None
+
+        return self._retrying(attempt, f"GET {path}")
+
+    @property
+    def _secret(self) -> str:
+        return self._auth.token.reveal()
+
+    def _check_status(self, response: httpx.Response, what: str) -> None:
+        """Raise the soapd error for a non-200 answer (``_ServerError`` for retryable ones)."""
+        status = response.status_code
+        if status == 200:
+            return
+        detail = _excerpt(response, self._secret)
+        if status in (401, 403):
+            raise SkynetAuthError(
+                f"{what}: Skynet refused the API token (HTTP {status}{detail}). "
+                "Check that the token is still valid on your Skynet account page, then update "
+                "the credential ($CREDENTIALS_DIRECTORY/skynet-token, $SOAPD_SKYNET_TOKEN or "
+                "skynet.token_file) and reload soapd"
+            )
+        if status == 404:
+            raise SkynetNotFound(f"{what}: Skynet has no such resource (HTTP 404{detail})")
+        if status == 429 or status >= 500:
+            raise _ServerError(status, detail)
+        raise SkynetError(f"{what}: Skynet answered HTTP {status}{detail}")
+
+    def _retrying(self, fn: Callable[[], _T], what: str) -> _T:
+        """Run ``fn`` with retries on transport errors, 5xx/429 and truncation; map failures."""
+        retryer = Retrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_exponential(multiplier=self._backoff_s, max=MAX_BACKOFF_S),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, httpx.TransportError | _ServerError | _Truncated)
+            ),
+            before_sleep=lambda state: self._log_retry(state, what),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        tries = f"after {self._max_attempts} attempt(s)"
+        try:
+            return retryer(fn)
+        except httpx.TransportError as exc:
+            msg = f"{what}: cannot reach Skynet at {self.api_url} ({type(exc).__name__}: {exc})"
+            raise SkynetUnavailable(f"{msg} {tries}".replace(self._secret or "\0", "***")) from None
+        except _ServerError as exc:
+            raise SkynetUnavailable(
+                f"{what}: Skynet answered {exc} {tries}; it may be down, soapd will try again"
+            ) from None
+        except _Truncated as exc:
+            raise FrameUnreadable(f"{what}: {exc} {tries}") from None
+
+    def _log_retry(self, state: RetryCallState, what: str) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        reason = exc if isinstance(exc, _ServerError | _Truncated) else type(exc).__name__
+        logger.warning(
+            "%s failed (%s); attempt %d of %d, retrying in %.1f s",
+            what,
+            reason,
+            state.attempt_number,
+            self._max_attempts,
+            wait,
+        )
+
+    def _download_once(
+        self, exp: Exposure, dest_dir: Path, params: Mapping[str, str]
+    ) -> DownloadedFile:
+        """One download attempt: stream to .part, check, fsync, rename."""
+        with self._http.stream("GET", "/download/fits", params=dict(params)) as response:
+            if response.status_code != 200:
+                response.read()
+                self._check_status(response, f"download of exposure {exp.exp_id}")
+            disposition = response.headers.get("content-disposition")
+            name = filename_from_disposition(exp.exp_id, disposition)
+            final = dest_dir / name
+            part = final.with_name(final.name + ".part")
+            try:
+                digest, size = self._stream_to(response, part)
+                return self._finish(
+                    exp,
+                    part=part,
+                    final=final,
+                    digest=digest,
+                    size=size,
+                    disposition=disposition,
+                )
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+
+    @staticmethod
+    def _stream_to(response: httpx.Response, part: Path) -> tuple[str, int]:
+        """Write the body to ``part`` (fsynced); return (sha256, size). Raise _Truncated."""
+        expected_raw = response.headers.get("content-length")
+        expected = int(expected_raw) if expected_raw and expected_raw.isdigit() else None
+        sha = hashlib.sha256()
+        size = 0
+        with part.open("wb") as fh:
+            try:
+                for chunk in response.iter_bytes(_CHUNK_BYTES):
+                    fh.write(chunk)
+                    sha.update(chunk)
+                    size += len(chunk)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                raise _Truncated(
+                    f"download truncated: connection closed after {size} of "
+                    f"{expected if expected is not None else '?'} bytes ({type(exc).__name__})"
+                ) from None
+            # Content-Length counts the bytes on the wire, which differ from the decoded
+            # size only under a Content-Encoding such as gzip.
+            encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+            received = response.num_bytes_downloaded if encoded else size
+            if expected is not None and received != expected:
+                raise _Truncated(
+                    f"download truncated: received {received} of {expected} bytes "
+                    "announced by Content-Length"
+                )
+            fh.flush()
+            os.fsync(fh.fileno())
+        return sha.hexdigest(), size
+
+    def _finish(
+        self,
+        exp: Exposure,
+        *,
+        part: Path,
+        final: Path,
+        digest: str,
+        size: int,
+        disposition: str | None,
+    ) -> DownloadedFile:
+        """Check the complete ``part`` is FITS, rename it to ``final``; return the record."""
+        if size == 0:
+            raise FrameUnreadable(f"exposure {exp.exp_id}: the archive sent an empty file")
+        try:
+            check = check_fits(part)
+        except FrameUnreadable as exc:
+            raise FrameUnreadable(
+                f"exposure {exp.exp_id}: the downloaded file is not usable FITS: {exc}"
+            ) from None
+        part.replace(final)
+        _fsync_dir(final.parent)
+        if not self._reduced:
+            reduction = "not_requested"
+        elif check.reduction_marks:
+            reduction = "reduced"
+        elif check.integer_pixels:
+            reduction = "probably_unreduced"
+            logger.warning(
+                "exposure %s: asked for a reduced frame but got integer pixels and no "
+                "calibration keywords (%s); the archive may have sent the raw frame",
+                exp.exp_id,
+                "BIASCORR/DARKCORR/FLATCORR",
+            )
+        else:
+            reduction = "unknown"
+        server_name = None
+        if disposition and '"' in disposition:
+            server_name = disposition[disposition.index('"') + 1 : disposition.rindex('"')] or None
+        logger.debug("exposure %s saved as %s (%d bytes)", exp.exp_id, final.name, size)
+        return DownloadedFile(
+            path=final,
+            sha256=digest,
+            size_bytes=size,
+            server_filename=server_name,
+            reduction=reduction,
+        )

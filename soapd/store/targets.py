@@ -1,0 +1,154 @@
+"""Watched targets: add, deactivate, list, and the TOML ``[[targets]]`` sync."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from soapd.config import TargetConfig
+from soapd.errors import ConfigError, StoreError
+from soapd.models import Target
+from soapd.store.base import StoreBase, utc_iso
+
+__all__ = ["TargetsMixin", "parse_utc"]
+
+
+def parse_utc(text: str | datetime | None, *, what: str = "time") -> datetime | None:
+    """Return an aware UTC datetime from ISO-8601 text (naive text is taken as UTC).
+
+    Empty text and None give None. Raise ConfigError naming ``what`` if unparseable.
+    """
+    if text is None:
+        return None
+    if isinstance(text, datetime):
+        return text.replace(tzinfo=UTC) if text.tzinfo is None else text.astimezone(UTC)
+    if not text.strip():
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{what}: {text!r} is not an ISO-8601 time (e.g. 2026-11-24T03:12:45Z)"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _check_position(name: str, ra_deg: float, dec_deg: float) -> None:
+    if not name.strip():
+        raise ConfigError("a target needs a non-empty name")
+    if not (math.isfinite(ra_deg) and 0.0 <= ra_deg < 360.0):
+        raise ConfigError(f"target {name!r}: RA must be in [0, 360) deg, got {ra_deg}")
+    if not (math.isfinite(dec_deg) and -90.0 <= dec_deg <= 90.0):
+        raise ConfigError(f"target {name!r}: Dec must be in [-90, 90] deg, got {dec_deg}")
+
+
+def _row_to_target(row: dict[str, Any]) -> Target:
+    return Target(
+        name=row["name"],
+        ra_deg=row["ra_deg"],
+        dec_deg=row["dec_deg"],
+        trigger_time_utc=parse_utc(row["trigger_time_utc"]),
+        active=bool(row["active"]),
+        rules={k: float(v) for k, v in json.loads(row["rules_json"]).items()},
+        target_id=row["target_id"],
+    )
+
+
+class TargetsMixin(StoreBase):
+    """Queries on the ``targets`` table."""
+
+    def upsert_target(self, target: Target, *, source: str = "cli") -> int:
+        """Insert or update ``target`` by name (reactivating it) and return its target_id."""
+        _check_position(target.name, target.ra_deg, target.dec_deg)
+        now = self.now()
+        trigger = None if target.trigger_time_utc is None else utc_iso(target.trigger_time_utc)
+        with self.db.atomic():
+            self.db.execute(
+                """
+                INSERT INTO targets (name, ra_deg, dec_deg, trigger_time_utc, active,
+                                     rules_json, source, added_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET
+                    ra_deg = excluded.ra_deg, dec_deg = excluded.dec_deg,
+                    trigger_time_utc = excluded.trigger_time_utc, active = excluded.active,
+                    rules_json = excluded.rules_json, source = excluded.source,
+                    updated_at = excluded.updated_at
+                """,
+                [
+                    target.name,
+                    float(target.ra_deg),
+                    float(target.dec_deg),
+                    trigger,
+                    int(target.active),
+                    json.dumps(dict(sorted(target.rules.items()))),
+                    source,
+                    now,
+                    now,
+                ],
+            )
+            row = self.db.execute(
+                "SELECT target_id FROM targets WHERE name = ?", [target.name]
+            ).fetchone()
+        return int(row[0])
+
+    def remove_target(self, name: str) -> bool:
+        """Deactivate the target ``name`` (its measurements stay); False if unknown."""
+        cur = self.db.execute(
+            "UPDATE targets SET active = 0, updated_at = ? WHERE name = ?", [self.now(), name]
+        )
+        return cur.rowcount > 0
+
+    def get_target(self, name: str) -> Target | None:
+        """Return the target called ``name`` (active or not), or None."""
+        rows = list(self.db.query("SELECT * FROM targets WHERE name = ?", [name]))
+        return _row_to_target(rows[0]) if rows else None
+
+    def get_target_by_id(self, target_id: int) -> Target | None:
+        """Return the target with ``target_id``, or None."""
+        rows = list(self.db.query("SELECT * FROM targets WHERE target_id = ?", [target_id]))
+        return _row_to_target(rows[0]) if rows else None
+
+    def list_targets(self, include_inactive: bool = False) -> list[Target]:
+        """Return the targets ordered by name (only active ones unless asked)."""
+        where = "" if include_inactive else "WHERE active = 1"
+        return [
+            _row_to_target(r) for r in self.db.query(f"SELECT * FROM targets {where} ORDER BY name")
+        ]
+
+    def active_targets(self) -> list[Target]:
+        """Return the active targets (what each new frame is measured at)."""
+        return self.list_targets(include_inactive=False)
+
+    def target_ids(self) -> dict[str, int]:
+        """Return ``{name: target_id}`` for every target, active or not."""
+        return {
+            str(name): int(tid)
+            for tid, name in self.db.execute("SELECT target_id, name FROM targets").fetchall()
+        }
+
+    def sync_config_targets(self, targets: Sequence[TargetConfig]) -> list[int]:
+        """Upsert the TOML ``[[targets]]`` by name (start-up); return their target_ids.
+
+        Targets added on the command line and absent from the TOML are left alone.
+        """
+        ids: list[int] = []
+        for tc in targets:
+            trigger = parse_utc(tc.trigger_time, what=f"[[targets]] {tc.name}.trigger_time")
+            target = Target(
+                name=tc.name,
+                ra_deg=tc.ra_deg,
+                dec_deg=tc.dec_deg,
+                trigger_time_utc=trigger,
+                rules=dict(tc.rules),
+            )
+            ids.append(self.upsert_target(target, source="config"))
+        return ids
+
+    def _require_target_id(self, name: str) -> int:
+        row = self.db.execute("SELECT target_id FROM targets WHERE name = ?", [name]).fetchone()
+        if row is None:
+            raise StoreError(f"no target named {name!r}; add it with `soapd targets add`")
+        return int(row[0])

@@ -1,0 +1,241 @@
+"""Pixel work in a process pool (DESIGN §4.3a): one frame per task, results back by value.
+
+The scheduler thread submits :class:`FrameTask` values; a worker process runs
+``pipeline.process_frame`` on the file, writes the frame's field-wide table as
+Parquet (atomically, under ``paths.tables_dir``) and returns a
+:class:`TaskOutcome`. Workers never touch the database: every write stays on
+the scheduler thread. The config and the catalog service are handed to each
+worker once, by the pool initializer, not with every task.
+
+Errors become outcomes here, at the unit-of-work boundary: ``FrameRejected`` ->
+"rejected" (never retried), ``FrameUnreadable`` -> "failed" (the file itself is
+bad), any other ``SoapdError`` or unexpected exception -> "retry".
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from soapd.config import Config
+from soapd.errors import FrameRejected, FrameUnreadable, SoapdError
+from soapd.logs import setup_logging
+from soapd.models import ExposureMeta, Target
+from soapd.pipeline.result import FrameResult
+
+__all__ = ["FrameTask", "InFlight", "TaskOutcome", "WorkerPool", "run_task"]
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["ok", "rejected", "failed", "retry"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameTask:
+    """One frame to process: what the worker needs besides the config and catalogs."""
+
+    frame_id: int
+    path: Path
+    meta: ExposureMeta
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOutcome:
+    """What a worker returns: the outcome, the result when ok, the error text otherwise."""
+
+    frame_id: int
+    outcome: Outcome
+    result: FrameResult | None = None
+    table_path: Path | None = None
+    error: str = ""
+    duration_s: float = 0.0
+
+
+# Set once per worker process by _init_worker.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config: Config, catalogs: Any) -> None:
+    """Worker-process set-up: keep config and catalogs; let the parent handle signals."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging(config.logging.level, config.logging.style)
+    _WORKER["config"] = config
+    _WORKER["catalogs"] = catalogs
+
+
+def table_path_for(config: Config, frame_id: int) -> Path:
+    """Return where frame ``frame_id``'s field-wide Parquet table is kept."""
+    return config.paths.tables_dir / f"frame_{frame_id:09d}.parquet"
+
+
+def run_task(task: FrameTask, config: Config | None = None, catalogs: Any = None) -> TaskOutcome:
+    """Given a task, run the pipeline on its frame and return the outcome. Never raises.
+
+    ``config``/``catalogs`` default to those handed to the worker process.
+    """
+    from soapd.export import write_table
+    from soapd.pipeline import process_frame
+
+    config = config if config is not None else _WORKER["config"]
+    catalogs = catalogs if catalogs is not None else _WORKER.get("catalogs")
+    start = time.perf_counter()
+
+    def done(outcome: Outcome, error: str = "", **kw: Any) -> TaskOutcome:
+        elapsed = time.perf_counter() - start
+        return TaskOutcome(
+            frame_id=task.frame_id, outcome=outcome, error=error, duration_s=elapsed, **kw
+        )
+
+    try:
+        result = process_frame(
+            task.path,
+            targets=list(task.targets),
+            config=config,
+            meta=task.meta,
+            catalogs=catalogs,
+        )
+        out = table_path_for(config, task.frame_id)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_name(out.name + ".part")
+        write_table(result.table, part, fmt="parquet")
+        part.replace(out)
+    except FrameRejected as exc:
+        return done("rejected", f"rejected: {exc}")
+    except FrameUnreadable as exc:
+        return done("failed", f"unreadable: {exc}")
+    except SoapdError as exc:
+        return done("retry", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        logger.exception("frame %s: unexpected error", task.frame_id)
+        return done("retry", f"unexpected {type(exc).__name__}: {exc}")
+    return done("ok", result=result, table_path=out)
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A submitted task and when it was submitted (monotonic seconds)."""
+
+    task: FrameTask
+    future: Future[TaskOutcome]
+    submitted_s: float
+
+
+class WorkerPool:
+    """A ``ProcessPoolExecutor`` of ``paths.workers`` processes and the tasks in flight.
+
+    Not thread-safe except :meth:`oldest_age_s`, which the supervisor calls; all
+    other methods run on the scheduler thread.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        catalogs: Any = None,
+        *,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        """Prepare a pool for ``config`` (processes start on the first submit)."""
+        self.config = config
+        self.catalogs = catalogs
+        self.n_workers = config.paths.workers or os.cpu_count() or 1
+        self._on_done = on_done
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.inflight: dict[int, InFlight] = {}
+
+    @property
+    def capacity(self) -> int:
+        """How many more tasks may be submitted now (keeps each worker one task ahead)."""
+        return max(0, 2 * self.n_workers - len(self.inflight))
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.n_workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_init_worker,
+                initargs=(self.config, self.catalogs),
+                max_tasks_per_child=self.config.paths.max_tasks_per_child,
+            )
+        return self._executor
+
+    def submit(self, task: FrameTask) -> None:
+        """Send ``task`` to a worker process."""
+        future = self._ensure().submit(run_task, task)
+        with self._lock:
+            self.inflight[task.frame_id] = InFlight(task, future, time.monotonic())
+        if self._on_done is not None:
+            callback = self._on_done
+            future.add_done_callback(lambda _f: callback())
+
+    def collect(self, *, timeout_s: float | None = 0.0) -> list[TaskOutcome]:
+        """Return the outcomes of finished tasks (waiting up to ``timeout_s`` for the first).
+
+        A task whose worker died (``BrokenProcessPool``) comes back as a "retry"
+        outcome, and the pool is rebuilt for the next submit.
+        """
+        with self._lock:
+            items = list(self.inflight.values())
+        if items and timeout_s:
+            from concurrent.futures import FIRST_COMPLETED, wait
+
+            wait([i.future for i in items], timeout=timeout_s, return_when=FIRST_COMPLETED)
+        outcomes: list[TaskOutcome] = []
+        broken = False
+        for item in items:
+            if not item.future.done() or item.future.cancelled():
+                continue
+            exc = item.future.exception()
+            if exc is None:
+                outcomes.append(item.future.result())
+            else:
+                broken = broken or isinstance(exc, BrokenProcessPool)
+                outcomes.append(
+                    TaskOutcome(
+                        frame_id=item.task.frame_id,
+                        outcome="retry",
+                        error=f"worker process died ({type(exc).__name__}: {exc})",
+                    )
+                )
+            with self._lock:
+                del self.inflight[item.task.frame_id]
+        if broken:
+            self._discard_executor()
+        return outcomes
+
+    def _discard_executor(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def oldest_age_s(self) -> float:
+        """Seconds the oldest task in flight has been waiting or running (0 when idle)."""
+        with self._lock:
+            starts = [i.submitted_s for i in self.inflight.values()]
+        return time.monotonic() - min(starts) if starts else 0.0
+
+    def cancel_queued(self) -> list[int]:
+        """Cancel tasks not yet started; return their frame ids (to be abandoned)."""
+        cancelled: list[int] = []
+        with self._lock:
+            for frame_id, item in list(self.inflight.items()):
+                if item.future.cancel():
+                    cancelled.append(frame_id)
+                    del self.inflight[frame_id]
+        return cancelled
+
+    def shutdown(self) -> None:
+        """Stop the worker processes, waiting for tasks already running. Safe to call twice."""
+        self._discard_executor()

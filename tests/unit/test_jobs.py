@@ -1,0 +1,253 @@
+"""Tests of soapd.jobs against the fake Skynet server and a real store (no pixel work).
+
+The archive side uses the real SkynetClient talking HTTP to FakeSkynet on
+127.0.0.1; the processing side is exercised through ``finish`` with worker
+outcomes, so no process pool is started here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from soapd.config import Config, Token
+from soapd.jobs import JobContext, download_frames, drain_inbox, finish, heartbeat, poll_skynet
+from soapd.service import Health, Waker
+from soapd.skynet.client import SkynetClient
+from soapd.store import Store
+from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
+from soapd.testing.synth import make_frame, write_frame
+from soapd.workers import TaskOutcome, WorkerPool
+
+OBS = 4242
+
+
+@pytest.fixture(name="fits_bytes")
+def fixture_fits_bytes(tmp_path: Path) -> Callable[[int], bytes]:
+    """Factory: a small, valid FITS frame as bytes (different bytes per seed)."""
+
+    def make(seed: int) -> bytes:
+        frame = make_frame((64, 64), stars=5, seed=seed)
+        path = write_frame(tmp_path / f"src{seed}.fits", frame.data_adu, frame.header)
+        return path.read_bytes()
+
+    return make
+
+
+@pytest.fixture(name="fake")
+def fixture_fake() -> Iterator[FakeSkynet]:
+    """A running FakeSkynet with one observation."""
+    with FakeSkynet(seed=1) as fake:
+        fake.add_observation(OBS)
+        yield fake
+
+
+@pytest.fixture(name="ctx")
+def fixture_ctx(
+    fake: FakeSkynet, config: Callable[..., Config], tmp_path: Path
+) -> Iterator[JobContext]:
+    """A JobContext over a fresh store, with a client for ``fake`` and a recorded wake log."""
+    cfg = config(
+        skynet={"api_url": fake.url, "backoff_s": 0.0, "max_attempts": 2},
+        paths={"workers": 2, "inbox_dir": str(tmp_path / "inbox")},
+    )
+    store = Store(cfg.paths.db_path)
+    store.follow_observation(OBS)
+    token = {"value": fake.token}
+    woken: list[str] = []
+
+    def factory(tok: Token) -> SkynetClient:
+        return SkynetClient.from_config(cfg.skynet, tok, sleep=lambda _s: None)
+
+    ctx = JobContext(
+        config=cfg,
+        store=store,
+        pool=WorkerPool(cfg),
+        wake=woken.append,
+        source_factory=factory,
+        read_token=lambda: Token(token["value"]) if token["value"] else None,
+        max_tries=3,
+    )
+    ctx.token = token  # type: ignore[attr-defined]
+    ctx.woken = woken  # type: ignore[attr-defined]
+    yield ctx
+    if ctx.source is not None:
+        ctx.source.close()
+    store.close()
+
+
+def _add(fake: FakeSkynet, fits_bytes: Callable[[int], bytes], n: int, **kw: object) -> list[int]:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    return [
+        fake.add_exposure(OBS, fits_bytes(i), center_time_utc=t0 + timedelta(minutes=i), **kw)  # type: ignore[arg-type]
+        for i in range(n)
+    ]
+
+
+def test_poll_records_only_archived_new_exposures(
+    ctx: JobContext, fake: FakeSkynet, fits_bytes: Callable[[int], bytes]
+) -> None:
+    ids = _add(fake, fits_bytes, 3)
+    fake.release_next()
+    assert poll_skynet(ctx) == 1
+    assert poll_skynet(ctx) == 0
+    fake.release_all()
+    assert poll_skynet(ctx) == 2
+    assert ctx.store.known_exp_ids(ids) == set(ids)
+    assert "download_frames" in ctx.woken  # type: ignore[attr-defined]
+    assert ctx.store.status_values()["last_poll_ok_utc"]
+
+
+def test_download_frames_stores_files_and_wakes_processing(
+    ctx: JobContext, fake: FakeSkynet, fits_bytes: Callable[[int], bytes]
+) -> None:
+    _add(fake, fits_bytes, 3, archived=True)
+    poll_skynet(ctx)
+    assert download_frames(ctx, limit=10) == 3
+    rows = ctx.store.pending_frames(10)
+    assert len(rows) == 3
+    assert all(r.path is not None and r.path.is_file() for r in rows)
+    assert "process_pending" in ctx.woken  # type: ignore[attr-defined]
+    assert download_frames(ctx) == 0
+
+
+def test_truncated_download_is_retried_then_succeeds(
+    ctx: JobContext, fake: FakeSkynet, fits_bytes: Callable[[int], bytes]
+) -> None:
+    _add(fake, fits_bytes, 1, archived=True)
+    poll_skynet(ctx)
+    fake.truncate_next_download(2)
+    download_frames(ctx)
+    row = ctx.store.frames_to_download(1)[0]
+    assert row.tries == 1
+    assert "truncat" in (row.last_error or "").lower()
+    assert download_frames(ctx) == 1
+    (done,) = ctx.store.pending_frames(10)
+    assert done.tries == 0
+
+
+def test_non_fits_frame_fails_with_the_reason_after_max_tries(
+    ctx: JobContext, fake: FakeSkynet
+) -> None:
+    from datetime import UTC, datetime
+
+    fake.add_exposure(OBS, NOT_FITS_BYTES, center_time_utc=datetime.now(UTC), archived=True)
+    poll_skynet(ctx)
+    for _ in range(5):
+        download_frames(ctx)
+    assert ctx.store.frames_to_download(10) == []
+    (row,) = ctx.store.frames_in_state("failed")
+    assert row.tries == 3
+    assert "fits" in (row.last_error or "").lower()
+    assert list(ctx.config.paths.frames_dir.glob("*.fits")) == []
+
+
+def test_refused_token_says_so_plainly_and_waits(
+    ctx: JobContext,
+    fake: FakeSkynet,
+    fits_bytes: Callable[[int], bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _add(fake, fits_bytes, 2, archived=True)
+    old = fake.token
+    fake.rotate_token("the-new-token")
+    with caplog.at_level(logging.INFO):
+        assert poll_skynet(ctx) == 0
+        n_requests = len(fake.requests)
+        for _ in range(5):
+            poll_skynet(ctx)
+            download_frames(ctx)
+    assert len(fake.requests) == n_requests, "polled again before auth_retry_interval_s"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "refused the API token" in errors[0].getMessage()
+    assert "next try in 900 s" in errors[0].getMessage()
+    assert old not in caplog.text
+    assert "the-new-token" not in caplog.text
+    assert ctx.store.status_values()["auth_error"]
+    ctx.token["value"] = "the-new-token"  # type: ignore[attr-defined]
+    ctx.auth_blocked_until = 0.0  # the retry interval has passed
+    assert poll_skynet(ctx) == 2
+    assert ctx.store.status_values()["auth_error"] is None
+
+
+def test_missing_token_pauses_polling(ctx: JobContext, caplog: pytest.LogCaptureFixture) -> None:
+    ctx.token["value"] = ""  # type: ignore[attr-defined]
+    assert poll_skynet(ctx) == 0
+    assert "no Skynet API token" in caplog.text
+    assert ctx.source is None
+
+
+def test_drain_inbox_same_file_twice_and_via_api_is_one_frame(
+    ctx: JobContext, fake: FakeSkynet, fits_bytes: Callable[[int], bytes], tmp_path: Path
+) -> None:
+    data = fits_bytes(7)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("a.fits", "b.fits"):
+        (inbox / name).write_bytes(data)
+        ctx.inbox.put(inbox / name)
+    assert drain_inbox(ctx) == 1
+    from datetime import UTC, datetime
+
+    fake.add_exposure(OBS, data, center_time_utc=datetime.now(UTC), archived=True)
+    poll_skynet(ctx)
+    assert download_frames(ctx) == 0
+    assert sum(ctx.store.backlog().values()) == 1
+    (row,) = ctx.store.pending_frames(10)
+    assert row.exp_id is not None
+    assert len(list(ctx.config.paths.frames_dir.iterdir())) == 1
+
+
+def test_drain_inbox_bad_file_is_logged_and_skipped(
+    ctx: JobContext, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(NOT_FITS_BYTES)
+    ctx.inbox.put(bad)
+    assert drain_inbox(ctx) == 0
+    assert "bad.fits not registered" in caplog.text
+    assert bad.exists()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state"),
+    [("rejected", "rejected"), ("failed", "failed"), ("retry", "downloaded")],
+)
+def test_finish_maps_worker_outcomes_to_states(ctx: JobContext, outcome: str, state: str) -> None:
+    rec = ctx.store.record_local(Path("/x.fits"), "abc", 10)
+    ctx.store.start_attempt(rec.frame_id)
+    finish(ctx, TaskOutcome(frame_id=rec.frame_id, outcome=outcome, error=f"why: {outcome}"))  # type: ignore[arg-type]
+    row = ctx.store.frame(rec.frame_id)
+    assert row is not None
+    assert row.state == state
+    assert row.last_error == f"why: {outcome}"
+
+
+def test_heartbeat_line_counts_states(ctx: JobContext) -> None:
+    ctx.store.record_local(Path("/x.fits"), "abc", 10)
+    line = heartbeat(ctx)
+    assert "downloaded=1" in line
+    assert ctx.store.status_values()["heartbeat_utc"]
+
+
+def test_health_reports_stuck_job_and_frame() -> None:
+    health = Health(stall_s=30.0)
+    assert health.problem() is None
+    health.started("process_pending")
+    health._running["process_pending"] -= 60
+    assert "process_pending" in (health.problem() or "")
+    health.finished("process_pending")
+    assert health.problem() is None
+    assert "frame" in (health.problem(oldest_frame_s=31.0) or "")
+    health.last_finished -= 60
+    assert "no job has run" in (health.problem() or "")
+
+
+def test_waker_without_scheduler_is_a_noop() -> None:
+    Waker().wake("process_pending")

@@ -27,6 +27,7 @@ time" comparison.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import statistics
 import sys
 import time
@@ -41,7 +42,9 @@ NIGHT_FRAMES = 300
 JITTER_ARCMIN = 1.0
 
 
-def _sky_and_sources(truth: Any, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+def _sky_and_sources(
+    truth: Any, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
     """Return the fake sky (ra, dec, V) and the frame's detection table."""
     from astropy.table import Table
 
@@ -74,15 +77,17 @@ def _sky_and_sources(truth: Any, size: int, rng: np.random.Generator) -> tuple[n
 
 def run(workdir: Path, *, quick: bool = False) -> list[Row]:
     """Run the calibration benchmark; return its rows."""
+    import bench_process
     from astropy.table import Table
 
-    import bench_process
     from soapd.catalogs.cache import tiles_for_cone
     from soapd.catalogs.service import CatalogService
     from soapd.config import Config
     from soapd.pipeline.calibrate import calibrate_sources
 
     workdir.mkdir(parents=True, exist_ok=True)
+    for stale in ("catalog_cache", "night_cache"):  # every run starts cold
+        shutil.rmtree(workdir / stale, ignore_errors=True)
     size = 2048
     (frame,) = bench_process.make_frames(workdir, (size,))
     truth = Table.read(frame.truth_path)
@@ -94,15 +99,32 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
         base = Config().calibration
         cfg = dataclasses.replace(base, online=True, vizier_server=server.url, timeout_s=30.0)
 
-        def calibrate(service: CatalogService, band: str = "V", ra_c: float = 150.0, dec_c: float = 20.0):
-            return calibrate_sources(sources, band=band, center_ra_deg=ra_c, center_dec_deg=dec_c, radius_deg=radius_deg, config=cfg, catalogs=service)
+        def calibrate(
+            service: CatalogService, band: str = "V", ra_c: float = 150.0, dec_c: float = 20.0
+        ):
+            return calibrate_sources(
+                sources,
+                band=band,
+                center_ra_deg=ra_c,
+                center_dec_deg=dec_c,
+                radius_deg=radius_deg,
+                config=cfg,
+                catalogs=service,
+            )
 
         cache_dir = workdir / "catalog_cache"
         service = CatalogService(cfg, cache_dir)
         t_cold, cal = _timed(lambda: calibrate(service))
         cold_calls = server.calls
         note = f"{cold_calls} VizieR calls; zp {cal.zp_mag:.3f} (true 23.000) +- {cal.zp_err_mag:.3f} from {cal.n_stars} stars of {cal.catalog}; {len(sources)} sources"
-        rows.append(Row("calibration", "cold cache: first frame (fetch + parse + cache + fit)", [t_cold], note=note))
+        rows.append(
+            Row(
+                "calibration",
+                "cold cache: first frame (fetch + parse + cache + fit)",
+                [t_cold],
+                note=note,
+            )
+        )
 
         reps = 3 if quick else 15
         warm_mem, cal = repeat(lambda: calibrate(service), reps)
@@ -113,13 +135,39 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
 
         warm_disk, _ = repeat(fresh, reps)
         calls_disk = server.calls - cold_calls - calls_mem
-        floor_kw = {"rms_map": True, "thresh": 3.0, "minarea": 5, "radius_px": 5.0, "pixstack": 1_000_000}
-        floor_times, _ = repeat(lambda: bench_process.sep_floor(frame.path, **floor_kw), 3 if quick else 7)
+        floor_kw = {
+            "rms_map": True,
+            "thresh": 3.0,
+            "minarea": 5,
+            "radius_px": 5.0,
+            "pixstack": 1_000_000,
+        }
+        floor_times, _ = repeat(
+            lambda: bench_process.sep_floor(frame.path, **floor_kw), 3 if quick else 7
+        )
         floor = statistics.median(floor_times)
-        rows.append(Row("calibration", f"{size // 1024}k frame extraction, for comparison (sep floor, soapd settings)", floor_times))
-        for label, times, calls in (("warm cache, same CatalogService (tiles in memory)", warm_mem, calls_mem), ("warm cache, new CatalogService per frame (tiles from disk)", warm_disk, calls_disk)):
+        rows.append(
+            Row(
+                "calibration",
+                f"{size // 1024}k frame extraction, for comparison (sep floor, soapd settings)",
+                floor_times,
+            )
+        )
+        for label, times, calls in (
+            ("warm cache, same CatalogService (tiles in memory)", warm_mem, calls_mem),
+            ("warm cache, new CatalogService per frame (tiles from disk)", warm_disk, calls_disk),
+        ):
             med = statistics.median(times)
-            rows.append(Row("calibration", label, times, aim="well under extraction", meets_aim=med < 0.25 * floor, note=f"{100 * med / floor:.0f}% of the extraction floor; {calls} VizieR calls"))
+            rows.append(
+                Row(
+                    "calibration",
+                    label,
+                    times,
+                    aim="well under extraction",
+                    meets_aim=med < 0.25 * floor,
+                    note=f"{100 * med / floor:.0f}% of the extraction floor; {calls} VizieR calls",
+                )
+            )
 
         # a night on one field, fresh service per frame, one shared cache folder
         night_cache = workdir / "night_cache"
@@ -136,14 +184,23 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
             ra_c = 150.0 + jitter[k, 0] / np.cos(np.radians(20.0))
             dec_c = 20.0 + jitter[k, 1]
             svc = CatalogService(cfg, night_cache)
-            dt, cal = _timed(lambda svc=svc, band=band, ra_c=ra_c, dec_c=dec_c: calibrate(svc, band, ra_c, dec_c))
+            dt, cal = _timed(
+                lambda svc=svc, band=band, ra_c=ra_c, dec_c=dec_c: calibrate(svc, band, ra_c, dec_c)
+            )
             per_frame.append(dt)
             if cal.catalog:
                 zps.append(cal.zp_mag)
-                wanted.update((cal.catalog, t.key) for t in tiles_for_cone(ra_c, dec_c, radius_deg, cfg.tile_deg))
+                wanted.update(
+                    (cal.catalog, t.key)
+                    for t in tiles_for_cone(ra_c, dec_c, radius_deg, cfg.tile_deg)
+                )
         night_s = time.perf_counter() - t0
         calls = server.calls - before
-        by_cat = {k: v - before_req.get(k, 0) for k, v in server.requests.items() if v - before_req.get(k, 0)}
+        by_cat = {
+            k: v - before_req.get(k, 0)
+            for k, v in server.requests.items()
+            if v - before_req.get(k, 0)
+        }
         rows.append(
             Row(
                 "calibration",
@@ -155,7 +212,11 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
                 note=f"{len(wanted)} distinct (catalog, tile) pairs used; calls by table {by_cat}; median {fmt_s(statistics.median(per_frame))}/frame, total {night_s:.1f} s; {len(zps)}/{n_frames} frames calibrated",
             )
         )
-    print(f"calibration: done, {server.calls} fake VizieR requests in all", file=sys.stderr, flush=True)
+    print(
+        f"calibration: done, {server.calls} fake VizieR requests in all",
+        file=sys.stderr,
+        flush=True,
+    )
     return rows
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import BENCH_DIR, REPO_DIR, Row, fmt_s, interleave, timed
+from common import BENCH_DIR, Row, fmt_s, interleave, timed
 
 SIZES = (1024, 2048, 4096)
 STARS_PER_MPX = 1250
@@ -127,7 +126,13 @@ def _write_catalog(truth: Any, path: Path, rng: np.random.Generator) -> None:
     cat["RAJ2000"] = np.asarray(bright["ra"])
     cat["DEJ2000"] = np.asarray(bright["dec"])
     # A fixed B-V = 0.6 star colour; the Sloan columns follow it (only V is used here).
-    for name, offset in (("Vmag", 0.0), ("Bmag", 0.6), ("g'mag", 0.3), ("r'mag", -0.2), ("i'mag", -0.4)):
+    for name, offset in (
+        ("Vmag", 0.0),
+        ("Bmag", 0.6),
+        ("g'mag", 0.3),
+        ("r'mag", -0.2),
+        ("i'mag", -0.4),
+    ):
         cat[name] = v + offset
         cat[f"e_{name}"] = np.full(len(bright), 0.02)
     cat["B-V"] = np.full(len(bright), 0.6)
@@ -137,7 +142,9 @@ def _write_catalog(truth: Any, path: Path, rng: np.random.Generator) -> None:
 
 
 # ----------------------------------------------------------------------- sep floor
-def sep_floor(path: Path, *, rms_map: bool, thresh: float, minarea: int, radius_px: float, pixstack: int) -> int:
+def sep_floor(
+    path: Path, *, rms_map: bool, thresh: float, minarea: int, radius_px: float, pixstack: int
+) -> int:
     """Read + background + extract + aperture sums and nothing else; return the detections."""
     import sep
     from astropy.io import fits
@@ -166,9 +173,14 @@ def soapd_callable(frame: Frame, mode: str):
     # one long-lived reference-star provider, as a daemon worker holds one
     catalogs = CatalogService(cfg.calibration, cfg.paths.cache_dir)
 
-    def run():
-        return process_frame(frame.path, config=cfg, catalogs=catalogs)
+    stage_log: list[dict[str, float]] = []
 
+    def run():
+        result = process_frame(frame.path, config=cfg, catalogs=catalogs)
+        stage_log.append(dict(result.timings_s))
+        return result
+
+    run.stage_log = stage_log  # type: ignore[attr-defined]
     return run
 
 
@@ -189,7 +201,10 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
-        print(f"  command failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}", file=sys.stderr)
+        print(
+            f"  command failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}",
+            file=sys.stderr,
+        )
     return wall, cpu, proc.returncode
 
 
@@ -198,7 +213,9 @@ def skynetsoap_ready() -> bool:
     return SKYNETSOAP_PY.exists()
 
 
-def run_skynetsoap(frame: Frame, workdir: Path, modes_repeat: dict[str, int], env: dict[str, str]) -> list[dict]:
+def run_skynetsoap(
+    frame: Frame, workdir: Path, modes_repeat: dict[str, int], env: dict[str, str]
+) -> list[dict]:
     """Run skynetsoap on one frame (each mode ``repeat`` times); return the runner's records."""
     records: list[dict] = []
     for mode, repeat in modes_repeat.items():
@@ -216,7 +233,13 @@ def run_skynetsoap(frame: Frame, workdir: Path, modes_repeat: dict[str, int], en
         out_path = workdir / f"skynetsoap_out_{frame.size}_{mode}.json"
         job_path.write_text(json.dumps(job))
         proc = subprocess.run(
-            [str(SKYNETSOAP_PY), str(BENCH_DIR / "skynetsoap_runner.py"), str(job_path), "--out", str(out_path)],
+            [
+                str(SKYNETSOAP_PY),
+                str(BENCH_DIR / "skynetsoap_runner.py"),
+                str(job_path),
+                "--out",
+                str(out_path),
+            ],
             env=env,
             cwd=str(workdir),
             check=False,
@@ -287,7 +310,9 @@ def accuracy(table: Any, truth: Any, exptime_s: float = 60.0) -> dict[str, Any]:
         out["saturated"] = {
             "rows": int(sat_rows.sum()),
             "flagged_fraction": float(np.mean(flags != 0)),
-            "median_cal_minus_true": float(np.nanmedian(d)) if np.isfinite(d).any() else float("nan"),
+            "median_cal_minus_true": float(np.nanmedian(d))
+            if np.isfinite(d).any()
+            else float("nan"),
         }
     return out
 
@@ -306,10 +331,23 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(reps_small=2, reps_4k=1, cli_reps=1, sky_default=(1, 1, 0), sky_multi=(1, 0, 0))
+        return cls(
+            reps_small=2,
+            reps_4k=1,
+            cli_reps=1,
+            sky_default=(1, 1, 0),
+            sky_multi=(1, 0, 0),
+            sky_budget_s=0.0,
+        )
 
 
-def run(workdir: Path, *, sizes: tuple[int, ...] = SIZES, plan: Plan | None = None, skynetsoap: bool = True) -> list[Row]:
+def run(
+    workdir: Path,
+    *,
+    sizes: tuple[int, ...] = SIZES,
+    plan: Plan | None = None,
+    skynetsoap: bool = True,
+) -> list[Row]:
     """Run the process benchmark; return its rows."""
     from astropy.table import Table
 
@@ -321,7 +359,12 @@ def run(workdir: Path, *, sizes: tuple[int, ...] = SIZES, plan: Plan | None = No
     frames = make_frames(workdir, sizes)
     defaults = Config()
     ex = defaults.extraction
-    floor_kw = {"thresh": ex.thresh_sigma, "minarea": ex.minarea_px, "radius_px": defaults.photometry.fixed_radius_px, "pixstack": ex.pixstack}
+    floor_kw = {
+        "thresh": ex.thresh_sigma,
+        "minarea": ex.minarea_px,
+        "radius_px": defaults.photometry.fixed_radius_px,
+        "pixstack": ex.pixstack,
+    }
     rows: list[Row] = []
     sky_records: dict[tuple[int, str], dict] = {}
     soapd_tables: dict[tuple[int, str], Any] = {}
@@ -347,24 +390,50 @@ def run(workdir: Path, *, sizes: tuple[int, ...] = SIZES, plan: Plan | None = No
         n_det_global = sep_floor(frame.path, rms_map=False, **floor_kw)
         floor_med = statistics.median(times["floor_map"])
         floor_glob_med = statistics.median(times["floor_global"])
-        rows.append(Row("process", f"{label}: sep floor, soapd settings (RMS map, 3 sigma)", times["floor_map"], note=f"{n_det_map} detections"))
-        rows.append(Row("process", f"{label}: sep floor, global RMS (3 sigma)", times["floor_global"], note=f"{n_det_global} detections"))
+        rows.append(
+            Row(
+                "process",
+                f"{label}: sep floor, soapd settings (RMS map, 3 sigma)",
+                times["floor_map"],
+                note=f"{n_det_map} detections",
+            )
+        )
+        rows.append(
+            Row(
+                "process",
+                f"{label}: sep floor, global RMS (3 sigma)",
+                times["floor_global"],
+                note=f"{n_det_global} detections",
+            )
+        )
         truth = Table.read(frame.truth_path)
         for mode in ("default", "multi"):
             key = f"soapd_{mode}"
             if key not in cases:
                 continue
+            counted = cases[key].stage_log[-reps:]  # the counted repetitions, not the warm-up
             _, result = timed(cases[key])
             soapd_tables[(frame.size, mode)] = result.table
             med = statistics.median(times[key])
             ratio = med / floor_med
             n_rows = len(result.table)
             note = f"{n_rows} rows; {ratio:.2f}x floor (RMS map), {med / floor_glob_med:.2f}x floor (global RMS)"
-            stages = getattr(result, "timings_s", {}) or {}
+            stages = (
+                {name: statistics.median([log[name] for log in counted]) for name in counted[0]}
+                if counted
+                else {}
+            )
             if stages:
-                note += "; stages: " + ", ".join(f"{k} {fmt_s(v)}" for k, v in stages.items())
+                note += "; stage medians: " + ", ".join(
+                    f"{k} {fmt_s(v)}" for k, v in stages.items() if v >= 0.0005
+                )
             row = Row("process", f"{label}: soapd process_frame, {mode}", times[key], note=note)
-            row.extra = {"ratio_to_floor_map": ratio, "ratio_to_floor_global": med / floor_glob_med, "stages_s": stages, "accuracy": accuracy(result.table, truth)}
+            row.extra = {
+                "ratio_to_floor_map": ratio,
+                "ratio_to_floor_global": med / floor_glob_med,
+                "stages_s": stages,
+                "accuracy": accuracy(result.table, truth),
+            }
             if mode == "default":
                 row.aim = "<= 1.5x floor"
                 row.meets_aim = ratio <= 1.5
@@ -372,18 +441,45 @@ def run(workdir: Path, *, sizes: tuple[int, ...] = SIZES, plan: Plan | None = No
         # whole process: the CLI, interpreter start-up and imports included
         if soapd_ok and SOAPD_BIN.exists():
             out = workdir / f"cli_{frame.size}.ecsv"
-            cli = [str(SOAPD_BIN), "process", str(frame.path), "--out", str(out), "--config", str(frame.config_path)]
-            walls, cpus, codes = [], [], []
+            cli = [
+                str(SOAPD_BIN),
+                "process",
+                str(frame.path),
+                "--out",
+                str(out),
+                "--config",
+                str(frame.config_path),
+            ]
+            floor_cmd = [sys.executable, str(Path(__file__).resolve()), "--floor", str(frame.path)]
+            walls, cpus, codes, fwalls, fcpus = [], [], [], [], []
             run_cli(cli, env)  # warm-up (page cache, .pyc)
-            for _ in range(plan.cli_reps):
+            run_cli(floor_cmd, env)
+            for _ in range(plan.cli_reps):  # A B A B ...: drift hits both alike
                 w, c, code = run_cli(cli, env)
                 walls.append(w)
                 cpus.append(c)
                 codes.append(code)
-            note = f"CPU {statistics.median(cpus):.2f} s; {statistics.median(walls) / floor_med:.2f}x floor (RMS map)"
+                w, c, _ = run_cli(floor_cmd, env)
+                fwalls.append(w)
+                fcpus.append(c)
+            ratio = statistics.median(walls) / statistics.median(fwalls)
+            note = (
+                f"CPU {statistics.median(cpus):.2f} s; {ratio:.2f}x the floor as a whole process "
+                f"(wall), {statistics.median(cpus) / statistics.median(fcpus):.2f}x (CPU)"
+            )
             if any(codes):
                 note += f"; exit codes {codes}"
-            rows.append(Row("process", f"{label}: soapd process (CLI, whole process)", walls, note=note))
+            rows.append(
+                Row("process", f"{label}: soapd process (CLI, whole process)", walls, note=note)
+            )
+            rows.append(
+                Row(
+                    "process",
+                    f"{label}: sep floor as a whole process (python + imports + floor)",
+                    fwalls,
+                    note=f"CPU {statistics.median(fcpus):.2f} s",
+                )
+            )
         # skynetsoap, same frame
         if skynetsoap and skynetsoap_ready():
             reps_map = {"default": plan.sky_default[i_size], "multi": plan.sky_multi[i_size]}
@@ -404,19 +500,59 @@ def run(workdir: Path, *, sizes: tuple[int, ...] = SIZES, plan: Plan | None = No
                 rows.append(row)
                 soapd_key = "default" if rec["mode"] == "default" else "multi"
                 if (frame.size, soapd_key) in soapd_tables:
-                    soapd_row = next(r for r in rows if r.case == f"{label}: soapd process_frame, {soapd_key}")
+                    soapd_row = next(
+                        r for r in rows if r.case == f"{label}: soapd process_frame, {soapd_key}"
+                    )
                     speedup = med / soapd_row.median_s
-                    rows.append(Row("process", f"{label}: skynetsoap {rec['mode']} / soapd {soapd_key}", value=speedup, unit="x", note="time ratio, same frame, same run"))
+                    rows.append(
+                        Row(
+                            "process",
+                            f"{label}: skynetsoap {rec['mode']} / soapd {soapd_key}",
+                            value=speedup,
+                            unit="x",
+                            note="time ratio, same frame, same run",
+                        )
+                    )
     if skynetsoap and skynetsoap_ready():
         rows.extend(_projections(frames, sky_records, plan))
+    rows.extend(accuracy_rows(rows))
     return rows
 
 
-def _run_if_affordable(frame: Frame, reps_map: dict[str, int], records: dict[tuple[int, str], dict], plan: Plan) -> dict[str, int]:
+def accuracy_rows(rows: list[Row]) -> list[Row]:
+    """One 'accuracy' row per measured table: magnitude bias per radius, FWHM, saturated stars."""
+    out = []
+    for r in rows:
+        acc = r.extra.get("accuracy")
+        if not acc:
+            continue
+        parts = []
+        for radius, a in acc["per_radius"].items():
+            text = f"r={float(radius):.2f}px: {a['cal_mag_bias']:+.3f} mag (MAD {a['cal_mag_mad']:.3f}, n={a['n']})"
+            if "total_flux_bias" in a:
+                text += f", total flux {100 * a['total_flux_bias']:+.1f}%"
+            parts.append(text)
+        note = "calibrated - true mag, isolated unsaturated V 13-16.5: " + "; ".join(parts)
+        note += f". FWHM {acc['fwhm_px']:.2f} px (true {acc['fwhm_true_px']:.2f} px before pixel integration)"
+        sat = acc.get("saturated")
+        if sat:
+            note += f". Saturated stars: {sat['rows']} rows, {100 * sat['flagged_fraction']:.0f}% flagged, {sat['median_cal_minus_true']:+.2f} mag"
+        case = r.case.split(": ", 1)
+        out.append(Row("accuracy", f"{case[0]}: {case[1] if len(case) > 1 else ''}", note=note))
+    return out
+
+
+def _run_if_affordable(
+    frame: Frame, reps_map: dict[str, int], records: dict[tuple[int, str], dict], plan: Plan
+) -> dict[str, int]:
     """Run a mode the plan skipped once when its projection from smaller frames fits the budget."""
     out = dict(reps_map)
     for mode, reps in reps_map.items():
-        measured = [(s, statistics.median(records[(s, mode)]["times_s"]), records[(s, mode)]["n_rows"]) for s in (1024, 2048) if (s, mode) in records]
+        measured = [
+            (s, statistics.median(records[(s, mode)]["times_s"]), records[(s, mode)]["n_rows"])
+            for s in (1024, 2048)
+            if (s, mode) in records
+        ]
         if reps > 0 or len(measured) < 2 or plan.sky_budget_s <= 0:
             continue
         rows_est = measured[-1][2] * (frame.size / measured[-1][0]) ** 2
@@ -426,19 +562,34 @@ def _run_if_affordable(frame: Frame, reps_map: dict[str, int], records: dict[tup
     return out
 
 
-def _projections(frames: list[Frame], records: dict[tuple[int, str], dict], plan: Plan) -> list[Row]:
+def _projections(
+    frames: list[Frame], records: dict[tuple[int, str], dict], plan: Plan
+) -> list[Row]:
     """Project skynetsoap runs that were skipped (too long) from the measured ones."""
     rows = []
     for mode in ("default", "multi"):
-        measured = [(records[(f.size, mode)]["n_rows"], statistics.median(records[(f.size, mode)]["times_s"])) for f in frames if (f.size, mode) in records]
+        measured = [
+            (
+                records[(f.size, mode)]["n_rows"],
+                statistics.median(records[(f.size, mode)]["times_s"]),
+            )
+            for f in frames
+            if (f.size, mode) in records
+        ]
         for f in frames:
             if (f.size, mode) in records or len(measured) < 2:
                 continue
             # rows scale with detections; estimate this frame's rows from the default run or the star count
-            per_size = [(s, records[(s, mode)]["n_rows"]) for s in (1024, 2048) if (s, mode) in records]
+            per_size = [
+                (s, records[(s, mode)]["n_rows"]) for s in (1024, 2048) if (s, mode) in records
+            ]
             rows_est = per_size[-1][1] * (f.size / per_size[-1][0]) ** 2
             t_est, k = project_power_law(measured, rows_est)
-            why = f"over the {plan.sky_budget_s:.0f} s budget" if t_est > plan.sky_budget_s else "skipped by the repetition plan"
+            why = (
+                f"over the {plan.sky_budget_s:.0f} s budget"
+                if t_est > plan.sky_budget_s
+                else "skipped by the repetition plan"
+            )
             rows.append(
                 Row(
                     "process",
@@ -449,3 +600,30 @@ def _projections(frames: list[Frame], records: dict[tuple[int, str], dict], plan
                 )
             )
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/bench_process.py --floor FILE``: the sep floor as a whole process."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--floor", metavar="FILE", required=True, help="FITS frame to measure")
+    parser.add_argument("--global-rms", action="store_true", help="scalar RMS instead of the map")
+    args = parser.parse_args(argv)
+    from soapd.config import Config
+
+    ex = Config().extraction
+    n = sep_floor(
+        Path(args.floor),
+        rms_map=not args.global_rms,
+        thresh=ex.thresh_sigma,
+        minarea=ex.minarea_px,
+        radius_px=Config().photometry.fixed_radius_px,
+        pixstack=ex.pixstack,
+    )
+    print(f"{n} detections")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ folder (WAL journal, ``synchronous = NORMAL``, as the daemon opens it).
   Timed on fresh frames (inserts) and on re-saving a stored frame (the upsert path
   taken when a frame is processed again). Aim: < 30 ms.
 * **lightcurve, 100,000 points**: ``Store.lightcurve(name)`` of one target with
-  100,002 measurements (33,334 frames x 3 apertures), in a database that also
+  100,000 measurements (20,000 frames x 5 apertures), in a database that also
   holds the 2,000 other targets' rows. Aim: < 50 ms.
 """
 
@@ -29,7 +29,8 @@ from common import Row, interleave, repeat
 
 N_TARGETS = 2000
 RADII = (3.0, 5.0, 7.0)
-LC_FRAMES = 33_334
+LC_RADII = (2.0, 3.0, 5.0, 7.0, 10.0)
+LC_FRAMES = 20_000
 
 
 def _summary(i: int, when: datetime) -> Any:
@@ -65,11 +66,13 @@ def _summary(i: int, when: datetime) -> Any:
     )
 
 
-def _table(names: list[str], rng: np.random.Generator, when: datetime) -> Any:
+def _table(
+    names: list[str], rng: np.random.Generator, when: datetime, radii: tuple[float, ...] = RADII
+) -> Any:
     """A result table: every name x every radius, all columns filled like the pipeline's."""
     from astropy.table import Table
 
-    n_t, n_r = len(names), len(RADII)
+    n_t, n_r = len(names), len(radii)
     n = n_t * n_r
     flux = rng.lognormal(8.0, 1.5, n)
     err = np.sqrt(flux + 400.0)
@@ -97,7 +100,7 @@ def _table(names: list[str], rng: np.random.Generator, when: datetime) -> Any:
     t["zeropoint"] = np.full(n, 23.0)
     t["zeropoint_err"] = np.full(n, 0.01)
     t["aperture_id"] = np.tile(np.arange(n_r), n_t)
-    t["aperture_radius"] = np.tile(np.asarray(RADII), n_t)
+    t["aperture_radius"] = np.tile(np.asarray(radii), n_t)
     t["fwhm"] = np.full(n, 3.5)
     t["n_cal_stars"] = np.full(n, 80)
     t["limiting_mag_analytic"] = np.full(n, 20.5)
@@ -119,7 +122,9 @@ def _new_frame(store: Any, i: int) -> int:
     from soapd.models import ExposureMeta
 
     digest = hashlib.sha256(f"bench-frame-{i}".encode()).hexdigest()
-    return store.record_local(Path(f"/nonexistent/frame_{i:06d}.fits"), digest, 1000, source="cli", meta=ExposureMeta()).frame_id
+    return store.record_local(
+        Path(f"/nonexistent/frame_{i:06d}.fits"), digest, 1000, source="cli", meta=ExposureMeta()
+    ).frame_id
 
 
 def run(workdir: Path, *, quick: bool = False) -> list[Row]:
@@ -140,11 +145,21 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
         with store.db.atomic():
             for i, name in enumerate(names):
                 store.upsert_target(Target(name=name, ra_deg=150.0 + i * 1e-4, dec_deg=20.0))
-        print(f"store: {N_TARGETS} targets in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        print(
+            f"store: {N_TARGETS} targets in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
         # --- 6,000 rows in one save_result transaction
         counter = iter(range(10**9))
-        results = [FrameResult(summary=_summary(k, start + timedelta(minutes=k)), table=_table(names, rng, start + timedelta(minutes=k))) for k in range(3)]
+        results = [
+            FrameResult(
+                summary=_summary(k, start + timedelta(minutes=k)),
+                table=_table(names, rng, start + timedelta(minutes=k)),
+            )
+            for k in range(3)
+        ]
         n_rows = len(results[0].table)
 
         def save_new():
@@ -161,30 +176,81 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
         fid_again, _ = save_new()
 
         def save_again():
-            store.save_result(fid_again, results[0], config_hash="bench", soapd_version="bench", table_path=None)
+            store.save_result(
+                fid_again, results[0], config_hash="bench", soapd_version="bench", table_path=None
+            )
 
         upsert_times, _ = repeat(save_again, reps, warmup=1)
-        stored = store.db.execute("SELECT COUNT(*) FROM measurements WHERE frame_id = ?", [fid_again]).fetchone()[0]
-        rows.append(Row("store", f"save_result: {n_rows:,}-row frame, one transaction (new frame)", insert_times, aim="< 30 ms", meets_aim=statistics.median(insert_times) < 0.030, note=f"{N_TARGETS} targets x {len(RADII)} apertures; {stored} rows stored"))
-        rows.append(Row("store", f"save_result: same {n_rows:,}-row frame again (upsert)", upsert_times, aim="< 30 ms", meets_aim=statistics.median(upsert_times) < 0.030, note="re-processing path"))
+        stored = store.db.execute(
+            "SELECT COUNT(*) FROM measurements WHERE frame_id = ?", [fid_again]
+        ).fetchone()[0]
+        rows.append(
+            Row(
+                "store",
+                f"save_result: {n_rows:,}-row frame, one transaction (new frame)",
+                insert_times,
+                aim="< 30 ms",
+                meets_aim=statistics.median(insert_times) < 0.030,
+                note=f"{N_TARGETS} targets x {len(RADII)} apertures; {stored} rows stored",
+            )
+        )
+        rows.append(
+            Row(
+                "store",
+                f"save_result: same {n_rows:,}-row frame again (upsert)",
+                upsert_times,
+                aim="< 30 ms",
+                meets_aim=statistics.median(upsert_times) < 0.030,
+                note="re-processing path",
+            )
+        )
 
         # --- a 100,000-point lightcurve
-        n_frames = 3334 if quick else LC_FRAMES
+        n_frames = LC_FRAMES // 10 if quick else LC_FRAMES
         store.upsert_target(Target(name="LC", ra_deg=150.0, dec_deg=20.0))
         t0 = time.perf_counter()
-        lc_tables = [_table(["LC"], rng, start) for _ in range(16)]
+        lc_tables = [_table(["LC"], rng, start, LC_RADII) for _ in range(16)]
         with store.db.atomic():
             for k in range(n_frames):
                 fid = _new_frame(store, 10**6 + k)
                 when = start + timedelta(seconds=90 * k)
                 res = FrameResult(summary=_summary(k, when), table=lc_tables[k % len(lc_tables)])
-                store.save_result(fid, res, config_hash="bench", soapd_version="bench", table_path=None)
+                store.save_result(
+                    fid, res, config_hash="bench", soapd_version="bench", table_path=None
+                )
         build_s = time.perf_counter() - t0
-        n_points = n_frames * len(RADII)
-        print(f"store: {n_points} lightcurve points built in {build_s:.1f} s", file=sys.stderr, flush=True)
-        times = interleave({"lc": lambda: store.lightcurve("LC")}, 3 if quick else 7, warmup=1)["lc"]
+        n_points = n_frames * len(LC_RADII)
+        print(
+            f"store: {n_points} lightcurve points built in {build_s:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        times = interleave({"lc": lambda: store.lightcurve("LC")}, 3 if quick else 7, warmup=1)[
+            "lc"
+        ]
         got = len(store.lightcurve("LC"))
-        rows.append(Row("store", f"lightcurve(): {got:,}-point target", times, aim="< 50 ms", meets_aim=statistics.median(times) < 0.050, note=f"DB {db_path.stat().st_size / 1e6:.0f} MB, {N_TARGETS + 1} targets; Table with units"))
-        band_times, _ = repeat(lambda: store.lightcurve("LC", band="V", since_utc=start + timedelta(days=17)), 3 if quick else 7)
-        rows.append(Row("store", "lightcurve(band=V, since=...): last ~half of it", band_times, note="filtered query"))
+        rows.append(
+            Row(
+                "store",
+                f"lightcurve(): {got:,}-point target",
+                times,
+                aim="< 50 ms",
+                meets_aim=statistics.median(times) < 0.050,
+                note=f"DB {db_path.stat().st_size / 1e6:.0f} MB, {N_TARGETS + 1} targets; Table with units",
+            )
+        )
+        band_times, _ = repeat(
+            lambda: store.lightcurve(
+                "LC", band="V", since_utc=start + timedelta(seconds=45 * n_frames)
+            ),
+            3 if quick else 7,
+        )
+        rows.append(
+            Row(
+                "store",
+                "lightcurve(band=V, since=...): last ~half of it",
+                band_times,
+                note="filtered query",
+            )
+        )
     return rows

@@ -7,6 +7,7 @@ median of several repetitions with the min and max beside it, so that a noisy
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -71,7 +72,9 @@ def repeat(fn: Callable[[], Any], n: int, *, warmup: int = 1) -> tuple[list[floa
     return times, out
 
 
-def interleave(cases: dict[str, Callable[[], Any]], n: int, *, warmup: int = 1) -> dict[str, list[float]]:
+def interleave(
+    cases: dict[str, Callable[[], Any]], n: int, *, warmup: int = 1
+) -> dict[str, list[float]]:
     """Time several cases in turn (A B C A B C ...), so that drift hits all alike."""
     for _ in range(warmup):
         for fn in cases.values():
@@ -86,7 +89,7 @@ def interleave(cases: dict[str, Callable[[], Any]], n: int, *, warmup: int = 1) 
 
 def fmt_s(seconds: float) -> str:
     """Format seconds for a table: ms below one second."""
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return "-"
     if seconds < 1.0:
         return f"{seconds * 1000:.1f} ms"

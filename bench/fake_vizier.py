@@ -17,15 +17,27 @@ import math
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import unquote_plus
 
 import numpy as np
 
 # Offsets from V for a G-type star (B-V 0.65); good enough for counting calls and timing.
 BAND_OFFSETS = {
-    "U": 0.2, "B": 0.65, "V": 0.0, "R": -0.37, "I": -0.72,
-    "u": 1.5, "g": 0.3, "r": -0.15, "i": -0.25, "z": -0.3, "y": -0.3,
-    "G": -0.2, "BP": 0.1, "RP": -0.6,
+    "U": 0.2,
+    "B": 0.65,
+    "V": 0.0,
+    "R": -0.37,
+    "I": -0.72,
+    "u": 1.5,
+    "g": 0.3,
+    "r": -0.15,
+    "i": -0.25,
+    "z": -0.3,
+    "y": -0.3,
+    "G": -0.2,
+    "BP": 0.1,
+    "RP": -0.6,
 }
 
 
@@ -51,7 +63,7 @@ class FakeVizier:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> FakeVizier:
+    def __enter__(self) -> Self:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -142,8 +154,8 @@ class FakeVizier:
 
 def _parse_body(body: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for line in body.splitlines():
-        line = unquote_plus(line) if "%" in line else line
+    for raw in body.splitlines():
+        line = unquote_plus(raw) if "%" in raw else raw
         key, _, value = line.partition("=")
         out[key.strip()] = value.strip()
     return out

@@ -3,11 +3,12 @@
 ``make bench`` runs this file. Sections: ``process`` (per-frame photometry against
 the sep floor and skynetsoap), ``calibration`` (warm-cache time per frame, network
 calls per night), ``store`` (one frame's rows in one transaction, a 100,000-point
-lightcurve query) and ``daemon`` (bench/bench_daemon.py, when present).
+lightcurve query), then every other ``bench/bench_<name>.py`` present (``daemon``,
+``intake``, ...) through its ``run(workdir, quick=...) -> list[common.Row]``.
 
-Inputs are seeded and synthetic; nothing touches the network. The skynetsoap
-comparison needs ``bench/setup_skynetsoap.sh`` to have been run once (without it,
-those rows are skipped with a note). Results go to stdout (a Markdown table) and
+Inputs are seeded and synthetic; nothing leaves 127.0.0.1. The skynetsoap
+comparison runs in ``bench/.skynetsoap-venv``, created on first use by
+``bench/setup_skynetsoap.sh`` (if that fails, those rows are skipped). Results go to stdout (a Markdown table) and
 to ``--out`` (JSON with every repetition, and the same table as Markdown).
 
 Usage::
@@ -17,17 +18,12 @@ Usage::
 
 from __future__ import annotations
 
-import os
-
-# One thread for numerical libraries, for both soapd and skynetsoap (their
-# subprocesses inherit it), so the comparison is core for core.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 import argparse
 import importlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +32,15 @@ from pathlib import Path
 
 from common import BENCH_DIR, Row, machine_info, markdown_table
 
-SECTIONS = ("process", "calibration", "store", "daemon")
+#: Sections with their own module here; any other ``bench/bench_<name>.py`` (daemon,
+#: intake, ...) is a section too, run through its ``run(workdir, quick=...)``.
+OWN_SECTIONS = ("process", "calibration", "store")
+
+
+def sections() -> list[str]:
+    """Return every section: the three above, then the other bench_*.py modules by name."""
+    others = sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
+    return [*OWN_SECTIONS, *(o for o in others if o not in OWN_SECTIONS)]
 
 
 def _section(name: str, workdir: Path, args: argparse.Namespace) -> list[Row]:
@@ -44,8 +48,15 @@ def _section(name: str, workdir: Path, args: argparse.Namespace) -> list[Row]:
         import bench_process
 
         plan = bench_process.Plan.quick() if args.quick else bench_process.Plan()
+        if not args.no_skynetsoap and not bench_process.skynetsoap_ready():
+            print("setting up bench/.skynetsoap-venv (once)", file=sys.stderr, flush=True)
+            setup = subprocess.run([str(BENCH_DIR / "setup_skynetsoap.sh")], check=False)
+            if setup.returncode != 0:
+                print("skynetsoap set-up failed: its rows are skipped", file=sys.stderr)
         sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else bench_process.SIZES
-        return bench_process.run(workdir / "process", sizes=sizes, plan=plan, skynetsoap=not args.no_skynetsoap)
+        return bench_process.run(
+            workdir / "process", sizes=sizes, plan=plan, skynetsoap=not args.no_skynetsoap
+        )
     if name == "calibration":
         import bench_calibration
 
@@ -54,13 +65,35 @@ def _section(name: str, workdir: Path, args: argparse.Namespace) -> list[Row]:
         import bench_store
 
         return bench_store.run(workdir / "store", quick=args.quick)
-    if name == "daemon":
-        try:
-            module = importlib.import_module("bench_daemon")
-        except ModuleNotFoundError:
-            return [Row("daemon", "bench/bench_daemon.py", note="not present; skipped")]
-        return module.run(workdir / "daemon", quick=args.quick)
-    raise ValueError(name)
+    return _other(name, workdir / name, args)
+
+
+def _other(name: str, workdir: Path, args: argparse.Namespace) -> list[Row]:
+    """Run another engineer's bench/bench_<name>.py: its ``run()`` if it has one, else as a script."""
+    script = BENCH_DIR / f"bench_{name}.py"
+    module = importlib.import_module(f"bench_{name}")
+    if hasattr(module, "run"):
+        workdir.mkdir(parents=True, exist_ok=True)
+        out = module.run(workdir, quick=args.quick)
+        rows = []
+        for item in out or []:
+            if isinstance(item, Row):
+                rows.append(item)
+            elif isinstance(item, dict):
+                known = {k: item[k] for k in Row.__dataclass_fields__ if k in item}
+                known.setdefault("section", name)
+                known.setdefault("case", str(item.get("name", name)))
+                rows.append(Row(**known))
+            else:
+                rows.append(Row(name, str(item)))
+        return rows
+    cmd = [sys.executable, str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=BENCH_DIR.parent)
+    print(proc.stdout, file=sys.stderr)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    rows = [Row(name, f"bench_{name}.py (exit {proc.returncode})", note="its output below")]
+    rows.extend(Row(name, "", note=ln.replace("|", "/")) for ln in lines[-40:])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,28 +101,54 @@ def main(argv: list[str] | None = None) -> int:
         description="Run soapd's benchmarks and print a results table.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
-    parser.add_argument("--quick", action="store_true", help="few repetitions, to check the harness (numbers not for quoting)")
-    parser.add_argument("--sizes", default="", help="process frame sizes in px, comma-separated (default 1024,2048,4096)")
-    parser.add_argument("--no-skynetsoap", action="store_true", help="skip the skynetsoap comparison")
-    parser.add_argument("--workdir", default="", help="where frames and databases go (default: a temporary folder, removed after)")
-    parser.add_argument("--out", default=str(BENCH_DIR / "results"), help="folder for results.json and results.md")
+    parser.add_argument(
+        "--only", default=",".join(sections()), help="comma-separated sections to run"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few repetitions, to check the harness (numbers not for quoting)",
+    )
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help="process frame sizes in px, comma-separated (default 1024,2048,4096)",
+    )
+    parser.add_argument(
+        "--no-skynetsoap", action="store_true", help="skip the skynetsoap comparison"
+    )
+    parser.add_argument(
+        "--workdir",
+        default="",
+        help="where frames and databases go (default: a temporary folder, removed after)",
+    )
+    parser.add_argument(
+        "--out", default=str(BENCH_DIR / "results"), help="folder for results.json and results.md"
+    )
     args = parser.parse_args(argv)
+    # One thread for numerical libraries, for soapd and skynetsoap alike (the
+    # subprocesses inherit it; numpy is first imported after this), so the
+    # comparison is core for core.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
     import logging
 
     # the benchmarks provoke expected warnings (e.g. a catalog missing from the chain)
     logging.getLogger("soapd").setLevel(logging.ERROR)
     info = machine_info()
-    print(f"soapd benchmarks, {info['date_utc']}, {info['cpu']} x{info['cores']}, load {info['loadavg_1_5_15']}", file=sys.stderr)
+    print(
+        f"soapd benchmarks, {info['date_utc']}, {info['cpu']} x{info['cores']}, load {info['loadavg_1_5_15']}",
+        file=sys.stderr,
+    )
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="soapd-bench-"))
     t_start = time.perf_counter()
     rows: list[Row] = []
     failed = []
     try:
         for name in [s.strip() for s in args.only.split(",") if s.strip()]:
-            if name not in SECTIONS:
-                parser.error(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+            if name not in sections():
+                parser.error(f"unknown section {name!r}; choose from {', '.join(sections())}")
             t0 = time.perf_counter()
             try:
                 rows.extend(_section(name, workdir, args))
@@ -115,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(header + "\n\n" + table + "\n")
-    (out / "results.json").write_text(json.dumps({"machine": info, "rows": [r.as_dict() for r in rows]}, indent=1, default=str))
+    (out / "results.json").write_text(
+        json.dumps({"machine": info, "rows": [r.as_dict() for r in rows]}, indent=1, default=str)
+    )
     return 1 if failed else 0
 
 

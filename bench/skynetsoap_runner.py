@@ -33,6 +33,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import astropy.units as u
 import numpy as np
@@ -66,14 +67,14 @@ class LocalVizier:
     counts the queries answered.
     """
 
-    tables: dict[str, Table] = {}
-    calls = 0
+    tables: ClassVar[dict[str, Table]] = {}
+    calls: ClassVar[int] = 0
 
-    def __init__(self, columns=None, row_limit=50, **kwargs):
+    def __init__(self, columns=None, row_limit=50, **_kwargs):
         self.columns = columns
         self.row_limit = row_limit
 
-    def query_region(self, coordinates, radius=None, catalog=None, **kwargs):
+    def query_region(self, coordinates, radius=None, catalog=None, **_kwargs):
         LocalVizier.calls += 1
         table = self.tables.get(catalog)
         if table is None or len(table) == 0:
@@ -165,7 +166,9 @@ def run_job(job: dict) -> list[dict]:
             if len(table):
                 record["zeropoint"] = float(np.nanmedian(np.asarray(table["zeropoint"].value)))
                 record["fwhm_px"] = float(np.nanmedian(np.asarray(table["fwhm"])))
-                record["radii_px"] = sorted({float(r) for r in np.asarray(table["aperture_radius"])})
+                record["radii_px"] = sorted(
+                    {float(r) for r in np.asarray(table["aperture_radius"])}
+                )
             if table_dir is not None and len(table):
                 table_dir.mkdir(parents=True, exist_ok=True)
                 out = Table()

@@ -22,20 +22,27 @@ This module holds glue only: no SQL (the Store does that), no pixel work.
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-import numpy as np
-
+from soapd.apisupport import (
+    exp_in_range,
+    forced_targets,
+    frame_row_mjd,
+    has_forced_rows,
+    progress_iter,
+    resolve_config,
+    row_in_range,
+    why_skipped,
+)
 from soapd.cache_admin import CacheAdmin
-from soapd.config import Config, Token, load_config, read_token
-from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetError, StoreError
+from soapd.config import Config, Token, read_token
+from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetError, SoapdError, StoreError
 from soapd.result import PhotometryResult, TimeLike, date_bounds, to_mjd
 
 if TYPE_CHECKING:
@@ -43,7 +50,7 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import Target
+    from soapd.models import ExposureMeta, Target
     from soapd.skynet.records import Exposure
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
@@ -60,9 +67,6 @@ Processor = Callable[["FrameTask", Config, Any], "TaskOutcome"]
 #: Download attempts per exposure before the ledger marks it failed.
 MAX_TRIES = 3
 
-#: A stored forced row closer than this to a requested position counts as that position.
-_SAME_POSITION_ARCSEC = 0.05
-
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
@@ -71,21 +75,6 @@ class RunReport:
     processed: tuple[int, ...] = ()
     reused: tuple[int, ...] = ()
     skipped: tuple[tuple[int, str], ...] = ()
-
-
-def _resolve_config(config: Config | str | Path | None, state_dir: str | Path | None) -> Config:
-    """Return the effective Config: loaded if a path, with ``state_dir`` applied.
-
-    With the built-in defaults (no file, no $SOAPD_CONFIG) and no ``state_dir``,
-    state goes to ``./soapd_data`` (as skynetsoap's ``soap_images/``), not /var/lib.
-    """
-    cfg = config if isinstance(config, Config) else load_config(config)
-    defaults = cfg.source is None and cfg.paths == Config().paths
-    if state_dir is None and not defaults:
-        return cfg
-    root = Path(state_dir if state_dir is not None else "soapd_data").expanduser().resolve()
-    cache = root / "cache" if defaults else cfg.paths.cache_dir
-    return cfg.replace(paths=dataclasses.replace(cfg.paths, state_dir=root, cache_dir=cache))
 
 
 class Soap:
@@ -129,7 +118,7 @@ class Soap:
         if isinstance(observation_id, bool) or int(observation_id) <= 0:
             raise ValueError(f"observation_id must be a positive integer, got {observation_id!r}")
         self.observation_id = int(observation_id)
-        self.config = _resolve_config(config, state_dir)
+        self.config = resolve_config(config, state_dir)
         self._token = Token(token) if isinstance(token, str) else token
         self._source = source
         self._owns_source = False
@@ -222,12 +211,12 @@ class Soap:
         lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
         client = self._client()
         exposures = [
-            e for e in client.iter_archived(self.observation_id) if _exp_in(e, lower, upper)
+            e for e in client.iter_archived(self.observation_id) if exp_in_range(e, lower, upper)
         ]
         self.store.record_seen(exposures)
         paths: list[tuple[float, Path]] = []
         errors = 0
-        for exp in _progress(exposures, "download"):
+        for exp in progress_iter(exposures, "download"):
             try:
                 path = self._download_one(client, exp)
             except SkynetAuthError:
@@ -275,7 +264,15 @@ class Soap:
             if not isinstance(exc, SkynetAuthError):
                 store.mark_download_failed(row.frame_id, str(exc), max_tries=MAX_TRIES)
             raise
-        rec = store.mark_downloaded(row.frame_id, got.path, got.sha256, got.size_bytes)
+        try:
+            rec = store.mark_downloaded(row.frame_id, got.path, got.sha256, got.size_bytes)
+        except StoreError:  # the daemon recorded this exposure meanwhile
+            now = store.frame(row.frame_id)
+            if now is None or now.path is None:
+                raise
+            if now.path != got.path:
+                got.path.unlink(missing_ok=True)
+            return now.path
         if rec.created:
             return got.path
         owner = store.frame(rec.frame_id)
@@ -319,16 +316,22 @@ class Soap:
             download is None and (self._source is not None or self._has_token())
         )
         if can_download:
-            self.download(after, before, days_ago)
+            try:
+                self.download(after, before, days_ago)
+            except SkynetError as exc:
+                if download:
+                    raise
+                can_download = False
+                logger.warning("Skynet unavailable (%s); using frames already downloaded", exc)
         lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
-        targets = _forced_targets(forced_positions)
+        targets = forced_targets(forced_positions)
         tables: list[Table] = []
         processed: list[int] = []
         reused: list[int] = []
         skipped: list[tuple[int, str]] = []
         stored = {r["frame_id"]: r for r in self.store.frames_with_tables()}
         todo: list[FrameRow] = []
-        for row in (f for f in self._frames() if _row_in(f, lower, upper)):
+        for row in (f for f in self._frames() if row_in_range(f, lower, upper)):
             table = self._stored_table(row, stored.get(row.frame_id), targets)
             if table is None:
                 todo.append(row)
@@ -337,7 +340,7 @@ class Soap:
                 reused.append(row.frame_id)
         if can_download:
             todo = self._refetch(todo)
-        for row in _progress(todo, "photometry"):
+        for row in progress_iter(todo, "photometry"):
             table, why = self._process(row, targets)
             if table is None:
                 skipped.append((row.frame_id, why))
@@ -380,7 +383,7 @@ class Soap:
     def _has_token(self) -> bool:
         try:
             return bool(self._token or read_token(self.config.skynet))
-        except Exception:
+        except SoapdError:
             return False
 
     def _frames(self) -> list[FrameRow]:
@@ -394,7 +397,7 @@ class Soap:
                 for r in self.store.frames_in_state(state, 10**9)
                 if r.obs_id == self.observation_id
             )
-        return sorted(rows, key=lambda r: (_row_mjd(r), r.frame_id))
+        return sorted(rows, key=lambda r: (frame_row_mjd(r), r.frame_id))
 
     def _stored_table(
         self, row: FrameRow, stored: dict[str, Any] | None, targets: Sequence[Target]
@@ -407,7 +410,6 @@ class Soap:
         path = Path(str(stored.get("catalog_path")))
         if not path.is_file():
             return None
-        from soapd.errors import SoapdError
         from soapd.export import read_table
 
         try:
@@ -417,7 +419,7 @@ class Soap:
                 "frame %d: stored table unreadable (%s); processing again", row.frame_id, exc
             )
             return None
-        if not all(_has_forced(table, t.ra_deg, t.dec_deg) for t in targets):
+        if not all(has_forced_rows(table, t.ra_deg, t.dec_deg) for t in targets):
             return None
         return table
 
@@ -430,8 +432,11 @@ class Soap:
         if row.state == "processed" and row.path is not None and row.path.exists():
             store.requeue(frame_ids=[row.frame_id], states=(row.state,))
         elif row.state != "downloaded":
-            return None, _why_not(row)
-        started = store.start_attempt(row.frame_id)
+            return None, why_skipped(row)
+        try:
+            started = store.start_attempt(row.frame_id)
+        except StoreError as exc:  # the daemon took it in the meantime
+            return None, f"taken by another process ({exc}); run again later"
         if started.path is None or not started.path.exists():
             store.mark_failed(row.frame_id, f"file {started.path} is missing")
             return None, f"file {started.path} is missing"
@@ -441,16 +446,24 @@ class Soap:
             meta=row.meta,
             targets=(*store.active_targets(), *targets),
         )
-        outcome = (self._processor or run_task)(task, self.config, self._catalog_service())
-        if outcome.outcome == "ok" and outcome.result is not None:
-            record_result(
-                store,
-                row.frame_id,
-                outcome.result,
-                config=self.config,
-                table_path=None if outcome.table_path is None else str(outcome.table_path),
-            )
-            return outcome.result.table, ""
+        try:
+            outcome = (self._processor or run_task)(task, self.config, self._catalog_service())
+            if outcome.outcome == "ok" and outcome.result is not None:
+                record_result(
+                    store,
+                    row.frame_id,
+                    outcome.result,
+                    config=self.config,
+                    table_path=None if outcome.table_path is None else str(outcome.table_path),
+                )
+                return outcome.result.table, ""
+        except Exception as exc:  # unit-of-work boundary, as in the daemon's jobs
+            logger.exception("frame %d: processing or storing failed", row.frame_id)
+            store.mark_retry(row.frame_id, f"{type(exc).__name__}: {exc}", max_tries=MAX_TRIES)
+            return None, f"{type(exc).__name__}: {exc}"
+        except BaseException:  # Ctrl-C: do not leave the frame 'processing' for ever
+            store.mark_retry(row.frame_id, "interrupted", max_tries=MAX_TRIES + 1)
+            raise
         if outcome.outcome == "rejected":
             store.mark_rejected(row.frame_id, outcome.error)
         elif outcome.outcome == "failed":
@@ -464,24 +477,35 @@ class Soap:
     def debug_image(self, image: str | Path | int, out_path: str | Path | None = None) -> Path:
         """Draw the four-panel debug figure of a frame (a FITS path or an exposure id).
 
-        Saved to ``out_path`` (default ``<state_dir>/debug/<stem>_debug.png``); return it.
+        The archive metadata in the ledger (gain, read noise, time) is used as the
+        daemon uses it. Saved to ``out_path`` (default
+        ``<state_dir>/debug/<stem>_debug.png``); return the path.
         """
-        from soapd.debugplot import debug_image
+        from soapd.debugframe import debug_image
 
-        path = self._frame_path(image)
+        path, meta = self._frame_file(image)
         out = Path(out_path) if out_path else self.state_dir / "debug" / f"{path.stem}_debug.png"
-        debug_image(path, out, config=self.config, catalogs=self._catalog_service())
+        debug_image(path, out, config=self.config, catalogs=self._catalog_service(), meta=meta)
         return out
 
-    def _frame_path(self, image: str | Path | int) -> Path:
+    def _frame_file(self, image: str | Path | int) -> tuple[Path, ExposureMeta | None]:
+        """Return a frame's file and its archive metadata (from the ledger, if known)."""
         if isinstance(image, bool):
             raise TypeError("image must be a FITS path or an exposure id")
         if isinstance(image, int):
             row = self.store.find_frame(exp_id=image)
             if row is None or row.path is None:
                 raise FrameUnreadable(f"exposure {image} has not been downloaded; call download()")
-            return row.path
-        return Path(image)
+            return row.path, row.meta
+        path = Path(image)
+        if not path.is_file():
+            raise FrameUnreadable(f"{path}: no such frame file")
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        row = self.store.find_frame(sha256=digest.hexdigest())
+        return path, None if row is None else row.meta
 
     def _admin(self) -> CacheAdmin:
         return CacheAdmin(self.config, self.store)
@@ -506,83 +530,3 @@ class Soap:
         size; catalog tiles are pruned oldest first after them. Return statistics.
         """
         return self._admin().prune(max_total_size_mb=max_total_size_mb, keep_recent=keep_recent)
-
-
-def _exp_in(exp: Exposure, lower: float, upper: float) -> bool:
-    """Return True when the exposure's mid-time lies in [lower, upper] (unknown: only if open)."""
-    when = exp.meta.mid_time_utc
-    if when is None:
-        return lower == -math.inf and upper == math.inf
-    return lower <= to_mjd(when) <= upper
-
-
-def _row_mjd(row: FrameRow) -> float:
-    when: datetime | None = row.meta.mid_time_utc
-    return to_mjd(when) if when is not None else math.inf
-
-
-def _row_in(row: FrameRow, lower: float, upper: float) -> bool:
-    mjd = _row_mjd(row)
-    if mjd == math.inf:
-        return lower == -math.inf and upper == math.inf
-    return lower <= mjd <= upper
-
-
-def _why_not(row: FrameRow) -> str:
-    if row.state == "processing":
-        return "being processed by the daemon right now; run again later"
-    if row.state == "seen":
-        return "not downloaded (run with download=True)"
-    return f"{row.state}: {row.last_error or 'no reason recorded'}"
-
-
-def _forced_targets(positions: Sequence[SkyCoord] | SkyCoord | None) -> list[Target]:
-    """Return forced-photometry targets named ``"RA+DEC"`` (degrees, 5 decimals)."""
-    from soapd.models import Target
-
-    if positions is None:
-        return []
-    if not isinstance(positions, Sequence):
-        positions = [positions] if positions.isscalar else list(positions)
-    targets: list[Target] = []
-    for coord in positions:
-        icrs = coord.icrs
-        ra, dec = float(icrs.ra.deg) % 360.0, float(icrs.dec.deg)
-        targets.append(Target(name=f"{ra:.5f}{dec:+.5f}", ra_deg=ra, dec_deg=dec))
-    return targets
-
-
-def _has_forced(table: Table, ra_deg: float, dec_deg: float) -> bool:
-    """Return True if ``table`` has a forced row at (ra_deg, dec_deg)."""
-    from soapd.result import extract_target
-
-    if "is_forced" not in table.colnames or not len(table):
-        return False
-    forced = table[np.asarray(table["is_forced"], dtype=bool)]
-    near = extract_target(
-        forced, ra_deg, dec_deg, radius_arcsec=_SAME_POSITION_ARCSEC, forced_photometry=True
-    )
-    return len(near) > 0 or _all_off_frame(forced, ra_deg, dec_deg)
-
-
-def _all_off_frame(forced: Table, ra_deg: float, dec_deg: float) -> bool:
-    """Return True if the forced row at the position exists but is flagged off the frame."""
-    from soapd.flags import Flag
-
-    ra = np.asarray(forced["ra"], dtype=float)
-    dec = np.asarray(forced["dec"], dtype=float)
-    flags = np.asarray(forced["flag"], dtype=np.int64) if "flag" in forced.colnames else 0
-    close = (np.abs(dec - dec_deg) * 3600 < _SAME_POSITION_ARCSEC) & (
-        np.abs(((ra - ra_deg + 180) % 360 - 180) * np.cos(np.radians(dec_deg))) * 3600
-        < _SAME_POSITION_ARCSEC
-    )
-    return bool(np.any(close & ((flags & Flag.OFF_FRAME) != 0)))
-
-
-def _progress(items: Iterable[Any], label: str) -> Iterable[Any]:
-    """Wrap ``items`` in the TTY-only progress bar of :mod:`soapd.progress`."""
-    try:
-        from soapd.progress import progress  # type: ignore[import-not-found]
-    except ModuleNotFoundError:  # TEMP until soapd.progress lands
-        return items
-    return progress(items, label)  # type: ignore[no-any-return]

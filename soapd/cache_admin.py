@@ -253,7 +253,7 @@ class CacheAdmin:
         stats["over_budget"] = total > budget
         if total > budget:
             logger.warning(
-                "prune_cache: still %.1f MB over the %.1f MB budget (kept: the %d most recent "
+                "prune_cache: still %.3f MB over the %.3f MB budget (kept: the %d most recent "
                 "observations and files soapd cannot fetch again)",
                 (total - budget) / _MB,
                 max_total_size_mb,

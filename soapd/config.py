@@ -202,6 +202,10 @@ class ExtractionConfig:
     back_size_px: int = _opt(64, lo=4, hi=4096)
     #: Background median-filter size in meshes.
     back_filter_size: int = _opt(3, lo=1, hi=15)
+    #: Shift sep's background to the mean of blank-sky pixels and scale its RMS map to their
+    #: scatter (sep's mode estimator sits below the mean sky of Poisson noise, which biases
+    #: faint-star fluxes high by up to a few per cent). Off reproduces SExtractor exactly.
+    blank_sky_correction: bool = True
     #: sep pixel stack (doubled once when sep reports "internal pixel buffer full").
     pixstack: int = _opt(1_000_000, lo=10_000, hi=100_000_000)
     #: Minimum S/N of a star used to measure the FWHM.

@@ -37,23 +37,28 @@ def _default_cache() -> Path:
     return Path(base) / "soapd" / "demo-field"
 
 
+def _q(value: object) -> str:
+    """Return ``value`` as a TOML basic string."""
+    return json.dumps(str(value))
+
+
 def write_demo_config(path: Path, demo: DemoField, *, api_url: str, state_dir: Path) -> Path:
     """Write the demo's soapd config (TOML) to ``path`` and return it."""
     targets = "\n".join(
-        f'[[targets]]\nname = "{t.name}"\nra_deg = {t.ra_deg!r}\ndec_deg = {t.dec_deg!r}\n'
+        f"[[targets]]\nname = {_q(t.name)}\nra_deg = {t.ra_deg!r}\ndec_deg = {t.dec_deg!r}\n"
         for t in demo.targets
     )
     path.write_text(
         f"""# soapd demo configuration (written by python -m soapd.demo)
 [skynet]
-api_url = "{api_url}"
+api_url = {_q(api_url)}
 observations = [{demo.obs_id}]
 poll_interval_s = 5.0
 backoff_s = 0.2
 
 [paths]
-state_dir = "{state_dir}"
-cache_dir = "{state_dir / "cache"}"
+state_dir = {_q(state_dir)}
+cache_dir = {_q(state_dir / "cache")}
 workers = 2
 process_interval_s = 2.0
 alerts_interval_s = 2.0
@@ -61,7 +66,7 @@ heartbeat_interval_s = 15.0
 
 [calibration]
 online = false
-catalog_files = ["{demo.catalog_path}"]
+catalog_files = [{_q(demo.catalog_path)}]
 
 [alerts]
 batch_window_s = 0.0
@@ -71,7 +76,7 @@ kind = "log"
 
 [[notifiers]]
 kind = "file"
-directory = "{state_dir / "alerts"}"
+directory = {_q(state_dir / "alerts")}
 
 {targets}""",
         encoding="utf-8",
@@ -109,17 +114,19 @@ def _report(db: Path, demo: DemoField) -> None:
 
     cfg = db.parent / "demo.toml"
     for target in demo.targets:
-        print(f"\n=== lightcurve of {target.name} (RA {target.ra_deg:.5f}, Dec {target.dec_deg:.5f})")
+        print(
+            f"\n=== lightcurve of {target.name} (RA {target.ra_deg:.5f}, Dec {target.dec_deg:.5f})"
+        )
         sys.stdout.flush()
         soapd_main(["lightcurve", target.name, "--config", str(cfg)])
         sys.stdout.flush()
     with Store(db, migrate=False) as store:
         alerts = store.list_alerts()
     print(f"\n=== alerts raised: {len(alerts)}")
-    for a in alerts:
-        payload: dict[str, Any] = json.loads(a["payload"]) if "payload" in a else {}
-        when = payload.get("mid_time_utc", a.get("created_at", ""))
-        print(f"  {when}  {a.get('rule', '?'):<16} {a.get('status', '?'):<8} {a.get('message', payload)}")
+    for a in sorted(alerts, key=lambda row: row["alert_id"]):
+        payload: dict[str, Any] = json.loads(a["payload"])
+        when = str(payload.get("mid_time_utc", ""))[:19]
+        print(f"  {when}  [{a['status']}] {payload.get('message', a['rule'])}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg = write_demo_config(state / "demo.toml", demo, api_url=fake.url, state_dir=state)
             env = dict(os.environ, SOAPD_SKYNET_TOKEN=fake.token, SOAPD_CONFIG="")
             env.pop("CREDENTIALS_DIRECTORY", None)
-            print(f"demo: fake Skynet at {fake.url}; starting `soapd run --config {cfg}`", flush=True)
-            proc = subprocess.Popen([sys.executable, "-m", "soapd", "run", "--config", str(cfg)], env=env)
+            print(
+                f"demo: fake Skynet at {fake.url}; starting `soapd run --config {cfg}`", flush=True
+            )
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "soapd", "run", "--config", str(cfg)], env=env
+            )
             try:
                 fake.start_releasing(args.release_every)
                 counts = _wait_for(proc, state / "soapd.db", len(demo.frames), args.timeout)

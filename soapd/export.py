@@ -83,7 +83,10 @@ def _column_values(table: Table, name: str) -> list[Any]:
     col = table[name]
     mask = np.asarray(getattr(col, "mask", np.zeros(len(col), bool)), dtype=bool)
     values = np.asarray(col).tolist()
-    return [None if m else _jsonable(v) for v, m in zip(values, np.broadcast_to(mask, len(col)))]
+    return [
+        None if m else _jsonable(v)
+        for v, m in zip(values, np.broadcast_to(mask, len(col)), strict=True)
+    ]
 
 
 def _write_json(table: Table, path: Path) -> None:
@@ -184,7 +187,7 @@ def _read_csv(path: Path) -> Table:
             text = set(np.unique(np.asarray(col)).tolist())
             if text and text <= {"True", "False"}:
                 table[name] = np.asarray(col) == "True"
-        if name in COLUMN_UNITS and COLUMN_UNITS[name]:
+        if COLUMN_UNITS.get(name):
             table[name].unit = COLUMN_UNITS[name]
     return table
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.table import Table
@@ -17,7 +18,7 @@ from astropy.table import Table
 from soapd.alerts.gcn import one_per_frame
 from soapd.filters import AB_MINUS_VEGA
 
-__all__ = ["BAND_COLOURS", "band_colour", "plot_lightcurve"]
+__all__ = ["BAND_COLOURS", "band_colour", "lightcurve_figure", "plot_lightcurve"]
 
 #: Fixed colours per canonical band (see soapd.filters); others cycle through _EXTRA.
 BAND_COLOURS: dict[str, str] = {
@@ -37,7 +38,7 @@ BAND_COLOURS: dict[str, str] = {
 }
 _EXTRA = ("#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#8c564b")
 _MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
-#: Arrow length of an upper limit in magnitudes (or the equivalent flux factor).
+#: Arrow length of an upper limit in magnitudes (flux plots: 8 % of the largest flux).
 ARROW_MAG = 0.3
 
 
@@ -59,7 +60,24 @@ def plot_lightcurve(
     trigger_time_utc: datetime | None = None,
     title: str = "",
 ) -> Path:
-    """Plot a lightcurve table to ``path`` (PNG, PDF or SVG by suffix) and return the path.
+    """Plot a lightcurve table to ``path`` (PNG, PDF or SVG by suffix); return the path.
+
+    See :func:`lightcurve_figure` for the parameters.
+    """
+    out = Path(path)
+    fig = lightcurve_figure(table, units=units, trigger_time_utc=trigger_time_utc, title=title)
+    fig.savefig(out)
+    return out
+
+
+def lightcurve_figure(
+    table: Table,
+    *,
+    units: str = "mag",
+    trigger_time_utc: datetime | None = None,
+    title: str = "",
+) -> Any:
+    """Return the matplotlib Figure of a lightcurve (Agg; nothing is shown).
 
     Parameters
     ----------
@@ -73,14 +91,10 @@ def plot_lightcurve(
     trigger_time_utc
         If given, x is hours since this time; else MJD.
     """
-    import matplotlib as mpl
-
-    mpl.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     if units not in ("mag", "flux"):
         raise ValueError(f"units must be 'mag' or 'flux', got {units!r}")
-    out = Path(path)
     table = one_per_frame(table)
     fig = Figure(figsize=(8.0, 5.0), dpi=120)
     ax = fig.add_subplot()
@@ -112,7 +126,9 @@ def plot_lightcurve(
         shift = np.array([AB_MINUS_VEGA.get(str(b), 0.0) for b in bands]) * vega
         lim = 10 ** (-0.4 * (_values(table, "limiting_mag") + shift - 23.9))
         ax.set_ylabel("Flux density (µJy, AB)")
-        arrow_end = lim * 10 ** (-0.4 * ARROW_MAG)
+        top = np.concatenate([y + np.nan_to_num(yerr), lim])
+        top = top[np.isfinite(top)]
+        arrow_end = lim - 0.08 * (float(top.max()) if top.size else 0.0)
     extra = 0
     for band in sorted(set(bands.tolist())):
         if band not in BAND_COLOURS:
@@ -166,5 +182,4 @@ def plot_lightcurve(
     ax.grid(visible=True, alpha=0.3)
     ax.set_title(title or (str(table.meta.get("target_name", "")) if table.meta else ""))
     fig.tight_layout()
-    fig.savefig(out)
-    return out
+    return fig

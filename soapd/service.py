@@ -180,6 +180,7 @@ class Service:
         pool = WorkerPool(
             cfg, _catalog_service(cfg), on_done=lambda: self.waker.wake("process_pending")
         )
+        pool.start()
         notifiers = self._notifiers if self._notifiers is not None else _build_notifiers(cfg)
         self.ctx = JobContext(
             config=cfg,

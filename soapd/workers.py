@@ -37,6 +37,9 @@ __all__ = ["FrameTask", "InFlight", "TaskOutcome", "WorkerPool", "run_task"]
 
 logger = logging.getLogger(__name__)
 
+#: Modules the fork server imports before forking workers.
+_PRELOAD = ("soapd.workers", "soapd.pipeline", "soapd.export", "soapd.catalogs")
+
 Outcome = Literal["ok", "rejected", "failed", "retry"]
 
 
@@ -162,14 +165,25 @@ class WorkerPool:
 
     def _ensure(self) -> ProcessPoolExecutor:
         if self._executor is None:
+            context = multiprocessing.get_context("forkserver")
+            # The fork server imports soapd once, now; every worker (also those that
+            # replace a retired one later) is forked from it, so all run the code the
+            # daemon started with even if the installed files change underneath.
+            context.set_forkserver_preload(list(_PRELOAD))
             self._executor = ProcessPoolExecutor(
                 max_workers=self.n_workers,
-                mp_context=multiprocessing.get_context("forkserver"),
+                mp_context=context,
                 initializer=_init_worker,
                 initargs=(self.config, self.catalogs),
                 max_tasks_per_child=self.config.paths.max_tasks_per_child,
             )
         return self._executor
+
+    def start(self) -> None:
+        """Start the fork server and the worker processes now rather than at the first frame."""
+        executor = self._ensure()
+        for future in [executor.submit(os.getpid) for _ in range(self.n_workers)]:
+            future.result()
 
     def submit(self, task: FrameTask) -> None:
         """Send ``task`` to a worker process."""

@@ -6,9 +6,11 @@ tiles as keep their width at most ``tile_deg`` on the sky (one tile for the
 polar caps). Tiles do not overlap, so the stars of several tiles concatenate
 without duplicates. A cone is served by every tile that may intersect it.
 
-Each tile is one ECSV file (masked values and VizieR column names such as
-``g'mag`` survive the round trip) under
-``<cache_dir>/<catalog>/t<tile_deg>/<columns-hash>/<dec-band>_<ra-index>.ecsv``.
+Each tile is one NumPy ``.npz`` file holding every column's values, its mask
+and the table meta as JSON (no pickles: read with ``allow_pickle=False``;
+VizieR column names such as ``g'mag`` and masked values survive the round
+trip; reading is about ten times faster than ECSV or FITS) under
+``<cache_dir>/<catalog>/t<tile_deg>/<columns-hash>/<dec-band>_<ra-index>.npz``.
 Files are written to a temporary name in the same folder, flushed, fsynced
 and renamed, so a reader never sees a half-written tile and a crash leaves
 either the old tile or none. An empty reply is cached too (the catalog has no
@@ -18,18 +20,19 @@ stars there), so footprint edges are not re-queried on every frame.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from soapd.errors import CatalogError
 
@@ -133,11 +136,40 @@ def tiles_for_cone(ra_deg: float, dec_deg: float, radius_deg: float, size_deg: f
     for j in range(lo, hi + 1):
         probe = Tile(size_deg, j, 0)
         n = probe.n_ra
-        tiles = [Tile(size_deg, j, k) for k in range(n)]
-        centers = np.array([t.center for t in tiles])
-        sep = angular_sep_deg(ra_deg, dec_deg, centers[:, 0], centers[:, 1])
+        d0, d1 = probe.dec_range
+        ra_c = (np.arange(n) + 0.5) * (360.0 / n)
+        sep = angular_sep_deg(ra_deg, dec_deg, ra_c, np.full(n, 0.5 * (d0 + d1)))
         reach = radius_deg + probe.radius_deg
-        out += [t for t, s in zip(tiles, sep, strict=True) if s <= reach]
+        out += [Tile(size_deg, j, int(k)) for k in np.flatnonzero(sep <= reach)]
+    return out
+
+
+def _write_npz(fh: Any, table: Table) -> None:
+    """Write ``table`` (values, masks, meta as JSON) to the binary file ``fh``."""
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "names": np.array(table.colnames, dtype=str),
+        "meta": np.array(json.dumps(dict(table.meta), default=str)),
+    }
+    for i, name in enumerate(table.colnames):
+        col = table[name]
+        data = np.asarray(np.ma.getdata(col))
+        if data.dtype.kind == "O":
+            data = data.astype(str)
+        arrays[f"d{i}"] = data
+        mask = np.ma.getmaskarray(col)
+        if mask.any():
+            arrays[f"m{i}"] = mask
+    np.savez(fh, **arrays)  # type: ignore[arg-type]
+
+
+def _read_npz(path: Path) -> Table:
+    """Return the table written by :func:`_write_npz`."""
+    with np.load(path, allow_pickle=False) as z:
+        out = Table(meta=json.loads(str(z["meta"])))
+        for i, name in enumerate(z["names"]):
+            data = z[f"d{i}"]
+            key = f"m{i}"
+            out[str(name)] = MaskedColumn(data, mask=z[key]) if key in z.files else data
     return out
 
 
@@ -157,7 +189,7 @@ class TileCache:
     def path(self, catalog: str, tile: Tile, columns: tuple[str, ...]) -> Path:
         """Return the file of one (catalog, tile, columns) entry."""
         size = f"t{tile.size_deg:g}"
-        return self.root / catalog / size / self.columns_key(columns) / f"{tile.key}.ecsv"
+        return self.root / catalog / size / self.columns_key(columns) / f"{tile.key}.npz"
 
     def get(self, catalog: str, tile: Tile, columns: tuple[str, ...]) -> Table | None:
         """Return the cached tile, or None when absent, expired or unreadable."""
@@ -170,9 +202,7 @@ class TileCache:
             logger.info("catalog cache: %s tile %s expired; refetching", catalog, tile.key)
             return None
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return Table.read(p, format="ascii.ecsv")
+            return _read_npz(p)
         except Exception as exc:
             logger.warning("catalog cache: unreadable tile %s (%s); refetching", p, exc)
             return None
@@ -184,9 +214,8 @@ class TileCache:
             p.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{tile.key}.", suffix=".part", dir=p.parent)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh, warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    table.write(fh, format="ascii.ecsv")
+                with os.fdopen(fd, "wb") as fh:
+                    _write_npz(fh, table)
                     fh.flush()
                     os.fsync(fh.fileno())
                 Path(tmp).replace(p)
@@ -206,5 +235,5 @@ class TileCache:
             return []
         return [
             (p.relative_to(self.root).parts[0], p, p.stat().st_size)
-            for p in sorted(self.root.rglob("*.ecsv"))
+            for p in sorted(self.root.rglob("*.npz"))
         ]

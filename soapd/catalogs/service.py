@@ -98,6 +98,8 @@ class CatalogService:
         )
         self._offline_until = 0.0
         self._tiles: dict[tuple[str, Tile], Table] = {}
+        self._unions: dict[tuple[Any, ...], Table] = {}
+        self._norm: dict[tuple[Any, ...], Table] = {}
         self._local: dict[str, list[Table]] | None = None
         self.cache_hits = 0
 
@@ -105,6 +107,8 @@ class CatalogService:
         """Pickle the settings and counters, not the in-memory tables."""
         state = dict(self.__dict__)
         state["_tiles"] = {}
+        state["_unions"] = {}
+        state["_norm"] = {}
         state["_local"] = None
         return state
 
@@ -123,9 +127,16 @@ class CatalogService:
         """Return the catalogs to try for canonical ``band``, best first.
 
         ``calibration.chains[band]`` overrides the built-in chain; unknown names
-        are dropped with a warning.
+        are dropped with a warning. The built-in chains leave out catalogs that
+        exist only as local files (Landolt) when no such file is configured.
         """
-        names = list(self.config.chains.get(band, default_chain(band)))
+        if band in self.config.chains:
+            names = list(self.config.chains[band])
+        else:
+            # built-in chains skip local-only catalogs (Landolt) that no local file holds
+            names = [
+                n for n in default_chain(band) if CATALOGS[n].vizier_id or self._local_tables(n)
+            ]
         known = [n for n in names if n in CATALOGS]
         for n in set(names) - set(known):
             logger.warning("calibration.chains[%s]: unknown catalog %r ignored", band, n)
@@ -199,47 +210,68 @@ class CatalogService:
         self._tiles[(s.name, tile)] = table
         return table, source
 
+    def _union(
+        self, s: CatalogSpec, ra_deg: float, dec_deg: float, radius_deg: float
+    ) -> tuple[tuple[Any, ...], Table, str, bool]:
+        """Return (memo key, rows covering the cone, source, truncated).
+
+        The rows are every row of the tiles (or local files) that cover the cone;
+        they are not cut to the cone.
+        """
+        tiles = tiles_for_cone(ra_deg, dec_deg, radius_deg, self.config.tile_deg)
+        cached = all(
+            (s.name, t) in self._tiles or self.cache.path(s.name, t, self._key(s)).is_file()
+            for t in tiles
+        )
+        if not cached:
+            local = self._local_tables(s.name)
+            hit = tuple(
+                i for i, t in enumerate(local) if _in_cone(t, s, ra_deg, dec_deg, radius_deg).any()
+            )
+            if hit or s.vizier_id is None:
+                if not hit:
+                    raise CatalogError(
+                        f"{s.name}: no local file covers this field and it is not on VizieR; "
+                        "add one to calibration.catalog_files"
+                    )
+                key: tuple[Any, ...] = ("local", s.name, hit)
+                table = self._unions.get(key)
+                if table is None:
+                    parts = [local[i] for i in hit]
+                    table = parts[0] if len(parts) == 1 else _stack(parts)
+                    self._remember(self._unions, key, table)
+                return key, table, "local", False
+        key = ("tiles", s.name, tuple(tiles))
+        source = "cache"
+        truncated = False
+        tables: list[Table] = []
+        for t in tiles:
+            table, src = self._tile(s, t)
+            if src == "vizier":
+                source = "vizier"
+            truncated |= bool(table.meta.get("truncated", False))
+            tables.append(table)
+        union = self._unions.get(key)
+        if union is None:
+            nonempty = [t for t in tables if len(t)]
+            union = _stack(nonempty) if nonempty else Table()
+            self._remember(self._unions, key, union)
+        return key, union, source, truncated
+
+    @staticmethod
+    def _remember(memo: dict[Any, Table], key: Any, value: Table) -> None:
+        if len(memo) >= 64:
+            memo.clear()
+        memo[key] = value
+
     def raw(self, name: str, *, ra_deg: float, dec_deg: float, radius_deg: float) -> Table:
         """Return catalog ``name``'s rows in the cone with its own (VizieR) column names.
 
         Raise CatalogError when no source can serve the cone.
         """
         s = spec(name)
-        tiles = tiles_for_cone(ra_deg, dec_deg, radius_deg, self.config.tile_deg)
-        cached = all(
-            (s.name, t) in self._tiles or self.cache.path(s.name, t, self._key(s)).is_file()
-            for t in tiles
-        )
-        parts: list[Table] = []
-        source = "cache"
-        if not cached:
-            local = [
-                _cut_cone(t, s, ra_deg, dec_deg, radius_deg) for t in self._local_tables(s.name)
-            ]
-            local = [t for t in local if len(t)]
-            if local or s.vizier_id is None:
-                if not local:
-                    raise CatalogError(
-                        f"{s.name}: no local file covers this field and it is not on VizieR; "
-                        "add one to calibration.catalog_files"
-                    )
-                out = vstack(local, metadata_conflicts="silent")
-                out.meta.update({"source": "local", "truncated": False})
-                return out
-        truncated = False
-        for t in tiles:
-            table, src = self._tile(s, t)
-            if src == "vizier":
-                source = "vizier"
-            truncated |= bool(table.meta.get("truncated", False))
-            if len(table):
-                parts.append(table)
-        if not parts:
-            out = Table()
-        else:
-            out = _cut_cone(
-                vstack(parts, metadata_conflicts="silent"), s, ra_deg, dec_deg, radius_deg
-            )
+        _, union, source, truncated = self._union(s, ra_deg, dec_deg, radius_deg)
+        out = union[_in_cone(union, s, ra_deg, dec_deg, radius_deg)] if len(union) else Table()
         out.meta.update({"source": source, "truncated": truncated})
         return out
 
@@ -272,24 +304,41 @@ class CatalogService:
         cannot provide ``band``, or every magnitude in ``band`` is masked.
         """
         s = spec(name)
-        raw = self.raw(name, ra_deg=ra_deg, dec_deg=dec_deg, radius_deg=radius_deg)
-        if len(raw) == 0:
+        key, union, source, truncated = self._union(s, ra_deg, dec_deg, radius_deg)
+        norm = self._norm.get((key, band))
+        if norm is None and len(union):
+            norm = normalise(union, s, band, missing_err_mag=self.config.missing_err_mag)
+            self._remember(self._norm, (key, band), norm)
+        out = Table()
+        if norm is not None:
+            sep = angular_sep_deg(ra_deg, dec_deg, norm["ra_deg"], norm["dec_deg"])
+            out = norm[sep <= radius_deg]
+        if len(out) == 0:
             raise CatalogError(
                 f"{name}: no stars within {radius_deg:.3f} deg of "
                 f"{ra_deg:.5f} {dec_deg:+.5f} (outside the catalog's footprint?)"
             )
-        return normalise(raw, s, band, missing_err_mag=self.config.missing_err_mag)
+        if not np.isfinite(np.asarray(out["mag"])).any():
+            raise CatalogError(f"{name}: every {band} magnitude in the field is masked")
+        out.meta.update({"source": source, "truncated": truncated})
+        return out
 
 
 def _filled(table: Table, col: str) -> FloatArray:
     return np.asarray(np.ma.filled(np.ma.asarray(table[col], dtype=float), np.nan), dtype=float)
 
 
-def _cut_cone(table: Table, s: CatalogSpec, ra: float, dec: float, radius: float) -> Table:
+def _in_cone(
+    table: Table, s: CatalogSpec, ra: float, dec: float, radius: float
+) -> npt.NDArray[np.bool_]:
     if len(table) == 0:
-        return table
+        return np.zeros(0, dtype=bool)
     sep = angular_sep_deg(ra, dec, _filled(table, s.ra_col), _filled(table, s.dec_col))
-    return table[sep <= radius]
+    return np.asarray(sep <= radius)
+
+
+def _stack(parts: list[Table]) -> Table:
+    return vstack(parts, metadata_conflicts="silent")
 
 
 def _variable(col: Any, s: CatalogSpec) -> npt.NDArray[np.bool_]:
@@ -309,7 +358,7 @@ def normalise(raw: Table, s: CatalogSpec, band: str, *, missing_err_mag: float) 
     Applies the registry's quality cuts, marks variables, fills missing or
     flagged (``u_e_``) errors with ``missing_err_mag`` and derives ``band`` and
     its colour through :mod:`soapd.catalogs.transforms`. Raise CatalogError
-    when the band cannot be had or every value is masked.
+    when the band cannot be had.
     """
     keep = np.ones(len(raw), dtype=bool)
     for cut in s.cuts:
@@ -342,8 +391,6 @@ def normalise(raw: Table, s: CatalogSpec, band: str, *, missing_err_mag: float) 
         have = ", ".join(sorted(mags)) or "none"
         raise CatalogError(f"{s.name} cannot provide band {band!r} (its bands here: {have})")
     mag = derived.mag
-    if not np.isfinite(mag).any():
-        raise CatalogError(f"{s.name}: every {band} magnitude in the field is masked")
     color, color_name = phot.color(band)
     n = len(raw)
     out = Table()
@@ -364,8 +411,6 @@ def normalise(raw: Table, s: CatalogSpec, band: str, *, missing_err_mag: float) 
             "system": mag_system(band),
             "how": derived.how,
             "color_name": color_name if color is not None else "",
-            "source": raw.meta.get("source", ""),
-            "truncated": bool(raw.meta.get("truncated", False)),
         }
     )
     return out

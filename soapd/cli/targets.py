@@ -75,7 +75,11 @@ def register(sub: Any) -> None:
     )
     add.add_argument("name", metavar="NAME", help="unique target name, e.g. 'GRB 261124A'")
     add.add_argument("ra", metavar="RA", help="right ascension: degrees, or hours as hh:mm:ss")
-    add.add_argument("dec", metavar="DEC", help="declination in degrees (or dd:mm:ss)")
+    add.add_argument(
+        "dec",
+        metavar="DEC",
+        help="declination in degrees (or dd:mm:ss; a negative dd:mm:ss needs `--` before NAME)",
+    )
     add.add_argument(
         "--trigger-time",
         metavar="T",

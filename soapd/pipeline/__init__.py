@@ -25,17 +25,18 @@ from soapd.models import ExposureMeta, Target
 from soapd.pipeline.assemble import stage_calibrate, stage_table
 from soapd.pipeline.calibrate import ReferenceProvider
 from soapd.pipeline.context import Context
+from soapd.pipeline.forced import stage_forced
 from soapd.pipeline.result import FrameResult
 from soapd.pipeline.stages import (
     check_has_pixels,
     stage_apertures,
     stage_background,
     stage_detect,
-    stage_forced,
     stage_fwhm,
     stage_limits,
     stage_load,
     stage_photometry,
+    stage_skymask,
 )
 
 __all__ = ["STAGES", "Stage", "process_frame", "run_frame"]
@@ -54,6 +55,7 @@ STAGES: tuple[Stage, ...] = (
     ("quality", _stage_quality),
     ("background", stage_background),
     ("detect", stage_detect),
+    ("skymask", stage_skymask),
     ("fwhm", stage_fwhm),
     ("apertures", stage_apertures),
     ("forced", stage_forced),
@@ -64,9 +66,7 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
-def run_frame(
-    ctx: Context, stages: Sequence[Stage] = STAGES
-) -> tuple[Context, dict[str, float]]:
+def run_frame(ctx: Context, stages: Sequence[Stage] = STAGES) -> tuple[Context, dict[str, float]]:
     """Thread ``ctx`` through ``stages``; return the final context and seconds per stage.
 
     A :class:`SoapdError` raised by a stage is re-raised as the same class with the

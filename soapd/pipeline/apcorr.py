@@ -67,43 +67,66 @@ def curve_of_growth(
     radii_px: npt.NDArray[np.float64],
     r_total_px: float,
     subpix: int,
+    segmap: npt.NDArray[np.int32] | None = None,
+    seg_id: npt.NDArray[np.int64] | None = None,
+    pixel_rms_e: float = 0.0,
+    min_snr: float = 50.0,
 ) -> CurveOfGrowth:
-    """Return the median curve of growth of stars at 0-based ``x, y``.
+    """Return the curve of growth of the stars at 0-based ``x, y``.
 
     Stars whose apertures touch masked pixels or the edge at ``r_total_px``, or
-    whose total flux is not positive, are left out.
+    whose total flux is not positive, are left out. With ``segmap`` and ``seg_id``
+    (sep's segmentation map and the stars' ids) pixels of other detected objects
+    are left out of each star's sums, so neighbours do not inflate the total.
+    Only stars whose total flux has S/N >= ``min_snr`` (noise from ``pixel_rms_e``
+    and Poisson) are used (20 if fewer than 3 pass); stars whose curve departs
+    from the median curve by more than 5 robust sigma inside ``r_total / 2`` are
+    dropped; the curve is the **flux-weighted** ratio ``sum F_i(r) / sum
+    F_i(r_total)``, so the noise of faint stars does not dominate it.
     """
     grid = np.unique(np.concatenate([np.asarray(radii_px, np.float64), [r_total_px]]))
     grid = grid[(grid > 0) & (grid <= r_total_px)]
     n = len(x)
+    empty = CurveOfGrowth(
+        radii_px=grid, fraction=np.ones_like(grid), r_total_px=r_total_px, n_stars=0
+    )
     if n == 0:
-        return CurveOfGrowth(
-            radii_px=grid, fraction=np.ones_like(grid), r_total_px=r_total_px, n_stars=0
-        )
+        return empty
     xs = np.tile(x, len(grid))
     ys = np.tile(y, len(grid))
     rs = np.repeat(grid, n)
+    any_mask = mask if mask.any() else None
+    seg: dict[str, object] = {}
+    if segmap is not None and seg_id is not None:
+        seg = {"segmap": segmap, "seg_id": np.tile(np.asarray(seg_id, np.int32), len(grid))}
     try:
-        flux, _, flag = sep.sum_circle(
-            data_sub_e, xs, ys, rs, mask=mask if mask.any() else None, subpix=subpix
-        )
+        _, _, edge_flag = sep.sum_circle(data_sub_e, x, y, r_total_px, mask=any_mask, subpix=1)
+        flux, _, _ = sep.sum_circle(data_sub_e, xs, ys, rs, mask=any_mask, subpix=subpix, **seg)
     except Exception as exc:
         raise ExtractionError(f"sep failed while building the curve of growth: {exc}") from exc
     flux = flux.reshape(len(grid), n)
-    flag = flag.reshape(len(grid), n)
     total = flux[-1]
-    good = (total > 0) & (flag[-1] == 0)
+    noise = np.sqrt(np.pi * r_total_px**2 * pixel_rms_e**2 + np.clip(total, 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(noise > 0, total / noise, np.inf)
+    usable = (total > 0) & (edge_flag == 0)
+    good = usable & (snr >= min_snr)
+    if good.sum() < 3:
+        good = usable & (snr >= min(min_snr, 20.0))
     if good.sum() == 0:
-        return CurveOfGrowth(
-            radii_px=grid, fraction=np.ones_like(grid), r_total_px=r_total_px, n_stars=0
-        )
+        return empty
     frac = flux[:, good] / total[good]
-    median = np.median(frac, axis=1)
-    median = np.maximum.accumulate(np.clip(median, 1e-6, None))
-    median /= median[-1]
-    return CurveOfGrowth(
-        radii_px=grid, fraction=median, r_total_px=r_total_px, n_stars=int(good.sum())
-    )
+    median = np.median(frac, axis=1, keepdims=True)
+    mad = 1.4826 * np.median(np.abs(frac - median), axis=1, keepdims=True)
+    inner = grid <= 0.5 * r_total_px
+    outlier = np.any((np.abs(frac - median) > 5.0 * np.maximum(mad, 1e-4))[inner], axis=0)
+    keep = np.flatnonzero(good)
+    if (~outlier).sum() >= 3:
+        keep = keep[~outlier]
+    curve = flux[:, keep].sum(axis=1) / total[keep].sum()
+    curve = np.maximum.accumulate(np.clip(curve, 1e-6, None))
+    curve /= curve[-1]
+    return CurveOfGrowth(radii_px=grid, fraction=curve, r_total_px=r_total_px, n_stars=len(keep))
 
 
 def choose_radii(

@@ -14,10 +14,11 @@ from soapd.filters import AB_MINUS_VEGA, mag_system
 from soapd.flags import Flag
 from soapd.pipeline.calibrate import Calibration, calibrate_sources
 from soapd.pipeline.context import Context
+from soapd.pipeline.forced import frame_footprint
 from soapd.pipeline.limits import analytic_limit_flux, flux_to_mag
 from soapd.pipeline.photometry import MAG_PER_REL_FLUX, sky_sample_size
 from soapd.pipeline.result import FrameResult, FrameSummary
-from soapd.pipeline.stages import _frame_footprint, calibration_sources, need
+from soapd.pipeline.stages import calibration_sources, need
 from soapd.pipeline.table import build_table
 
 __all__ = ["stage_calibrate", "stage_table"]
@@ -43,8 +44,13 @@ def stage_calibrate(ctx: Context) -> Context:
     band = frame.band
     cal_cfg = ctx.config.calibration
     if ctx.zeropoint is not None:
-        cal = Calibration(zp_mag=float(ctx.zeropoint), zp_err_mag=0.0, ref_band=band,
-                          mag_system=mag_system(band), reason="zero point given by the caller")
+        cal = Calibration(
+            zp_mag=float(ctx.zeropoint),
+            zp_err_mag=0.0,
+            ref_band=band,
+            mag_system=mag_system(band),
+            reason="zero point given by the caller",
+        )
         cals: tuple[Calibration, ...] = (cal,) * n_r
     elif ctx.catalogs is None:
         cals = (_uncalibrated("no reference catalogs given"),) * n_r
@@ -53,14 +59,18 @@ def stage_calibrate(ctx: Context) -> Context:
     elif frame.wcs is None:
         cals = (_uncalibrated("no WCS: catalog stars cannot be matched"),) * n_r
     else:
-        c_ra, c_dec, radius = _frame_footprint(frame.wcs, frame.shape)
+        c_ra, c_dec, radius = frame_footprint(frame.wcs, frame.shape)
         fit = [aps.cal_index] if (aps.corrected or n_r == 1) else list(range(n_r))
         found: dict[int, Calibration] = {}
         for i in fit:
             try:
                 found[i] = calibrate_sources(
-                    calibration_sources(ctx, i), band=band, center_ra_deg=c_ra,
-                    center_dec_deg=c_dec, radius_deg=radius, config=cal_cfg,
+                    calibration_sources(ctx, i),
+                    band=band,
+                    center_ra_deg=c_ra,
+                    center_dec_deg=c_dec,
+                    radius_deg=radius,
+                    config=cal_cfg,
                     catalogs=ctx.catalogs,
                 )
             except NotImplementedError:
@@ -81,8 +91,11 @@ def _select(ctx: Context) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
     n_r, n_p = blocks.flux_e.shape
     if ph.aperture_mode == "multi" and not ph.keep_all and n_r > 1:
         with np.errstate(divide="ignore", invalid="ignore"):
-            snr = np.where(np.isfinite(blocks.flux_e / blocks.flux_err_e),
-                           blocks.flux_e / blocks.flux_err_e, -np.inf)
+            snr = np.where(
+                np.isfinite(blocks.flux_e / blocks.flux_err_e),
+                blocks.flux_e / blocks.flux_err_e,
+                -np.inf,
+            )
         best = np.argmax(snr, axis=0)
         best = np.where(np.isfinite(snr.max(axis=0)), best, aps.cal_index)
         return best.astype(np.int64), np.arange(n_p, dtype=np.int64)
@@ -128,8 +141,13 @@ def stage_table(ctx: Context) -> Context:
     use_robust = (cfg.limits.method == "robust") & np.isfinite(lim_r)
     lim = np.where(use_robust, lim_r, lim_a)
     # Flux density on the AB scale (linear: defined for negative fluxes too).
-    offset = np.array([AB_MINUS_VEGA.get(frame.band, np.nan) if s == "Vega" else
-                       (0.0 if s == "AB" else np.nan) for s in systems], np.float64)
+    offset = np.array(
+        [
+            AB_MINUS_VEGA.get(frame.band, np.nan) if s == "Vega" else (0.0 if s == "AB" else np.nan)
+            for s in systems
+        ],
+        np.float64,
+    )
     with np.errstate(invalid="ignore", over="ignore"):
         scale = 10.0 ** (0.4 * (AB_MAG_1UJY - (zp + offset))) * 10.0 ** (-0.4 * ap_corr) / t
         flux_ujy = flux * scale
@@ -178,13 +196,16 @@ def stage_table(ctx: Context) -> Context:
     r_cal = aps.radii_px[aps.cal_index]
     a_cal = aps.ap_corr_mag[aps.cal_index]
     mesh = sky_sample_size(cfg.extraction.back_size_px)
-    f_lim = float(analytic_limit_flux(np.array([bkg.global_rms_e**2]), r_cal,
-                                      np.array([mesh]), cfg.limits.n_sigma)[0])
+    f_lim = float(
+        analytic_limit_flux(
+            np.array([bkg.global_rms_e**2]), r_cal, np.array([mesh]), cfg.limits.n_sigma
+        )[0]
+    )
     lim_frame = float(flux_to_mag(f_lim, t, main.zp_mag, a_cal))
     robust_sigma = limits.blank.sigma_e.get(r_cal, math.nan) if limits.blank else math.nan
     lim_robust = float(flux_to_mag(cfg.limits.n_sigma * robust_sigma, t, main.zp_mag, a_cal))
     if frame.wcs is not None:
-        c_ra, c_dec, _ = _frame_footprint(frame.wcs, frame.shape)
+        c_ra, c_dec, _ = frame_footprint(frame.wcs, frame.shape)
     else:
         c_ra = c_dec = math.nan
     frame_flags = 0 if frame.wcs is not None else int(Flag.NO_WCS)

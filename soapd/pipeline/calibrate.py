@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -239,6 +239,34 @@ def _chord(arcsec: float) -> float:
     return float(2.0 * np.sin(np.radians(arcsec / 3600.0) / 2.0))
 
 
+def _crowded(
+    tree: Any,
+    xyz: FloatArray,
+    idx: IntArray,
+    mag: FloatArray,
+    *,
+    allow_unknown: bool,
+    dmag: float,
+    r: float,
+) -> npt.NDArray[np.bool_]:
+    """Return True for points ``idx`` that have a bright neighbour within chord ``r``.
+
+    Bright: brighter than the point's magnitude + ``dmag``, or of unknown magnitude
+    unless ``allow_unknown``.
+    """
+    neighbours = tree.query_ball_point(xyz[idx], r)
+    counts = np.fromiter((len(n) for n in neighbours), dtype=np.int64, count=len(idx))
+    if counts.sum() == 0:
+        return np.zeros(len(idx), bool)
+    other = np.concatenate([np.asarray(n, dtype=np.int64) for n in neighbours])
+    owner = np.repeat(np.arange(len(idx)), counts)
+    m_other = mag[other]
+    unknown = ~np.isfinite(m_other)
+    bright = np.where(unknown, not allow_unknown, m_other < mag[idx][owner] + dmag)
+    hit = bright & (other != idx[owner])
+    return np.bincount(owner[hit], minlength=len(idx)) > 0
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """Calibrator candidates: matched source/star rows that passed every cut."""
@@ -303,20 +331,16 @@ def select_calibrators(sources: Table, stars: Table, config: CalibrationConfig) 
         if "variable" in stars.colnames
         else np.zeros(n_cat, bool)
     )
-    r_iso = _chord(config.isolation_arcsec)
     crowded_cat = np.zeros(len(pc), bool)
     crowded_src = np.zeros(len(ps), bool)
     if config.isolation_arcsec > 0:
-        mag_ok = mag[c_ids]
-        for n, (a, j) in enumerate(zip(ps, pc, strict=True)):
-            lim = mag[c_ids[j]] + config.isolation_dmag
-            near = [k for k in c_tree.query_ball_point(c_xyz[j], r_iso) if k != j]
-            crowded_cat[n] = any(not np.isfinite(mag_ok[k]) or mag_ok[k] < lim for k in near)
-            s_lim = ins[s_ids[a]] + config.isolation_dmag
-            near_s = [k for k in s_tree.query_ball_point(s_xyz[a], r_iso) if k != a]
-            crowded_src[n] = any(
-                np.isfinite(ins[s_ids[k]]) and ins[s_ids[k]] < s_lim for k in near_s
-            )
+        r_iso = _chord(config.isolation_arcsec)
+        crowded_cat = _crowded(
+            c_tree, c_xyz, pc, mag[c_ids], allow_unknown=False, dmag=config.isolation_dmag, r=r_iso
+        )
+        crowded_src = _crowded(
+            s_tree, s_xyz, ps, ins[s_ids], allow_unknown=True, dmag=config.isolation_dmag, r=r_iso
+        )
     cuts: list[tuple[str, npt.NDArray[np.bool_]]] = [
         ("flagged", (flag[src_i] & ~_HARMLESS) != 0),
         ("no instrumental mag", ~(np.isfinite(ins[src_i]) & (ins_err[src_i] > 0))),

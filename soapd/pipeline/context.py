@@ -92,6 +92,7 @@ class Context:
     background: Background | None = None
     data_sub_e: F64 | None = None
     detections: Detections | None = None
+    exclude: npt.NDArray[np.bool_] | None = None
     fwhm: FwhmEstimate | None = None
     apertures: Apertures | None = None
     forced: Forced | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -91,8 +91,8 @@ def parse_section(text: str, shape: tuple[int, int]) -> tuple[slice, slice]:
     if not m:
         raise ValueError(f"not a FITS section: {text!r}")
     out: list[slice] = []
-    for part, size in ((m.group(1), shape[1]), (m.group(2), shape[0])):
-        part = part.strip()
+    for raw_part, size in ((m.group(1), shape[1]), (m.group(2), shape[0])):
+        part = raw_part.strip()
         if part in ("", "*", ":"):
             out.append(slice(0, size))
             continue
@@ -150,7 +150,8 @@ def _parse_date_obs(text: str) -> datetime | None:
             t = Time(text, format="iso", scale="utc")
         except ValueError:
             return None
-    return t.to_datetime(timezone=UTC)
+    when: datetime = t.to_datetime(timezone=UTC)
+    return when
 
 
 def _time_of_day(text: str) -> timedelta | None:
@@ -248,9 +249,9 @@ def _load_wcs(header: fits.Header, notes: list[str]) -> WCS | None:
     except (ValueError, KeyError, MemoryError) as exc:
         notes.append(f"WCS unusable ({exc}); sky positions unavailable")
         return None
-    for w in caught:
-        if not issubclass(w.category, FITSFixedWarning):
-            notes.append(f"WCS: {w.message}")
+    notes.extend(
+        f"WCS: {w.message}" for w in caught if not issubclass(w.category, FITSFixedWarning)
+    )
     if not wcs.has_celestial:
         notes.append(f"WCS is not celestial (CTYPE {ctype1}, {ctype2})")
         return None
@@ -304,6 +305,28 @@ def _read_pixels(path: Path, config: FrameConfig) -> tuple[npt.NDArray[np.float6
 def load_frame(path: str | Path, *, config: FrameConfig, meta: ExposureMeta | None = None) -> Frame:
     """Read the FITS file at ``path`` and return a :class:`Frame` (pixels in electrons).
 
+    astropy's warnings about the header (non-standard cards, fixed WCS keys) are
+    caught here and summarised as a note; see :func:`_load_frame` for the rules.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = _load_frame(Path(path), config=config, meta=meta)
+    kinds = sorted(
+        {
+            w.category.__name__
+            for w in caught
+            if not issubclass(w.category, FITSFixedWarning | RuntimeWarning)
+        }
+    )
+    if kinds:
+        note = f"header: astropy warned ({', '.join(kinds)}); non-standard cards were ignored"
+        frame = replace(frame, notes=(*frame.notes, note))
+    return frame
+
+
+def _load_frame(path: Path, *, config: FrameConfig, meta: ExposureMeta | None) -> Frame:
+    """Read the FITS file at ``path`` and return a :class:`Frame` (pixels in electrons).
+
     Gain/read noise come from the header (GAIN/EGAIN/EPERADU, RDNOISE/READNOIS),
     else ``meta``, else ``config``; the source of each is recorded. Saturation comes
     from SATURATE, else the per-telescope config, else ``config.saturation_adu``,
@@ -312,7 +335,6 @@ def load_frame(path: str | Path, *, config: FrameConfig, meta: ExposureMeta | No
     FrameRejected for an image that cannot be measured (all NaN, no exposure time,
     no observation time).
     """
-    path = Path(path)
     raw, header = _read_pixels(path, config)
     notes: list[str] = []
     finite = np.isfinite(raw)

@@ -59,7 +59,7 @@ def edge_distance_px(
     the distance is negative for positions off the image.
     """
     ny, nx = shape
-    return np.minimum.reduce([x + 0.5, y + 0.5, nx - 0.5 - x, ny - 0.5 - y])
+    return np.asarray(np.minimum.reduce([x + 0.5, y + 0.5, nx - 0.5 - x, ny - 0.5 - y]), np.float64)
 
 
 def _local_sky(
@@ -79,7 +79,7 @@ def _local_sky(
     return np.asarray(sky, np.float64), np.asarray(area, np.float64)
 
 
-def measure_apertures(
+def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the data
     data_sub_e: npt.NDArray[np.float64],
     rms_e: npt.NDArray[np.float64],
     mask: npt.NDArray[np.bool_],
@@ -93,13 +93,13 @@ def measure_apertures(
     annulus_px: tuple[float, float] | None = None,
     sources: npt.NDArray[np.bool_] | None = None,
 ) -> ApertureSums:
-    """Measure circular apertures of ``radius_px`` at 0-based ``x, y`` on background-subtracted
-    electrons, with the error model of this module and flags.
+    """Measure circular apertures of ``radius_px`` at 0-based ``x, y`` (electrons, sky removed).
 
-    Masked pixels are left out of the sums (flag APER_HASMASKED); a saturated pixel
-    inside the aperture sets SATURATED. With ``annulus_px = (r_in, r_out)`` the mean
-    residual sky of the annulus, with ``sources`` pixels excluded, is subtracted
-    and its error uses the annulus size. Raise ExtractionError if sep fails.
+    Errors follow the model of this module. Masked pixels are left out of the sums
+    (flag APER_HASMASKED); a saturated pixel inside the aperture sets SATURATED.
+    With ``annulus_px = (r_in, r_out)`` the mean residual sky of the annulus, with
+    ``sources`` pixels excluded, is subtracted and its error uses the annulus size.
+    Raise ExtractionError if sep fails.
     """
     n = len(x)
     if n == 0:

@@ -7,22 +7,20 @@ modules; none mutates its input.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import sep
 from astropy.table import Table
-from astropy.wcs import WCS
 
-from soapd.errors import ExtractionError, FrameRejected
+from soapd.errors import FrameRejected
 from soapd.flags import Flag
 from soapd.pipeline.apcorr import CurveOfGrowth, choose_radii, curve_of_growth
-from soapd.pipeline.context import Apertures, Blocks, Context, Forced, Limits
+from soapd.pipeline.context import Apertures, Blocks, Context, Limits
 from soapd.pipeline.detect import (
-    GAUSS_FWHM_PER_SIGMA,
+    Background,
+    blank_sky_residual,
     extract_sources,
     measure_background,
     measure_fwhm,
@@ -44,11 +42,11 @@ __all__ = [
     "stage_apertures",
     "stage_background",
     "stage_detect",
-    "stage_forced",
     "stage_fwhm",
     "stage_limits",
     "stage_load",
     "stage_photometry",
+    "stage_skymask",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -58,6 +56,7 @@ T = TypeVar("T")
 
 
 def need(value: T | None, what: str) -> T:
+    """Return ``value``; raise RuntimeError when an earlier stage has not produced it."""
     if value is None:  # pragma: no cover - a programming error in STAGES
         raise RuntimeError(f"stage order: {what} is not available yet")
     return value
@@ -98,6 +97,31 @@ def stage_detect(ctx: Context) -> Context:
     return replace(ctx, detections=det, notes=notes)
 
 
+def stage_skymask(ctx: Context) -> Context:
+    """Build the blank-sky mask once; correct the background to the mean blank sky.
+
+    The mask (bad pixels + source segments dilated by ``limits.mask_dilate_px``)
+    serves the background correction here and the robust limits later.
+    """
+    frame = need(ctx.frame, "frame")
+    det = need(ctx.detections, "detections")
+    bkg = need(ctx.background, "background")
+    exclude = exclusion_mask(frame.mask, det.segmap, dilate_px=ctx.config.limits.mask_dilate_px)
+    if not ctx.config.extraction.blank_sky_correction:
+        return replace(ctx, exclude=exclude)
+    data_sub = need(ctx.data_sub_e, "data")
+    offset, scale = blank_sky_residual(data_sub, bkg.rms_e, exclude)
+    data_sub = data_sub - offset
+    data_sub[frame.mask] = 0.0
+    bkg = Background(
+        back_e=bkg.back_e + offset,
+        rms_e=bkg.rms_e * scale,
+        global_back_e=bkg.global_back_e + offset,
+        global_rms_e=bkg.global_rms_e * scale,
+    )
+    return replace(ctx, exclude=exclude, background=bkg, data_sub_e=data_sub)
+
+
 def stage_fwhm(ctx: Context) -> Context:
     """Measure the Gaussian FWHM on isolated, unsaturated, unflagged, bright stars."""
     frame = need(ctx.frame, "frame")
@@ -119,6 +143,7 @@ def stage_apertures(ctx: Context) -> Context:
     frame = need(ctx.frame, "frame")
     det = need(ctx.detections, "detections")
     fwhm = need(ctx.fwhm, "fwhm")
+    bkg = need(ctx.background, "background")
     ph = ctx.config.photometry
     data_sub = need(ctx.data_sub_e, "data")
     notes = ctx.notes
@@ -139,136 +164,52 @@ def stage_apertures(ctx: Context) -> Context:
         extra = [ph.fixed_radius_px, *ph.radii_px, ph.fwhm_factor * fwhm.fwhm_px]
         grid = np.concatenate([grid, np.asarray(extra, np.float64)])
         x, y = obj["x"][idx], obj["y"][idx]
-        cog = curve_of_growth(data_sub, frame.mask, x, y, radii_px=grid, r_total_px=r_total,
-                              subpix=ph.subpix)
+        cog = curve_of_growth(
+            data_sub,
+            frame.mask,
+            x,
+            y,
+            radii_px=grid,
+            r_total_px=r_total,
+            subpix=ph.subpix,
+            segmap=det.segmap,
+            seg_id=idx + 1,
+            pixel_rms_e=bkg.global_rms_e,
+        )
         radii, cal_index, note = choose_radii(ph, fwhm.fwhm_px, cog)
         missing = [r for r in radii if r not in set(cog.radii_px.tolist())]
         if missing and cog.ok:
-            cog = curve_of_growth(data_sub, frame.mask, x, y,
-                                  radii_px=np.concatenate([cog.radii_px, missing]),
-                                  r_total_px=r_total, subpix=ph.subpix)
+            cog = curve_of_growth(
+                data_sub,
+                frame.mask,
+                x,
+                y,
+                radii_px=np.concatenate([cog.radii_px, missing]),
+                r_total_px=r_total,
+                subpix=ph.subpix,
+                segmap=det.segmap,
+                seg_id=idx + 1,
+                pixel_rms_e=bkg.global_rms_e,
+            )
     else:
         radii, cal_index, note = choose_radii(ph, fwhm.fwhm_px, None)
     if note:
         notes += (note,)
     corrected = bool(ph.aperture_correction and cog is not None and cog.ok)
     if ph.aperture_correction and not corrected:
-        notes += ("aperture correction unavailable (too few isolated bright stars); "
-                  "magnitudes are aperture magnitudes",)
+        notes += (
+            (
+                "aperture correction unavailable (too few isolated bright stars); "
+                "magnitudes are aperture magnitudes"
+            ),
+        )
     ap_corr = tuple(
         (cog.correction_mag(r) if corrected and cog is not None else 0.0) for r in radii
     )
-    aps = Apertures(radii_px=radii, cal_index=cal_index, ap_corr_mag=ap_corr,
-                    corrected=corrected, cog=cog)
-    return replace(ctx, apertures=aps, notes=notes)
-
-
-def _frame_footprint(wcs: WCS, shape: tuple[int, int]) -> tuple[float, float, float]:
-    """Return (centre RA, centre Dec, radius to the farthest corner), all in degrees."""
-    ny, nx = shape
-    xs = np.array([(nx - 1) / 2.0, 0, nx - 1, 0, nx - 1], np.float64)
-    ys = np.array([(ny - 1) / 2.0, 0, 0, ny - 1, ny - 1], np.float64)
-    ra, dec = wcs.all_pix2world(xs, ys, 0)
-    ra_r, dec_r = np.radians(ra), np.radians(dec)
-    cos_d = np.sin(dec_r[0]) * np.sin(dec_r[1:]) + np.cos(dec_r[0]) * np.cos(dec_r[1:]) * np.cos(
-        ra_r[1:] - ra_r[0]
+    aps = Apertures(
+        radii_px=radii, cal_index=cal_index, ap_corr_mag=ap_corr, corrected=corrected, cog=cog
     )
-    radius = float(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))).max())
-    return float(ra[0] % 360.0), float(dec[0]), radius
-
-
-def _separation_deg(ra1: float, dec1: float, ra2: F64, dec2: F64) -> F64:
-    r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    cos_d = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(r2 - r1)
-    return np.asarray(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))), np.float64)
-
-
-def stage_forced(ctx: Context) -> Context:
-    """Place the targets on the frame; flag off-frame and near-edge positions.
-
-    A frame without WCS cannot place them: every target gets a NO_WCS | OFF_FRAME
-    row with no flux, and a note says so (the field photometry still runs).
-    """
-    frame = need(ctx.frame, "frame")
-    aps = need(ctx.apertures, "apertures")
-    ph = ctx.config.photometry
-    n = len(ctx.targets)
-    names = tuple(t.name for t in ctx.targets)
-    ra = np.array([t.ra_deg % 360.0 for t in ctx.targets], np.float64)
-    dec = np.array([t.dec_deg for t in ctx.targets], np.float64)
-    flag = np.zeros(n, np.int64)
-    notes = ctx.notes
-    if n == 0:
-        x = y = np.zeros(0)
-    elif frame.wcs is None:
-        x = y = np.full(n, np.nan)
-        flag |= int(Flag.NO_WCS | Flag.OFF_FRAME)
-        notes += (f"frame has no WCS: forced photometry at {n} target(s) is impossible "
-                  "(plate-solve the frame first)",)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            x, y = frame.wcs.all_world2pix(ra, dec, 0, quiet=True)
-        x = np.asarray(x, np.float64)
-        y = np.asarray(y, np.float64)
-        c_ra, c_dec, radius = _frame_footprint(frame.wcs, frame.shape)
-        far = _separation_deg(c_ra, c_dec, ra, dec) > 1.5 * radius + 1e-3
-        x[far] = np.nan
-        y[far] = np.nan
-    if n and frame.wcs is not None:
-        dist = edge_distance_px(x, y, frame.shape)
-        off = ~np.isfinite(dist) | (dist < 0)
-        r_max = max(aps.radii_px)
-        near = ~off & (dist < max(r_max, ph.edge_margin_px))
-        flag |= np.where(off, int(Flag.OFF_FRAME), 0)
-        flag |= np.where(near, int(Flag.NEAR_EDGE), 0)
-        n_bad = int((off | near).sum())
-        if n_bad:
-            notes += (f"{n_bad} target(s) off the frame or within "
-                      f"{max(r_max, ph.edge_margin_px):g} px of its edge: no flux measured",)
-    measurable = (flag & int(Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS)) == 0
-    forced = Forced(names=names, ra_deg=ra, dec_deg=dec, x_px=x, y_px=y,
-                    measurable=np.asarray(measurable, bool), flag=flag)
-    if ph.recenter and measurable.any():
-        forced = _recenter(ctx, forced)
-    return replace(ctx, forced=forced, notes=notes)
-
-
-def _recenter(ctx: Context, forced: Forced) -> Forced:
-    """Move measurable forced positions to the windowed centroid when it is near and significant.
-
-    A shift is kept only when it is at most ``recenter_radius_px`` and the source at
-    the new position has S/N >= ``forced_snr_threshold`` (so noise is not chased).
-    """
-    frame = need(ctx.frame, "frame")
-    bkg = need(ctx.background, "background")
-    data_sub = need(ctx.data_sub_e, "data")
-    fwhm = need(ctx.fwhm, "fwhm").fwhm_px
-    ph = ctx.config.photometry
-    sig = (fwhm if math.isfinite(fwhm) else 3.0) / GAUSS_FWHM_PER_SIGMA
-    idx = np.flatnonzero(forced.measurable)
-    x0, y0 = forced.x_px[idx], forced.y_px[idx]
-    try:
-        xw, yw, wflag = sep.winpos(data_sub, x0, y0, sig, mask=frame.mask)
-    except Exception as exc:
-        raise ExtractionError(f"sep winpos failed while re-centring: {exc}") from exc
-    shift = np.hypot(xw - x0, yw - y0)
-    r = need(ctx.apertures, "apertures").radii_px[0]
-    sums = measure_apertures(data_sub, bkg.rms_e, frame.mask, frame.saturated, xw, yw, r,
-                             subpix=ph.subpix,
-                             mesh_sky_px=sky_sample_size(ctx.config.extraction.back_size_px))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snr = sums.flux_e / sums.flux_err_e
-    dist = edge_distance_px(xw, yw, frame.shape)
-    ok = ((wflag == 0) & np.isfinite(shift) & (shift <= ph.recenter_radius_px)
-          & (snr >= ph.forced_snr_threshold) & (dist >= max(r, ph.edge_margin_px)))
-    x = forced.x_px.copy()
-    y = forced.y_px.copy()
-    flag = forced.flag.copy()
-    x[idx[ok]] = xw[ok]
-    y[idx[ok]] = yw[ok]
-    flag[idx[ok]] |= int(Flag.RECENTERED)
-    return replace(forced, x_px=x, y_px=y, flag=flag)
+    return replace(ctx, apertures=aps, notes=notes)
 
 
 def stage_photometry(ctx: Context) -> Context:
@@ -313,9 +254,19 @@ def stage_photometry(ctx: Context) -> Context:
     idx = np.flatnonzero(measurable)
     blend_radius_extra = fwhm if math.isfinite(fwhm) else 0.0
     for i, r in enumerate(aps.radii_px):
-        sums = measure_apertures(data_sub, bkg.rms_e, frame.mask, frame.saturated, x[idx],
-                                 y[idx], r, subpix=ph.subpix, mesh_sky_px=mesh,
-                                 annulus_px=annulus, sources=sources)
+        sums = measure_apertures(
+            data_sub,
+            bkg.rms_e,
+            frame.mask,
+            frame.saturated,
+            x[idx],
+            y[idx],
+            r,
+            subpix=ph.subpix,
+            mesh_sky_px=mesh,
+            annulus_px=annulus,
+            sources=sources,
+        )
         flux[i, idx] = sums.flux_e
         err[i, idx] = sums.flux_err_e
         flag[i, idx] = sums.flag
@@ -323,9 +274,19 @@ def stage_photometry(ctx: Context) -> Context:
         nsky[i, idx] = sums.n_sky_px
         flag[i] |= base_flag
         flag[i] |= np.where(nn < r + blend_radius_extra, int(Flag.BLENDED), 0)
-    blocks = Blocks(x_px=x, y_px=y, ra_deg=ra, dec_deg=dec, is_forced=is_forced,
-                    target_name=names, flux_e=flux, flux_err_e=err, flag=flag,
-                    pixel_var_e2=pvar, n_sky_px=nsky)
+    blocks = Blocks(
+        x_px=x,
+        y_px=y,
+        ra_deg=ra,
+        dec_deg=dec,
+        is_forced=is_forced,
+        target_name=names,
+        flux_e=flux,
+        flux_err_e=err,
+        flag=flag,
+        pixel_var_e2=pvar,
+        n_sky_px=nsky,
+    )
     return replace(ctx, blocks=blocks)
 
 
@@ -360,25 +321,30 @@ def _nearest_other(det_xy: F64, xy: F64, n_det: int) -> F64:
 
 def stage_limits(ctx: Context) -> Context:
     """Analytic limiting fluxes per row and blank-sky scatter per radius (mask built once)."""
-    frame = need(ctx.frame, "frame")
-    det = need(ctx.detections, "detections")
     blocks = need(ctx.blocks, "blocks")
     aps = need(ctx.apertures, "apertures")
     lim = ctx.config.limits
     radii = np.asarray(aps.radii_px, np.float64)[:, None]
     analytic = analytic_limit_flux(blocks.pixel_var_e2, radii, blocks.n_sky_px, lim.n_sigma)
-    exclude = exclusion_mask(frame.mask, det.segmap, dilate_px=lim.mask_dilate_px)
-    blank = blank_sky(need(ctx.data_sub_e, "data"), exclude, aps.radii_px,
-                      n_samples=lim.n_samples, edge_buffer_px=lim.edge_buffer_px,
-                      seed=lim.random_seed, estimator=lim.sigma_estimator,
-                      subpix=ctx.config.photometry.subpix)
+    exclude = need(ctx.exclude, "sky mask")
+    blank = blank_sky(
+        need(ctx.data_sub_e, "data"),
+        exclude,
+        aps.radii_px,
+        n_samples=lim.n_samples,
+        edge_buffer_px=lim.edge_buffer_px,
+        seed=lim.random_seed,
+        estimator=lim.sigma_estimator,
+        subpix=ctx.config.photometry.subpix,
+    )
     robust_per_radius = np.array([lim.n_sigma * blank.sigma_e[r] for r in aps.radii_px])
     robust = np.broadcast_to(robust_per_radius[:, None], analytic.shape).copy()
     notes = ctx.notes
     if blank.n_used < 20:
         notes += ("robust limit: too little blank sky; limiting_mag falls back to analytic",)
-    return replace(ctx, limits=Limits(analytic_flux_e=analytic, robust_flux_e=robust,
-                                      blank=blank), notes=notes)
+    return replace(
+        ctx, limits=Limits(analytic_flux_e=analytic, robust_flux_e=robust, blank=blank), notes=notes
+    )
 
 
 def calibration_sources(ctx: Context, radius_index: int) -> Table:

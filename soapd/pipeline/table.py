@@ -47,10 +47,7 @@ def build_table(columns: Mapping[str, Any], n_rows: int, meta: Mapping[str, Any]
         array = np.asarray(value)
         if array.ndim == 0:
             array = np.full(n_rows, array.item() if kind != "U" else str(value))
-        if kind == "U":
-            array = array.astype(str)
-        else:
-            array = array.astype(kind)
+        array = array.astype(str) if kind == "U" else array.astype(kind)
         cols.append(
             Column(
                 array,

@@ -106,7 +106,8 @@ def filename_from_disposition(exp_id: int, header: str | None) -> str:
 
     The server's name is reduced to its last path component and to the
     characters ``A-Z a-z 0-9 . _ + -``; leading dots are dropped; it is prefixed
-    with ``r<exp_id>_`` unless it already contains the exposure id, and gets
+    with ``r<exp_id>_`` unless it already contains the exposure id as a whole
+    number (so two exposures never share a local name), and gets
     ``.fits`` appended unless it has a FITS suffix. Without a usable name the
     result is ``r<exp_id>.fits``.
     """
@@ -129,7 +130,7 @@ def filename_from_disposition(exp_id: int, header: str | None) -> str:
     safe = safe_filename(raw)
     if not safe:
         return fallback
-    if str(exp_id) not in safe:
+    if not re.search(rf"(?<!\d){exp_id}(?!\d)", safe):
         safe = f"r{exp_id}_{safe}"
     if not has_fits_suffix(safe):
         safe += ".fits"

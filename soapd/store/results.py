@@ -30,45 +30,45 @@ __all__ = ["LIGHTCURVE_COLUMNS", "ResultsMixin", "StoredAlert", "mjd_of"]
 
 _MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
 
-#: Lightcurve table columns: (name, view expression, dtype, unit, description).
-LIGHTCURVE_COLUMNS: tuple[tuple[str, str, str, str | None, str], ...] = (
-    ("target_name", "target_name", "str", None, "Target name"),
-    ("mjd", "mjd", "f8", "d", "MJD (UTC) at mid-exposure"),
-    ("jd", "mjd + 2400000.5", "f8", "d", "JD (UTC) at mid-exposure"),
-    ("mid_time_utc", "mid_time_utc", "str", None, "Mid-exposure time, ISO-8601 UTC"),
-    ("telescope", "telescope", "str", None, "Telescope"),
-    ("filter", "band", "str", None, "Normalised filter (band)"),
-    ("band", "band", "str", None, "Normalised filter (band)"),
-    ("filter_raw", "filter_raw", "str", None, "Filter name as written in the header"),
-    ("exptime", "exptime_s", "f8", "s", "Exposure time"),
-    ("flux", "flux_e", "f8", "electron", "Aperture flux in electrons"),
-    ("flux_err", "flux_err_e", "f8", "electron", "1-sigma flux error in electrons"),
-    ("flux_ujy", "flux_ujy", "f8", "uJy", "Flux density (AB scale) when calibrated"),
-    ("flux_ujy_err", "flux_ujy_err", "f8", "uJy", "1-sigma flux density error"),
-    ("snr", "snr", "f8", None, "Signal-to-noise ratio flux/flux_err"),
-    ("calibrated_mag", "mag", "f8", "mag", "Magnitude (instrumental if uncalibrated)"),
-    ("calibrated_mag_err", "mag_err", "f8", "mag", "1-sigma magnitude error"),
-    ("limiting_mag", "lim_mag", "f8", "mag", "n-sigma limiting magnitude at the position"),
-    ("limiting_nsigma", "lim_nsigma", "f8", None, "Significance of limiting_mag in sigma"),
-    ("is_detection", "is_detection", "bool", None, "True: detection; False: upper limit"),
-    ("cal_mag_system", "mag_system", "str", None, "AB, Vega or none"),
-    ("zeropoint", "zp_mag", "f8", "mag", "Zero point (per second, electrons)"),
-    ("zeropoint_err", "zp_err_mag", "f8", "mag", "Statistical zero-point error"),
-    ("zeropoint_scatter", "zp_scatter_mag", "f8", "mag", "Scatter of calibration stars"),
-    ("n_cal_stars", "n_cal_stars", "i8", None, "Calibration stars used"),
-    ("cal_catalog", "cal_catalog", "str", None, "Calibration catalog"),
-    ("aperture_id", "aperture_id", "i8", None, "Index of the aperture radius"),
-    ("aperture_radius", "aperture_px", "f8", "pix", "Aperture radius in pixels"),
-    ("flag", "flags", "i8", None, "soapd.flags.Flag bits"),
-    ("image_file", "image_file", "str", None, "Frame file name"),
-    ("is_forced", "is_forced", "bool", None, "Measured at the requested position"),
-    ("ra", "ra_deg", "f8", "deg", "Right ascension (ICRS)"),
-    ("dec", "dec_deg", "f8", "deg", "Declination (ICRS)"),
-    ("x_pix", "x_px", "f8", "pix", "x (0-based pixels)"),
-    ("y_pix", "y_px", "f8", "pix", "y (0-based pixels)"),
-    ("frame_id", "frame_id", "i8", None, "Frame id in the soapd store"),
-    ("obs_id", "obs_id", "i8", None, "Skynet observation id (-1: none)"),
-    ("superseded", "superseded", "bool", None, "Row of an older processing"),
+#: Lightcurve table columns: (name, source, SQL expression, dtype, unit, description).
+#: Source "m": a measurements column; "f": a frames column (fetched once per frame);
+#: "t": the target name; "d": derived from another column.
+LIGHTCURVE_COLUMNS: tuple[tuple[str, str, str, str, str | None, str], ...] = (
+    ("target_name", "t", "", "str", None, "Target name"),
+    ("mjd", "m", "mjd", "f8", "d", "MJD (UTC) at mid-exposure"),
+    ("jd", "d", "mjd", "f8", "d", "JD (UTC) at mid-exposure"),
+    ("mid_time_utc", "f", "mid_time_utc", "str", None, "Mid-exposure time, ISO-8601 UTC"),
+    ("telescope", "f", "telescope", "str", None, "Telescope"),
+    ("filter", "f", "band", "str", None, "Normalised filter (band)"),
+    ("band", "d", "filter", "str", None, "Normalised filter (band)"),
+    ("filter_raw", "f", "filter", "str", None, "Filter name as written in the header"),
+    ("exptime", "f", "exptime_s", "f8", "s", "Exposure time"),
+    ("flux", "m", "flux_e", "f8", "electron", "Aperture flux in electrons"),
+    ("flux_err", "m", "flux_err_e", "f8", "electron", "1-sigma flux error in electrons"),
+    ("flux_ujy", "m", "flux_ujy", "f8", "uJy", "Flux density (AB scale) when calibrated"),
+    ("flux_ujy_err", "m", "flux_ujy_err", "f8", "uJy", "1-sigma flux density error"),
+    ("snr", "m", "snr", "f8", None, "Signal-to-noise ratio flux/flux_err"),
+    ("calibrated_mag", "m", "mag", "f8", "mag", "Magnitude (instrumental if uncalibrated)"),
+    ("calibrated_mag_err", "m", "mag_err", "f8", "mag", "1-sigma magnitude error"),
+    ("limiting_mag", "m", "lim_mag", "f8", "mag", "n-sigma limiting magnitude at the position"),
+    ("limiting_nsigma", "m", "lim_nsigma", "f8", None, "Significance of limiting_mag in sigma"),
+    ("is_detection", "m", "is_detection", "bool", None, "True: detection; False: upper limit"),
+    ("cal_mag_system", "f", "mag_system", "str", None, "AB, Vega or none"),
+    ("zeropoint", "f", "zp_mag", "f8", "mag", "Zero point (per second, electrons)"),
+    ("zeropoint_err", "f", "zp_err_mag", "f8", "mag", "Statistical zero-point error"),
+    ("zeropoint_scatter", "f", "zp_scatter_mag", "f8", "mag", "Scatter of calibration stars"),
+    ("n_cal_stars", "f", "coalesce(n_calib, -1)", "i8", None, "Calibration stars used"),
+    ("cal_catalog", "f", "cal_catalog", "str", None, "Calibration catalog"),
+    ("aperture_id", "m", "coalesce(aperture_id, -1)", "i8", None, "Aperture radius index"),
+    ("aperture_radius", "m", "aperture_px", "f8", "pix", "Aperture radius in pixels"),
+    ("flag", "m", "flags", "i8", None, "soapd.flags.Flag bits"),
+    ("image_file", "f", "image_file", "str", None, "Frame file name"),
+    ("is_forced", "m", "is_forced", "bool", None, "Measured at the requested position"),
+    ("ra", "m", "ra_deg", "f8", "deg", "Right ascension (ICRS)"),
+    ("dec", "m", "dec_deg", "f8", "deg", "Declination (ICRS)"),
+    ("frame_id", "m", "frame_id", "i8", None, "Frame id in the soapd store"),
+    ("obs_id", "f", "coalesce(obs_id, -1)", "i8", None, "Skynet observation id (-1: none)"),
+    ("superseded", "m", "superseded", "bool", None, "Row of an older processing"),
 )
 
 _INT_FILL = -1
@@ -225,6 +225,7 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         nsig = lim_nsigma if lim_nsigma is not None else table.meta.get("lim_nsigma")
         nsig_v = float(nsig) if nsig is not None else None
         now = self.now()
+        # Float NaN binds as SQL NULL (SQLite stores no NaN), so no conversion is needed.
         cols: list[list[Any]] = [
             [frame_id] * len(idx),
             tids,
@@ -232,10 +233,10 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
             [config_hash] * len(idx),
             [mjd] * len(idx),
             _ints(table, "aperture_id", n)[idx].tolist(),
-            _nan_none(radius),
+            radius.tolist(),
         ]
         cols.extend(
-            _nan_none(_floats(table, name, n)[idx])
+            _floats(table, name, n)[idx].tolist()
             for name in (
                 "x_pix",
                 "y_pix",
@@ -257,8 +258,8 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         cols.append(_ints(table, "is_detection", n)[idx].astype(bool).astype(int).tolist())
         cols.append(_ints(table, "is_forced", n, fill=1)[idx].astype(bool).astype(int).tolist())
         cols.append(_ints(table, "flag", n)[idx].tolist())
-        cols.append(_nan_none(_floats(table, "zeropoint", n)[idx]))
-        cols.append(_nan_none(_floats(table, "zeropoint_err", n)[idx]))
+        cols.append(_floats(table, "zeropoint", n)[idx].tolist())
+        cols.append(_floats(table, "zeropoint_err", n)[idx].tolist())
         cols.append(_ints(table, "n_cal_stars", n)[idx].tolist())
         systems = _strs(table, "cal_mag_system", n)
         cols.append([systems[i] for i in idx])
@@ -294,9 +295,9 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         touched = sorted(set(tids))
         marks = ",".join("?" * len(touched))
         self.db.execute(
-            "UPDATE measurements SET superseded = (config_hash != ?) "
-            f"WHERE frame_id = ? AND target_id IN ({marks})",
-            [config_hash, frame_id, *touched],
+            "UPDATE measurements SET superseded = 1 WHERE frame_id = ? AND config_hash != ? "
+            f"AND superseded = 0 AND target_id IN ({marks})",
+            [frame_id, config_hash, *touched],
         )
         return len(idx)
 
@@ -323,19 +324,26 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         if not include_superseded:
             where.append("superseded = 0")
         if band is not None:
-            where.append("band = ?")
+            where.append("frame_id IN (SELECT frame_id FROM frames WHERE band = ?)")
             params.append(band)
         since = parse_utc(since_utc, what="since") if since_utc is not None else None
         if since is not None:
             where.append("mjd >= ?")
             params.append(mjd_of(since))
-        select = ", ".join(expr for _, expr, *_ in LIGHTCURVE_COLUMNS)
-        rows = self.db.execute(
-            f"SELECT {select} FROM lightcurve WHERE {' AND '.join(where)} "
+        cond = " AND ".join(where)
+        m_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "m"]
+        f_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "f"]
+        m_rows = self.db.execute(
+            f"SELECT {', '.join(c[2] for c in m_cols)} FROM measurements WHERE {cond} "
             "ORDER BY mjd, frame_id, aperture_id, config_hash",
             params,
         ).fetchall()
-        table = lightcurve_table(rows)
+        f_rows = self.db.execute(
+            f"SELECT frame_id, {', '.join(c[2] for c in f_cols)} FROM frames WHERE frame_id IN "
+            f"(SELECT DISTINCT frame_id FROM measurements WHERE {cond}) ORDER BY frame_id",
+            params,
+        ).fetchall()
+        table = lightcurve_table(m_rows, f_rows, target.name)
         if not include_superseded:
             table.remove_column("superseded")
         table.meta.update(
@@ -367,20 +375,44 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         return None if row is None or row[0] is None else int(row[0])
 
 
-def lightcurve_table(rows: Sequence[Sequence[Any]]) -> Table:
-    """Build the lightcurve Table (units in the columns) from rows of ``LIGHTCURVE_COLUMNS``."""
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(LIGHTCURVE_COLUMNS)
-    out: list[Column] = []
-    for (name, _, dtype, unit, desc), values in zip(LIGHTCURVE_COLUMNS, columns, strict=True):
-        if dtype == "f8":
-            data: Any = np.array([np.nan if v is None else v for v in values], dtype=float)
-        elif dtype == "i8":
-            data = np.array([_INT_FILL if v is None else v for v in values], dtype=np.int64)
-        elif dtype == "bool":
-            data = np.array([bool(v) for v in values], dtype=bool)
-        else:
-            data = np.array(["" if v is None else str(v) for v in values], dtype=str)
-            if data.dtype.itemsize == 0:
-                data = data.astype("U1")
-        out.append(Column(data, name=name, unit=unit, description=desc))
-    return Table(out)
+def _array(values: Sequence[Any], dtype: str) -> np.ndarray:
+    if dtype == "f8":
+        return np.array(values, dtype=float)  # None -> NaN
+    if dtype == "i8":
+        return np.array(values, dtype=np.int64)
+    if dtype == "bool":
+        return np.array(values, dtype=bool)
+    data = np.array(["" if v is None else v for v in values], dtype=str)
+    return data if data.dtype.itemsize else data.astype("U1")
+
+
+def lightcurve_table(
+    m_rows: Sequence[Sequence[Any]], f_rows: Sequence[Sequence[Any]], target_name: str
+) -> Table:
+    """Build the lightcurve Table (units in the columns) from measurement and frame rows.
+
+    ``m_rows`` hold the "m" columns of ``LIGHTCURVE_COLUMNS`` in order; ``f_rows`` hold
+    ``frame_id`` then the "f" columns, sorted by frame_id (one row per frame).
+    """
+    m_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "m"]
+    f_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "f"]
+    n = len(m_rows)
+    m_data = list(zip(*m_rows, strict=True)) if n else [()] * len(m_cols)
+    data: dict[str, np.ndarray] = {
+        c[0]: _array(v, c[3]) for c, v in zip(m_cols, m_data, strict=True)
+    }
+    f_data = list(zip(*f_rows, strict=True)) if f_rows else [()] * (len(f_cols) + 1)
+    frame_ids = np.array(f_data[0], dtype=np.int64)
+    where = np.searchsorted(frame_ids, data["frame_id"]) if n else np.zeros(0, np.int64)
+    for c, v in zip(f_cols, f_data[1:], strict=True):
+        data[c[0]] = _array(v, c[3])[where] if n else _array((), c[3])
+    data["jd"] = data["mjd"] + 2400000.5
+    data["band"] = data["filter"].copy()
+    data["target_name"] = np.full(n, target_name, dtype=f"U{max(len(target_name), 1)}")
+    return Table(
+        [
+            Column(data[name], name=name, unit=unit, description=desc)
+            for name, _, _, _, unit, desc in LIGHTCURVE_COLUMNS
+        ],
+        copy=False,
+    )

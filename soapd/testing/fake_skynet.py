@@ -25,14 +25,15 @@ import json
 import logging
 import random
 import socket
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["API_PREFIX", "NOT_FITS_BYTES", "FakeSkynet", "LoggedRequest"]
 
@@ -53,9 +54,12 @@ _MAX_LIMIT = 1000
 _MAX_DELAY_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoggedRequest:
-    """One request as the fake saw it; ``auth`` is "ok", "bad" or "missing", never the token."""
+    """One request as the fake saw it; ``auth`` is "ok", "bad" or "missing", never the token.
+
+    It is logged on arrival with ``status`` 0, which is set just before the answer is sent.
+    """
 
     method: str
     path: str
@@ -109,10 +113,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server: _Server
+    entry: LoggedRequest | None = None
+
+    def _status(self, status: int) -> None:
+        if self.entry is not None:
+            self.server.fake.set_status(self.entry, status)
 
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.fake.request_timeout_s)
+        # Headers and body go out in separate writes: without this, Nagle's algorithm and
+        # delayed ACKs add about 40 ms to every answer.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.fake.track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -129,6 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_plain(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
         body = text.encode()
+        self._status(status)
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -139,6 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_json(self, payload: Any) -> None:
         body = json.dumps(payload).encode()
+        self._status(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -146,6 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def send_file(self, data: bytes, filename: str, *, truncate: bool) -> None:
+        self._status(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/fits")
         self.send_header("Content-Disposition", f'attachment; filename="{filename}"')
@@ -164,6 +179,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
     fake: FakeSkynet
+
+    def handle_error(self, _request: Any, client_address: Any) -> None:
+        """Log a failed connection (e.g. the client gave up on a slow answer) quietly."""
+        logger.debug(
+            "fake skynet: connection from %s failed: %r", client_address, sys.exc_info()[1]
+        )
 
 
 class FakeSkynet:
@@ -208,8 +229,12 @@ class FakeSkynet:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.fake = self
         self._server = server
+        # daemon=True: a forgotten stop() must not keep the interpreter alive; stop() joins it.
         thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-skynet"
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-skynet",
+            daemon=True,
         )
         thread.start()
         self._threads.append(thread)
@@ -369,7 +394,7 @@ class FakeSkynet:
                 if self.release_next() is None:
                     return
 
-        thread = threading.Thread(target=run, name="fake-skynet-release")
+        thread = threading.Thread(target=run, name="fake-skynet-release", daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -408,7 +433,7 @@ class FakeSkynet:
     def requests(self) -> list[LoggedRequest]:
         """A copy of the request log (no tokens in it)."""
         with self._lock:
-            return list(self._log)
+            return [replace(entry, params=dict(entry.params)) for entry in self._log]
 
     def count(self, path_suffix: str = "") -> int:
         """Return how many logged requests had a path ending in ``path_suffix``."""
@@ -419,7 +444,7 @@ class FakeSkynet:
     def handle(self, req: _Handler) -> None:
         """Answer one request (called on a server thread)."""
         parts = urlsplit(req.path)
-        path = parts.path
+        path = unquote(parts.path)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         presented = req.headers.get(_AUTH_HEADER)
         with self._lock:
@@ -427,11 +452,16 @@ class FakeSkynet:
             delay = self._faults.slow.pop(0) if self._faults.slow else 0.0
             over = len(self._log) >= self.max_requests
             fail = self._faults.fail_rate > 0 and self._rng.random() < self._faults.fail_rate
+            req.entry = LoggedRequest("GET", path, params, 0, auth)
+            self._log.append(req.entry)
         if delay:
             self._stop.wait(delay)
-        status = self._respond(req, path, params, auth=auth, over=over, fail=fail)
+        self._respond(req, path, params, auth=auth, over=over, fail=fail)
+
+    def set_status(self, entry: LoggedRequest, status: int) -> None:
+        """Record the status of a logged request (called just before the answer is sent)."""
         with self._lock:
-            self._log.append(LoggedRequest("GET", path, params, status, auth))
+            entry.status = status
 
     def _respond(
         self,

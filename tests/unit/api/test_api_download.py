@@ -49,11 +49,16 @@ def _downloads(fake: FakeSkynet) -> int:
 
 
 def test_soap_download_skips_downloaded_and_survives_one_bad_exposure(
-    fake: FakeSkynet, api_config: Config, frame_bytes: Callable[[], bytes], caplog: pytest.LogCaptureFixture
+    fake: FakeSkynet,
+    api_config: Config,
+    frame_bytes: Callable[[], bytes],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = datetime.now(UTC)
     good = [
-        fake.add_exposure(OBS, frame_bytes(), center_time_utc=now - timedelta(hours=h), archived=True)
+        fake.add_exposure(
+            OBS, frame_bytes(), center_time_utc=now - timedelta(hours=h), archived=True
+        )
         for h in (3, 2, 1)
     ]
     bad = fake.add_exposure(
@@ -95,7 +100,9 @@ def test_soap_download_b1_days_ago_and_naive_bounds_against_naive_api_times(
     recent = fake.add_exposure(
         OBS, frame_bytes(), center_time_utc=now - timedelta(hours=2), archived=True
     )
-    old = fake.add_exposure(OBS, frame_bytes(), center_time_utc=now - timedelta(days=3), archived=True)
+    old = fake.add_exposure(
+        OBS, frame_bytes(), center_time_utc=now - timedelta(days=3), archived=True
+    )
     with Soap(OBS, config=api_config, token=fake.token) as soap:
         paths = soap.download(days_ago=1)
         assert len(paths) == 1

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from api_tables import TARGET_DEC, TARGET_RA, make_table, result_row
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.time import Time
-from conftest import TARGET_DEC, TARGET_RA, make_table, result_row
 
 from soapd.flags import Flag
 from soapd.result import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import logging
 import re
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from soapd.config import SkynetConfig, Token
 from soapd.errors import (
@@ -23,7 +26,9 @@ from soapd.errors import (
     SkynetNotFound,
     SkynetUnavailable,
 )
+from soapd.ingest.fitscheck import has_fits_suffix
 from soapd.skynet import Exposure, ExposureSource, SkynetClient
+from soapd.skynet import client as client_module
 from soapd.skynet.client import AUTH_HEADER, filename_from_disposition
 from soapd.skynet.records import EXPOSURE_FIELDS, exposure_from_json
 
@@ -394,6 +399,8 @@ def test_download_without_disposition_uses_exposure_name(
         ('attachment; filename="..."', "r7.fits"),
         ('attachment; filename="/"', "r7.fits"),
         ("attachment; filename=plain_r7.fit", "plain_r7.fit"),
+        ('attachment; filename="r71.fits"', "r7_r71.fits"),
+        ('attachment; filename="obs17_r7-V.fits"', "obs17_r7-V.fits"),
         ("attachment; filename*=UTF-8''caf%C3%A9%20r7.fits", "caf__r7.fits"),
         ('attachment; filename=".hidden.fits"', "r7_hidden.fits"),
         ('attachment; filename="image.jpg"', "r7_image.jpg.fits"),
@@ -466,3 +473,56 @@ def test_token_never_in_logs_repr_or_errors(
     assert secret not in repr(client._http.headers)
     assert secret not in repr(client._http.auth)
     assert AUTH_HEADER.lower() not in {k.lower() for k in client._http.headers}
+
+
+def test_download_gzip_content_encoding_checks_wire_size(
+    make_client: MakeClient, tmp_path: Path, fits_bytes: Callable[..., bytes]
+) -> None:
+    data = fits_bytes(shape=(64, 64))
+    wire = gzip.compress(data)
+
+    class Chunks(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield wire[:100]
+            yield wire[100:]
+
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(wire))}
+    client, _ = make_client(lambda r: httpx.Response(200, stream=Chunks(), headers=headers))
+    got = client.download(_exp(), tmp_path)
+    assert got.path.read_bytes() == data
+    assert got.size_bytes == len(data)
+
+
+def test_iter_archived_page_limit_guards_endless_listing(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "MAX_PAGES", 3)
+    counter = iter(range(10_000))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        start = next(counter) * 10
+        return httpx.Response(200, json=_records(2, start=start))
+
+    client, rec = make_client(answer, page_size=2)
+    with pytest.raises(SkynetError, match="more than 3 pages"):
+        list(client.iter_archived(7))
+    assert len(rec.requests) == 3
+
+
+def test_get_observation_non_object_raises(make_client: MakeClient) -> None:
+    client, _ = make_client(lambda r: httpx.Response(200, json=[1, 2]))
+    with pytest.raises(SkynetError, match="expected a JSON object"):
+        client.get_observation(3)
+
+
+@given(st.integers(min_value=1, max_value=10**12), st.text(max_size=300))
+def test_filename_from_disposition_any_header_is_safe(exp_id: int, text: str) -> None:
+    for header in (text, f'attachment; filename="{text}"', f"inline; filename*=UTF-8''{text}"):
+        name = filename_from_disposition(exp_id, header)
+        assert name
+        assert "/" not in name
+        assert "\\" not in name
+        assert not name.startswith(".")
+        assert re.fullmatch(r"[A-Za-z0-9._+-]+", name)
+        assert has_fits_suffix(name)
+        assert re.search(rf"(?<!\d){exp_id}(?!\d)", name)

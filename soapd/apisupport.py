@@ -1,0 +1,142 @@
+"""Helpers of :mod:`soapd.api`: config resolution, date windows, forced positions, progress.
+
+Plain functions with no state; they keep ``api.py`` to the ``Soap`` class itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from soapd.config import Config, load_config
+from soapd.rowsel import to_mjd
+
+if TYPE_CHECKING:
+    from astropy.coordinates import SkyCoord
+    from astropy.table import Table
+
+    from soapd.models import Target
+    from soapd.skynet.records import Exposure
+    from soapd.store.ledger import FrameRow
+
+__all__ = [
+    "all_off_frame",
+    "exp_in_range",
+    "forced_targets",
+    "frame_row_mjd",
+    "has_forced_rows",
+    "progress_iter",
+    "resolve_config",
+    "row_in_range",
+    "why_skipped",
+]
+
+_T = TypeVar("_T")
+
+#: A stored forced row closer than this to a requested position counts as that position.
+SAME_POSITION_ARCSEC = 0.05
+
+
+def resolve_config(config: Config | str | Path | None, state_dir: str | Path | None) -> Config:
+    """Return the effective Config: loaded if a path, with ``state_dir`` applied.
+
+    With the built-in defaults (no file, no $SOAPD_CONFIG) and no ``state_dir``,
+    state goes to ``./soapd_data`` (as skynetsoap's ``soap_images/``), not /var/lib.
+    """
+    cfg = config if isinstance(config, Config) else load_config(config)
+    defaults = cfg.source is None and cfg.paths == Config().paths
+    if state_dir is None and not defaults:
+        return cfg
+    root = Path(state_dir if state_dir is not None else "soapd_data").expanduser().resolve()
+    cache = root / "cache" if defaults else cfg.paths.cache_dir
+    return cfg.replace(paths=dataclasses.replace(cfg.paths, state_dir=root, cache_dir=cache))
+
+
+def exp_in_range(exp: Exposure, lower: float, upper: float) -> bool:
+    """Return True when the exposure's mid-time lies in [lower, upper] (unknown: only if open)."""
+    when = exp.meta.mid_time_utc
+    if when is None:
+        return lower == -math.inf and upper == math.inf
+    return lower <= to_mjd(when) <= upper
+
+
+def frame_row_mjd(row: FrameRow) -> float:
+    """Return a ledger frame's mid-exposure MJD (``inf`` when unknown)."""
+    when: datetime | None = row.meta.mid_time_utc
+    return to_mjd(when) if when is not None else math.inf
+
+
+def row_in_range(row: FrameRow, lower: float, upper: float) -> bool:
+    """Return True when the frame's mid-time is in [lower, upper] (unknown: only if open)."""
+    mjd = frame_row_mjd(row)
+    if mjd == math.inf:
+        return lower == -math.inf and upper == math.inf
+    return lower <= mjd <= upper
+
+
+def why_skipped(row: FrameRow) -> str:
+    """Return why a frame in ``row.state`` cannot be processed now, for the log."""
+    if row.state == "processing":
+        return "being processed by the daemon right now; run again later"
+    if row.state == "seen":
+        return "not downloaded (run with download=True)"
+    return f"{row.state}: {row.last_error or 'no reason recorded'}"
+
+
+def forced_targets(positions: Sequence[SkyCoord] | SkyCoord | None) -> list[Target]:
+    """Return forced-photometry targets named ``"RA+DEC"`` (degrees, 5 decimals)."""
+    from soapd.models import Target
+
+    if positions is None:
+        return []
+    if not isinstance(positions, Sequence):
+        positions = [positions] if positions.isscalar else list(positions)
+    targets: list[Target] = []
+    for coord in positions:
+        icrs = coord.icrs
+        ra, dec = float(icrs.ra.deg) % 360.0, float(icrs.dec.deg)
+        targets.append(Target(name=f"{ra:.5f}{dec:+.5f}", ra_deg=ra, dec_deg=dec))
+    return targets
+
+
+def has_forced_rows(table: Table, ra_deg: float, dec_deg: float) -> bool:
+    """Return True if ``table`` has a forced row at (ra_deg, dec_deg)."""
+    from soapd.result import extract_target
+
+    if "is_forced" not in table.colnames or not len(table):
+        return False
+    forced = table[np.asarray(table["is_forced"], dtype=bool)]
+    near = extract_target(
+        forced, ra_deg, dec_deg, radius_arcsec=SAME_POSITION_ARCSEC, forced_photometry=True
+    )
+    return len(near) > 0 or all_off_frame(forced, ra_deg, dec_deg)
+
+
+def all_off_frame(forced: Table, ra_deg: float, dec_deg: float) -> bool:
+    """Return True if the forced row at the position exists but is flagged off the frame."""
+    from soapd.flags import Flag
+
+    ra = np.asarray(forced["ra"], dtype=float)
+    dec = np.asarray(forced["dec"], dtype=float)
+    flags = np.asarray(forced["flag"], dtype=np.int64) if "flag" in forced.colnames else 0
+    close = (np.abs(dec - dec_deg) * 3600 < SAME_POSITION_ARCSEC) & (
+        np.abs(((ra - ra_deg + 180) % 360 - 180) * np.cos(np.radians(dec_deg))) * 3600
+        < SAME_POSITION_ARCSEC
+    )
+    return bool(np.any(close & ((flags & Flag.OFF_FRAME) != 0)))
+
+
+def progress_iter(items: Sequence[_T], label: str) -> Iterator[_T]:
+    """Yield ``items`` while drawing the TTY-only :class:`soapd.progress.ProgressBar`."""
+    from soapd.progress import ProgressBar
+
+    with ProgressBar(len(items), label=label) as bar:
+        for item in items:
+            yield item
+            bar.advance()

@@ -1,0 +1,251 @@
+"""``soapd process``: one-shot photometry of FITS frames, without the daemon.
+
+Each file (directories expand to the FITS files directly inside them) goes
+through :func:`soapd.pipeline.process_frame`. A file that fails prints one line
+``soapd: error: FILE: ...`` on stderr and the others are still processed; the
+exit code is 1 when any file failed (or when targets were asked for on a frame
+without WCS), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from astropy.table import Table, vstack
+
+from soapd import __version__
+from soapd.cli import add_config_option
+from soapd.config import Config, load_config
+from soapd.errors import ConfigError, SoapdError
+from soapd.flags import Flag, describe
+from soapd.models import Target
+from soapd.pipeline import process_frame
+from soapd.pipeline.calibrate import ReferenceProvider
+from soapd.pipeline.result import FrameResult
+from soapd.progress import ProgressBar
+
+__all__ = ["FITS_SUFFIXES", "expand_paths", "parse_target", "register", "run"]
+
+#: File names taken from a directory (compressed forms included).
+FITS_SUFFIXES = tuple(
+    base + comp for base in (".fits", ".fit", ".fts") for comp in ("", ".gz", ".bz2", ".fz")
+)
+
+
+def register(sub: Any) -> None:
+    """Add the ``process`` subcommand to ``sub``."""
+    p = sub.add_parser(
+        "process",
+        help="measure FITS frames once (field photometry + forced photometry at targets)",
+        description="Run the photometry pipeline on FITS files or directories of FITS files "
+        "and print a summary per frame. Exit status 1 if any file failed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="FITS files or directories")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME=RA,DEC",
+        help="forced photometry at this ICRS position; RA and Dec in degrees or sexagesimal "
+        "(RA in hours: 12:30:00.1,-05:00:00); repeat for more targets",
+    )
+    p.add_argument(
+        "--zeropoint",
+        type=float,
+        default=None,
+        metavar="MAG",
+        help="zero point in mag (per second of exposure, electrons) applied to every frame "
+        "instead of a catalog fit (default: fit against catalogs when configured)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="OUT",
+        help="write all rows to OUT; the format follows the suffix: .csv, .ecsv, .parquet "
+        "or .json (default: print the summary only)",
+    )
+    add_config_option(p)
+    p.set_defaults(func=run)
+
+
+def parse_target(text: str) -> Target:
+    """Parse ``NAME=RA,DEC`` (degrees, or sexagesimal with RA in hours); raise ConfigError."""
+    name, sep_, coords = text.partition("=")
+    parts = [c.strip() for c in coords.split(",")]
+    if not sep_ or not name.strip() or len(parts) != 2:
+        raise ConfigError(f"--target {text!r}: expected NAME=RA,DEC, e.g. GRB1=150.1,-20.5")
+    try:
+        if ":" in coords or re.search(r"[hdms]", coords):
+            from astropy.coordinates import SkyCoord
+
+            c = SkyCoord(parts[0], parts[1], unit=("hourangle", "deg"))
+            ra, dec = float(c.ra.deg), float(c.dec.deg)
+        else:
+            ra, dec = float(parts[0]), float(parts[1])
+    except ValueError as exc:
+        raise ConfigError(f"--target {text!r}: cannot read the coordinates ({exc})") from None
+    if not (math.isfinite(ra) and math.isfinite(dec)) or not -90.0 <= dec <= 90.0:
+        raise ConfigError(f"--target {text!r}: Dec must lie in [-90, 90] degrees")
+    return Target(name=name.strip(), ra_deg=ra % 360.0, dec_deg=dec)
+
+
+def expand_paths(items: Iterable[str]) -> list[Path]:
+    """Return the files named in ``items``; a directory gives its FITS files, sorted."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            out.extend(
+                sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES)
+                )
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def _catalogs(config: Config, zeropoint: float | None) -> ReferenceProvider | None:
+    """Return the catalog service when calibration is wanted and available, else None."""
+    if zeropoint is not None or not config.calibration.enabled:
+        return None
+    try:
+        from soapd.catalogs import CatalogService
+    except ImportError:
+        return None
+    try:
+        service: ReferenceProvider = CatalogService(
+            config.calibration, config.paths.catalog_cache_dir
+        )
+    except (SoapdError, OSError) as exc:
+        print(
+            f"soapd: warning: catalogs unavailable ({exc}); magnitudes stay instrumental",
+            file=sys.stderr,
+        )
+        return None
+    return service
+
+
+def _fmt(value: float, spec: str = ".3f") -> str:
+    return format(value, spec) if math.isfinite(value) else "nan"
+
+
+def summarise(result: FrameResult) -> list[str]:
+    """Return the short human summary of one frame (first line, target lines, notes)."""
+    s = result.summary
+    zp = (
+        f"ZP {_fmt(s.zp_mag)} ± {_fmt(s.zp_err_mag)} ({s.n_cal_stars} stars)"
+        if math.isfinite(s.zp_mag)
+        else "no ZP (instrumental)"
+    )
+    radii = ",".join(f"{r:g}" for r in s.aperture_radii_px)
+    first = (
+        f"{Path(s.image_file).name}: {s.band} {s.exptime_s:g} s, "
+        f"mid {s.mid_time_utc:%Y-%m-%dT%H:%M:%S} UTC, {s.n_sources} sources, "
+        f"FWHM {_fmt(s.fwhm_px, '.2f')} px ({s.n_fwhm_stars} stars), r = {radii} px, {zp}, "
+        f"limit {_fmt(s.lim_mag_robust, '.2f')} (robust) / {_fmt(s.lim_mag, '.2f')} (analytic)"
+    )
+    lines = [first]
+    table = result.table
+    for row in table[table["is_forced"]]:
+        name = row["target_name"]
+        flag = int(row["flag"])
+        r = f"r={row['aperture_radius']:g}"
+        if flag & (Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS):
+            why = ", ".join(describe(flag & (Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS)))
+            lines.append(f"  {name}: not measured ({why})")
+        elif row["is_detection"]:
+            mag = row["calibrated_mag"] if math.isfinite(row["calibrated_mag"]) else row["ins_mag"]
+            err = (
+                row["calibrated_mag_err"]
+                if math.isfinite(row["calibrated_mag_err"])
+                else row["ins_mag_err"]
+            )
+            kind = "" if math.isfinite(row["calibrated_mag"]) else " (instrumental)"
+            lines.append(
+                f"  {name} {r}: {_fmt(mag)} ± {_fmt(err)}{kind}, S/N {_fmt(row['snr'], '.1f')}"
+            )
+        else:
+            lines.append(
+                f"  {name} {r}: > {_fmt(row['limiting_mag'], '.2f')} (upper limit, "
+                f"S/N {_fmt(row['snr'], '.1f')})"
+            )
+    lines.extend(f"  note: {note}" for note in s.notes)
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Process every file; return 0 when all succeeded, else 1."""
+    config = load_config(args.config)
+    targets = [parse_target(t) for t in args.target]
+    paths = expand_paths(args.files)
+    if not paths:
+        print("soapd: error: no FITS files found in the given paths", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        from soapd.export import format_for
+
+        format_for(out)  # fail before the work, not after
+    catalogs = _catalogs(config, args.zeropoint)
+    tables: list[Table] = []
+    frames_meta: list[dict[str, Any]] = []
+    failed = 0
+    with ProgressBar(len(paths), label="frames") as bar:
+        for path in paths:
+            try:
+                result = process_frame(
+                    path,
+                    targets=targets,
+                    zeropoint=args.zeropoint,
+                    config=config,
+                    catalogs=catalogs,
+                )
+            except SoapdError as exc:
+                failed += 1
+                text = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+                bar.write(f"soapd: error: {text}", stream=sys.stderr)
+                bar.advance()
+                continue
+            except Exception as exc:  # one bad frame must not stop the others
+                failed += 1
+                bar.write(
+                    f"soapd: error: {path}: unexpected {exc.__class__.__name__}: {exc} "
+                    "(please report this with the file)",
+                    stream=sys.stderr,
+                )
+                bar.advance()
+                continue
+            for line in summarise(result):
+                bar.write(line)
+            if targets and not result.summary.has_wcs:
+                failed += 1
+                bar.write(
+                    f"soapd: error: {path}: no WCS, so forced photometry at the targets is "
+                    "impossible; plate-solve the frame (e.g. astrometry.net) and run again",
+                    stream=sys.stderr,
+                )
+            tables.append(result.table)
+            frames_meta.append(dict(result.table.meta))
+            bar.advance()
+    if out is not None and tables:
+        from soapd.export import write_table
+
+        combined = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
+        combined.meta = {"soapd_version": __version__, "frames": frames_meta}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_table(combined, out)
+        print(f"wrote {len(combined)} rows from {len(tables)} frame(s) to {out}")
+    if failed:
+        print(f"soapd: {failed} of {len(paths)} file(s) failed", file=sys.stderr)
+        return 1
+    return 0

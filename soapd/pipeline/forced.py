@@ -1,0 +1,156 @@
+"""Forced photometry positions: place targets on the frame, flag, optionally re-centre."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+import sep
+from astropy.wcs import WCS
+
+from soapd.errors import ExtractionError
+from soapd.flags import Flag
+from soapd.pipeline.context import Context, Forced
+from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA
+from soapd.pipeline.photometry import edge_distance_px, measure_apertures, sky_sample_size
+from soapd.pipeline.stages import need
+
+__all__ = ["frame_footprint", "stage_forced"]
+
+F64 = npt.NDArray[np.float64]
+
+
+def frame_footprint(wcs: WCS, shape: tuple[int, int]) -> tuple[float, float, float]:
+    """Return (centre RA, centre Dec, radius to the farthest corner), all in degrees."""
+    ny, nx = shape
+    xs = np.array([(nx - 1) / 2.0, 0, nx - 1, 0, nx - 1], np.float64)
+    ys = np.array([(ny - 1) / 2.0, 0, 0, ny - 1, ny - 1], np.float64)
+    ra, dec = wcs.all_pix2world(xs, ys, 0)
+    ra_r, dec_r = np.radians(ra), np.radians(dec)
+    cos_d = np.sin(dec_r[0]) * np.sin(dec_r[1:]) + np.cos(dec_r[0]) * np.cos(dec_r[1:]) * np.cos(
+        ra_r[1:] - ra_r[0]
+    )
+    radius = float(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))).max())
+    return float(ra[0] % 360.0), float(dec[0]), radius
+
+
+def _separation_deg(ra1: float, dec1: float, ra2: F64, dec2: F64) -> F64:
+    r1, d1 = math.radians(ra1), math.radians(dec1)
+    r2, d2 = np.radians(ra2), np.radians(dec2)
+    cos_d = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(r2 - r1)
+    return np.asarray(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))), np.float64)
+
+
+def stage_forced(ctx: Context) -> Context:
+    """Place the targets on the frame; flag off-frame and near-edge positions.
+
+    A frame without WCS cannot place them: every target gets a NO_WCS | OFF_FRAME
+    row with no flux, and a note says so (the field photometry still runs).
+    """
+    frame = need(ctx.frame, "frame")
+    aps = need(ctx.apertures, "apertures")
+    ph = ctx.config.photometry
+    n = len(ctx.targets)
+    names = tuple(t.name for t in ctx.targets)
+    ra = np.array([t.ra_deg % 360.0 for t in ctx.targets], np.float64)
+    dec = np.array([t.dec_deg for t in ctx.targets], np.float64)
+    flag = np.zeros(n, np.int64)
+    notes = ctx.notes
+    if n == 0:
+        x = y = np.zeros(0)
+    elif frame.wcs is None:
+        x = y = np.full(n, np.nan)
+        flag |= int(Flag.NO_WCS | Flag.OFF_FRAME)
+        notes += (
+            (
+                f"frame has no WCS: forced photometry at {n} target(s) is impossible "
+                "(plate-solve the frame first)"
+            ),
+        )
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x, y = frame.wcs.all_world2pix(ra, dec, 0, quiet=True)
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        c_ra, c_dec, radius = frame_footprint(frame.wcs, frame.shape)
+        far = _separation_deg(c_ra, c_dec, ra, dec) > 1.5 * radius + 1e-3
+        x[far] = np.nan
+        y[far] = np.nan
+    if n and frame.wcs is not None:
+        dist = edge_distance_px(x, y, frame.shape)
+        off = ~np.isfinite(dist) | (dist < 0)
+        r_max = max(aps.radii_px)
+        near = ~off & (dist < max(r_max, ph.edge_margin_px))
+        flag |= np.where(off, int(Flag.OFF_FRAME), 0)
+        flag |= np.where(near, int(Flag.NEAR_EDGE), 0)
+        n_bad = int((off | near).sum())
+        if n_bad:
+            margin = max(r_max, ph.edge_margin_px)
+            notes += (f"{n_bad} target(s) off the frame or within {margin:g} px of its edge",)
+    measurable = (flag & int(Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS)) == 0
+    forced = Forced(
+        names=names,
+        ra_deg=ra,
+        dec_deg=dec,
+        x_px=x,
+        y_px=y,
+        measurable=np.asarray(measurable, bool),
+        flag=flag,
+    )
+    if ph.recenter and measurable.any():
+        forced = _recenter(ctx, forced)
+    return replace(ctx, forced=forced, notes=notes)
+
+
+def _recenter(ctx: Context, forced: Forced) -> Forced:
+    """Move measurable forced positions to the windowed centroid when it is near and significant.
+
+    A shift is kept only when it is at most ``recenter_radius_px`` and the source at
+    the new position has S/N >= ``forced_snr_threshold`` (so noise is not chased).
+    """
+    frame = need(ctx.frame, "frame")
+    bkg = need(ctx.background, "background")
+    data_sub = need(ctx.data_sub_e, "data")
+    fwhm = need(ctx.fwhm, "fwhm").fwhm_px
+    ph = ctx.config.photometry
+    sig = (fwhm if math.isfinite(fwhm) else 3.0) / GAUSS_FWHM_PER_SIGMA
+    idx = np.flatnonzero(forced.measurable)
+    x0, y0 = forced.x_px[idx], forced.y_px[idx]
+    try:
+        xw, yw, wflag = sep.winpos(data_sub, x0, y0, sig, mask=frame.mask)
+    except Exception as exc:
+        raise ExtractionError(f"sep winpos failed while re-centring: {exc}") from exc
+    shift = np.hypot(xw - x0, yw - y0)
+    r = need(ctx.apertures, "apertures").radii_px[0]
+    sums = measure_apertures(
+        data_sub,
+        bkg.rms_e,
+        frame.mask,
+        frame.saturated,
+        xw,
+        yw,
+        r,
+        subpix=ph.subpix,
+        mesh_sky_px=sky_sample_size(ctx.config.extraction.back_size_px),
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = sums.flux_e / sums.flux_err_e
+    dist = edge_distance_px(xw, yw, frame.shape)
+    ok = (
+        (wflag == 0)
+        & np.isfinite(shift)
+        & (shift <= ph.recenter_radius_px)
+        & (snr >= ph.forced_snr_threshold)
+        & (dist >= max(r, ph.edge_margin_px))
+    )
+    x = forced.x_px.copy()
+    y = forced.y_px.copy()
+    flag = forced.flag.copy()
+    x[idx[ok]] = xw[ok]
+    y[idx[ok]] = yw[ok]
+    flag[idx[ok]] |= int(Flag.RECENTERED)
+    return replace(forced, x_px=x, y_px=y, flag=flag)

@@ -1,0 +1,283 @@
+"""Row selection for result tables: times, bands and sky positions (``extract_target``).
+
+Pure functions over astropy Tables with the columns of
+:data:`soapd.pipeline.result.RESULT_COLUMNS`; :class:`soapd.result.PhotometryResult`
+wraps them as methods. Times are mid-exposure UTC (the ``mjd`` column); naive
+datetimes and ISO strings are read as UTC (skynetsoap B1). No I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+from astropy.table import Table
+from astropy.time import Time
+
+from soapd.filters import normalise_filter
+from soapd.flags import Flag
+
+__all__ = ["TimeLike", "column", "date_bounds", "extract_target", "row_bands", "row_mjd", "to_mjd"]
+
+#: What the date filters accept: ISO-8601 text, datetime/date (naive = UTC), astropy Time,
+#: or an MJD number.
+TimeLike: TypeAlias = str | datetime | date | Time | float | int
+
+#: An MJD above this is almost surely a JD passed by mistake (MJD 2,400,000 is in 8429 AD).
+_JD_GUARD = 2_400_000.0
+
+
+def to_mjd(value: TimeLike) -> float:
+    """Return ``value`` as an MJD (UTC) float.
+
+    Parameters
+    ----------
+    value
+        ISO-8601 text (``"2026-11-24T03:00:00"``, ``"...Z"``, ``"...+02:00"``) or a
+        number in text, a ``datetime``/``date`` (naive values are taken as UTC), an
+        astropy ``Time``, or an MJD number.
+
+    Raises
+    ------
+    ValueError
+        If the text cannot be read as a time, or a number looks like a JD.
+    TypeError
+        For anything else (``bool`` included).
+    """
+    if isinstance(value, bool):
+        raise TypeError("a time must be ISO text, a datetime, an astropy Time or an MJD number")
+    if isinstance(value, Time):
+        return float(value.utc.mjd)
+    if isinstance(value, int | float | np.integer | np.floating):
+        mjd = float(value)
+        if not math.isfinite(mjd):
+            raise ValueError(f"time {value!r} is not finite")
+        if mjd > _JD_GUARD:
+            raise ValueError(f"{mjd} looks like a JD; pass an MJD (JD - 2400000.5)")
+        return mjd
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return float(Time(aware.astimezone(UTC).replace(tzinfo=None), scale="utc").mjd)
+    if isinstance(value, date):
+        return to_mjd(datetime(value.year, value.month, value.day, tzinfo=UTC))
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return to_mjd(float(text))
+        except ValueError as exc:
+            if "JD" in str(exc):
+                raise
+        try:
+            return to_mjd(datetime.fromisoformat(text))
+        except ValueError:
+            raise ValueError(
+                f"cannot read {value!r} as a time; use ISO-8601 such as "
+                "'2026-11-24T03:00:00Z' or an MJD number"
+            ) from None
+    raise TypeError(f"cannot use {type(value).__name__} as a time")
+
+
+def date_bounds(
+    *,
+    after: TimeLike | None = None,
+    before: TimeLike | None = None,
+    days_ago: float | None = None,
+    now: datetime | None = None,
+) -> tuple[float, float]:
+    """Return the (lower, upper) MJD bounds of a date selection (``-inf``/``inf`` if open).
+
+    ``days_ago`` keeps times after ``now - days_ago`` (``now`` defaults to the current
+    UTC time); with ``after`` as well, the later of the two lower bounds applies.
+    """
+    lower, upper = -math.inf, math.inf
+    if after is not None:
+        lower = to_mjd(after)
+    if before is not None:
+        upper = to_mjd(before)
+    if days_ago is not None:
+        if isinstance(days_ago, bool) or not math.isfinite(float(days_ago)) or days_ago < 0:
+            raise ValueError(f"days_ago must be a non-negative number of days, got {days_ago!r}")
+        ref = datetime.now(UTC) if now is None else now
+        lower = max(lower, to_mjd(ref - timedelta(days=float(days_ago))))
+    return lower, upper
+
+
+def column(table: Table, name: str, default: Any) -> npt.NDArray[Any]:
+    """Return column ``name`` as a plain array (masked entries filled), or ``default``s."""
+    if name not in table.colnames:
+        return np.full(len(table), default)
+    col = table[name]
+    if hasattr(col, "filled"):
+        return np.asarray(col.filled(default))
+    return np.asarray(col)
+
+
+def row_mjd(table: Table) -> npt.NDArray[np.float64]:
+    """Return the mid-exposure MJD of every row (from ``mjd``, else ``mid_time_utc``)."""
+    if "mjd" in table.colnames:
+        return column(table, "mjd", np.nan).astype(np.float64)
+    if "mid_time_utc" in table.colnames:
+        return np.array([to_mjd(str(v)) for v in table["mid_time_utc"]], dtype=np.float64)
+    raise KeyError("the table has neither an 'mjd' nor a 'mid_time_utc' column")
+
+
+def row_bands(table: Table) -> npt.NDArray[np.str_]:
+    """Return every row's canonical band (from ``filter``, normalised again to be safe)."""
+    raw = column(table, "filter", "")
+    cache: dict[str, str] = {}
+    return np.array([cache.setdefault(str(v), normalise_filter(str(v))) for v in raw], dtype=str)
+
+
+def _separation_arcsec(
+    ra_deg: npt.NDArray[np.float64], dec_deg: npt.NDArray[np.float64], ra0: float, dec0: float
+) -> npt.NDArray[np.float64]:
+    """Return great-circle distances in arcsec (Vincenty formula, stable at all angles)."""
+    ra1, dec1 = np.radians(ra_deg), np.radians(dec_deg)
+    ra2, dec2 = math.radians(ra0), math.radians(dec0)
+    dra = ra1 - ra2
+    num1 = np.cos(dec1) * np.sin(dra)
+    num2 = math.cos(dec2) * np.sin(dec1) - math.sin(dec2) * np.cos(dec1) * np.cos(dra)
+    den = math.sin(dec2) * np.sin(dec1) + math.cos(dec2) * np.cos(dec1) * np.cos(dra)
+    sep: npt.NDArray[np.float64] = np.degrees(np.arctan2(np.hypot(num1, num2), den)) * 3600.0
+    return sep
+
+
+def extract_target(
+    table: Table,
+    ra_deg: float,
+    dec_deg: float,
+    *,
+    radius_arcsec: float = 3.0,
+    forced_photometry: bool = False,
+    snr_threshold: float = 3.0,
+    target_name: str | None = None,
+) -> Table:
+    """Return the lightcurve of one sky position from a field-wide result table.
+
+    This is the plain-function form used by ``soapd extract RA DEC`` on the stored
+    field-wide tables (one Parquet table per frame, stacked) and by
+    :meth:`PhotometryResult.extract_target`.
+
+    Parameters
+    ----------
+    table
+        Result rows with at least ``ra``, ``dec`` (deg, ICRS), ``image_file`` and
+        ``mjd`` (mid-exposure); usually also ``is_forced``, ``snr``, ``flag``,
+        ``aperture_id`` and the magnitude columns of
+        :data:`soapd.pipeline.result.RESULT_COLUMNS`.
+    ra_deg, dec_deg
+        The position, degrees (ICRS).
+    radius_arcsec
+        Largest distance between a row's position and the target, arcsec.
+    forced_photometry
+        Also use forced rows (``is_forced`` True); otherwise only extracted sources.
+    snr_threshold
+        Forced rows with S/N below this become upper limits: ``is_detection``
+        False, ``Flag.UPPER_LIMIT`` set, ``calibrated_mag`` and
+        ``calibrated_mag_err`` NaN (the limit is ``limiting_mag``; ``flux`` and
+        ``ins_mag`` stay as measured); forced rows at or above it are detections,
+        with ``calibrated_mag = ins_mag + zeropoint`` where the pipeline, with its
+        own threshold, left it NaN. Extracted sources keep their ``is_detection``.
+    target_name
+        Written to the ``target_name`` column (default ``"RA DEC"`` in degrees).
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per frame (key: ``image_file`` and ``mjd``), the nearest row within
+        the radius (ties, e.g. several apertures of one source, go to the highest
+        S/N), sorted by ``mjd``, with an added ``separation_arcsec`` column. Rows
+        flagged ``OFF_FRAME`` carry no measurement and are left out.
+
+    Notes
+    -----
+    To fix the aperture of a multi-aperture table, select it first
+    (``PhotometryResult.filter_by_aperture``).
+    """
+    if radius_arcsec <= 0 or not math.isfinite(radius_arcsec):
+        raise ValueError(f"radius_arcsec must be a positive number, got {radius_arcsec!r}")
+    if not -90.0 <= dec_deg <= 90.0:
+        raise ValueError(f"dec_deg must lie in [-90, 90], got {dec_deg!r}")
+    for name in ("ra", "dec"):
+        if name not in table.colnames:
+            raise KeyError(f"the table has no {name!r} column; is it a soapd result table?")
+    is_forced = column(table, "is_forced", default=False).astype(bool)
+    flags = column(table, "flag", default=0).astype(np.int64)
+    sep = _separation_arcsec(
+        column(table, "ra", np.nan).astype(float),
+        column(table, "dec", np.nan).astype(float),
+        ra_deg % 360.0,
+        dec_deg,
+    )
+    keep = (sep <= radius_arcsec) & ((flags & Flag.OFF_FRAME) == 0)
+    if not forced_photometry:
+        keep &= ~is_forced
+    snr = column(table, "snr", np.nan).astype(float)
+    mjd = row_mjd(table)
+    images = column(table, "image_file", "").astype(str)
+    idx = np.flatnonzero(keep)
+    # Nearest first; equal distances (apertures of one source) by S/N, highest first.
+    order = idx[np.lexsort((-np.nan_to_num(snr[idx], nan=-np.inf), np.round(sep[idx], 6)))]
+    chosen: dict[tuple[str, float], int] = {}
+    for i in order:
+        chosen.setdefault((str(images[i]), float(mjd[i])), int(i))
+    rows = np.array(sorted(chosen.values(), key=lambda i: (mjd[i], images[i])), dtype=np.int64)
+    out = Table(table[rows], copy=True)
+    out["separation_arcsec"] = sep[rows]
+    out["separation_arcsec"].unit = "arcsec"
+    name = target_name or f"{ra_deg % 360.0:.6f} {dec_deg:+.6f}"
+    out["target_name"] = np.array([name] * len(out), dtype=object).astype(str)
+    _mark_limits(out, snr_threshold)
+    return out
+
+
+def _mark_limits(out: Table, snr_threshold: float) -> None:
+    """Turn forced rows below ``snr_threshold`` into upper limits, in place."""
+    n = len(out)
+    forced = column(out, "is_forced", default=False).astype(bool)
+    snr = column(out, "snr", np.nan).astype(float)
+    below = forced & ~(snr >= snr_threshold)
+    detected = column(out, "is_detection", default=True).astype(bool)
+    detected = np.where(forced, ~below, detected)
+    out["is_detection"] = detected if n else np.zeros(0, bool)
+    flags = column(out, "flag", default=0).astype(np.int64)
+    flags = np.where(below, flags | Flag.UPPER_LIMIT, flags & ~np.int64(Flag.UPPER_LIMIT))
+    flags = np.where(detected, flags, flags | Flag.UPPER_LIMIT)
+    out["flag"] = flags.astype(np.int64)
+    _set_mag(out, "calibrated_mag", below, _recomputed_mag(out))
+    _set_mag(out, "calibrated_mag_err", below, _recomputed_err(out))
+
+
+def _recomputed_mag(out: Table) -> npt.NDArray[np.float64]:
+    """Return ``calibrated_mag``, filled with ``ins_mag + zeropoint`` where it is NaN."""
+    mag = column(out, "calibrated_mag", np.nan).astype(float)
+    alt = column(out, "ins_mag", np.nan).astype(float) + column(out, "zeropoint", np.nan).astype(
+        float
+    )
+    filled: npt.NDArray[np.float64] = np.where(np.isfinite(mag), mag, alt)
+    return filled
+
+
+def _recomputed_err(out: Table) -> npt.NDArray[np.float64]:
+    """Return ``calibrated_mag_err``, filled from ``ins_mag_err`` and ``zeropoint_err``."""
+    err = column(out, "calibrated_mag_err", np.nan).astype(float)
+    alt = np.hypot(
+        column(out, "ins_mag_err", np.nan).astype(float),
+        column(out, "zeropoint_err", np.nan).astype(float),
+    )
+    filled: npt.NDArray[np.float64] = np.where(np.isfinite(err), err, alt)
+    return filled
+
+
+def _set_mag(
+    out: Table, name: str, below: npt.NDArray[np.bool_], values: npt.NDArray[np.float64]
+) -> None:
+    """Set column ``name`` to ``values``, NaN where ``below`` (limits), keeping its unit."""
+    if name not in out.colnames:
+        return
+    unit = out[name].unit
+    out[name] = np.where(below, np.nan, values)
+    out[name].unit = unit

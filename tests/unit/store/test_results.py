@@ -1,0 +1,281 @@
+"""Tests of ResultsMixin: targets, measurements (upsert, supersede), lightcurve, outbox."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from soapd.config import TargetConfig
+from soapd.errors import ConfigError, StoreError
+from soapd.models import AlertDraft, Target
+from soapd.store import Store
+from soapd.testing.lightcurves import register_frame, target_result
+
+T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture(name="store")
+def fixture_store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "soapd.db")
+    s.upsert_target(Target(name="GRB A", ra_deg=150.0, dec_deg=-30.0, trigger_time_utc=T0))
+    s.upsert_target(Target(name="VAR B", ra_deg=150.1, dec_deg=-30.0))
+    yield s
+    s.close()
+
+
+def _save(store: Store, i: int, mags: dict, *, hash_: str = "h1", alerts=(), **kw) -> int:
+    t = T0 + timedelta(minutes=10 * (i + 1))
+    fid = register_frame(store, f"f{i}.fits", mid_time_utc=t, obs_id=7)
+    res = target_result(mags, mid_time_utc=t, image_file=f"f{i}.fits", **kw)
+    store.save_result(
+        fid, res, alerts=alerts, config_hash=hash_, soapd_version="t", table_path=None
+    )
+    return fid
+
+
+def _count(store: Store, sql: str) -> int:
+    return int(store.db.execute(sql).fetchone()[0])
+
+
+def test_upsert_target_twice_updates_in_place(store: Store) -> None:
+    tid = store.upsert_target(Target(name="GRB A", ra_deg=151.0, dec_deg=-31.0, rules={"x": 1}))
+    assert tid == store.get_target("GRB A").target_id
+    t = store.get_target("GRB A")
+    assert (t.ra_deg, t.dec_deg, t.trigger_time_utc, t.rules) == (151.0, -31.0, None, {"x": 1.0})
+    assert len(store.list_targets()) == 2
+
+
+def test_remove_target_keeps_history_and_deactivates(store: Store) -> None:
+    _save(store, 0, {"GRB A": 17.0})
+    assert store.remove_target("GRB A") is True
+    assert store.remove_target("nope") is False
+    assert [t.name for t in store.active_targets()] == ["VAR B"]
+    assert [t.name for t in store.list_targets(include_inactive=True)] == ["GRB A", "VAR B"]
+    assert len(store.lightcurve("GRB A")) == 1
+
+
+def test_upsert_target_bad_position_raises_config_error(store: Store) -> None:
+    with pytest.raises(ConfigError, match="Dec must be"):
+        store.upsert_target(Target(name="bad", ra_deg=10.0, dec_deg=95.0))
+    with pytest.raises(ConfigError, match="RA must be"):
+        store.upsert_target(Target(name="bad", ra_deg=math.nan, dec_deg=0.0))
+
+
+def test_sync_config_targets_upserts_by_name_and_parses_trigger(store: Store) -> None:
+    store.sync_config_targets(
+        [
+            TargetConfig(
+                name="VAR B", ra_deg=10.0, dec_deg=5.0, trigger_time="2026-11-24T01:00:00"
+            ),
+            TargetConfig(name="NEW", ra_deg=20.0, dec_deg=-5.0, rules={"change_min_mag": 0.5}),
+        ]
+    )
+    b = store.get_target("VAR B")
+    assert (b.ra_deg, b.trigger_time_utc) == (10.0, datetime(2026, 11, 24, 1, tzinfo=UTC))
+    assert store.get_target("NEW").rules == {"change_min_mag": 0.5}
+    assert store.get_target("GRB A") is not None
+    with pytest.raises(ConfigError, match="trigger_time"):
+        store.sync_config_targets([TargetConfig(name="X", trigger_time="yesterday")])
+
+
+def test_save_result_reprocess_same_hash_upserts_without_duplicates(store: Store) -> None:
+    fid = _save(store, 0, {"GRB A": 17.0, "VAR B": 16.0}, aperture_radii_px=(3.0, 5.0))
+    res = target_result(
+        {"GRB A": 17.5, "VAR B": 16.0},
+        mid_time_utc=T0 + timedelta(minutes=10),
+        aperture_radii_px=(3.0, 5.0),
+    )
+    store.save_result(fid, res, config_hash="h1", soapd_version="t", table_path="/x.parquet")
+    assert _count(store, "SELECT count(*) FROM measurements") == 4
+    lc = store.lightcurve("GRB A")
+    assert np.allclose(lc["calibrated_mag"], 17.5)
+    row = store.frame(fid)
+    assert row.state == "processed"
+    assert store.db.execute(
+        "SELECT catalog_path, config_hash, zp_mag, band FROM frames WHERE frame_id=?", [fid]
+    ).fetchone() == ("/x.parquet", "h1", 22.0, "R")
+
+
+def test_save_result_new_config_hash_supersedes_old_rows(store: Store) -> None:
+    fid = _save(store, 0, {"GRB A": 17.0})
+    res = target_result({"GRB A": 17.2}, mid_time_utc=T0 + timedelta(minutes=10))
+    store.save_result(fid, res, config_hash="h2", soapd_version="t", table_path=None)
+    assert len(store.lightcurve("GRB A")) == 1
+    assert float(store.lightcurve("GRB A")["calibrated_mag"][0]) == pytest.approx(17.2)
+    everything = store.lightcurve("GRB A", include_superseded=True)
+    assert sorted(everything["superseded"].tolist()) == [False, True]
+    # The old row keeps its numbers.
+    old = everything[everything["superseded"]]
+    assert float(old["calibrated_mag"][0]) == pytest.approx(17.0)
+    # Processing with the first config again makes its rows current again.
+    store.save_result(
+        fid,
+        target_result({"GRB A": 17.0}, mid_time_utc=T0 + timedelta(minutes=10)),
+        config_hash="h1",
+        soapd_version="t",
+        table_path=None,
+    )
+    assert float(store.lightcurve("GRB A")["calibrated_mag"][0]) == pytest.approx(17.0)
+
+
+def test_save_result_nan_aperture_radius_does_not_duplicate(store: Store) -> None:
+    fid = _save(store, 0, {"GRB A": 17.0}, aperture_radii_px=(math.nan,))
+    res = target_result(
+        {"GRB A": 17.0}, mid_time_utc=T0 + timedelta(minutes=10), aperture_radii_px=(math.nan,)
+    )
+    store.save_result(fid, res, config_hash="h1", soapd_version="t", table_path=None)
+    assert _count(store, "SELECT count(*) FROM measurements") == 1
+    assert math.isnan(float(store.lightcurve("GRB A")["aperture_radius"][0]))
+
+
+def test_save_result_unknown_frame_raises_and_stores_nothing(store: Store) -> None:
+    res = target_result({"GRB A": 17.0}, mid_time_utc=T0)
+    with pytest.raises(StoreError, match="not in the ledger"):
+        store.save_result(999, res, config_hash="h", soapd_version="t", table_path=None)
+    assert _count(store, "SELECT count(*) FROM measurements") == 0
+
+
+def test_save_result_failing_alert_rolls_back_measurements_and_state(store: Store) -> None:
+    fid = register_frame(store, "f.fits", mid_time_utc=T0)
+    bad = AlertDraft(
+        target_name="GRB A",
+        rule="r",
+        dedupe_key="k",
+        batch_key="b",
+        message="m",
+        payload={"mag": math.nan},
+    )
+    with pytest.raises(ValueError, match="JSON"):
+        store.save_result(
+            fid,
+            target_result({"GRB A": 17.0}, mid_time_utc=T0),
+            alerts=[bad],
+            config_hash="h",
+            soapd_version="t",
+            table_path=None,
+        )
+    assert _count(store, "SELECT count(*) FROM measurements") == 0
+    assert _count(store, "SELECT count(*) FROM alerts") == 0
+    assert store.frame(fid).state == "downloaded"
+
+
+def test_save_result_ignores_rows_of_unknown_targets(store: Store) -> None:
+    _save(store, 0, {"GRB A": 17.0, "not watched": 15.0})
+    assert _count(store, "SELECT count(*) FROM measurements") == 1
+
+
+def test_lightcurve_has_units_meta_and_filters(store: Store) -> None:
+    _save(store, 0, {"GRB A": None}, band="R")
+    _save(store, 1, {"GRB A": 17.0}, band="V")
+    _save(store, 2, {"GRB A": 17.1}, band="R")
+    lc = store.lightcurve("GRB A")
+    assert len(lc) == 3
+    assert lc["is_detection"].tolist() == [False, True, True]
+    assert str(lc["calibrated_mag"].unit) == "mag"
+    assert str(lc["mjd"].unit) == "d"
+    assert str(lc["exptime"].unit) == "s"
+    assert str(lc["flux_ujy"].unit) == "uJy"
+    assert str(lc["ra"].unit) == "deg"
+    assert lc["jd"][0] - lc["mjd"][0] == pytest.approx(2400000.5)
+    assert lc.meta["trigger_time_utc"].startswith("2026-11-24T03:00:00")
+    assert lc["mid_time_utc"][0].startswith("2026-11-24T03:10:00")
+    assert np.all(np.diff(lc["mjd"]) > 0)
+    assert len(store.lightcurve("GRB A", band="R")) == 2
+    assert len(store.lightcurve("GRB A", since_utc=T0 + timedelta(minutes=25))) == 1
+    assert len(store.lightcurve("GRB A", since_utc="2026-11-24T03:25:00Z")) == 1
+    with pytest.raises(StoreError, match="no target"):
+        store.lightcurve("nobody")
+
+
+def test_lightcurve_empty_has_all_columns(store: Store) -> None:
+    lc = store.lightcurve("VAR B")
+    assert len(lc) == 0
+    assert "is_detection" in lc.colnames
+    assert "limiting_mag" in lc.colnames
+
+
+def test_outbox_dedupe_key_stores_an_alert_once(store: Store) -> None:
+    draft = AlertDraft(target_name="GRB A", rule="r", dedupe_key="k1", batch_key="b", message="m")
+    fid = _save(store, 0, {"GRB A": 17.0}, alerts=[draft])
+    assert store.alert_counts() == {"pending": 1, "sent": 0, "failed": 0}
+    res = target_result({"GRB A": 17.0}, mid_time_utc=T0 + timedelta(minutes=10))
+    ids = store.save_result(
+        fid, res, alerts=[draft], config_hash="h9", soapd_version="t", table_path=None
+    )
+    assert ids == []
+    assert store.add_alerts(fid, [draft]) == []
+    assert store.alert_counts()["pending"] == 1
+
+
+def test_outbox_failed_then_sent_and_given_up(store: Store) -> None:
+    drafts = [
+        AlertDraft(target_name="GRB A", rule="r", dedupe_key=f"k{i}", batch_key="b", message="m")
+        for i in range(2)
+    ]
+    a, b = store.add_alerts(None, drafts)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    store.mark_alert_failed(a, "smtp down", later)
+    assert [x.alert_id for x in store.unsent_alerts()] == [b]
+    due = store.unsent_alerts(later + timedelta(seconds=1))
+    assert [x.alert_id for x in due] == [a, b]
+    assert due[0].attempts == 1
+    store.mark_alert_delivered(a, "email:x")
+    store.mark_alert_delivered(a, "email:x")
+    assert store.unsent_alerts(later + timedelta(seconds=1))[0].delivered_to == {"email:x"}
+    store.mark_alert_sent(a)
+    store.mark_alert_failed(b, "boom", None)
+    assert store.alert_counts() == {"pending": 0, "sent": 1, "failed": 1}
+    rows = store.list_alerts(target_name="GRB A")
+    assert {r["status"] for r in rows} == {"sent", "failed"}
+
+
+mag_or_none = st.one_of(st.none(), st.floats(min_value=10.0, max_value=22.0))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    mags=st.lists(mag_or_none, min_size=1, max_size=6),
+    lim=st.floats(min_value=15.0, max_value=23.0),
+    radii=st.lists(
+        st.one_of(st.just(math.nan), st.floats(min_value=0.5, max_value=30.0)),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda r: -1 if math.isnan(r) else round(r * 1000),
+    ),
+)
+def test_save_then_lightcurve_round_trips_values(tmp_path: Path, mags, lim, radii) -> None:
+    """Every stored number comes back unchanged (NaN as NaN), one row per frame x aperture."""
+    with Store(
+        tmp_path / f"rt{abs(hash((tuple(map(str, mags)), lim, tuple(map(str, radii)))))}.db"
+    ) as s:
+        s.upsert_target(Target(name="T", ra_deg=1.0, dec_deg=2.0))
+        results = []
+        for i, m in enumerate(mags):
+            t = T0 + timedelta(minutes=i)
+            fid = register_frame(s, f"g{i}", mid_time_utc=t)
+            res = target_result({"T": m}, mid_time_utc=t, lim_mag=lim, aperture_radii_px=radii)
+            s.save_result(fid, res, config_hash="h", soapd_version="t", table_path=None)
+            s.save_result(fid, res, config_hash="h", soapd_version="t", table_path=None)
+            results.append(res.table)
+        lc = s.lightcurve("T")
+        assert len(lc) == len(mags) * len(radii)
+        for k, name in (
+            ("flux", "flux"),
+            ("snr", "snr"),
+            ("calibrated_mag", "calibrated_mag"),
+            ("limiting_mag", "limiting_mag"),
+            ("aperture_radius", "aperture_radius"),
+        ):
+            expect = np.concatenate([np.asarray(t[name], float) for t in results])
+            got = np.asarray(lc[k], float)
+            assert np.allclose(got, expect, equal_nan=True, rtol=0, atol=1e-9)
+        expect_det = np.concatenate([np.asarray(t["is_detection"], bool) for t in results])
+        assert lc["is_detection"].tolist() == expect_det.tolist()

@@ -242,6 +242,9 @@ class PhotometryConfig:
     annulus_outer_px: float = _opt(25.0, lo=1.0, hi=1000.0)
     #: Correct every aperture to total flux with the curve of growth of bright isolated stars.
     aperture_correction: bool = True
+    #: Scale the sky part of flux errors by the ratio (>= 1) of the blank-sky aperture scatter
+    #: to the white-noise prediction, so correlated pixel noise is in the errors.
+    correlated_noise: bool = True
     #: Distance from the edge in px below which a row is flagged NEAR_EDGE.
     edge_margin_px: float = _opt(5.0, lo=0.0, hi=1000.0)
     #: Forced photometry: a row is a detection when S/N >= this value, else an upper limit.

@@ -215,16 +215,27 @@ def write_table(table: Table, path: str | Path, fmt: str | None = None) -> Path:
 
 
 def read_table(path: str | Path, fmt: str | None = None) -> Table:
-    """Read a table written by :func:`write_table`; raise SoapdError if it cannot be read."""
+    """Read a table written by :func:`write_table`; raise SoapdError if it cannot be read.
+
+    Text columns come back unmasked, with empty strings where the file had none.
+    """
     src = Path(path)
     kind = format_for(src, fmt)
     try:
         if kind == "ecsv":
-            return Table.read(src, format="ascii.ecsv")
-        if kind == "csv":
-            return _read_csv(src)
-        if kind == "parquet":
-            return _read_parquet(src)
-        return _read_json(src)
+            table = Table.read(src, format="ascii.ecsv")
+        elif kind == "csv":
+            table = _read_csv(src)
+        elif kind == "parquet":
+            table = _read_parquet(src)
+        else:
+            table = _read_json(src)
     except (OSError, ValueError, KeyError) as exc:
         raise SoapdError(f"{src}: cannot read the {kind} table: {exc}") from None
+    for name in table.colnames:
+        col = table[name]
+        if isinstance(col, MaskedColumn) and col.dtype.kind in "US":
+            unit, desc = col.unit, col.description
+            table[name] = np.asarray(col.filled(""), dtype=str)
+            table[name].unit, table[name].description = unit, desc
+    return table

@@ -126,9 +126,13 @@ def row_mjd(table: Table) -> npt.NDArray[np.float64]:
 
 def row_bands(table: Table) -> npt.NDArray[np.str_]:
     """Return every row's canonical band (from ``filter``, normalised again to be safe)."""
-    raw = column(table, "filter", "")
-    cache: dict[str, str] = {}
-    return np.array([cache.setdefault(str(v), normalise_filter(str(v))) for v in raw], dtype=str)
+    raw = column(table, "filter", "").astype(str)
+    if raw.size == 0:
+        return np.zeros(0, dtype=str)
+    names, inverse = np.unique(raw, return_inverse=True)
+    bands = np.array([normalise_filter(str(n)) for n in names], dtype=str)
+    out: npt.NDArray[np.str_] = bands[inverse.reshape(-1)]
+    return out
 
 
 def _separation_arcsec(

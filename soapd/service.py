@@ -87,15 +87,21 @@ class Health:
 class Waker:
     """Run a scheduled job now, without tripping APScheduler's ``max_instances=1``.
 
-    A job that is queued or running when woken is re-run right after it ends
-    (the scheduler's own events say when). Thread-safe; a no-op when there is no
-    scheduler (``--until-idle``).
+    Any thread may call :meth:`wake`; it only records the wish and nudges the
+    supervisor, whose thread calls :meth:`flush` to reschedule the jobs. Keeping
+    ``modify_job`` off the job threads matters: APScheduler's ``shutdown`` holds
+    its job-store lock while it waits for the running job, so a job that
+    rescheduled another job itself could deadlock the shutdown. A job that is
+    queued or running when woken is run again right after it ends (the
+    scheduler's own events say when). A no-op without a scheduler (``--until-idle``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, notify: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self._again: set[str] = set()
+        self._pending: set[str] = set()
+        self._notify = notify
         self.scheduler: Any = None
 
     def attach(self, scheduler: Any) -> None:
@@ -106,6 +112,12 @@ class Waker:
         scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         scheduler.add_listener(self._ended, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
 
+    def close(self) -> None:
+        """Ignore wakes from now on (before the scheduler shuts down)."""
+        with self._lock:
+            self.scheduler = None
+            self._pending.clear()
+
     def _submitted(self, event: Any) -> None:
         with self._lock:
             self._busy.add(event.job_id)
@@ -113,29 +125,37 @@ class Waker:
     def _ended(self, event: Any) -> None:
         with self._lock:
             self._busy.discard(event.job_id)
-            again = event.job_id in self._again
+            if event.job_id not in self._again:
+                return
             self._again.discard(event.job_id)
-        if again:
-            self._run_now(event.job_id)
+            self._pending.add(event.job_id)
+        self._notify()
 
     def wake(self, job_id: str) -> None:
-        """Ask for ``job_id`` to run as soon as the scheduler thread is free."""
+        """Ask for ``job_id`` to run as soon as the scheduler thread is free (any thread)."""
         with self._lock:
             if self.scheduler is None:
                 return
-            if job_id in self._busy:
-                self._again.add(job_id)
-                return
-        self._run_now(job_id)
+            (self._again if job_id in self._busy else self._pending).add(job_id)
+        self._notify()
 
-    def _run_now(self, job_id: str) -> None:
+    def flush(self) -> None:
+        """Reschedule the woken jobs to run now (the supervisor's thread only)."""
         from apscheduler.jobstores.base import JobLookupError
         from apscheduler.schedulers import SchedulerNotRunningError
 
-        try:
-            self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
-        except (JobLookupError, SchedulerNotRunningError):
-            logger.debug("cannot wake %s: the scheduler is stopping", job_id)
+        with self._lock:
+            scheduler, todo = self.scheduler, self._pending - self._busy
+            self._again |= self._pending & self._busy
+            self._pending = set()
+        if scheduler is None:
+            return
+        now = datetime.now(UTC)
+        for job_id in sorted(todo):
+            try:
+                scheduler.modify_job(job_id, next_run_time=now)
+            except (JobLookupError, SchedulerNotRunningError):
+                logger.debug("cannot wake %s: the scheduler is stopping", job_id)
 
 
 class Service:
@@ -157,9 +177,9 @@ class Service:
         self._notifiers = notifiers
         self.sd = SystemdNotifier(env)
         self.health = Health(config.paths.stall_timeout_s)
-        self.waker = Waker()
         self.stop_event = threading.Event()
         self._nudge = threading.Event()
+        self.waker = Waker(self._nudge.set)
         self._reload_requested = False
         self.ctx: JobContext | None = None
         self.scheduler: Any = None
@@ -288,19 +308,24 @@ class Service:
         return 0
 
     def _supervise(self, ctx: JobContext) -> None:
-        """Loop on the main thread: watchdog pings while healthy, SIGHUP reloads."""
+        """Loop on the main thread: wakes, watchdog pings while healthy, SIGHUP reloads."""
         every_s = min(self.sd.watchdog_interval_s or SUPERVISE_S, SUPERVISE_S)
         last_problem: str | None = None
+        next_check = 0.0
         while not self.stop_event.is_set():
             self._nudge.wait(every_s)
             self._nudge.clear()
             if self.stop_event.is_set():
                 break
+            self.waker.flush()
             if self._reload_requested:
                 self._reload_requested = False
                 self.scheduler.add_job(
                     self._job("reload", self._reload, ctx), id="reload", replace_existing=True
                 )
+            if time.monotonic() < next_check:
+                continue
+            next_check = time.monotonic() + every_s
             problem = self.health.problem(ctx.pool.oldest_age_s())
             if problem is None:
                 self.sd.watchdog()
@@ -382,6 +407,7 @@ class Service:
         logger.info("soapd stopping")
         if self.watcher is not None:
             self.watcher.stop()
+        self.waker.close()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self._settle(ctx)

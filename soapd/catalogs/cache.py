@@ -198,6 +198,9 @@ class TileCache:
             st = p.stat()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            logger.warning("catalog cache: cannot read %s (%s)", p, exc.strerror)
+            return None
         if self.ttl_days > 0 and time.time() - st.st_mtime > self.ttl_days * 86400.0:
             logger.info("catalog cache: %s tile %s expired; refetching", catalog, tile.key)
             return None

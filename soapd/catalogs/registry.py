@@ -146,7 +146,9 @@ CATALOGS: dict[str, CatalogSpec] = {
             bands=_ugriz("{}mag", "grizy"),
             ugriz_family="ps1",
             sort_col="rmag",
-            # Qual bit 4 = "good-quality measurement in PS1"; only positions/photometry used.
+            # PS1 saturates at about 13-14 mag (Magnier et al. 2020, ApJS 251, 6): brighter
+            # measurements are unreliable in every band.
+            cuts=tuple(Cut(f"{b}mag", lo=13.5) for b in "grizy"),
             extra_cols=("Qual", "Nd"),
             aliases=("II_349_ps1", "II/349/ps1", "II/349"),
             note="PS1 positions, mean epoch about 2012",

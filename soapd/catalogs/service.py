@@ -4,8 +4,9 @@ Order of sources for one (catalog, cone): the on-disk tile cache (a field
 whose tiles are all cached never touches the network), then the local files
 of ``calibration.catalog_files`` that hold that catalog, then VizieR (only when
 ``calibration.online``). After a failed VizieR query the service leaves VizieR
-alone for ``calibration.retry_after_s`` seconds, so an outage costs one
-timeout, not one per frame and catalog.
+alone for ``calibration.retry_after_s`` seconds: that catalog after any failed
+query, and every catalog after a timeout or connection failure (the server is
+down), so an outage costs one timeout, not one per frame and catalog.
 
 :meth:`CatalogService.stars` returns an astropy Table with one row per catalog
 star in the cone:
@@ -41,11 +42,10 @@ from astropy.table import Table, vstack
 
 from soapd.catalogs.cache import Tile, TileCache, angular_sep_deg, tiles_for_cone
 from soapd.catalogs.local import read_local
+from soapd.catalogs.normalise import filled, normalise
 from soapd.catalogs.registry import CATALOGS, CatalogSpec, default_chain, spec
-from soapd.catalogs.transforms import Photometry
 from soapd.catalogs.vizier import VizierFetcher
 from soapd.errors import CatalogError
-from soapd.filters import mag_system
 
 if TYPE_CHECKING:
     from soapd.config import CalibrationConfig
@@ -95,8 +95,9 @@ class CatalogService:
             timeout_s=config.timeout_s,
             row_limit=config.row_limit,
             mag_limit=config.query_mag_limit,
+            retry_after_s=config.retry_after_s,
         )
-        self._offline_until = 0.0
+        self._failed_until: dict[str, float] = {}
         self._tiles: dict[tuple[str, Tile], Table] = {}
         self._unions: dict[tuple[Any, ...], Table] = {}
         self._norm: dict[tuple[Any, ...], Table] = {}
@@ -167,20 +168,20 @@ class CatalogService:
                 f"{s.name}: tile {tile.key} not cached and calibration.online is false; "
                 "run `soapd catalogs prefetch` or add a local file"
             )
-        now = time.monotonic()
-        if now < self._offline_until:
+        wait = self._failed_until.get(s.name, 0.0) - time.monotonic()
+        if wait > 0:
             raise CatalogError(
-                f"{s.name}: VizieR skipped for {self._offline_until - now:.0f} s more after a "
-                "failed query (calibration.retry_after_s)"
+                f"{s.name}: VizieR skipped for {wait:.0f} s more after a failed query "
+                "(calibration.retry_after_s)"
             )
         ra_c, dec_c = tile.center
         try:
             table = self.fetcher.cone(s, ra_deg=ra_c, dec_deg=dec_c, radius_deg=tile.radius_deg)
         except CatalogError:
-            self._offline_until = time.monotonic() + self.config.retry_after_s
+            self._failed_until[s.name] = time.monotonic() + self.config.retry_after_s
             raise
         if len(table) and {s.ra_col, s.dec_col} <= set(table.colnames):
-            inside = tile.contains(_filled(table, s.ra_col), _filled(table, s.dec_col))
+            inside = tile.contains(filled(table, s.ra_col), filled(table, s.dec_col))
             table = table[inside]
         elif len(table):
             raise CatalogError(
@@ -191,7 +192,10 @@ class CatalogService:
         table.meta.update(meta_keep)
         table.meta["catalog"] = s.name
         table.meta["fetched_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.cache.put(s.name, tile, self._key(s), table)
+        try:
+            self.cache.put(s.name, tile, self._key(s), table)
+        except CatalogError as exc:
+            logger.warning("catalog cache not updated (the stars are still used): %s", exc)
         return table
 
     def _tile(self, s: CatalogSpec, tile: Tile) -> tuple[Table, str]:
@@ -324,93 +328,14 @@ class CatalogService:
         return out
 
 
-def _filled(table: Table, col: str) -> FloatArray:
-    return np.asarray(np.ma.filled(np.ma.asarray(table[col], dtype=float), np.nan), dtype=float)
-
-
 def _in_cone(
     table: Table, s: CatalogSpec, ra: float, dec: float, radius: float
 ) -> npt.NDArray[np.bool_]:
     if len(table) == 0:
         return np.zeros(0, dtype=bool)
-    sep = angular_sep_deg(ra, dec, _filled(table, s.ra_col), _filled(table, s.dec_col))
+    sep = angular_sep_deg(ra, dec, filled(table, s.ra_col), filled(table, s.dec_col))
     return np.asarray(sep <= radius)
 
 
 def _stack(parts: list[Table]) -> Table:
     return vstack(parts, metadata_conflicts="silent")
-
-
-def _variable(col: Any, s: CatalogSpec) -> npt.NDArray[np.bool_]:
-    """Return True where the catalog's variability column marks a known variable."""
-    mask = np.ma.getmaskarray(col)
-    data = np.ma.getdata(col)
-    if s.variable_mask is not None and data.dtype.kind in "iu":
-        values = (data.astype(np.int64) & s.variable_mask).astype(str)
-    else:
-        values = np.char.strip(data.astype(str))
-    return np.asarray(~mask & np.isin(values, s.variable_is))
-
-
-def normalise(raw: Table, s: CatalogSpec, band: str, *, missing_err_mag: float) -> Table:
-    """Return the documented star table for ``band`` from catalog ``s``'s raw rows.
-
-    Applies the registry's quality cuts, marks variables, fills missing or
-    flagged (``u_e_``) errors with ``missing_err_mag`` and derives ``band`` and
-    its colour through :mod:`soapd.catalogs.transforms`. Raise CatalogError
-    when the band cannot be had.
-    """
-    keep = np.ones(len(raw), dtype=bool)
-    for cut in s.cuts:
-        if cut.column not in raw.colnames:
-            continue
-        v = _filled(raw, cut.column)
-        ok = (v >= cut.lo) & (v <= cut.hi)
-        keep &= ok | (np.isnan(v) & (not cut.required))
-    raw = raw[keep]
-    mags: dict[str, FloatArray] = {}
-    errs: dict[str, FloatArray] = {}
-    for b, cols in s.bands.items():
-        if cols.mag not in raw.colnames:
-            continue
-        m = _filled(raw, cols.mag)
-        e = (
-            _filled(raw, cols.err)
-            if cols.err and cols.err in raw.colnames
-            else np.full_like(m, np.nan)
-        )
-        bad = ~np.isfinite(e) | (e <= 0)
-        if cols.err_flag and cols.err_flag in raw.colnames:
-            flag = _filled(raw, cols.err_flag)
-            bad |= np.isfinite(flag) & (flag != 0)
-        e = np.where(bad, np.fmax(np.nan_to_num(e, nan=0.0), missing_err_mag), e)
-        mags[b], errs[b] = m, e
-    phot = Photometry(mags, errs, family=s.ugriz_family)
-    derived = phot.derive(band)
-    if derived is None:
-        have = ", ".join(sorted(mags)) or "none"
-        raise CatalogError(f"{s.name} cannot provide band {band!r} (its bands here: {have})")
-    mag = derived.mag
-    color, color_name = phot.color(band)
-    n = len(raw)
-    out = Table()
-    out["ra_deg"] = _filled(raw, s.ra_col)
-    out["dec_deg"] = _filled(raw, s.dec_col)
-    out["mag"] = mag
-    out["mag_err"] = phot.error(derived)
-    out["color"] = color.mag if color is not None else np.full(n, np.nan)
-    out["color_err"] = phot.error(color) if color is not None else np.full(n, np.nan)
-    variable = np.zeros(n, dtype=bool)
-    if s.variable_col and s.variable_col in raw.colnames:
-        variable = _variable(raw[s.variable_col], s)
-    out["variable"] = variable
-    out.meta.update(
-        {
-            "catalog": s.name,
-            "band": band,
-            "system": mag_system(band),
-            "how": derived.how,
-            "color_name": color_name if color is not None else "",
-        }
-    )
-    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,10 @@ class VizierFetcher:
         Most rows asked per query.
     mag_limit
         Faintest magnitude asked, applied to each catalog's sort column (0: none).
+    retry_after_s
+        After a timeout or a connection failure (the server, not one catalog, is
+        unreachable), every query fails at once for this many seconds, so an outage
+        costs one timeout rather than one per catalog and frame.
     """
 
     def __init__(
@@ -64,13 +69,16 @@ class VizierFetcher:
         timeout_s: float = 30.0,
         row_limit: int = 5000,
         mag_limit: float = 0.0,
+        retry_after_s: float = 300.0,
     ) -> None:
         """Remember the query settings."""
         self.server = server
         self.timeout_s = timeout_s
         self.row_limit = row_limit
         self.mag_limit = mag_limit
+        self.retry_after_s = retry_after_s
         self.calls = 0
+        self._down_until = 0.0
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -105,6 +113,12 @@ class VizierFetcher:
             kwargs["vizier_server"] = self.server
         viz = _Vizier(**kwargs)
         where = f"VizieR {spec.vizier_id} at {self.server or 'default mirror'}"
+        wait = self._down_until - time.monotonic()
+        if wait > 0:
+            raise CatalogError(
+                f"{where} skipped: the server was unreachable; retrying in {wait:.0f} s "
+                "(calibration.retry_after_s)"
+            )
         with self._lock:
             self.calls += 1
         logger.info("querying %s: cone %.5f %+.5f r=%.3f deg", where, ra_deg, dec_deg, radius_deg)
@@ -118,6 +132,8 @@ class VizierFetcher:
                     cache=False,
                 )
         except Exception as exc:
+            if _unreachable(exc):
+                self._down_until = time.monotonic() + self.retry_after_s
             raise CatalogError(
                 f"{where} failed ({type(exc).__name__}: {exc}); check the network or "
                 "set calibration.vizier_server to another mirror, or calibration.online = false"
@@ -135,6 +151,13 @@ class VizierFetcher:
                 radius_deg,
             )
         return table
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Return True for timeouts and connection failures (the server, not the query)."""
+    import requests
+
+    return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
 
 
 def _pick(result: Any, vizier_id: str) -> Table:

@@ -60,8 +60,8 @@ STAGES: tuple[Stage, ...] = (
     ("apertures", stage_apertures),
     ("forced", stage_forced),
     ("photometry", stage_photometry),
-    ("calibrate", stage_calibrate),
     ("limits", stage_limits),
+    ("calibrate", stage_calibrate),
     ("table", stage_table),
 )
 

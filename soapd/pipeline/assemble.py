@@ -262,6 +262,7 @@ def stage_table(ctx: Context) -> Context:
         "zeropoint_err": main.zp_err_mag,
         "calibration": main.reason,
         "blank_sky_apertures": limits.blank.n_used if limits.blank else 0,
+        "noise_correlation_beta": list(limits.beta),
         "notes": list(ctx.notes),
     }
     table = build_table(columns, n, meta)

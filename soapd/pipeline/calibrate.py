@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,8 @@ import numpy.typing as npt
 from soapd.errors import CatalogError
 from soapd.filters import AB_MINUS_VEGA, is_unfiltered
 from soapd.flags import Flag
+from soapd.pipeline.crossmatch import Selection, column, select_calibrators
+from soapd.pipeline.zeropoint import ZeroPointFit, fit_zero_point
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -58,13 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
-#: Source flag bits that do not disqualify a calibrator.
-_HARMLESS = int(Flag.RECENTERED | Flag.NO_CALIBRATION | Flag.CAL_UNFILTERED)
-_MAD_TO_SIGMA = 1.482602218505602
 
 
 class ReferenceProvider(Protocol):
@@ -118,247 +113,6 @@ class Calibration:
     def ok(self) -> bool:
         """True when a finite zero point was fitted."""
         return bool(np.isfinite(self.zp_mag))
-
-
-@dataclass(frozen=True, slots=True)
-class ZeroPointFit:
-    """Result of :func:`fit_zero_point` (see the module docstring)."""
-
-    zp_mag: float
-    zp_err_mag: float
-    scatter_mag: float
-    color_term: float | None
-    color_term_err: float | None
-    color_ref_mag: float
-    keep: npt.NDArray[np.bool_]
-    chi2_red: float
-
-
-def _col(table: Table, name: str, default: float = np.nan) -> FloatArray:
-    if name not in table.colnames:
-        return np.full(len(table), default)
-    return np.asarray(np.ma.filled(np.ma.asarray(table[name], dtype=float), np.nan), dtype=float)
-
-
-def _wls(y: FloatArray, sigma: FloatArray, x: FloatArray | None) -> tuple[FloatArray, FloatArray]:
-    """Weighted least squares of ``y = a (+ b x)``; return (params, covariance)."""
-    w = 1.0 / sigma**2
-    A = np.ones((len(y), 1)) if x is None else np.column_stack([np.ones_like(y), x])
-    ata = A.T @ (A * w[:, None])
-    cov = np.linalg.pinv(ata)
-    params = cov @ (A.T @ (w * y))
-    return np.asarray(params, dtype=float), np.asarray(cov, dtype=float)
-
-
-def _robust_sigma(r: FloatArray) -> float:
-    return float(_MAD_TO_SIGMA * np.median(np.abs(r - np.median(r)))) if len(r) else np.nan
-
-
-def fit_zero_point(
-    delta_mag: FloatArray,
-    sigma_mag: FloatArray,
-    *,
-    color_mag: FloatArray | None = None,
-    color_err_mag: FloatArray | None = None,
-    sigma_clip: float = 3.0,
-    max_iter: int = 10,
-    min_stars: int = 3,
-    floor_mag: float = 0.0,
-) -> ZeroPointFit | None:
-    """Fit ``delta = zp (+ k (c - c_ref))`` robustly; None if fewer than ``min_stars`` survive.
-
-    Parameters
-    ----------
-    delta_mag
-        Catalog minus instrumental magnitude per calibrator (mag).
-    sigma_mag
-        Their 1-sigma errors (mag; instrumental and catalog in quadrature).
-    color_mag, color_err_mag
-        Catalog colour and its error per calibrator; given -> a colour term is fitted.
-    sigma_clip, max_iter, min_stars, floor_mag
-        Clip threshold (in robust sigma), iteration cap, fewest stars, systematic floor.
-    """
-    delta = np.asarray(delta_mag, dtype=float)
-    sig = np.asarray(sigma_mag, dtype=float)
-    use_color = color_mag is not None
-    c = np.asarray(color_mag, dtype=float) if use_color else np.zeros_like(delta)
-    ce = np.asarray(color_err_mag, dtype=float) if color_err_mag is not None else np.zeros_like(c)
-    p_count = 2 if use_color else 1
-    if len(delta) < max(min_stars, p_count):
-        return None
-    c0 = float(np.median(c))
-    keep = np.ones(len(delta), dtype=bool)
-    params = np.array([np.median(delta), 0.0])
-    for _ in range(max_iter):
-        slope = float(params[1]) if use_color else 0.0
-        sig_eff = np.sqrt(sig**2 + (slope * ce) ** 2)
-        resid = delta - (params[0] + slope * (c - c0))
-        s = _robust_sigma(resid[keep])
-        new_keep = np.abs(resid) <= sigma_clip * np.fmax(s, sig_eff)
-        if new_keep.sum() < max(min_stars, p_count):
-            return None
-        params, _ = _wls(
-            delta[new_keep], sig_eff[new_keep], (c - c0)[new_keep] if use_color else None
-        )
-        if not use_color:
-            params = np.array([params[0], 0.0])
-        if np.array_equal(new_keep, keep):
-            break
-        keep = new_keep
-    keep = new_keep
-    c_ref = float(np.median(c[keep])) if use_color else float("nan")
-    slope = float(params[1]) if use_color else 0.0
-    sig_eff = np.sqrt(sig**2 + (slope * ce) ** 2)
-    x = (c - c_ref)[keep] if use_color else None
-    params, cov = _wls(delta[keep], sig_eff[keep], x)
-    model = params[0] + (params[1] * (c - c_ref) if use_color else 0.0)
-    resid = delta - model
-    n = int(keep.sum())
-    dof = n - p_count
-    chi2_red = float(np.sum((resid[keep] / sig_eff[keep]) ** 2) / dof) if dof > 0 else float("nan")
-    inflate = max(1.0, chi2_red) if np.isfinite(chi2_red) else 1.0
-    zp_err = float(np.sqrt(cov[0, 0] * inflate + floor_mag**2))
-    return ZeroPointFit(
-        zp_mag=float(params[0]),
-        zp_err_mag=zp_err,
-        scatter_mag=_robust_sigma(resid[keep]),
-        color_term=float(params[1]) if use_color else None,
-        color_term_err=float(np.sqrt(cov[1, 1] * inflate)) if use_color else None,
-        color_ref_mag=c_ref,
-        keep=keep,
-        chi2_red=chi2_red,
-    )
-
-
-def _unit(ra_deg: FloatArray, dec_deg: FloatArray) -> FloatArray:
-    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
-    return np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
-
-
-def _chord(arcsec: float) -> float:
-    return float(2.0 * np.sin(np.radians(arcsec / 3600.0) / 2.0))
-
-
-def _crowded(
-    tree: Any,
-    xyz: FloatArray,
-    idx: IntArray,
-    mag: FloatArray,
-    *,
-    allow_unknown: bool,
-    dmag: float,
-    r: float,
-) -> npt.NDArray[np.bool_]:
-    """Return True for points ``idx`` that have a bright neighbour within chord ``r``.
-
-    Bright: brighter than the point's magnitude + ``dmag``, or of unknown magnitude
-    unless ``allow_unknown``.
-    """
-    neighbours = tree.query_ball_point(xyz[idx], r)
-    counts = np.fromiter((len(n) for n in neighbours), dtype=np.int64, count=len(idx))
-    if counts.sum() == 0:
-        return np.zeros(len(idx), bool)
-    other = np.concatenate([np.asarray(n, dtype=np.int64) for n in neighbours])
-    owner = np.repeat(np.arange(len(idx)), counts)
-    m_other = mag[other]
-    unknown = ~np.isfinite(m_other)
-    bright = np.where(unknown, not allow_unknown, m_other < mag[idx][owner] + dmag)
-    hit = bright & (other != idx[owner])
-    return np.bincount(owner[hit], minlength=len(idx)) > 0
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Calibrator candidates: matched source/star rows that passed every cut."""
-
-    src_idx: IntArray
-    star_idx: IntArray
-    n_matched: int
-    #: cut name -> how many matched pairs it removed (first failing cut counts).
-    removed: dict[str, int]
-
-
-def select_calibrators(sources: Table, stars: Table, config: CalibrationConfig) -> Selection:
-    """Cross-match one-to-one and keep clean, isolated, unsaturated, non-variable stars.
-
-    A pair is a match when the source and the star are each other's nearest
-    neighbour within ``match_radius_arcsec``. A matched pair is a calibrator when
-    the source has no disqualifying flag bit (anything but RECENTERED), finite
-    ``ins_mag``/``ins_mag_err``; the star has a finite magnitude and error inside
-    [mag_min, mag_max] and is not marked variable (``reject_variables``); no
-    other catalog star within ``isolation_arcsec`` is brighter than
-    ``mag + isolation_dmag`` or of unknown magnitude; and no other detection
-    within ``isolation_arcsec`` is brighter than ``ins_mag + isolation_dmag``.
-    Detections are inside the frame by construction.
-    """
-    from scipy.spatial import cKDTree
-
-    n_src, n_cat = len(sources), len(stars)
-    empty = np.zeros(0, np.int64)
-    s_ra, s_dec = _col(sources, "ra"), _col(sources, "dec")
-    c_ra, c_dec = _col(stars, "ra_deg"), _col(stars, "dec_deg")
-    s_ok = np.isfinite(s_ra) & np.isfinite(s_dec)
-    c_ok = np.isfinite(c_ra) & np.isfinite(c_dec)
-    if not s_ok.any() or not c_ok.any():
-        return Selection(empty, empty, 0, {})
-    s_ids, c_ids = np.flatnonzero(s_ok), np.flatnonzero(c_ok)
-    s_xyz, c_xyz = _unit(s_ra[s_ok], s_dec[s_ok]), _unit(c_ra[c_ok], c_dec[c_ok])
-    s_tree, c_tree = cKDTree(s_xyz), cKDTree(c_xyz)
-    r_match = _chord(config.match_radius_arcsec)
-    d_sc, j_sc = c_tree.query(s_xyz, k=1, distance_upper_bound=r_match)
-    _, j_cs = s_tree.query(c_xyz, k=1, distance_upper_bound=r_match)
-    pairs_s, pairs_c = [], []
-    for a, (d, j) in enumerate(zip(d_sc, j_sc, strict=True)):
-        if np.isfinite(d) and j_cs[j] == a:
-            pairs_s.append(a)
-            pairs_c.append(int(j))
-    n_matched = len(pairs_s)
-    if not n_matched:
-        return Selection(empty, empty, 0, {})
-    ps, pc = np.asarray(pairs_s), np.asarray(pairs_c)
-    src_i, cat_i = s_ids[ps], c_ids[pc]
-
-    ins = _col(sources, "ins_mag")
-    ins_err = _col(sources, "ins_mag_err")
-    flag = (
-        np.asarray(np.ma.filled(np.ma.asarray(sources["flag"]), 0), dtype=np.int64)
-        if "flag" in sources.colnames
-        else np.zeros(n_src, np.int64)
-    )
-    mag, mag_err = _col(stars, "mag"), _col(stars, "mag_err")
-    variable = (
-        np.asarray(np.ma.filled(np.ma.asarray(stars["variable"]), fill_value=False), dtype=bool)
-        if "variable" in stars.colnames
-        else np.zeros(n_cat, bool)
-    )
-    crowded_cat = np.zeros(len(pc), bool)
-    crowded_src = np.zeros(len(ps), bool)
-    if config.isolation_arcsec > 0:
-        r_iso = _chord(config.isolation_arcsec)
-        crowded_cat = _crowded(
-            c_tree, c_xyz, pc, mag[c_ids], allow_unknown=False, dmag=config.isolation_dmag, r=r_iso
-        )
-        crowded_src = _crowded(
-            s_tree, s_xyz, ps, ins[s_ids], allow_unknown=True, dmag=config.isolation_dmag, r=r_iso
-        )
-    cuts: list[tuple[str, npt.NDArray[np.bool_]]] = [
-        ("flagged", (flag[src_i] & ~_HARMLESS) != 0),
-        ("no instrumental mag", ~(np.isfinite(ins[src_i]) & (ins_err[src_i] > 0))),
-        ("no catalog mag", ~(np.isfinite(mag[cat_i]) & (mag_err[cat_i] > 0))),
-        ("too bright", mag[cat_i] < config.mag_min),
-        ("too faint", mag[cat_i] > config.mag_max),
-        ("variable", variable[cat_i] & config.reject_variables),
-        ("crowded (catalog)", crowded_cat),
-        ("crowded (detections)", crowded_src),
-    ]
-    good = np.ones(len(ps), bool)
-    removed: dict[str, int] = {}
-    for name, bad in cuts:
-        hit = good & bad
-        if hit.any():
-            removed[name] = int(hit.sum())
-        good &= ~bad
-    return Selection(src_i[good].astype(np.int64), cat_i[good].astype(np.int64), n_matched, removed)
 
 
 def _failed(reason: str, *, flags: int, ref_band: str, n_matched: int = 0) -> Calibration:
@@ -485,12 +239,12 @@ def _fit_catalog(
     flags: int,
     config: CalibrationConfig,
 ) -> Calibration:
-    ins = _col(sources, "ins_mag")[sel.src_idx]
-    ins_err = _col(sources, "ins_mag_err")[sel.src_idx]
-    mag = _col(stars, "mag")[sel.star_idx]
-    mag_err = _col(stars, "mag_err")[sel.star_idx]
-    color = _col(stars, "color")[sel.star_idx]
-    color_err = _col(stars, "color_err")[sel.star_idx]
+    ins = column(sources, "ins_mag")[sel.src_idx]
+    ins_err = column(sources, "ins_mag_err")[sel.src_idx]
+    mag = column(stars, "mag")[sel.star_idx]
+    mag_err = column(stars, "mag_err")[sel.star_idx]
+    color = column(stars, "color")[sel.star_idx]
+    color_err = column(stars, "color_err")[sel.star_idx]
     delta, sigma = mag - ins, np.hypot(ins_err, mag_err)
     src_idx = sel.src_idx
     use_color = config.color_term and bool(stars.meta.get("color_name"))

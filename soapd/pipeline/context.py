@@ -76,6 +76,8 @@ class Limits:
     analytic_flux_e: F64
     robust_flux_e: F64
     blank: BlankSky | None
+    #: Blank-sky over white-noise aperture scatter per radius (>= 1; 1 = white noise).
+    beta: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

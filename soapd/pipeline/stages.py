@@ -320,9 +320,17 @@ def _nearest_other(det_xy: F64, xy: F64, n_det: int) -> F64:
 
 
 def stage_limits(ctx: Context) -> Context:
-    """Analytic limiting fluxes per row and blank-sky scatter per radius (mask built once)."""
+    """Blank-sky scatter per radius (mask built once), analytic limits, correlated noise.
+
+    With ``photometry.correlated_noise`` the sky part of every flux error is scaled by
+    ``beta(r)^2``, where ``beta(r) = sigma_blank(r) / sigma_white(r) >= 1`` compares the
+    scatter of blank-sky aperture sums with the white-noise prediction ``sqrt(A
+    (1 + A / N_sky)) * rms``: correlated pixel noise and faint unresolved sources then
+    count in the errors. The analytic limit stays the white-noise one.
+    """
     blocks = need(ctx.blocks, "blocks")
     aps = need(ctx.apertures, "apertures")
+    bkg = need(ctx.background, "background")
     lim = ctx.config.limits
     radii = np.asarray(aps.radii_px, np.float64)[:, None]
     analytic = analytic_limit_flux(blocks.pixel_var_e2, radii, blocks.n_sky_px, lim.n_sigma)
@@ -342,9 +350,24 @@ def stage_limits(ctx: Context) -> Context:
     notes = ctx.notes
     if blank.n_used < 20:
         notes += ("robust limit: too little blank sky; limiting_mag falls back to analytic",)
-    return replace(
-        ctx, limits=Limits(analytic_flux_e=analytic, robust_flux_e=robust, blank=blank), notes=notes
+    mesh = sky_sample_size(ctx.config.extraction.back_size_px)
+    beta = np.ones(len(aps.radii_px))
+    for i, r in enumerate(aps.radii_px):
+        area = math.pi * r**2
+        white = math.sqrt(area * (1.0 + area / mesh)) * bkg.global_rms_e
+        ratio = blank.sigma_e[r] / white if white > 0 else math.nan
+        if math.isfinite(ratio):
+            beta[i] = min(max(ratio, 1.0), 5.0)
+    if ctx.config.photometry.correlated_noise and np.any(beta > 1.0):
+        areas = np.pi * radii**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sky_var = blocks.pixel_var_e2 * areas * (1.0 + areas / blocks.n_sky_px)
+        err = np.sqrt(blocks.flux_err_e**2 + (beta[:, None] ** 2 - 1.0) * sky_var)
+        blocks = replace(blocks, flux_err_e=err)
+    limits = Limits(
+        analytic_flux_e=analytic, robust_flux_e=robust, blank=blank, beta=tuple(beta.tolist())
     )
+    return replace(ctx, limits=limits, blocks=blocks, notes=notes)
 
 
 def calibration_sources(ctx: Context, radius_index: int) -> Table:

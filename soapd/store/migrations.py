@@ -187,3 +187,49 @@ def m003_results_targets_measurements_alerts(db: sqlite_utils.Database) -> None:
         JOIN frames AS f ON f.frame_id = m.frame_id
         JOIN targets AS t ON t.target_id = m.target_id
     """)
+
+
+#: Measurement columns copied, in this order, into ``measurements.packed`` (float64 LE).
+PACKED_FIELDS = (
+    "mjd",
+    "flux_e",
+    "flux_err_e",
+    "flux_ujy",
+    "flux_ujy_err",
+    "snr",
+    "mag",
+    "mag_err",
+    "lim_mag",
+    "lim_nsigma",
+    "is_detection",
+    "aperture_id",
+    "aperture_px",
+    "flags",
+    "is_forced",
+    "ra_deg",
+    "dec_deg",
+    "frame_id",
+)
+
+
+@migrations()
+def m004_measurements_packed(db: sqlite_utils.Database) -> None:
+    """Add ``measurements.packed``: the row's numbers as one float64 blob (fast lightcurves).
+
+    Reading 100,000 rows column by column creates millions of Python objects; one
+    blob per row is decoded with a single ``numpy.frombuffer``. NULL reads as NaN.
+    """
+    import numpy as np
+
+    db.execute("ALTER TABLE measurements ADD COLUMN packed BLOB")
+    # Serves the lightcurve query's WHERE and ORDER BY without a sort.
+    db.execute("DROP INDEX measurements_lc")
+    db.execute(
+        "CREATE INDEX measurements_lc ON measurements "
+        "(target_id, superseded, mjd, frame_id, aperture_id, config_hash)"
+    )
+    cols = ", ".join(PACKED_FIELDS)
+    rows = db.execute(f"SELECT measurement_id, {cols} FROM measurements").fetchall()
+    for row in rows:
+        blob = np.array(row[1:], dtype="<f8").tobytes()
+        db.execute("UPDATE measurements SET packed = ? WHERE measurement_id = ?", [blob, row[0]])

@@ -20,6 +20,7 @@ from astropy.table import Column, Table
 from soapd.errors import StoreError
 from soapd.models import AlertDraft
 from soapd.store.base import utc_iso
+from soapd.store.migrations import PACKED_FIELDS
 from soapd.store.outbox import OutboxMixin, StoredAlert
 from soapd.store.targets import TargetsMixin, parse_utc
 
@@ -31,7 +32,8 @@ __all__ = ["LIGHTCURVE_COLUMNS", "ResultsMixin", "StoredAlert", "mjd_of"]
 _MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
 
 #: Lightcurve table columns: (name, source, SQL expression, dtype, unit, description).
-#: Source "m": a measurements column; "f": a frames column (fetched once per frame);
+#: Source "m": a measurements column (read from ``measurements.packed`` except
+#: ``superseded``); "f": a frames column (fetched once per frame);
 #: "t": the target name; "d": derived from another column.
 LIGHTCURVE_COLUMNS: tuple[tuple[str, str, str, str, str | None, str], ...] = (
     ("target_name", "t", "", "str", None, "Target name"),
@@ -59,7 +61,7 @@ LIGHTCURVE_COLUMNS: tuple[tuple[str, str, str, str, str | None, str], ...] = (
     ("zeropoint_scatter", "f", "zp_scatter_mag", "f8", "mag", "Scatter of calibration stars"),
     ("n_cal_stars", "f", "coalesce(n_calib, -1)", "i8", None, "Calibration stars used"),
     ("cal_catalog", "f", "cal_catalog", "str", None, "Calibration catalog"),
-    ("aperture_id", "m", "coalesce(aperture_id, -1)", "i8", None, "Aperture radius index"),
+    ("aperture_id", "m", "aperture_id", "i8", None, "Aperture radius index"),
     ("aperture_radius", "m", "aperture_px", "f8", "pix", "Aperture radius in pixels"),
     ("flag", "m", "flags", "i8", None, "soapd.flags.Flag bits"),
     ("image_file", "f", "image_file", "str", None, "Frame file name"),
@@ -72,6 +74,40 @@ LIGHTCURVE_COLUMNS: tuple[tuple[str, str, str, str, str | None, str], ...] = (
 )
 
 _INT_FILL = -1
+
+#: measurements column -> result-table column, for the float columns.
+_FLOAT_SOURCES = {
+    "x_px": "x_pix",
+    "y_px": "y_pix",
+    "ra_deg": "ra",
+    "dec_deg": "dec",
+    "flux_e": "flux",
+    "flux_err_e": "flux_err",
+    "flux_ujy": "flux_ujy",
+    "flux_ujy_err": "flux_ujy_err",
+    "snr": "snr",
+    "ins_mag": "ins_mag",
+    "ins_mag_err": "ins_mag_err",
+    "mag": "calibrated_mag",
+    "mag_err": "calibrated_mag_err",
+    "lim_mag": "limiting_mag",
+    "zp_mag": "zeropoint",
+    "zp_err_mag": "zeropoint_err",
+}
+_NUMERIC_COLUMNS = (
+    "frame_id",
+    "target_id",
+    "aperture_mpx",
+    "mjd",
+    "aperture_id",
+    "aperture_px",
+    "lim_nsigma",
+    "is_detection",
+    "is_forced",
+    "flags",
+    "n_cal_stars",
+    *_FLOAT_SOURCES,
+)
 
 
 def mjd_of(when: datetime) -> float:
@@ -223,73 +259,41 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         radius = _floats(table, "aperture_radius", n)[idx]
         ap_key = np.where(np.isfinite(radius), np.round(radius * 1000.0), _INT_FILL)
         nsig = lim_nsigma if lim_nsigma is not None else table.meta.get("lim_nsigma")
-        nsig_v = float(nsig) if nsig is not None else None
+        k = len(idx)
+        num: dict[str, np.ndarray] = {
+            "frame_id": np.full(k, frame_id, dtype=np.int64),
+            "target_id": np.array(tids, dtype=np.int64),
+            "aperture_mpx": ap_key.astype(np.int64),
+            "mjd": np.full(k, mjd),
+            "aperture_id": _ints(table, "aperture_id", n)[idx],
+            "aperture_px": radius,
+            "lim_nsigma": np.full(k, np.nan if nsig is None else float(nsig)),
+            "is_detection": _ints(table, "is_detection", n)[idx].astype(bool).astype(np.int64),
+            "is_forced": _ints(table, "is_forced", n, fill=1)[idx].astype(bool).astype(np.int64),
+            "flags": _ints(table, "flag", n)[idx],
+            "n_cal_stars": _ints(table, "n_cal_stars", n)[idx],
+        }
+        for column, source in _FLOAT_SOURCES.items():
+            num[column] = _floats(table, source, n)[idx]
+        packed = np.column_stack([num[f] for f in PACKED_FIELDS]).astype("<f8")
         now = self.now()
-        # Float NaN binds as SQL NULL (SQLite stores no NaN), so no conversion is needed.
-        cols: list[list[Any]] = [
-            [frame_id] * len(idx),
-            tids,
-            ap_key.astype(np.int64).tolist(),
-            [config_hash] * len(idx),
-            [mjd] * len(idx),
-            _ints(table, "aperture_id", n)[idx].tolist(),
-            radius.tolist(),
-        ]
-        cols.extend(
-            _floats(table, name, n)[idx].tolist()
-            for name in (
-                "x_pix",
-                "y_pix",
-                "ra",
-                "dec",
-                "flux",
-                "flux_err",
-                "flux_ujy",
-                "flux_ujy_err",
-                "snr",
-                "ins_mag",
-                "ins_mag_err",
-                "calibrated_mag",
-                "calibrated_mag_err",
-                "limiting_mag",
-            )
-        )
-        cols.append([nsig_v] * len(idx))
-        cols.append(_ints(table, "is_detection", n)[idx].astype(bool).astype(int).tolist())
-        cols.append(_ints(table, "is_forced", n, fill=1)[idx].astype(bool).astype(int).tolist())
-        cols.append(_ints(table, "flag", n)[idx].tolist())
-        cols.append(_floats(table, "zeropoint", n)[idx].tolist())
-        cols.append(_floats(table, "zeropoint_err", n)[idx].tolist())
-        cols.append(_ints(table, "n_cal_stars", n)[idx].tolist())
         systems = _strs(table, "cal_mag_system", n)
+        # Float NaN binds as SQL NULL (SQLite stores no NaN), so no conversion is needed.
+        cols: list[list[Any]] = [num[c].tolist() for c in _NUMERIC_COLUMNS]
+        cols.append([config_hash] * k)
         cols.append([systems[i] for i in idx])
-        cols.append([now] * len(idx))
-        cols.append([now] * len(idx))
+        cols.append([row.tobytes() for row in packed])
+        cols.append([now] * k)
+        cols.append([now] * k)
+        names_sql = [*_NUMERIC_COLUMNS, "config_hash", "mag_system", "packed", "created_at"]
+        names_sql.append("updated_at")
+        key = {"frame_id", "target_id", "aperture_mpx", "config_hash", "created_at"}
+        updates = ", ".join(f"{c} = excluded.{c}" for c in names_sql if c not in key)
         self.db.conn.executemany(
-            """
-            INSERT INTO measurements (
-                frame_id, target_id, aperture_mpx, config_hash, mjd, aperture_id, aperture_px,
-                x_px, y_px, ra_deg, dec_deg, flux_e, flux_err_e, flux_ujy, flux_ujy_err, snr,
-                ins_mag, ins_mag_err, mag, mag_err, lim_mag, lim_nsigma, is_detection,
-                is_forced, flags, zp_mag, zp_err_mag, n_cal_stars, mag_system,
-                created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                    ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (frame_id, target_id, aperture_mpx, config_hash) DO UPDATE SET
-                superseded = 0, mjd = excluded.mjd, aperture_id = excluded.aperture_id,
-                aperture_px = excluded.aperture_px, x_px = excluded.x_px, y_px = excluded.y_px,
-                ra_deg = excluded.ra_deg, dec_deg = excluded.dec_deg,
-                flux_e = excluded.flux_e, flux_err_e = excluded.flux_err_e,
-                flux_ujy = excluded.flux_ujy, flux_ujy_err = excluded.flux_ujy_err,
-                snr = excluded.snr, ins_mag = excluded.ins_mag,
-                ins_mag_err = excluded.ins_mag_err, mag = excluded.mag,
-                mag_err = excluded.mag_err, lim_mag = excluded.lim_mag,
-                lim_nsigma = excluded.lim_nsigma, is_detection = excluded.is_detection,
-                is_forced = excluded.is_forced, flags = excluded.flags,
-                zp_mag = excluded.zp_mag, zp_err_mag = excluded.zp_err_mag,
-                n_cal_stars = excluded.n_cal_stars, mag_system = excluded.mag_system,
-                updated_at = excluded.updated_at
-            """,
+            f"INSERT INTO measurements ({', '.join(names_sql)}) "
+            f"VALUES ({', '.join('?' * len(names_sql))}) "
+            "ON CONFLICT (frame_id, target_id, aperture_mpx, config_hash) DO UPDATE SET "
+            f"superseded = 0, {updates}",
             list(zip(*cols, strict=True)),
         )
         touched = sorted(set(tids))
@@ -331,19 +335,29 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
             where.append("mjd >= ?")
             params.append(mjd_of(since))
         cond = " AND ".join(where)
-        m_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "m"]
         f_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "f"]
-        m_rows = self.db.execute(
-            f"SELECT {', '.join(c[2] for c in m_cols)} FROM measurements WHERE {cond} "
-            "ORDER BY mjd, frame_id, aperture_id, config_hash",
-            params,
-        ).fetchall()
+        order = "ORDER BY mjd, frame_id, aperture_id, config_hash"
+        if include_superseded:
+            rows = self.db.execute(
+                f"SELECT packed, superseded FROM measurements WHERE {cond} {order}", params
+            ).fetchall()
+            blobs = [r[0] for r in rows]
+            superseded = np.array([r[1] for r in rows], dtype=bool)
+        else:
+            blobs = [
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT packed FROM measurements WHERE {cond} {order}", params
+                )
+            ]
+            superseded = np.zeros(len(blobs), dtype=bool)
+        packed = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, len(PACKED_FIELDS))
         f_rows = self.db.execute(
             f"SELECT frame_id, {', '.join(c[2] for c in f_cols)} FROM frames WHERE frame_id IN "
             f"(SELECT DISTINCT frame_id FROM measurements WHERE {cond}) ORDER BY frame_id",
             params,
         ).fetchall()
-        table = lightcurve_table(m_rows, f_rows, target.name)
+        table = lightcurve_table(packed, superseded, f_rows, target.name)
         if not include_superseded:
             table.remove_column("superseded")
         table.meta.update(
@@ -387,20 +401,29 @@ def _array(values: Sequence[Any], dtype: str) -> np.ndarray:
 
 
 def lightcurve_table(
-    m_rows: Sequence[Sequence[Any]], f_rows: Sequence[Sequence[Any]], target_name: str
+    packed: np.ndarray,
+    superseded: np.ndarray,
+    f_rows: Sequence[Sequence[Any]],
+    target_name: str,
 ) -> Table:
-    """Build the lightcurve Table (units in the columns) from measurement and frame rows.
+    """Build the lightcurve Table (units in the columns) from measurement and frame data.
 
-    ``m_rows`` hold the "m" columns of ``LIGHTCURVE_COLUMNS`` in order; ``f_rows`` hold
-    ``frame_id`` then the "f" columns, sorted by frame_id (one row per frame).
+    ``packed`` is the (n, len(PACKED_FIELDS)) array of the measurement rows;
+    ``f_rows`` hold ``frame_id`` then the "f" columns, sorted by frame_id.
     """
-    m_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "m"]
     f_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "f"]
-    n = len(m_rows)
-    m_data = list(zip(*m_rows, strict=True)) if n else [()] * len(m_cols)
-    data: dict[str, np.ndarray] = {
-        c[0]: _array(v, c[3]) for c, v in zip(m_cols, m_data, strict=True)
-    }
+    n = packed.shape[0]
+    data: dict[str, np.ndarray] = {"superseded": superseded}
+    for name, source, sql, dtype, _, _ in LIGHTCURVE_COLUMNS:
+        if source != "m" or name == "superseded":
+            continue
+        values = packed[:, PACKED_FIELDS.index(sql)]
+        if dtype == "f8":
+            data[name] = values.copy()
+        elif dtype == "i8":
+            data[name] = np.nan_to_num(values, nan=_INT_FILL).astype(np.int64)
+        else:
+            data[name] = np.nan_to_num(values) != 0
     f_data = list(zip(*f_rows, strict=True)) if f_rows else [()] * (len(f_cols) + 1)
     frame_ids = np.array(f_data[0], dtype=np.int64)
     where = np.searchsorted(frame_ids, data["frame_id"]) if n else np.zeros(0, np.int64)

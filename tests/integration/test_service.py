@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -74,7 +74,7 @@ class Running:
         self.thread = threading.Thread(target=self.service.run, name="soapd-under-test")
         self.db = cfg.paths.db_path
 
-    def __enter__(self) -> Running:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
@@ -144,7 +144,7 @@ def test_service_processes_every_good_frame_once_under_faults(
 ) -> None:
     caplog.set_level(logging.INFO)
     exp_ids = load_into(fake, demo_field, archived=False)
-    first, later = exp_ids[:4], exp_ids[4:]
+    first = exp_ids[:4]
     for _ in first:
         fake.release_next()
     bad_id = fake.add_exposure(

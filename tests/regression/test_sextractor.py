@@ -52,10 +52,29 @@ SEXTRACTOR_SETTINGS = {
 
 
 def _catalogue() -> Table:
-    names = ["NUMBER", "X_IMAGE", "Y_IMAGE", "XWIN_IMAGE", "YWIN_IMAGE", "X2_IMAGE", "Y2_IMAGE",
-             "XY_IMAGE", "ERRX2_IMAGE", "ERRY2_IMAGE", "ERRXY_IMAGE", "A_IMAGE", "FLUX_APER",
-             "FLUXERR_APER", "KRON_RADIUS", "FLUX_AUTO", "FLUXERR_AUTO", "FLUX_RADIUS_1",
-             "FLUX_RADIUS_2", "FLUX_RADIUS_3", "FLAGS"]
+    names = [
+        "NUMBER",
+        "X_IMAGE",
+        "Y_IMAGE",
+        "XWIN_IMAGE",
+        "YWIN_IMAGE",
+        "X2_IMAGE",
+        "Y2_IMAGE",
+        "XY_IMAGE",
+        "ERRX2_IMAGE",
+        "ERRY2_IMAGE",
+        "ERRXY_IMAGE",
+        "A_IMAGE",
+        "FLUX_APER",
+        "FLUXERR_APER",
+        "KRON_RADIUS",
+        "FLUX_AUTO",
+        "FLUXERR_AUTO",
+        "FLUX_RADIUS_1",
+        "FLUX_RADIUS_2",
+        "FLUX_RADIUS_3",
+        "FLAGS",
+    ]
     data = np.loadtxt(DATA / "image.cat", comments="#")
     cat = Table(data, names=names)
     cat.sort("Y_IMAGE")

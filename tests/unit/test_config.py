@@ -18,8 +18,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "soapd.example.toml"
 
 def _sections() -> dict[str, type]:
     return {
-        f.name: (f.type if isinstance(f.type, type) else None)
-        for f in dataclasses.fields(C.Config)
+        f.name: (f.type if isinstance(f.type, type) else None) for f in dataclasses.fields(C.Config)
     }
 
 
@@ -32,11 +31,17 @@ def test_example_config_parses_and_equals_defaults_where_set() -> None:
 def test_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     hints = {
-        "skynet": C.SkynetConfig, "paths": C.PathsConfig, "frame": C.FrameConfig,
-        "extraction": C.ExtractionConfig, "photometry": C.PhotometryConfig,
-        "limits": C.LimitsConfig, "calibration": C.CalibrationConfig,
-        "alerts": C.AlertsConfig, "logging": C.LoggingConfig,
-        "notifiers": C.NotifierConfig, "targets": C.TargetConfig,
+        "skynet": C.SkynetConfig,
+        "paths": C.PathsConfig,
+        "frame": C.FrameConfig,
+        "extraction": C.ExtractionConfig,
+        "photometry": C.PhotometryConfig,
+        "limits": C.LimitsConfig,
+        "calibration": C.CalibrationConfig,
+        "alerts": C.AlertsConfig,
+        "logging": C.LoggingConfig,
+        "notifiers": C.NotifierConfig,
+        "targets": C.TargetConfig,
     }
     top = {f.name for f in dataclasses.fields(C.Config)} - {"source"}
     assert top == set(hints)
@@ -155,8 +160,9 @@ def test_token_sources_in_order_and_never_shown(tmp_path: Path) -> None:
         C.read_token(C.SkynetConfig(token_file=tmp_path / "missing"), {})
 
 
-def test_check_config_prints_redacted_config(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_config_prints_redacted_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SOAPD_SKYNET_TOKEN", "hush-hush-123")
     assert main(["check-config", "--config", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out

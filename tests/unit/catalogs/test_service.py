@@ -91,15 +91,18 @@ def test_stars_offline_and_uncached_raises_without_network(fake_fetcher, cal_con
     assert f.calls == 0
 
 
-def test_stars_outage_backs_off_for_retry_after(fake_fetcher, cal_config, tmp_path, caplog):
+def test_stars_failed_catalog_is_left_alone_for_retry_after(fake_fetcher, cal_config, tmp_path):
     f = fake_fetcher({}, fail={"ps1", "refcat2"})
     svc = CatalogService(cal_config(online=True, retry_after_s=600), tmp_path, fetcher=f)
     with pytest.raises(CatalogError, match="simulated outage"):
         svc.stars("ps1", band="r", **EY)
     assert f.calls == 1
+    with pytest.raises(CatalogError, match="simulated outage"):
+        svc.stars("refcat2", band="r", **EY)  # another catalog is still tried
+    assert f.calls == 2
     with pytest.raises(CatalogError, match="VizieR skipped"):
-        svc.stars("refcat2", band="r", **EY)
-    assert f.calls == 1
+        svc.stars("ps1", band="r", **EY)  # the failed one is not, for retry_after_s
+    assert f.calls == 2
 
 
 def test_stars_local_landolt_only_catalog_without_file_raises(cal_config, tmp_path):
@@ -162,3 +165,16 @@ def test_prefetch_then_offline_frame_uses_cache(recorded, fake_fetcher, cal_conf
     t = offline.stars("apass", band="V", **EY)
     assert len(t) > 0
     assert f.calls == n_tiles
+
+
+def test_unwritable_cache_still_serves_fetched_stars(
+    recorded, fake_fetcher, cal_config, tmp_path, caplog
+):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    f = fake_fetcher({"apass": recorded("all_apass_ey_uma.ecsv")})
+    svc = CatalogService(cal_config(online=True), blocker, fetcher=f)
+    with caplog.at_level(logging.WARNING):
+        t = svc.stars("apass", band="V", **EY)
+    assert len(t) > 0
+    assert "cache not updated" in caplog.text

@@ -114,3 +114,27 @@ def test_service_second_query_of_cached_field_makes_no_network_call(
     assert len(first) == len(second) > 0
     assert second.meta["source"] == "cache"
     np.testing.assert_allclose(np.sort(first["mag"]), np.sort(second["mag"]))
+
+
+def test_vizier_timeout_makes_every_catalog_skip_without_network(fake_vizier):
+    """A timeout means the server is down: the next query (any catalog) fails at once."""
+    fake_vizier.behaviour["II/349/ps1"] = "timeout"
+    fake_vizier.delay_s = 3.0
+    f = VizierFetcher(server=fake_vizier.url, timeout_s=1, row_limit=100, retry_after_s=600)
+    with pytest.raises(CatalogError, match="failed"):
+        f.cone(spec("ps1"), ra_deg=10.0, dec_deg=10.0, radius_deg=0.1)
+    n = len(fake_vizier.requests)
+    with pytest.raises(CatalogError, match="unreachable"):
+        f.cone(spec("apass"), ra_deg=10.0, dec_deg=10.0, radius_deg=0.1)
+    assert len(fake_vizier.requests) == n
+    assert f.calls == 1
+
+
+def test_vizier_http_error_does_not_block_other_catalogs(fake_vizier, recorded):
+    fake_vizier.behaviour["II/349/ps1"] = "error"
+    fake_vizier.tables["II/336/apass9"] = recorded("all_apass_ey_uma.ecsv")
+    f = VizierFetcher(server=fake_vizier.url, timeout_s=5, row_limit=100, retry_after_s=600)
+    with pytest.raises(CatalogError):
+        f.cone(spec("ps1"), ra_deg=EY_UMA[0], dec_deg=EY_UMA[1], radius_deg=0.1)
+    t = f.cone(spec("apass"), ra_deg=EY_UMA[0], dec_deg=EY_UMA[1], radius_deg=0.3)
+    assert len(t) > 0

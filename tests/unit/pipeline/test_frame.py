@@ -48,8 +48,9 @@ def test_load_frame_picks_first_image_hdu_or_configured_one(tmp_path) -> None:
     table = fits.BinTableHDU.from_columns([fits.Column(name="a", format="E", array=[1.0])])
     other = fits.ImageHDU((f.data_adu * 0 + 7).astype(np.float32), header=f.header)
     path = tmp_path / "multi.fits"
-    fits.HDUList([fits.PrimaryHDU(), table, fits.ImageHDU(f.data_adu, header=f.header), other]
-                 ).writeto(path)
+    fits.HDUList(
+        [fits.PrimaryHDU(), table, fits.ImageHDU(f.data_adu, header=f.header), other]
+    ).writeto(path)
     first = load_frame(path, config=CFG)
     np.testing.assert_allclose(first.data_e, f.data_adu * 1.5)
     with pytest.raises(FrameRejected, match="constant"):
@@ -61,8 +62,13 @@ def test_load_frame_picks_first_image_hdu_or_configured_one(tmp_path) -> None:
 
 
 def test_gain_read_noise_sources_header_then_meta_then_config(tmp_path) -> None:
-    f = make_frame((32, 32), stars=0, seed=1, omit_keys=("GAIN", "RDNOISE"),
-                   extra_header={"EGAIN": 2.2, "READNOIS": 7.5})
+    f = make_frame(
+        (32, 32),
+        stars=0,
+        seed=1,
+        omit_keys=("GAIN", "RDNOISE"),
+        extra_header={"EGAIN": 2.2, "READNOIS": 7.5},
+    )
     path = write_frame(tmp_path / "e.fits", f.data_adu, f.header)
     frame = load_frame(path, config=CFG)
     assert (frame.gain_e_per_adu, frame.gain_source) == (2.2, "header:EGAIN")
@@ -82,13 +88,20 @@ def test_gain_read_noise_sources_header_then_meta_then_config(tmp_path) -> None:
     ("extra", "omit", "expected", "source"),
     [
         ({}, (), "2026-11-24T03:00:30", "header:DATE-OBS+EXPTIME/2"),
-        ({"DATE-OBS": "2026-11-24", "TIME-OBS": "03:00:00"}, (), "2026-11-24T03:00:30",
-         "header:DATE-OBS+TIME-OBS+EXPTIME/2"),
-        ({"DATE-OBS": "2026-11-24", "UT": "03:00:00"}, (), "2026-11-24T03:00:30",
-         "header:DATE-OBS+UT+EXPTIME/2"),
+        (
+            {"DATE-OBS": "2026-11-24", "TIME-OBS": "03:00:00"},
+            (),
+            "2026-11-24T03:00:30",
+            "header:DATE-OBS+TIME-OBS+EXPTIME/2",
+        ),
+        (
+            {"DATE-OBS": "2026-11-24", "UT": "03:00:00"},
+            (),
+            "2026-11-24T03:00:30",
+            "header:DATE-OBS+UT+EXPTIME/2",
+        ),
         ({"DATE-AVG": "2026-11-24T03:10:00"}, (), "2026-11-24T03:10:00", "header:DATE-AVG"),
-        ({"MJD-OBS": 61368.125}, ("DATE-OBS",), "2026-11-24T03:00:30",
-         "header:MJD-OBS+EXPTIME/2"),
+        ({"MJD-OBS": 61368.125}, ("DATE-OBS",), "2026-11-24T03:00:30", "header:MJD-OBS+EXPTIME/2"),
         ({"JD": 2461368.625}, ("DATE-OBS",), "2026-11-24T03:00:30", "header:JD(start)+EXPTIME/2"),
     ],
 )
@@ -125,8 +138,14 @@ def test_saturation_header_then_telescope_then_config_then_histogram(tmp_path) -
     assert frame.saturated[30, 30]
     assert frame.mask[30, 30]
     assert frame.data_e[30, 30] == 0.0
-    f = make_frame((64, 64), stars=stars, seed=1, saturation_adu=20000.0, telescope="T1",
-                   omit_keys=("SATURATE",))
+    f = make_frame(
+        (64, 64),
+        stars=stars,
+        seed=1,
+        saturation_adu=20000.0,
+        telescope="T1",
+        omit_keys=("SATURATE",),
+    )
     path = write_frame(tmp_path / "s2.fits", f.data_adu, f.header)
     cfg = FrameConfig(saturation_by_telescope_adu={"T1": 30000.0}, saturation_adu=40000.0)
     assert load_frame(path, config=cfg).saturation_source == "config:saturation_by_telescope_adu"
@@ -223,7 +242,8 @@ def test_missing_exptime_is_rejected_with_advice(tmp_path) -> None:
     path = write_frame(tmp_path / "x.fits", f.data_adu, f.header)
     with pytest.raises(FrameRejected, match="EXPTIME or EXPOSURE"):
         load_frame(path, config=CFG)
-    f = make_frame((32, 32), stars=0, seed=1, omit_keys=("EXPTIME",),
-                   extra_header={"EXPOSURE": 30.0})
+    f = make_frame(
+        (32, 32), stars=0, seed=1, omit_keys=("EXPTIME",), extra_header={"EXPOSURE": 30.0}
+    )
     path = write_frame(tmp_path / "y.fits", f.data_adu, f.header)
     assert load_frame(path, config=CFG).exptime_s == 30.0

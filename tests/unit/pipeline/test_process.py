@@ -22,7 +22,7 @@ def _targets(truth: Table) -> list[Target]:
     return [Target(name=f"s{i}", ra_deg=r["ra"], dec_deg=r["dec"]) for i, r in enumerate(truth)]
 
 
-def _forced_vs_truth(
+def _forced_vs_truth(  # noqa: PLR0917
     tmp_path: Path, config, field, isolated, mode: str, n_frames: int = 3
 ) -> np.ndarray:
     """Forced photometry at the true positions of isolated stars in ``n_frames`` frames.
@@ -104,7 +104,10 @@ def test_forced_at_empty_sky_consistent_with_zero_and_blank_sky(tmp_path, config
     wcs = wcs_of(frame.header)
     xs, ys = rng.uniform(40, 470, 150), rng.uniform(40, 470, 150)
     ra, dec = wcs.all_pix2world(xs, ys, 0)
-    targets = [Target(name=f"e{i}", ra_deg=r, dec_deg=d) for i, (r, d) in enumerate(zip(ra, dec))]
+    targets = [
+        Target(name=f"e{i}", ra_deg=r, dec_deg=d)
+        for i, (r, d) in enumerate(zip(ra, dec, strict=True))
+    ]
     cfg = config(photometry={"aperture_mode": "fixed", "fixed_radius_px": 4.0})
     t = process_frame(path, config=cfg, targets=targets, zeropoint=23.0).table
     t = t[t["is_forced"]]

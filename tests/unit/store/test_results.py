@@ -279,3 +279,28 @@ def test_save_then_lightcurve_round_trips_values(tmp_path: Path, mags, lim, radi
             assert np.allclose(got, expect, equal_nan=True, rtol=0, atol=1e-9)
         expect_det = np.concatenate([np.asarray(t["is_detection"], bool) for t in results])
         assert lc["is_detection"].tolist() == expect_det.tolist()
+
+
+def test_migration_m004_packs_existing_measurements(tmp_path: Path) -> None:
+    """Rows written before m004 get their packed copy, so lightcurve() reads them."""
+    from soapd.store.migrations import migrations
+
+    with Store(tmp_path / "old.db", migrate=False) as s:
+        migrations.apply(s.db, stop_before="m004_measurements_packed")
+        s.upsert_target(Target(name="OLD", ra_deg=1.0, dec_deg=2.0))
+        fid = register_frame(s, "old.fits", mid_time_utc=T0)
+        s.db.execute(
+            "INSERT INTO measurements (frame_id, target_id, aperture_mpx, config_hash, mjd, "
+            "aperture_id, aperture_px, mag, lim_mag, snr, is_detection, is_forced, flags, "
+            "created_at, updated_at) VALUES (?, 1, 4000, 'h', 61368.125, 0, 4.0, 17.25, NULL, "
+            "12.0, 1, 1, 0, 'x', 'x')",
+            [fid],
+        )
+        migrations.apply(s.db)
+        lc = s.lightcurve("OLD")
+    assert len(lc) == 1
+    assert float(lc["calibrated_mag"][0]) == 17.25
+    assert float(lc["mjd"][0]) == 61368.125
+    assert math.isnan(float(lc["limiting_mag"][0]))
+    assert bool(lc["is_detection"][0]) is True
+    assert float(lc["aperture_radius"][0]) == 4.0

@@ -1,0 +1,147 @@
+"""``soapd process``: directories, bad files, exit codes, outputs, targets, progress bar."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from soapd.cli import main
+from soapd.cli.process import expand_paths, parse_target
+from soapd.errors import ConfigError
+from soapd.export import read_table
+from soapd.progress import ProgressBar
+from soapd.testing.synth import make_frame, write_frame
+
+
+@pytest.fixture(name="frames_dir")
+def fixture_frames_dir(tmp_path):
+    """A folder with two good frames, a truncated one, a text file and a non-FITS name."""
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(2):
+        f = make_frame((128, 128), stars=10, seed=i)
+        write_frame(d / f"good{i}.fits", f.data_adu, f.header)
+    good = (d / "good0.fits").read_bytes()
+    (d / "cut.fits").write_bytes(good[:9000])
+    (d / "notes.fits.gz").write_bytes(b"not gzip at all")
+    (d / "readme.txt").write_text("ignored")
+    return d
+
+
+def test_directory_with_bad_files_processes_the_others_and_exits_1(
+    frames_dir, tmp_path, capsys
+) -> None:
+    out = tmp_path / "rows.ecsv"
+    code = main(["process", str(frames_dir), "--zeropoint", "23", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    errors = [line for line in captured.err.splitlines() if line.startswith("soapd: error:")]
+    assert len(errors) == 2
+    assert any("cut.fits" in e and "truncated" in e for e in errors)
+    assert any("notes.fits.gz" in e and "not a readable FITS" in e for e in errors)
+    assert "2 of 4 file(s) failed" in captured.err
+    assert "good0.fits: V 60 s" in captured.out
+    table = read_table(out)
+    assert set(table["image_file"]) == {"good0.fits", "good1.fits"}
+    assert "readme" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])
+def test_all_good_files_exit_0_and_write_format_by_suffix(frames_dir, tmp_path, suffix) -> None:
+    out = tmp_path / f"rows{suffix}"
+    files = [str(frames_dir / "good0.fits"), str(frames_dir / "good1.fits")]
+    assert main(["process", *files, "--out", str(out)]) == 0
+    assert len(read_table(out)) > 10
+
+
+def test_targets_are_measured_and_summarised(tmp_path, capsys) -> None:
+    f = make_frame((200, 200), stars=None, seed=1)
+    path = write_frame(tmp_path / "one.fits", f.data_adu, f.header)
+    code = main(
+        [
+            "process",
+            str(path),
+            "--target",
+            "blank=150.0,20.0",
+            "--target",
+            "far=10:00:00,-30:00:00",
+            "--zeropoint",
+            "23",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "blank r=" in out
+    assert "upper limit" in out
+    assert "far: not measured (OFF_FRAME)" in out
+
+
+def test_target_on_frame_without_wcs_is_an_error(tmp_path, capsys) -> None:
+    f = make_frame((128, 128), stars=10, seed=1, with_wcs=False)
+    path = write_frame(tmp_path / "nowcs.fits", f.data_adu, f.header)
+    assert main(["process", str(path)]) == 0
+    assert main(["process", str(path), "--target", "T=1,2"]) == 1
+    assert "no WCS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("header_change", "message"),
+    [
+        ({"omit_keys": ("EXPTIME",)}, "no exposure time"),
+        ({"omit_keys": ("DATE-OBS",)}, "no observation time"),
+        ({"nan_fraction": 1.0}, "NaN"),
+    ],
+)
+def test_bad_headers_and_pixels_exit_1_with_message(
+    tmp_path, capsys, header_change, message
+) -> None:
+    f = make_frame((64, 64), stars=3, seed=1, **header_change)
+    path = write_frame(tmp_path / "bad.fits", f.data_adu, f.header)
+    assert main(["process", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("soapd: error:") == 1
+
+
+def test_missing_gain_falls_back_to_config_and_says_so(tmp_path, capsys) -> None:
+    f = make_frame((128, 128), stars=10, seed=1, omit_keys=("GAIN",))
+    path = write_frame(tmp_path / "nogain.fits", f.data_adu, f.header)
+    assert main(["process", str(path)]) == 0
+    assert "no GAIN in the header" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_config_errors(tmp_path, capsys) -> None:
+    with pytest.raises(ConfigError):
+        parse_target("nonsense")
+    with pytest.raises(ConfigError, match="Dec"):
+        parse_target("x=10,95")
+    assert parse_target("GRB=10:00:00,+20:00:00").ra_deg == pytest.approx(150.0)
+    f = make_frame((64, 64), stars=3, seed=1)
+    path = write_frame(tmp_path / "a.fits", f.data_adu, f.header)
+    assert main(["process", str(path), "--out", str(tmp_path / "rows.xlsx")]) == 1
+    assert main(["process", str(path), "--target", "oops"]) == 2
+    assert main(["process", str(tmp_path / "nothing")]) == 1
+
+
+def test_expand_paths_lists_fits_suffixes_only(frames_dir) -> None:
+    names = [p.name for p in expand_paths([str(frames_dir)])]
+    assert names == ["cut.fits", "good0.fits", "good1.fits", "notes.fits.gz"]
+
+
+def test_progress_bar_draws_only_on_a_tty() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    plain = io.StringIO()
+    with ProgressBar(3, stream=plain) as bar:
+        for _ in range(3):
+            bar.advance()
+    assert plain.getvalue() == ""
+    tty = Tty()
+    with ProgressBar(3, label="frames", stream=tty) as bar:
+        bar.advance()
+    assert "1/3 frames" in tty.getvalue()
+    assert np.isclose(bar.done, 1)

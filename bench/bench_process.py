@@ -385,7 +385,14 @@ def run(
             except ImportError as exc:
                 soapd_ok = False
                 print(f"  soapd.pipeline.process_frame not available: {exc}", file=sys.stderr)
-        times = interleave(cases, reps, warmup=1)
+        try:
+            times = interleave(cases, reps, warmup=1)
+        except Exception as exc:  # a soapd failure must not lose the other cases
+            print(f"  soapd failed on {frame.path.name}: {exc!r}", file=sys.stderr)
+            rows.append(Row("process", f"{label}: soapd process_frame", note=f"FAILED: {exc!r}"))
+            for key in ("soapd_default", "soapd_multi"):
+                cases.pop(key, None)
+            times = interleave(cases, reps, warmup=1)
         n_det_map = sep_floor(frame.path, rms_map=True, **floor_kw)
         n_det_global = sep_floor(frame.path, rms_map=False, **floor_kw)
         floor_med = statistics.median(times["floor_map"])

@@ -25,20 +25,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from soapd.apiframes import Processor, ensure_downloaded, process_row, stored_table
 from soapd.apisupport import (
     exp_in_range,
     forced_targets,
     frame_row_mjd,
-    has_forced_rows,
     progress_iter,
     resolve_config,
     row_in_range,
-    why_skipped,
 )
 from soapd.cache_admin import CacheAdmin
 from soapd.config import Config, Token, read_token
@@ -50,22 +49,14 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import ExposureMeta, Target
-    from soapd.skynet.records import Exposure
+    from soapd.models import ExposureMeta
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
     from soapd.store.ledger import FrameRow
-    from soapd.workers import FrameTask, TaskOutcome
 
 __all__ = ["Processor", "RunReport", "Soap"]
 
 logger = logging.getLogger(__name__)
-
-#: ``run_task``'s signature: (task, config, catalogs) -> outcome. Tests pass a counting wrapper.
-Processor = Callable[["FrameTask", Config, Any], "TaskOutcome"]
-
-#: Download attempts per exposure before the ledger marks it failed.
-MAX_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +209,7 @@ class Soap:
         errors = 0
         for exp in progress_iter(exposures, "download"):
             try:
-                path = self._download_one(client, exp)
+                path = ensure_downloaded(self.store, client, exp, self.config.paths.frames_dir)
             except SkynetAuthError:
                 raise
             except (SkynetError, FrameUnreadable, StoreError, OSError) as exc:
@@ -238,48 +229,6 @@ class Soap:
             )
         ordered = [p for _, p in sorted(paths, key=lambda item: item[0])]
         return list(dict.fromkeys(ordered))  # exposures with identical bytes share one file
-
-    def _download_one(self, client: ExposureSource, exp: Exposure) -> Path | None:
-        """Make sure ``exp`` is on disk; return its path (None if the ledger says it is gone)."""
-        store = self.store
-        row = store.find_frame(exp_id=exp.exp_id)
-        if row is not None and row.state == "failed" and row.path is None:
-            store.requeue(frame_ids=[row.frame_id], states=("failed",))
-            row = store.find_frame(exp_id=exp.exp_id)
-        if row is None:
-            raise StoreError(f"exposure {exp.exp_id} vanished from the ledger")
-        if row.state != "seen":
-            if row.path is not None and row.path.exists():
-                return row.path
-            logger.warning(
-                "exposure %d is '%s' but its file %s is gone; not downloaded again",
-                exp.exp_id,
-                row.state,
-                row.path,
-            )
-            return None
-        try:
-            got = client.download(exp, self.config.paths.frames_dir)
-        except (SkynetError, FrameUnreadable) as exc:
-            if not isinstance(exc, SkynetAuthError):
-                store.mark_download_failed(row.frame_id, str(exc), max_tries=MAX_TRIES)
-            raise
-        try:
-            rec = store.mark_downloaded(row.frame_id, got.path, got.sha256, got.size_bytes)
-        except StoreError:  # the daemon recorded this exposure meanwhile
-            now = store.frame(row.frame_id)
-            if now is None or now.path is None:
-                raise
-            if now.path != got.path:
-                got.path.unlink(missing_ok=True)
-            return now.path
-        if rec.created:
-            return got.path
-        owner = store.frame(rec.frame_id)
-        if owner is not None and owner.path is not None and owner.path != got.path:
-            got.path.unlink(missing_ok=True)
-            return owner.path
-        return got.path
 
     # -- processing ---------------------------------------------------------------------
 
@@ -332,7 +281,7 @@ class Soap:
         stored = {r["frame_id"]: r for r in self.store.frames_with_tables()}
         todo: list[FrameRow] = []
         for row in (f for f in self._frames() if row_in_range(f, lower, upper)):
-            table = self._stored_table(row, stored.get(row.frame_id), targets)
+            table = stored_table(row, stored.get(row.frame_id), targets, self.config.fingerprint())
             if table is None:
                 todo.append(row)
             else:
@@ -341,7 +290,14 @@ class Soap:
         if can_download:
             todo = self._refetch(todo)
         for row in progress_iter(todo, "photometry"):
-            table, why = self._process(row, targets)
+            table, why = process_row(
+                self.store,
+                row,
+                targets,
+                config=self.config,
+                catalogs=self._catalog_service(),
+                processor=self._processor,
+            )
             if table is None:
                 skipped.append((row.frame_id, why))
                 logger.warning("frame %d skipped: %s", row.frame_id, why)
@@ -373,7 +329,7 @@ class Soap:
             assert r.exp_id is not None
             exp = Exposure(exp_id=r.exp_id, obs_id=r.obs_id, state="archived", meta=r.meta)
             try:
-                self._download_one(client, exp)
+                ensure_downloaded(self.store, client, exp, self.config.paths.frames_dir)
             except SkynetAuthError:
                 raise
             except (SkynetError, FrameUnreadable, StoreError, OSError) as exc:
@@ -399,83 +355,10 @@ class Soap:
             )
         return sorted(rows, key=lambda r: (frame_row_mjd(r), r.frame_id))
 
-    def _stored_table(
-        self, row: FrameRow, stored: dict[str, Any] | None, targets: Sequence[Target]
-    ) -> Table | None:
-        """Return the frame's stored field-wide table if it can be reused, else None."""
-        if row.state != "processed" or stored is None:
-            return None
-        if stored.get("config_hash") != self.config.fingerprint():
-            return None
-        path = Path(str(stored.get("catalog_path")))
-        if not path.is_file():
-            return None
-        from soapd.export import read_table
-
-        try:
-            table = read_table(path, fmt="parquet")
-        except SoapdError as exc:
-            logger.warning(
-                "frame %d: stored table unreadable (%s); processing again", row.frame_id, exc
-            )
-            return None
-        if not all(has_forced_rows(table, t.ra_deg, t.dec_deg) for t in targets):
-            return None
-        return table
-
-    def _process(self, row: FrameRow, targets: Sequence[Target]) -> tuple[Table | None, str]:
-        """Process one frame through the ledger as the daemon does; return (table, why not)."""
-        from soapd.alerts.record import record_result
-        from soapd.workers import FrameTask, run_task
-
-        store = self.store
-        if row.state == "processed" and row.path is not None and row.path.exists():
-            store.requeue(frame_ids=[row.frame_id], states=(row.state,))
-        elif row.state != "downloaded":
-            return None, why_skipped(row)
-        try:
-            started = store.start_attempt(row.frame_id)
-        except StoreError as exc:  # the daemon took it in the meantime
-            return None, f"taken by another process ({exc}); run again later"
-        if started.path is None or not started.path.exists():
-            store.mark_failed(row.frame_id, f"file {started.path} is missing")
-            return None, f"file {started.path} is missing"
-        task = FrameTask(
-            frame_id=row.frame_id,
-            path=started.path,
-            meta=row.meta,
-            targets=(*store.active_targets(), *targets),
-        )
-        try:
-            outcome = (self._processor or run_task)(task, self.config, self._catalog_service())
-            if outcome.outcome == "ok" and outcome.result is not None:
-                record_result(
-                    store,
-                    row.frame_id,
-                    outcome.result,
-                    config=self.config,
-                    table_path=None if outcome.table_path is None else str(outcome.table_path),
-                )
-                return outcome.result.table, ""
-        except Exception as exc:  # unit-of-work boundary, as in the daemon's jobs
-            logger.exception("frame %d: processing or storing failed", row.frame_id)
-            store.mark_retry(row.frame_id, f"{type(exc).__name__}: {exc}", max_tries=MAX_TRIES)
-            return None, f"{type(exc).__name__}: {exc}"
-        except BaseException:  # Ctrl-C: do not leave the frame 'processing' for ever
-            store.mark_retry(row.frame_id, "interrupted", max_tries=MAX_TRIES + 1)
-            raise
-        if outcome.outcome == "rejected":
-            store.mark_rejected(row.frame_id, outcome.error)
-        elif outcome.outcome == "failed":
-            store.mark_failed(row.frame_id, outcome.error)
-        else:
-            store.mark_retry(row.frame_id, outcome.error, max_tries=MAX_TRIES)
-        return None, outcome.error
-
     # -- debugging and cache ------------------------------------------------------------
 
     def debug_image(self, image: str | Path | int, out_path: str | Path | None = None) -> Path:
-        """Draw the four-panel debug figure of a frame (a FITS path or an exposure id).
+        """Draw the four-panel debug figure of a frame (FITS path, file name or exposure id).
 
         The archive metadata in the ledger (gain, read noise, time) is used as the
         daemon uses it. Saved to ``out_path`` (default
@@ -498,6 +381,8 @@ class Soap:
                 raise FrameUnreadable(f"exposure {image} has not been downloaded; call download()")
             return row.path, row.meta
         path = Path(image)
+        if not path.is_file() and (self.config.paths.frames_dir / path.name).is_file():
+            path = self.config.paths.frames_dir / path.name  # an image_file column value
         if not path.is_file():
             raise FrameUnreadable(f"{path}: no such frame file")
         digest = hashlib.sha256()

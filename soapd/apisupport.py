@@ -107,7 +107,7 @@ def forced_targets(positions: Sequence[SkyCoord] | SkyCoord | None) -> list[Targ
 
 def has_forced_rows(table: Table, ra_deg: float, dec_deg: float) -> bool:
     """Return True if ``table`` has a forced row at (ra_deg, dec_deg)."""
-    from soapd.result import extract_target
+    from soapd.rowsel import extract_target
 
     if "is_forced" not in table.colnames or not len(table):
         return False

@@ -540,8 +540,22 @@ def _build(cls: Any, data: dict[str, Any], prefix: str, where: str, base: Path) 
     return cls(**kwargs)
 
 
+def _check_inbox(paths: PathsConfig, where: str) -> None:
+    """Refuse an inbox (watched recursively) that holds or sits inside the state folder."""
+    inbox = paths.inbox_dir
+    if inbox is None:
+        return
+    inbox, state = inbox.resolve(), paths.state_dir.resolve()
+    if inbox == state or state in inbox.parents or inbox in state.parents:
+        raise ConfigError(
+            f"{where}: paths.inbox_dir ({inbox}) must be outside paths.state_dir ({state}) "
+            "and must not contain it; soapd copies inbox files into state_dir/frames"
+        )
+
+
 def _check_logic(cfg: Config, where: str) -> None:
     """Cross-field checks that a single field's range cannot express."""
+    _check_inbox(cfg.paths, where)
     ph = cfg.photometry
     if ph.min_radius_px > ph.max_radius_px:
         raise ConfigError(f"{where}: photometry.min_radius_px must not exceed max_radius_px")

@@ -113,7 +113,7 @@ class PhotometryResult:
 
     def __repr__(self) -> str:
         n_img = len(set(column(self._table, "image_file", "").astype(str))) if len(self) else 0
-        bands = sorted(set(row_bands(self._table))) if len(self) else []
+        bands = sorted({str(b) for b in row_bands(self._table)}) if len(self) else []
         return f"<{type(self).__name__}: {len(self)} rows, {n_img} frames, bands {bands}>"
 
     # -- selections -------------------------------------------------------------------

@@ -194,35 +194,40 @@ class WorkerPool:
             callback = self._on_done
             future.add_done_callback(lambda _f: callback())
 
-    def collect(self, *, timeout_s: float | None = 0.0) -> list[TaskOutcome]:
-        """Return the outcomes of finished tasks (waiting up to ``timeout_s`` for the first).
+    def collect(self, *, timeout_s: float = 0.0) -> list[TaskOutcome]:
+        """Return finished outcomes **in submission order** (waiting up to ``timeout_s``).
 
+        An outcome is held back until every task submitted before it has
+        finished, so results are stored in ledger order whatever order the
+        workers finish in: alert decisions, which depend on what is already
+        stored, are then the same in every run (also after a crash and restart).
         A task whose worker died (``BrokenProcessPool``) comes back as a "retry"
         outcome, and the pool is rebuilt for the next submit.
         """
+        from concurrent.futures import wait
+
         with self._lock:
             items = list(self.inflight.values())
-        if items and timeout_s:
-            from concurrent.futures import FIRST_COMPLETED, wait
-
-            wait([i.future for i in items], timeout=timeout_s, return_when=FIRST_COMPLETED)
+        if items and timeout_s > 0:
+            wait([items[0].future], timeout=timeout_s)
         outcomes: list[TaskOutcome] = []
         broken = False
         for item in items:
-            if not item.future.done() or item.future.cancelled():
-                continue
-            exc = item.future.exception()
-            if exc is None:
-                outcomes.append(item.future.result())
-            else:
+            if not item.future.done():
+                break
+            exc = None if item.future.cancelled() else item.future.exception()
+            if item.future.cancelled() or exc is not None:
                 broken = broken or isinstance(exc, BrokenProcessPool)
+                why = "cancelled" if exc is None else f"{type(exc).__name__}: {exc}"
                 outcomes.append(
                     TaskOutcome(
                         frame_id=item.task.frame_id,
                         outcome="retry",
-                        error=f"worker process died ({type(exc).__name__}: {exc})",
+                        error=f"worker process died or pool restarted ({why})",
                     )
                 )
+            else:
+                outcomes.append(item.future.result())
             with self._lock:
                 del self.inflight[item.task.frame_id]
         if broken:

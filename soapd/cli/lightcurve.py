@@ -36,7 +36,8 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         "--format",
         choices=FORMATS,
         default=None,
-        help="output format (default: from the --out suffix, else text on stdout)",
+        help="output format; unset: from the --out suffix (.csv .ecsv .parquet .json .gcn .txt), "
+        "else text on stdout",
     )
     p.add_argument("--out", metavar="FILE", default=None, help="write to FILE instead of stdout")
     p.add_argument("--plot", metavar="PNG", default=None, help="also plot the lightcurve to PNG")
@@ -141,7 +142,7 @@ def write_output(
     fmt = args.format
     if fmt is None:
         fmt = "text" if args.out is None else Path(args.out).suffix.lstrip(".").lower()
-        fmt = {"pq": "parquet", "txt": "gcn"}.get(fmt, fmt)
+        fmt = {"pq": "parquet", "txt": "text"}.get(fmt, fmt)
         if fmt not in FORMATS:
             raise ConfigError(f"--out {args.out}: unknown suffix; give --format")
     if fmt == "gcn":

@@ -48,6 +48,18 @@ class CurveOfGrowth:
             return math.nan
         return 2.5 * math.log10(min(frac, 1.0))
 
+    def merged(self, other: CurveOfGrowth) -> CurveOfGrowth:
+        """Return this curve with ``other``'s radii added (same stars and ``r_total``)."""
+        if not other.ok:
+            return self
+        radii = np.concatenate([self.radii_px, other.radii_px])
+        frac = np.concatenate([self.fraction, other.fraction])
+        radii, first = np.unique(radii, return_index=True)
+        frac = np.maximum.accumulate(frac[first])
+        return CurveOfGrowth(
+            radii_px=radii, fraction=frac, r_total_px=self.r_total_px, n_stars=self.n_stars
+        )
+
     def optimal_radius(self, min_px: float, max_px: float) -> float:
         """Radius in [min_px, max_px] maximising the S/N of a faint star: ``c(r) / r``.
 

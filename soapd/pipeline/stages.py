@@ -54,6 +54,9 @@ F64 = npt.NDArray[np.float64]
 
 T = TypeVar("T")
 
+#: Bright isolated stars used for the curve of growth, at most (a few dozen suffice).
+_COG_MAX_STARS = 100
+
 
 def need(value: T | None, what: str) -> T:
     """Return ``value``; raise RuntimeError when an earlier stage has not produced it."""
@@ -158,7 +161,7 @@ def stage_apertures(ctx: Context) -> Context:
         isolated = idx[nn > r_total]
         if len(isolated) >= 5:
             idx = isolated
-        idx = idx[:200]
+        idx = idx[:_COG_MAX_STARS]
         lo = min(ph.min_radius_px, ph.fixed_radius_px, *ph.radii_px)
         grid = np.arange(lo, r_total, ph.radius_step_px)
         extra = [ph.fixed_radius_px, *ph.radii_px, ph.fwhm_factor * fwhm.fwhm_px]
@@ -179,18 +182,19 @@ def stage_apertures(ctx: Context) -> Context:
         radii, cal_index, note = choose_radii(ph, fwhm.fwhm_px, cog)
         missing = [r for r in radii if r not in set(cog.radii_px.tolist())]
         if missing and cog.ok:
-            cog = curve_of_growth(
+            extra_cog = curve_of_growth(
                 data_sub,
                 frame.mask,
                 x,
                 y,
-                radii_px=np.concatenate([cog.radii_px, missing]),
+                radii_px=np.asarray(missing, np.float64),
                 r_total_px=r_total,
                 subpix=ph.subpix,
                 segmap=det.segmap,
                 seg_id=idx + 1,
                 pixel_rms_e=bkg.global_rms_e,
             )
+            cog = cog.merged(extra_cog)
     else:
         radii, cal_index, note = choose_radii(ph, fwhm.fwhm_px, None)
     if note:

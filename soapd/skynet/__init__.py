@@ -5,7 +5,7 @@ only, so another archive API can replace Skynet's.
 """
 
 from soapd.skynet.client import ObservationInfo, SkynetClient
-from soapd.skynet.records import Exposure, meta_from_json, meta_to_json
+from soapd.skynet.records import Exposure
 from soapd.skynet.source import DownloadedFile, ExposureSource
 
 __all__ = [
@@ -14,6 +14,4 @@ __all__ = [
     "ExposureSource",
     "ObservationInfo",
     "SkynetClient",
-    "meta_from_json",
-    "meta_to_json",
 ]

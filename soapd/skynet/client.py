@@ -15,10 +15,7 @@ Content-Length, readable FITS), fsynced and renamed into place.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import re
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -43,11 +40,11 @@ from soapd.errors import (
     SkynetNotFound,
     SkynetUnavailable,
 )
-from soapd.ingest.fitscheck import check_fits, has_fits_suffix, safe_filename
+from soapd.skynet.download import Truncated, save_response
 from soapd.skynet.records import EXPOSURE_FIELDS, Exposure, exposure_from_json, format_api_time
 from soapd.skynet.source import DownloadedFile
 
-__all__ = ["AUTH_HEADER", "ObservationInfo", "SkynetClient", "filename_from_disposition"]
+__all__ = ["AUTH_HEADER", "ObservationInfo", "SkynetClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +54,6 @@ AUTH_HEADER = "Authentication-Token"
 MAX_BACKOFF_S = 120.0
 #: Pages listed at most in one call (a guard against a server that ignores ``offset``).
 MAX_PAGES = 10_000
-_CHUNK_BYTES = 1 << 20
 _BODY_EXCERPT = 200
 _T = TypeVar("_T")
 
@@ -93,50 +89,6 @@ class _ServerError(Exception):
         self.status = status
 
 
-class _Truncated(Exception):
-    """A download ended before Content-Length bytes: worth another attempt."""
-
-
-_DISPOSITION_STAR = re.compile(r"filename\*\s*=\s*[^']*'[^']*'([^;]+)", re.IGNORECASE)
-_DISPOSITION_PLAIN = re.compile(r"filename\s*=\s*([^;]+)", re.IGNORECASE)
-
-
-def filename_from_disposition(exp_id: int, header: str | None) -> str:
-    """Return a safe local file name for exposure ``exp_id`` from a Content-Disposition value.
-
-    The server's name is reduced to its last path component and to the
-    characters ``A-Z a-z 0-9 . _ + -``; leading dots are dropped; it is prefixed
-    with ``r<exp_id>_`` unless it already contains the exposure id as a whole
-    number (so two exposures never share a local name), and gets
-    ``.fits`` appended unless it has a FITS suffix. Without a usable name the
-    result is ``r<exp_id>.fits``.
-    """
-    fallback = f"r{exp_id}.fits"
-    if not header:
-        return fallback
-    raw: str | None = None
-    star = _DISPOSITION_STAR.search(header)
-    if star:
-        from urllib.parse import unquote
-
-        raw = unquote(star.group(1).strip().strip('"'))
-    elif '"' in header and header.count('"') >= 2:
-        raw = header[header.index('"') + 1 : header.rindex('"')]
-    else:
-        plain = _DISPOSITION_PLAIN.search(header)
-        raw = plain.group(1).strip() if plain else None
-    if not raw:
-        return fallback
-    safe = safe_filename(raw)
-    if not safe:
-        return fallback
-    if not re.search(rf"(?<!\d){exp_id}(?!\d)", safe):
-        safe = f"r{exp_id}_{safe}"
-    if not has_fits_suffix(safe):
-        safe += ".fits"
-    return safe
-
-
 def _excerpt(response: httpx.Response, secret: str) -> str:
     """Return a short, token-free excerpt of an error response (and its web2py_error header)."""
     try:
@@ -149,18 +101,6 @@ def _excerpt(response: httpx.Response, secret: str) -> str:
     if text:
         detail += f": {text}"
     return detail.replace(secret, "***") if secret else detail
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SkynetClient:
@@ -380,7 +320,7 @@ class SkynetClient:
             stop=stop_after_attempt(self._max_attempts),
             wait=wait_exponential(multiplier=self._backoff_s, max=MAX_BACKOFF_S),
             retry=retry_if_exception(
-                lambda e: isinstance(e, httpx.TransportError | _ServerError | _Truncated)
+                lambda e: isinstance(e, httpx.TransportError | _ServerError | Truncated)
             ),
             before_sleep=lambda state: self._log_retry(state, what),
             sleep=self._sleep,
@@ -396,13 +336,13 @@ class SkynetClient:
             raise SkynetUnavailable(
                 f"{what}: Skynet answered {exc} {tries}; it may be down, soapd will try again"
             ) from None
-        except _Truncated as exc:
+        except Truncated as exc:
             raise FrameUnreadable(f"{what}: {exc} {tries}") from None
 
     def _log_retry(self, state: RetryCallState, what: str) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        reason = exc if isinstance(exc, _ServerError | _Truncated) else type(exc).__name__
+        reason = exc if isinstance(exc, _ServerError | Truncated) else type(exc).__name__
         logger.warning(
             "%s failed (%s); attempt %d of %d, retrying in %.1f s",
             what,
@@ -415,103 +355,9 @@ class SkynetClient:
     def _download_once(
         self, exp: Exposure, dest_dir: Path, params: Mapping[str, str]
     ) -> DownloadedFile:
-        """One download attempt: stream to .part, check, fsync, rename."""
+        """One download attempt (see :func:`soapd.skynet.download.save_response`)."""
         with self._http.stream("GET", "/download/fits", params=dict(params)) as response:
             if response.status_code != 200:
                 response.read()
                 self._check_status(response, f"download of exposure {exp.exp_id}")
-            disposition = response.headers.get("content-disposition")
-            name = filename_from_disposition(exp.exp_id, disposition)
-            final = dest_dir / name
-            part = final.with_name(final.name + ".part")
-            try:
-                digest, size = self._stream_to(response, part)
-                return self._finish(
-                    exp,
-                    part=part,
-                    final=final,
-                    digest=digest,
-                    size=size,
-                    disposition=disposition,
-                )
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-
-    @staticmethod
-    def _stream_to(response: httpx.Response, part: Path) -> tuple[str, int]:
-        """Write the body to ``part`` (fsynced); return (sha256, size). Raise _Truncated."""
-        expected_raw = response.headers.get("content-length")
-        expected = int(expected_raw) if expected_raw and expected_raw.isdigit() else None
-        sha = hashlib.sha256()
-        size = 0
-        with part.open("wb") as fh:
-            try:
-                for chunk in response.iter_bytes(_CHUNK_BYTES):
-                    fh.write(chunk)
-                    sha.update(chunk)
-                    size += len(chunk)
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                raise _Truncated(
-                    f"download truncated: connection closed after {size} of "
-                    f"{expected if expected is not None else '?'} bytes ({type(exc).__name__})"
-                ) from None
-            # Content-Length counts the bytes on the wire, which differ from the decoded
-            # size only under a Content-Encoding such as gzip.
-            encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-            received = response.num_bytes_downloaded if encoded else size
-            if expected is not None and received != expected:
-                raise _Truncated(
-                    f"download truncated: received {received} of {expected} bytes "
-                    "announced by Content-Length"
-                )
-            fh.flush()
-            os.fsync(fh.fileno())
-        return sha.hexdigest(), size
-
-    def _finish(
-        self,
-        exp: Exposure,
-        *,
-        part: Path,
-        final: Path,
-        digest: str,
-        size: int,
-        disposition: str | None,
-    ) -> DownloadedFile:
-        """Check the complete ``part`` is FITS, rename it to ``final``; return the record."""
-        if size == 0:
-            raise FrameUnreadable(f"exposure {exp.exp_id}: the archive sent an empty file")
-        try:
-            check = check_fits(part)
-        except FrameUnreadable as exc:
-            raise FrameUnreadable(
-                f"exposure {exp.exp_id}: the downloaded file is not usable FITS: {exc}"
-            ) from None
-        part.replace(final)
-        _fsync_dir(final.parent)
-        if not self._reduced:
-            reduction = "not_requested"
-        elif check.reduction_marks:
-            reduction = "reduced"
-        elif check.integer_pixels:
-            reduction = "probably_unreduced"
-            logger.warning(
-                "exposure %s: asked for a reduced frame but got integer pixels and no "
-                "calibration keywords (%s); the archive may have sent the raw frame",
-                exp.exp_id,
-                "BIASCORR/DARKCORR/FLATCORR",
-            )
-        else:
-            reduction = "unknown"
-        server_name = None
-        if disposition and '"' in disposition:
-            server_name = disposition[disposition.index('"') + 1 : disposition.rindex('"')] or None
-        logger.debug("exposure %s saved as %s (%d bytes)", exp.exp_id, final.name, size)
-        return DownloadedFile(
-            path=final,
-            sha256=digest,
-            size_bytes=size,
-            server_filename=server_name,
-            reduction=reduction,
-        )
+            return save_response(response, exp.exp_id, dest_dir, reduced=self._reduced)

@@ -1,4 +1,4 @@
-"""Skynet JSON records -> soapd values: :class:`Exposure`, UTC times, ExposureMeta as JSON.
+"""Skynet JSON records -> soapd values: :class:`Exposure` and timezone-aware UTC times.
 
 The Skynet API v2 sends camelCase JSON with *naive* ISO-8601 timestamps that
 are UTC (``skynet_api.md`` §1). Every time that leaves this module is a
@@ -26,8 +26,6 @@ __all__ = [
     "Exposure",
     "exposure_from_json",
     "format_api_time",
-    "meta_from_json",
-    "meta_to_json",
     "parse_api_time",
     "with_extra",
 ]
@@ -255,46 +253,6 @@ def exposure_from_json(rec: Mapping[str, Any]) -> Exposure:
         wcs_state=wcs_state if isinstance(wcs_state, str) else None,
         remote_filename=remote if isinstance(remote, str) else None,
         raw=dict(rec),
-    )
-
-
-def meta_to_json(meta: ExposureMeta) -> dict[str, Any]:
-    """Return ``meta`` as a JSON-safe dict (times as ISO-8601 with ``Z``), for the ledger."""
-    return {
-        "exp_id": meta.exp_id,
-        "obs_id": meta.obs_id,
-        "telescope": meta.telescope,
-        "filter": meta.filter,
-        "exptime_s": meta.exptime_s,
-        "mid_time_utc": (
-            meta.mid_time_utc.astimezone(UTC).isoformat().replace("+00:00", "Z")
-            if meta.mid_time_utc is not None
-            else None
-        ),
-        "gain_e_per_adu": meta.gain_e_per_adu,
-        "read_noise_e": meta.read_noise_e,
-        "extra": dict(meta.extra),
-    }
-
-
-def meta_from_json(data: Mapping[str, Any]) -> ExposureMeta:
-    """Given the dict written by :func:`meta_to_json`, return the ExposureMeta.
-
-    Raise TypeError if ``extra`` is not an object, ValueError if the time is malformed.
-    """
-    extra = data.get("extra") or {}
-    if not isinstance(extra, Mapping):
-        raise TypeError("ExposureMeta JSON: 'extra' must be an object")
-    return ExposureMeta(
-        exp_id=_int(data.get("exp_id")),
-        obs_id=_int(data.get("obs_id")),
-        telescope=data.get("telescope"),
-        filter=data.get("filter"),
-        exptime_s=_number(data.get("exptime_s")),
-        mid_time_utc=parse_api_time(data.get("mid_time_utc")),
-        gain_e_per_adu=_number(data.get("gain_e_per_adu")),
-        read_noise_e=_number(data.get("read_noise_e")),
-        extra=dict(extra),
     )
 
 

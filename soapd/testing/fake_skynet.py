@@ -21,19 +21,31 @@ nothing can hang.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 import socket
-import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from soapd.testing.fake_skynet_http import (
+    DOWNLOAD_PARAMS,
+    EXPS_PARAMS,
+    OBS_PARAMS,
+    BadRequest,
+    Handler,
+    LoggedRequest,
+    Server,
+    check_params,
+    iso,
+    matches,
+    page,
+    project,
+)
 
 __all__ = ["API_PREFIX", "NOT_FITS_BYTES", "FakeSkynet", "LoggedRequest"]
 
@@ -44,28 +56,7 @@ API_PREFIX = "/2.0"
 #: Bytes that are certainly not FITS (an HTML error page sent with status 200).
 NOT_FITS_BYTES = b"<html><body>Internal error while reducing the image</body></html>\n"
 _AUTH_HEADER = "Authentication-Token"
-_EXPS_PARAMS = frozenset(
-    {"obs", "scope", "state", "after", "before", "wcs_present", "sort_by", "offset"}
-    | {"limit", "include", "exclude"}
-)
-_DOWNLOAD_PARAMS = frozenset({"image", "reduce", "reducequiet"})
-_OBS_PARAMS = frozenset({"include", "exclude"})
-_MAX_LIMIT = 1000
 _MAX_DELAY_S = 30.0
-
-
-@dataclass(slots=True)
-class LoggedRequest:
-    """One request as the fake saw it; ``auth`` is "ok", "bad" or "missing", never the token.
-
-    It is logged on arrival with ``status`` 0, which is set just before the answer is sent.
-    """
-
-    method: str
-    path: str
-    params: dict[str, str]
-    status: int
-    auth: str
 
 
 @dataclass(slots=True)
@@ -81,110 +72,6 @@ class _Faults:
     fail_rate: float = 0.0
     slow: list[float] = field(default_factory=list)
     truncate: int = 0
-
-
-def _iso(when: datetime) -> str:
-    """Format an aware time the way Skynet does: naive ISO-8601 UTC."""
-    return when.astimezone(UTC).replace(tzinfo=None).isoformat()
-
-
-def _parse_time(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _project(record: Mapping[str, Any], include: str | None, exclude: str | None) -> dict[str, Any]:
-    """Apply ``include``/``exclude`` as Skynet does: only ``id`` unless asked for more."""
-    if include is None or not include.strip():
-        out = {"id": record["id"]}
-    elif include.strip() == "*":
-        out = dict(record)
-    else:
-        wanted = {name.strip() for name in include.split(",")} | {"id"}
-        out = {k: v for k, v in record.items() if k in wanted}
-    for name in (exclude or "").split(","):
-        if name.strip() and name.strip() != "id":
-            out.pop(name.strip(), None)
-    return out
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Request handler; all state lives on ``self.server.fake``."""
-
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    entry: LoggedRequest | None = None
-
-    def _status(self, status: int) -> None:
-        if self.entry is not None:
-            self.server.fake.set_status(self.entry, status)
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.fake.request_timeout_s)
-        # Headers and body go out in separate writes: without this, Nagle's algorithm and
-        # delayed ACKs add about 40 ms to every answer.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake.track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.fake.track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        logger.debug("fake skynet: %s", format % args)
-
-    def do_GET(self) -> None:
-        self.server.fake.handle(self)
-
-    def send_plain(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
-        body = text.encode()
-        self._status(status)
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def send_json(self, payload: Any) -> None:
-        body = json.dumps(payload).encode()
-        self._status(200)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def send_file(self, data: bytes, filename: str, *, truncate: bool) -> None:
-        self._status(200)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/fits")
-        self.send_header("Content-Disposition", f'attachment; filename="{filename}"')
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if truncate:
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_WR)
-            return
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
-    fake: FakeSkynet
-
-    def handle_error(self, _request: Any, client_address: Any) -> None:
-        """Log a failed connection (e.g. the client gave up on a slow answer) quietly."""
-        logger.debug(
-            "fake skynet: connection from %s failed: %r", client_address, sys.exc_info()[1]
-        )
 
 
 class FakeSkynet:
@@ -217,7 +104,7 @@ class FakeSkynet:
         self._faults = _Faults()
         self._log: list[LoggedRequest] = []
         self._conns: set[socket.socket] = set()
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._threads: list[threading.Thread] = []
 
     # -- life cycle -----------------------------------------------------------------
@@ -226,8 +113,8 @@ class FakeSkynet:
         """Start serving in a background thread; return self."""
         if self._server is not None:
             return self
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
+        server = Server(("127.0.0.1", 0), Handler)
+        server.backend = self
         self._server = server
         # daemon=True: a forgotten stop() must not keep the interpreter alive; stop() joins it.
         thread = threading.Thread(
@@ -328,9 +215,9 @@ class FakeSkynet:
                 "state": "completed",
                 "expLength": exptime_s,
                 "expLengthUsed": exptime_s,
-                "timeIn": _iso(start - timedelta(hours=1)),
-                "timeTaken": _iso(start),
-                "centerTime": _iso(center_time_utc),
+                "timeIn": iso(start - timedelta(hours=1)),
+                "timeTaken": iso(start),
+                "centerTime": iso(center_time_utc),
                 "timeArchived": None,
                 "filterName": filter_name,
                 "filterUsed": filt,
@@ -362,7 +249,7 @@ class FakeSkynet:
         exp = self._exps[exp_id]
         exp.released = True
         exp.record["state"] = "archived"
-        exp.record["timeArchived"] = _iso(datetime.now(UTC))
+        exp.record["timeArchived"] = iso(datetime.now(UTC))
 
     def release_next(self) -> int | None:
         """Archive the next completed exposure (in the order added); return its id or None."""
@@ -441,7 +328,7 @@ class FakeSkynet:
 
     # -- serving --------------------------------------------------------------------
 
-    def handle(self, req: _Handler) -> None:
+    def handle(self, req: Handler) -> None:
         """Answer one request (called on a server thread)."""
         parts = urlsplit(req.path)
         path = unquote(parts.path)
@@ -465,7 +352,7 @@ class FakeSkynet:
 
     def _respond(
         self,
-        req: _Handler,
+        req: Handler,
         path: str,
         params: dict[str, str],
         *,
@@ -499,7 +386,7 @@ class FakeSkynet:
                 return self._obs_get(req, route.removeprefix("/obs/"), params)
             if route == "/download/fits":
                 return self._download(req, params)
-        except _BadRequest as exc:
+        except BadRequest as exc:
             req.send_plain(400, str(exc), {"web2py_error": "skynet.api.errors.BadRequestError"})
             return 400
         req.send_plain(404, f"no such endpoint {path}")
@@ -509,50 +396,17 @@ class FakeSkynet:
         for exp_id in self._order:
             yield self._exps[exp_id].record
 
-    def _exps_list(self, req: _Handler, params: dict[str, str]) -> int:
-        unknown = set(params) - _EXPS_PARAMS
-        if unknown:
-            raise _BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    def _exps_list(self, req: Handler, params: dict[str, str]) -> int:
+        check_params(params, EXPS_PARAMS)
         with self._lock:
-            rows = [dict(r) for r in self._visible() if self._matches(r, params)]
-        for key in reversed([k for k in params.get("sort_by", "id").split(",") if k.strip()]):
-            rows.sort(key=_sort_key(key.strip().lstrip("-")), reverse=key.startswith("-"))
-        offset, limit = _int_param(params, "offset", 0), _int_param(params, "limit", _MAX_LIMIT)
-        limit = min(limit, _MAX_LIMIT)
-        page = rows[offset : offset + limit]
-        req.send_json([_project(r, params.get("include"), params.get("exclude")) for r in page])
+            rows = [dict(r) for r in self._visible() if matches(r, params, self._obs)]
+        req.send_json(
+            [project(r, params.get("include"), params.get("exclude")) for r in page(rows, params)]
+        )
         return 200
 
-    def _matches(self, rec: Mapping[str, Any], params: Mapping[str, str]) -> bool:
-        if "obs" in params:
-            wanted = {v.strip() for v in params["obs"].split(",")}
-            name = self._obs.get(rec["obsId"], "")
-            if str(rec["obsId"]) not in wanted and name not in wanted:
-                return False
-        if "scope" in params:
-            wanted = {v.strip() for v in params["scope"].split(",")}
-            tel = rec.get("telescope") or {}
-            if str(tel.get("id")) not in wanted and tel.get("name") not in wanted:
-                return False
-        if "state" in params and rec["state"] not in params["state"].split(","):
-            return False
-        if params.get("wcs_present") == "1" and rec.get("wcsState") != "completed":
-            return False
-        taken = rec.get("timeTaken")
-        for key, after in (("after", True), ("before", False)):
-            if key in params:
-                try:
-                    limit = _parse_time(params[key])
-                except ValueError:
-                    raise _BadRequest(f"bad {key} time {params[key]!r}") from None
-                if taken is None or (_parse_time(taken) <= limit) == after:
-                    return False
-        return True
-
-    def _obs_get(self, req: _Handler, key: str, params: dict[str, str]) -> int:
-        unknown = set(params) - _OBS_PARAMS
-        if unknown:
-            raise _BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    def _obs_get(self, req: Handler, key: str, params: dict[str, str]) -> int:
+        check_params(params, OBS_PARAMS)
         with self._lock:
             obs_id = next((i for i, n in self._obs.items() if key in (str(i), n)), None)
             if obs_id is None:
@@ -565,13 +419,11 @@ class FakeSkynet:
             exps = [dict(r) for r in self._visible() if r["obsId"] == obs_id]
             record = {"id": obs_id, "name": self._obs[obs_id], "state": "active", "exps": exps}
         include = params.get("include") or "*"
-        req.send_json(_project(record, include, params.get("exclude")))
+        req.send_json(project(record, include, params.get("exclude")))
         return 200
 
-    def _download(self, req: _Handler, params: dict[str, str]) -> int:
-        unknown = set(params) - _DOWNLOAD_PARAMS
-        if unknown:
-            raise _BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    def _download(self, req: Handler, params: dict[str, str]) -> int:
+        check_params(params, DOWNLOAD_PARAMS)
         image = params.get("image", "")
         exp_id = int(image[1:]) if image[:1] == "r" and image[1:].isdigit() else None
         with self._lock:
@@ -589,28 +441,3 @@ class FakeSkynet:
             data, filename = exp.data, exp.filename
         req.send_file(data, filename, truncate=truncate)
         return 200
-
-
-class _BadRequest(Exception):
-    """A request the real API would refuse with 400."""
-
-
-def _int_param(params: Mapping[str, str], key: str, default: int) -> int:
-    value = params.get(key)
-    if value is None or value == "":
-        return default
-    if not value.isdigit():
-        raise _BadRequest(f"{key} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _sort_key(name: str) -> Callable[[Mapping[str, Any]], tuple[bool, float, str]]:
-    """Sort key on field ``name``: missing values last, numbers in numeric order."""
-
-    def key(rec: Mapping[str, Any]) -> tuple[bool, float, str]:
-        value = rec.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return (False, float(value), "")
-        return (value is None, 0.0, "" if value is None else str(value))
-
-    return key

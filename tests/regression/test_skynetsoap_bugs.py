@@ -158,7 +158,7 @@ def test_b15_forced_positions_off_frame_or_near_edge_are_flagged_not_measured(
 ) -> None:
     """B15: skynetsoap measured positions off the frame. soapd flags OFF_FRAME / NEAR_EDGE
     and gives no flux."""
-    path, target, frame = _one_star_frame(tmp_path)
+    path, _target, frame = _one_star_frame(tmp_path)
     w = wcs_of(frame.header)
     ra, dec = w.all_pix2world([-50.0, 1.0, 160.0], [160.0, 160.0, 160.0], 0)
     targets = [

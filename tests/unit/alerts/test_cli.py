@@ -163,6 +163,17 @@ def test_extract_and_backfill_from_field_tables(cfg: Path, tmp_path: Path, capsy
             res, table = _field_table(mid, srcs, f"f{i}.fits")
             path = write_table(table, tmp_path / f"f{i}.parquet")
             store.save_result(fid, res, config_hash="h", soapd_version="t", table_path=str(path))
+        # A damaged field-wide table is skipped with a warning, not fatal.
+        fid = register_frame(store, "broken", mid_time_utc=T0 + timedelta(hours=5))
+        res, _ = _field_table(T0 + timedelta(hours=5), around, "broken.fits")
+        (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+        store.save_result(
+            fid,
+            res,
+            config_hash="h",
+            soapd_version="t",
+            table_path=str(tmp_path / "broken.parquet"),
+        )
     out = tmp_path / "x.ecsv"
     assert main(["extract", "150.0", "-30.0", "--radius-arcsec", "2", "--out", str(out)]) == 0
     lc = read_table(out)

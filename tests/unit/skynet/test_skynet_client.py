@@ -29,7 +29,8 @@ from soapd.errors import (
 from soapd.ingest.fitscheck import has_fits_suffix
 from soapd.skynet import Exposure, ExposureSource, SkynetClient
 from soapd.skynet import client as client_module
-from soapd.skynet.client import AUTH_HEADER, filename_from_disposition
+from soapd.skynet.client import AUTH_HEADER
+from soapd.skynet.download import filename_from_disposition
 from soapd.skynet.records import EXPOSURE_FIELDS, exposure_from_json
 
 MakeClient = Callable[..., tuple[SkynetClient, Any]]
@@ -300,7 +301,7 @@ def test_download_reports_reduction_signs(  # noqa: PLR0917 - fixtures and param
 ) -> None:
     data = fits_bytes(dtype=dtype, header=header)
     client, _ = make_client(lambda r: _file(data))
-    with caplog.at_level(logging.WARNING, logger="soapd.skynet.client"):
+    with caplog.at_level(logging.WARNING, logger="soapd.skynet.download"):
         got = client.download(_exp(), tmp_path)
     assert got.reduction == expected
     assert ("raw frame" in caplog.text) == (expected == "probably_unreduced")

@@ -1,0 +1,165 @@
+"""Daemon benchmarks: archive-to-store latency, and backlog throughput on the process pool.
+
+Run: ``.venv/bin/python bench/bench_daemon.py [--frames 16] [--latency-frames 8]``
+
+1. **Latency.** FakeSkynet on 127.0.0.1 serves the demo field; exposures are
+   archived one at a time (every 7 s, out of phase with the 5 s poll). For each,
+   the time from "archived" on the server to its processed row in the store is
+   measured. Aim: under one poll interval plus the processing time.
+2. **Throughput.** N synthetic 1024 x 1024 frames (300 stars, calibration off)
+   are processed (a) one after another in this process (the single-frame floor)
+   and (b) by the real daemon (``Service.run_until_idle``, inbox start-up scan)
+   with ``paths.workers = 2``. Reported: frames/s of each and the speed-up,
+   steady state (first to last frame stored) and wall (including start-up).
+   Aim: >= 1.7x on 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from soapd.config import Token, parse_config
+from soapd.logs import setup_logging
+from soapd.pipeline import process_frame
+from soapd.service import Service
+from soapd.skynet.client import SkynetClient
+from soapd.store import Store
+from soapd.testing.demo_field import build_demo_field, load_into
+from soapd.testing.fake_skynet import FakeSkynet
+from soapd.testing.synth import make_frame, write_frame
+
+
+def _iso_to_s(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def bench_latency(tmp: Path, n_frames: int, poll_s: float, release_every_s: float) -> None:
+    demo = build_demo_field(tmp / "field", n_frames=n_frames)
+    with FakeSkynet(seed=0) as fake:
+        ids = load_into(fake, demo)
+        cfg = parse_config(
+            {
+                "skynet": {
+                    "api_url": fake.url,
+                    "observations": [demo.obs_id],
+                    "poll_interval_s": poll_s,
+                },
+                "paths": {
+                    "state_dir": str(tmp / "lat-state"),
+                    "cache_dir": str(tmp / "cache"),
+                    "workers": 2,
+                },
+                "calibration": {"online": False, "catalog_files": [str(demo.catalog_path)]},
+                "targets": [
+                    {"name": t.name, "ra_deg": t.ra_deg, "dec_deg": t.dec_deg} for t in demo.targets
+                ],
+            }
+        )
+        service = Service(
+            cfg,
+            source_factory=lambda tok: SkynetClient.from_config(cfg.skynet, tok),
+            read_token=lambda: Token(fake.token),
+            env={},
+        )
+        thread = threading.Thread(target=service.run)
+        thread.start()
+        released: dict[int, float] = {}
+        try:
+            time.sleep(3.0)
+            for exp_id in ids:
+                fake.release_next()
+                released[exp_id] = time.time()
+                time.sleep(release_every_s)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with Store(cfg.paths.db_path, migrate=False) as store:
+                    if store.backlog()["processed"] == len(ids):
+                        break
+                time.sleep(0.2)
+        finally:
+            service.stop()
+            thread.join()
+    with Store(cfg.paths.db_path, migrate=False) as store:
+        rows = store.db.execute(
+            "SELECT exp_id, processed_at, seen_at FROM frames WHERE state = 'processed'"
+        ).fetchall()
+    lat = [_iso_to_s(done) - released[exp] for exp, done, _ in rows]
+    seen = [_iso_to_s(s) - released[exp] for exp, _, s in rows]
+    print(f"latency archived -> stored, {len(lat)} frames, poll every {poll_s:.0f} s:")
+    print(
+        f"  median {statistics.median(lat):.2f} s, max {max(lat):.2f} s "
+        f"(archived -> seen: median {statistics.median(seen):.2f} s, max {max(seen):.2f} s)"
+    )
+
+
+def bench_throughput(tmp: Path, n_frames: int, workers: int) -> None:
+    src = tmp / "inbox"
+    src.mkdir()
+    for i in range(n_frames):
+        frame = make_frame((1024, 1024), stars=300, seed=100 + i)
+        write_frame(src / f"frame_{i:03d}.fits", frame.data_adu, frame.header)
+    base = {
+        "paths": {"cache_dir": str(tmp / "cache"), "workers": workers},
+        "calibration": {"enabled": False},
+    }
+    cfg = parse_config({**base, "paths": {**base["paths"], "state_dir": str(tmp / "s1")}})
+    files = sorted(src.glob("*.fits"))
+    process_frame(files[0], config=cfg)  # warm imports and caches
+    t0 = time.perf_counter()
+    for path in files:
+        process_frame(path, config=cfg)
+    serial_s = time.perf_counter() - t0
+    serial_fps = n_frames / serial_s
+    print(f"single-frame floor: {n_frames} frames of 1024x1024 in {serial_s:.1f} s")
+    print(f"  = {serial_fps:.2f} frames/s ({serial_s / n_frames * 1000:.0f} ms/frame)")
+
+    cfg2 = parse_config(
+        {**base, "paths": {**base["paths"], "state_dir": str(tmp / "s2"), "inbox_dir": str(src)}}
+    )
+    t0 = time.perf_counter()
+    Service(cfg2, env={}, read_token=lambda: None).run_until_idle(poll=False)
+    wall_s = time.perf_counter() - t0
+    with Store(cfg2.paths.db_path, migrate=False) as store:
+        done = sorted(
+            _iso_to_s(r[0])
+            for r in store.db.execute(
+                "SELECT processed_at FROM frames WHERE state = 'processed'"
+            ).fetchall()
+        )
+    assert len(done) == n_frames, f"only {len(done)} of {n_frames} processed"
+    steady_fps = (n_frames - 1) / (done[-1] - done[0])
+    wall_fps = n_frames / wall_s
+    print(f"daemon, {workers} workers ({os.cpu_count()} cores):")
+    print(f"  steady state {steady_fps:.2f} frames/s = {steady_fps / serial_fps:.2f}x the floor")
+    print(
+        f"  wall incl. start-up and inbox copy {wall_s:.1f} s = {wall_fps:.2f} frames/s "
+        f"= {wall_fps / serial_fps:.2f}x"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=16, help="throughput frames")
+    parser.add_argument("--latency-frames", type=int, default=8, help="latency frames")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-latency", action="store_true")
+    args = parser.parse_args()
+    setup_logging("WARNING")
+    with tempfile.TemporaryDirectory(prefix="soapd-bench-") as tmp:
+        if not args.skip_latency:
+            bench_latency(Path(tmp), args.latency_frames, poll_s=5.0, release_every_s=7.0)
+        bench_throughput(Path(tmp), args.frames, args.workers)
+    print(f"(python {sys.version.split()[0]}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,6 +37,10 @@ def setup_logging(level: str = "INFO", style: str = "auto") -> None:
     root.addHandler(handler)
     root.setLevel(level)
     for name in _NOISY:
+        if name == "astroquery" and name not in sys.modules:
+            # astroquery installs its own logger class when imported; creating its
+            # logger first makes that import fail. soapd.service quiets it later.
+            continue
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(capture=True)
 

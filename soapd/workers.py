@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 #: Modules the fork server imports before forking workers.
 _PRELOAD = ("soapd.workers", "soapd.pipeline", "soapd.export", "soapd.catalogs")
 
+#: Environment variables that cap math-library threads in the workers.
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
 Outcome = Literal["ok", "rejected", "failed", "retry"]
 
 
@@ -170,6 +173,11 @@ class WorkerPool:
             # replace a retired one later) is forked from it, so all run the code the
             # daemon started with even if the installed files change underneath.
             context.set_forkserver_preload(list(_PRELOAD))
+            # One math-library thread per worker: the pool already uses every core,
+            # and BLAS/OpenMP threads on top only oversubscribe them. The fork
+            # server inherits these when it starts (an operator's values win).
+            for name in _THREAD_VARS:
+                os.environ.setdefault(name, "1")
             self._executor = ProcessPoolExecutor(
                 max_workers=self.n_workers,
                 mp_context=context,

@@ -35,14 +35,6 @@ __all__ = ["draft_alerts", "record_result", "reference_points"]
 logger = logging.getLogger(__name__)
 
 
-def _f(value: object) -> float:
-    try:
-        out = float(getattr(value, "value", value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return out
-
-
 def reference_points(table: Table) -> list[Point]:
     """Return one :class:`Point` per frame (its lowest ``aperture_id``), oldest first.
 
@@ -56,28 +48,46 @@ def reference_points(table: Table) -> list[Point]:
     ap = np.asarray(table["aperture_id"], dtype=np.int64)
     mjd = np.asarray(table["mjd"], dtype=float)
     order = np.lexsort((ap, frame, mjd))
-    seen: set[int] = set()
-    points: list[Point] = []
-    for i in order:
-        fid = int(frame[i])
-        if fid in seen:
-            continue
-        seen.add(fid)
-        row = table[int(i)]
-        points.append(
-            Point(
-                frame_id=fid,
-                mjd=float(mjd[i]),
-                band=str(row["band"]),
-                is_detection=bool(row["is_detection"]),
-                snr=_f(row["snr"]),
-                mag=_f(row["calibrated_mag"]),
-                mag_err=_f(row["calibrated_mag_err"]),
-                lim_mag=_f(row["limiting_mag"]),
-                mag_system=str(row["cal_mag_system"]) if "cal_mag_system" in row.colnames else "",
-            )
+    _, first = np.unique(frame[order], return_index=True)
+    pick = order[np.sort(first)]
+
+    def floats(name: str) -> list[float]:
+        col = table[name]
+        data: np.ndarray = np.ma.filled(
+            np.ma.asarray(getattr(col, "value", col), dtype=float), np.nan
         )
-    return points
+        return [float(v) for v in data[pick]]
+
+    systems = (
+        np.asarray(table["cal_mag_system"]).astype(str)[pick].tolist()
+        if "cal_mag_system" in table.colnames
+        else [""] * len(pick)
+    )
+    return [
+        Point(
+            frame_id=int(fid),
+            mjd=float(t),
+            band=str(band),
+            is_detection=bool(det),
+            snr=snr,
+            mag=mag,
+            mag_err=err,
+            lim_mag=lim,
+            mag_system=str(system),
+        )
+        for fid, t, band, det, snr, mag, err, lim, system in zip(
+            frame[pick].tolist(),
+            mjd[pick].tolist(),
+            np.asarray(table["band"]).astype(str)[pick].tolist(),
+            np.asarray(table["is_detection"], dtype=bool)[pick].tolist(),
+            floats("snr"),
+            floats("calibrated_mag"),
+            floats("calibrated_mag_err"),
+            floats("limiting_mag"),
+            systems,
+            strict=True,
+        )
+    ]
 
 
 def _frame_rows(result: FrameResult, name: str, frame_id: int, mjd: float) -> Table:
@@ -113,10 +123,9 @@ def draft_alerts(
         if not new:
             continue
         point = new[0]
-        lc = store.lightcurve(name)
         earlier = [
             p
-            for p in reference_points(lc)
+            for p in reference_points(store.rule_history(name))
             if p.frame_id != frame_id and (p.mjd, p.frame_id) < (point.mjd, frame_id)
         ]
         params = RuleParams.from_config(config.alerts, target.rules)

@@ -159,7 +159,7 @@ def cmd_observations(args: argparse.Namespace) -> int:
             for obs in args.obs_ids:
                 gone = store.unfollow_observation(obs)
                 print(f"observation {obs}: {'no longer followed' if gone else 'was not followed'}")
-                if gone and obs in cfg.skynet.observations:
+                if obs in cfg.skynet.observations:
                     print(
                         f"  note: {obs} is listed in skynet.observations of the config; "
                         "remove it there too or it is followed again at the next start"

@@ -331,6 +331,47 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         )
         return table
 
+    def rule_history(self, target_name: str) -> Table:
+        """Return what the alert rules read of a target's current lightcurve, by time.
+
+        Columns: frame_id, mjd, aperture_id, band, cal_mag_system, is_detection, snr,
+        calibrated_mag, calibrated_mag_err, limiting_mag (a lighter read than
+        :meth:`lightcurve`). Empty for an unknown target.
+        """
+        rows = self.db.execute(
+            "SELECT m.packed, f.band, f.mag_system FROM measurements AS m "
+            "JOIN frames AS f ON f.frame_id = m.frame_id JOIN targets AS t "
+            "ON t.target_id = m.target_id WHERE t.name = ? AND m.superseded = 0 "
+            "ORDER BY m.mjd, m.frame_id, m.aperture_id",
+            [target_name],
+        ).fetchall()
+        packed = np.frombuffer(b"".join(r[0] for r in rows), dtype="<f8").reshape(
+            -1, len(PACKED_FIELDS)
+        )
+        out = Table()
+        for name, field, dtype in (
+            ("frame_id", "frame_id", np.int64),
+            ("mjd", "mjd", float),
+            ("aperture_id", "aperture_id", np.int64),
+            ("is_detection", "is_detection", bool),
+            ("snr", "snr", float),
+            ("calibrated_mag", "mag", float),
+            ("calibrated_mag_err", "mag_err", float),
+            ("limiting_mag", "lim_mag", float),
+        ):
+            values = packed[:, PACKED_FIELDS.index(field)]
+            if dtype is float:
+                out[name] = values.copy()
+            elif dtype is bool:
+                out[name] = np.nan_to_num(values) != 0
+            else:
+                out[name] = np.nan_to_num(values, nan=_INT_FILL).astype(np.int64)
+        out["band"] = np.array([r[1] or "" for r in rows], dtype=str) if rows else np.zeros(0, str)
+        out["cal_mag_system"] = (
+            np.array([r[2] or "" for r in rows], dtype=str) if rows else np.zeros(0, str)
+        )
+        return out
+
     def frames_with_tables(self) -> list[dict[str, Any]]:
         """Return processed frames that kept a field-wide table, by mid-exposure time."""
         return list(

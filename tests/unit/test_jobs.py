@@ -15,7 +15,7 @@ import pytest
 
 from soapd.config import Config, Token
 from soapd.jobs import JobContext, download_frames, drain_inbox, finish, heartbeat, poll_skynet
-from soapd.service import Health, Waker
+from soapd.runtime import Health, Waker
 from soapd.skynet.client import SkynetClient
 from soapd.store import Store
 from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
@@ -251,3 +251,31 @@ def test_health_reports_stuck_job_and_frame() -> None:
 
 def test_waker_without_scheduler_is_a_noop() -> None:
     Waker().wake("process_pending")
+
+
+def test_reconcile_lists_the_window_and_requeues_failed_with_tries_left(
+    ctx: JobContext, fake: FakeSkynet, fits_bytes: Callable[[int], bytes]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from soapd.jobs import reconcile
+
+    old = fake.add_exposure(
+        OBS, fits_bytes(1), center_time_utc=datetime.now(UTC) - timedelta(days=5), archived=True
+    )
+    recent = _add(fake, fits_bytes, 2, archived=True)
+    assert reconcile(ctx) == 2
+    assert ctx.store.find_frame(exp_id=old) is None, "outside reconcile_window_h"
+    download_frames(ctx, limit=10)
+    a, b = (ctx.store.find_frame(exp_id=e) for e in recent)
+    assert a is not None
+    assert b is not None
+    ctx.store.start_attempt(a.frame_id)
+    ctx.store.mark_failed(a.frame_id, "transient: disk full")
+    for _ in range(3):
+        ctx.store.start_attempt(b.frame_id)
+        ctx.store.mark_retry(b.frame_id, "always fails", max_tries=3)
+    assert reconcile(ctx) == 1
+    assert ctx.store.frame(a.frame_id).state == "downloaded"  # type: ignore[union-attr]
+    assert ctx.store.frame(b.frame_id).state == "failed"  # type: ignore[union-attr]
+    assert poll_skynet(ctx) == 1  # the regular poll has no window

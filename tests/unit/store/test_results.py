@@ -304,3 +304,15 @@ def test_migration_m004_packs_existing_measurements(tmp_path: Path) -> None:
     assert math.isnan(float(lc["limiting_mag"][0]))
     assert bool(lc["is_detection"][0]) is True
     assert float(lc["aperture_radius"][0]) == 4.0
+
+
+def test_rule_history_matches_lightcurve(store: Store) -> None:
+    _save(store, 0, {"GRB A": None}, band="R", aperture_radii_px=(3.0, 5.0))
+    _save(store, 1, {"GRB A": 17.0}, band="V", aperture_radii_px=(3.0, 5.0))
+    hist = store.rule_history("GRB A")
+    lc = store.lightcurve("GRB A")
+    for name in ("frame_id", "aperture_id", "band", "is_detection", "cal_mag_system"):
+        assert hist[name].tolist() == lc[name].tolist(), name
+    for name in ("mjd", "snr", "calibrated_mag", "calibrated_mag_err", "limiting_mag"):
+        assert np.allclose(hist[name], lc[name], equal_nan=True), name
+    assert len(store.rule_history("nobody")) == 0

@@ -322,11 +322,11 @@ def accuracy(table: Any, truth: Any, exptime_s: float = 60.0) -> dict[str, Any]:
 class Plan:
     """How many repetitions of each case; ``quick`` shrinks everything for debugging."""
 
-    reps_small: int = 5
-    reps_4k: int = 3
+    reps_small: int = 7
+    reps_4k: int = 5
     cli_reps: int = 3
-    sky_default: tuple[int, int, int] = (3, 3, 1)
-    sky_multi: tuple[int, int, int] = (3, 1, 0)
+    sky_default: tuple[int, int, int] = (3, 2, 1)
+    sky_multi: tuple[int, int, int] = (2, 1, 0)
     sky_budget_s: float = 600.0
 
     @classmethod
@@ -385,14 +385,16 @@ def run(
             except ImportError as exc:
                 soapd_ok = False
                 print(f"  soapd.pipeline.process_frame not available: {exc}", file=sys.stderr)
+        cpu: dict[str, list[float]] = {}
         try:
-            times = interleave(cases, reps, warmup=1)
+            times = interleave(cases, reps, warmup=1, cpu_s=cpu)
         except Exception as exc:  # a soapd failure must not lose the other cases
             print(f"  soapd failed on {frame.path.name}: {exc!r}", file=sys.stderr)
             rows.append(Row("process", f"{label}: soapd process_frame", note=f"FAILED: {exc!r}"))
             for key in ("soapd_default", "soapd_multi"):
                 cases.pop(key, None)
-            times = interleave(cases, reps, warmup=1)
+            cpu = {}
+            times = interleave(cases, reps, warmup=1, cpu_s=cpu)
         n_det_map = sep_floor(frame.path, rms_map=True, **floor_kw)
         n_det_global = sep_floor(frame.path, rms_map=False, **floor_kw)
         floor_med = statistics.median(times["floor_map"])
@@ -402,7 +404,7 @@ def run(
                 "process",
                 f"{label}: sep floor, soapd settings (RMS map, 3 sigma)",
                 times["floor_map"],
-                note=f"{n_det_map} detections",
+                note=f"{n_det_map} detections; CPU {fmt_s(statistics.median(cpu['floor_map']))}",
             )
         )
         rows.append(
@@ -410,7 +412,7 @@ def run(
                 "process",
                 f"{label}: sep floor, global RMS (3 sigma)",
                 times["floor_global"],
-                note=f"{n_det_global} detections",
+                note=f"{n_det_global} detections; CPU {fmt_s(statistics.median(cpu['floor_global']))}",
             )
         )
         truth = Table.read(frame.truth_path)
@@ -424,7 +426,11 @@ def run(
             med = statistics.median(times[key])
             ratio = med / floor_med
             n_rows = len(result.table)
-            note = f"{n_rows} rows; {ratio:.2f}x floor (RMS map), {med / floor_glob_med:.2f}x floor (global RMS)"
+            cpu_ratio = statistics.median(cpu[key]) / statistics.median(cpu["floor_map"])
+            note = (
+                f"{n_rows} rows; {ratio:.2f}x floor (RMS map), {med / floor_glob_med:.2f}x floor "
+                f"(global RMS); by CPU time {cpu_ratio:.2f}x floor (RMS map)"
+            )
             stages = (
                 {name: statistics.median([log[name] for log in counted]) for name in counted[0]}
                 if counted
@@ -436,6 +442,8 @@ def run(
                 )
             row = Row("process", f"{label}: soapd process_frame, {mode}", times[key], note=note)
             row.extra = {
+                "cpu_s": cpu[key],
+                "cpu_ratio_to_floor_map": cpu_ratio,
                 "ratio_to_floor_map": ratio,
                 "ratio_to_floor_global": med / floor_glob_med,
                 "stages_s": stages,

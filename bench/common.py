@@ -73,16 +73,28 @@ def repeat(fn: Callable[[], Any], n: int, *, warmup: int = 1) -> tuple[list[floa
 
 
 def interleave(
-    cases: dict[str, Callable[[], Any]], n: int, *, warmup: int = 1
+    cases: dict[str, Callable[[], Any]],
+    n: int,
+    *,
+    warmup: int = 1,
+    cpu_s: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
-    """Time several cases in turn (A B C A B C ...), so that drift hits all alike."""
+    """Time several cases in turn (A B C A B C ...), so that drift hits all alike.
+
+    Return wall seconds per case; with ``cpu_s`` also fill it with this process's
+    CPU seconds (user + system) per repetition, which other programs' load on a
+    shared machine disturbs less than wall time.
+    """
     for _ in range(warmup):
         for fn in cases.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(n):
         for name, fn in cases.items():
+            c0 = time.process_time()
             dt, _ = timed(fn)
+            if cpu_s is not None:
+                cpu_s.setdefault(name, []).append(time.process_time() - c0)
             times[name].append(dt)
     return times
 

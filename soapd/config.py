@@ -267,7 +267,8 @@ class LimitsConfig:
     method: str = _opt("robust", choices=("robust", "analytic"))
     #: Blank-sky apertures drawn per frame and radius.
     n_samples: int = _opt(1000, lo=20, hi=100000)
-    #: Dilation in px of the source mask before drawing blank-sky apertures.
+    #: Growth in px of each source's 3-sigma ellipse in the blank-sky mask (also used for the
+    #: background's blank-sky correction).
     mask_dilate_px: int = _opt(5, lo=0, hi=100)
     #: Border in px left out of blank-sky sampling.
     edge_buffer_px: int = _opt(25, lo=0, hi=10000)

@@ -72,9 +72,6 @@ catalog_files = [{_q(demo.catalog_path)}]
 batch_window_s = 0.0
 
 [[notifiers]]
-kind = "log"
-
-[[notifiers]]
 kind = "file"
 directory = {_q(state_dir / "alerts")}
 
@@ -176,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 code = proc.wait(timeout=120)
         print(f"\ndemo: daemon stopped with code {code}; frames: {counts}", flush=True)
         _report(state / "soapd.db", demo)
+        if args.state_dir is not None:
+            print(f"\nstate kept in {state}; alerts as GCN text + JSON in {state / 'alerts'}")
     print(f"\ndemo: done in {time.monotonic() - t0:.0f} s")
     return code
 

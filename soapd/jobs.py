@@ -33,6 +33,7 @@ from soapd.errors import (
     SkynetAuthError,
     SkynetError,
     SkynetNotFound,
+    SkynetUnavailable,
     SoapdError,
 )
 from soapd.logs import FrameLogger
@@ -142,18 +143,20 @@ def poll_skynet(ctx: JobContext, *, window_s: float | None = None) -> int:
     ``window_s`` (reconciliation) keeps only exposures with a mid-exposure time
     in the last ``window_s`` seconds and sets the telescopes' look-back.
     """
+    cfg = ctx.config.skynet
+    observations = ctx.store.followed_observations()
+    if not observations and not cfg.telescopes:
+        return 0  # nothing followed (an inbox-only set-up needs no token)
     source = ctx.get_source()
     if source is None:
         return 0
     ctx.store.set_status(last_poll_utc=ctx.store.now())
-    cfg = ctx.config.skynet
     look_back_s = window_s or max(3 * cfg.poll_interval_s, 3600.0)
     since = _now_utc() - timedelta(seconds=look_back_s)
     new = 0
     errors: list[str] = []
     listings: list[tuple[str, Callable[[], list[Exposure]]]] = [
-        (f"observation {obs}", partial(_list_obs, source, obs))
-        for obs in ctx.store.followed_observations()
+        (f"observation {obs}", partial(_list_obs, source, obs)) for obs in observations
     ]
     listings += [
         (f"telescope {tel}", partial(_list_tel, source, tel, since)) for tel in cfg.telescopes
@@ -203,8 +206,10 @@ def _in_window(exp: Exposure, since: datetime) -> bool:
 def download_frames(ctx: JobContext, *, limit: int | None = None) -> int:
     """Download up to ``limit`` (default: one per worker) 'seen' frames. Return how many arrived.
 
-    A failed download counts a try and leaves the frame 'seen' (failed at
-    max tries); a refused token pauses polling. Wakes itself while more remain.
+    A bad file (truncated, not FITS) or a 404 counts a try and leaves the frame
+    'seen' (failed at max tries); an unavailable archive (network, 5xx after
+    retries) counts no try and ends this run; a refused token pauses polling.
+    Wakes itself while more remain.
     """
     rows = ctx.store.frames_to_download(limit or ctx.pool.n_workers)
     if not rows:
@@ -218,6 +223,14 @@ def download_frames(ctx: JobContext, *, limit: int | None = None) -> int:
             got += _download_one(ctx, source, row)
         except SkynetAuthError as exc:
             ctx.auth_failed(exc)
+            return got
+        except SkynetUnavailable as exc:
+            # The archive is down: no try is counted, and the next periodic run retries.
+            ctx.store.note_error(row.frame_id, f"download postponed: {exc}")
+            ctx.counters["postponed"] += 1
+            logger.warning("downloads postponed, Skynet is unavailable: %s", exc)
+            if got:
+                ctx.wake("process_pending")
             return got
     if got:
         ctx.wake("process_pending")
@@ -233,7 +246,7 @@ def _download_one(ctx: JobContext, source: ExposureSource, row: FrameRow) -> int
     try:
         got = source.download(exp, ctx.config.paths.frames_dir)
     except (FrameUnreadable, SkynetError) as exc:
-        if isinstance(exc, SkynetAuthError):
+        if isinstance(exc, SkynetAuthError | SkynetUnavailable):
             raise
         state = ctx.store.mark_download_failed(row.frame_id, str(exc), max_tries=ctx.max_tries)
         log.warning("download failed (%s)%s", exc, "; giving up" if state == "failed" else "")

@@ -226,6 +226,7 @@ class Service:
             elif problem != last_problem:
                 logger.error("worker looks hung (%s); no watchdog ping until it recovers", problem)
             last_problem = problem
+            self.sd.status(status_line(ctx, problem))
 
     def _reload(self, ctx: JobContext) -> None:
         """Re-read the config file's targets and observations (SIGHUP)."""
@@ -254,11 +255,15 @@ class Service:
             self._start_watcher(ctx, watch=False)
             if poll:
                 jobs.poll_skynet(ctx)
+            downloads = True
             while not self.stop_event.is_set():
                 jobs.drain_inbox(ctx)
-                jobs.download_frames(ctx, limit=ctx.pool.capacity or 1)
+                if downloads:
+                    postponed = ctx.counters["postponed"]
+                    jobs.download_frames(ctx, limit=ctx.pool.capacity or 1)
+                    downloads = ctx.counters["postponed"] == postponed  # archive down: next run
                 jobs.process_pending(ctx, wait_s=0.5)
-                if self._idle(ctx):
+                if self._idle(ctx, downloads=downloads):
                     break
             jobs.flush_alerts(ctx)
             jobs.heartbeat(ctx)
@@ -267,8 +272,8 @@ class Service:
         return 0
 
     @staticmethod
-    def _idle(ctx: JobContext) -> bool:
-        waiting = ctx.store.frames_to_download(1) and ctx.get_source() is not None
+    def _idle(ctx: JobContext, *, downloads: bool) -> bool:
+        waiting = downloads and ctx.store.frames_to_download(1) and ctx.get_source() is not None
         return not (
             ctx.pool.inflight or ctx.store.pending_frames(1) or waiting or not ctx.inbox.empty()
         )
@@ -326,6 +331,20 @@ class Service:
                 "%d frame(s) still running at exit; they will be redone at the next start",
                 len(ctx.pool.inflight),
             )
+
+
+def status_line(ctx: JobContext, problem: str | None = None) -> str:
+    """Return the one-line status shown by ``systemctl status`` (no database access)."""
+    c = ctx.counters
+    text = (
+        f"processed {c['processed']}, failed {c['failed']}, rejected {c['rejected']}, "
+        f"in flight {len(ctx.pool.inflight)}"
+    )
+    if ctx.source is None and ctx.auth_blocked_until:
+        text += "; Skynet token missing or refused"
+    if problem:
+        text += f"; HUNG: {problem}"
+    return text
 
 
 def _skynet_factory(config: Config) -> Callable[[Token], ExposureSource]:

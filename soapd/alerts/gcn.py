@@ -10,11 +10,13 @@ uncertainties (0.001 mag). Times are mid-exposure.
 Frames of one telescope, band and exposure time are combined into one row
 ("epoch") while the epoch spans at most ``epoch_frac`` of the time since
 trigger of its first frame (logarithmic binning; 0 keeps one row per frame).
-Combination is in flux on each frame's calibrated scale,
-``F = (flux_e / exptime_s) 10**(-0.4 zp)``: inverse-variance weighted mean for
-the magnitude, and the n-sigma limits added in inverse quadrature
-(``sigma = 10**(-0.4 lim) / n``) for the limit: the forced-photometry
-equivalent of stacking the frames.
+Combination is in flux: ``flux_ujy`` (total flux density, AB) when the frames
+are calibrated, else ``(flux_e / exptime_s) 10**(-0.4 (zp + ap_corr_mag))``;
+the inverse-variance weighted mean gives the magnitude (converted back to the
+band's own system), and the n-sigma limits added in inverse quadrature
+(``sigma = 10**(-0.4 lim) / n``) give the limit: the forced-photometry
+equivalent of stacking the frames. A combined row is a detection when the mean
+flux is at least n sigma.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from soapd.filters import normalise_filter
+from soapd.filters import AB_MINUS_VEGA, normalise_filter
 
 __all__ = ["circular", "epochs", "gcn_json", "one_per_frame"]
 
@@ -67,15 +69,43 @@ def one_per_frame(table: Table) -> Table:
     return table[np.array(keep, dtype=np.int64)]
 
 
+def _epoch_fluxes(rows: Table) -> tuple[np.ndarray, np.ndarray, float]:
+    """Return (flux, error, shift) with ``mag = -2.5 log10(flux) - shift`` for each frame.
+
+    Calibrated frames use ``flux_ujy`` (total flux density, AB): flux in units of
+    the AB zero point (3631 Jy) and shift = AB - band system (returned as NaN, set by
+    the caller). Otherwise the frames' own scale: ``flux / exptime`` times
+    ``10**(-0.4 offset)``, offset = ``calibrated_mag + 2.5 log10(flux / exptime)``
+    where the row has a magnitude, else ``zeropoint + ap_corr_mag``; shift 0.
+    """
+    fu = _col(rows, "flux_ujy", np.nan).astype(float)
+    eu = _col(rows, "flux_ujy_err", np.nan).astype(float)
+    if np.isfinite(fu).all() and np.isfinite(eu).all():
+        to_ab = 10 ** (-0.4 * 23.9)
+        return fu * to_ab, eu * to_ab, math.nan
+    zp = np.nan_to_num(_col(rows, "zeropoint", np.nan).astype(float), nan=0.0)
+    ap = np.nan_to_num(_col(rows, "ap_corr_mag", 0.0).astype(float), nan=0.0)
+    t = _col(rows, "exptime", np.nan).astype(float)
+    raw = _col(rows, "flux", np.nan).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # Where a frame has a magnitude, its own offset (zp + aperture correction).
+        seen = _col(rows, "calibrated_mag", np.nan).astype(float) + 2.5 * np.log10(raw / t)
+    offset = np.where(np.isfinite(seen), seen, zp + ap)
+    scale = 10 ** (-0.4 * offset) / t
+    flux = raw * scale
+    return flux, _col(rows, "flux_err", np.nan).astype(float) * scale, 0.0
+
+
 def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
     """Return one epoch's numbers from its frames (see the module docstring)."""
     n = len(rows)
     mjd = _col(rows, "mjd", np.nan).astype(float)
-    zp = np.nan_to_num(_col(rows, "zeropoint", np.nan).astype(float), nan=0.0)
-    t = _col(rows, "exptime", np.nan).astype(float)
-    scale = 10 ** (-0.4 * zp) / t
-    flux = _col(rows, "flux", np.nan).astype(float) * scale
-    err = _col(rows, "flux_err", np.nan).astype(float) * scale
+    band = normalise_filter(str(_col(rows, "band", _col(rows, "filter", ""))[0]) or None)
+    systems = [str(s) for s in _col(rows, "cal_mag_system", "") if str(s)]
+    system = Counter(systems).most_common(1)[0][0] if systems else ""
+    flux, err, shift = _epoch_fluxes(rows)
+    if not np.isfinite(shift):
+        shift = AB_MINUS_VEGA.get(band, 0.0) if system == "Vega" else 0.0
     lim = _col(rows, "limiting_mag", np.nan).astype(float)
     det = _col(rows, "is_detection", default=False).astype(bool)
     mag = _col(rows, "calibrated_mag", np.nan).astype(float)
@@ -95,16 +125,13 @@ def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
             f = float(np.sum(w * flux[good]) / np.sum(w))
             e = float(1.0 / np.sqrt(np.sum(w)))
             if f > 0 and f / e >= n_sigma:
-                zp_err = _col(rows, "zeropoint_err", np.nan).astype(float)
-                zp_term = float(np.sqrt(np.nansum(zp_err**2)) / n) if n else 0.0
-                is_det, m = True, -2.5 * math.log10(f)
-                m_err = math.hypot(2.5 / math.log(10) * e / f, zp_term)
+                is_det, m = True, -2.5 * math.log10(f) - shift
+                m_err = 2.5 / math.log(10) * e / f
     cats = [str(c) for c in _col(rows, "cal_catalog", "") if str(c)]
     ncal = _col(rows, "n_cal_stars", -1).astype(float)
     ncal = ncal[ncal >= 0]
     zp_err = _col(rows, "zeropoint_err", np.nan).astype(float)
     scat = _col(rows, "zeropoint_scatter", np.nan).astype(float)
-    systems = [str(s) for s in _col(rows, "cal_mag_system", "") if str(s)]
     fu = _col(rows, "flux_ujy", np.nan).astype(float)
     eu = _col(rows, "flux_ujy_err", np.nan).astype(float)
     okf = np.isfinite(fu) & np.isfinite(eu) & (eu > 0)
@@ -116,9 +143,9 @@ def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
         "mjd_first": float(np.min(mjd)),
         "mjd_last": float(np.max(mjd)),
         "telescope": str(_col(rows, "telescope", "")[0]),
-        "filter": normalise_filter(str(_col(rows, "band", _col(rows, "filter", ""))[0]) or None),
+        "filter": band,
         "n_exp": n,
-        "exp_s": float(t[0]),
+        "exp_s": float(_col(rows, "exptime", np.nan)[0]),
         "is_detection": is_det,
         "mag": m if is_det else math.nan,
         "mag_err": m_err if is_det else math.nan,
@@ -130,7 +157,7 @@ def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
         "cal_stat_unc_mag": (
             float(np.sqrt(np.nansum(zp_err**2)) / n) if np.isfinite(zp_err).any() else math.nan
         ),
-        "mag_system": Counter(systems).most_common(1)[0][0] if systems else "",
+        "mag_system": system,
     }
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
@@ -30,77 +30,89 @@ if TYPE_CHECKING:
     from soapd.pipeline.result import FrameResult
     from soapd.store import Store
 
-__all__ = ["draft_alerts", "record_result", "reference_points"]
+__all__ = ["RULE_COLUMNS", "draft_alerts", "record_result", "reference_points", "rule_arrays"]
 
 logger = logging.getLogger(__name__)
 
 
-def reference_points(table: Table) -> list[Point]:
+#: What the rules read of a lightcurve: column name -> numpy dtype.
+RULE_COLUMNS = {
+    "frame_id": np.int64,
+    "mjd": float,
+    "aperture_id": np.int64,
+    "band": str,
+    "cal_mag_system": str,
+    "is_detection": bool,
+    "snr": float,
+    "calibrated_mag": float,
+    "calibrated_mag_err": float,
+    "limiting_mag": float,
+}
+
+
+def rule_arrays(table: Table | Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Return the :data:`RULE_COLUMNS` of a table as plain arrays (NaN for masked floats)."""
+    names = table.colnames if isinstance(table, Table) else list(table)
+    n = len(table[names[0]]) if names else 0
+    out: dict[str, np.ndarray] = {}
+    for name, dtype in RULE_COLUMNS.items():
+        if name not in names:
+            out[name] = np.full(n, "" if dtype is str else 0, dtype=dtype)
+            continue
+        raw = getattr(table[name], "value", table[name])
+        if isinstance(raw, np.ma.MaskedArray):
+            fill: Any = np.nan if dtype is float else ("" if dtype is str else 0)
+            out[name] = np.ma.filled(raw.astype(dtype), fill)
+        else:
+            out[name] = np.asarray(raw).astype(dtype, copy=False)
+    return out
+
+
+def reference_points(table: Table | Mapping[str, Any]) -> list[Point]:
     """Return one :class:`Point` per frame (its lowest ``aperture_id``), oldest first.
 
-    ``table`` is a lightcurve table (``Store.lightcurve``) or the target rows of a
-    result table with ``frame_id`` added. Rules compare one aperture per frame so
-    that several apertures never look like several measurements.
+    ``table`` is a lightcurve table (``Store.lightcurve`` or ``Store.rule_history``),
+    or a mapping of the :data:`RULE_COLUMNS` arrays. Rules compare one aperture per
+    frame so that several apertures never look like several measurements.
     """
-    if len(table) == 0:
+    a = rule_arrays(table)
+    if len(a["frame_id"]) == 0:
         return []
-    frame = np.asarray(table["frame_id"], dtype=np.int64)
-    ap = np.asarray(table["aperture_id"], dtype=np.int64)
-    mjd = np.asarray(table["mjd"], dtype=float)
-    order = np.lexsort((ap, frame, mjd))
-    _, first = np.unique(frame[order], return_index=True)
+    order = np.lexsort((a["aperture_id"], a["frame_id"], a["mjd"]))
+    _, first = np.unique(a["frame_id"][order], return_index=True)
     pick = order[np.sort(first)]
-
-    def floats(name: str) -> list[float]:
-        col = table[name]
-        data: np.ndarray = np.ma.filled(
-            np.ma.asarray(getattr(col, "value", col), dtype=float), np.nan
-        )
-        return [float(v) for v in data[pick]]
-
-    systems = (
-        np.asarray(table["cal_mag_system"]).astype(str)[pick].tolist()
-        if "cal_mag_system" in table.colnames
-        else [""] * len(pick)
-    )
+    cols = [a[name][pick].tolist() for name in RULE_COLUMNS if name != "aperture_id"]
     return [
         Point(
             frame_id=int(fid),
             mjd=float(t),
             band=str(band),
-            is_detection=bool(det),
-            snr=snr,
-            mag=mag,
-            mag_err=err,
-            lim_mag=lim,
             mag_system=str(system),
+            is_detection=bool(det),
+            snr=float(snr),
+            mag=float(mag),
+            mag_err=float(err),
+            lim_mag=float(lim),
         )
-        for fid, t, band, det, snr, mag, err, lim, system in zip(
-            frame[pick].tolist(),
-            mjd[pick].tolist(),
-            np.asarray(table["band"]).astype(str)[pick].tolist(),
-            np.asarray(table["is_detection"], dtype=bool)[pick].tolist(),
-            floats("snr"),
-            floats("calibrated_mag"),
-            floats("calibrated_mag_err"),
-            floats("limiting_mag"),
-            systems,
-            strict=True,
-        )
+        for fid, t, band, system, det, snr, mag, err, lim in zip(*cols, strict=True)
     ]
 
 
-def _frame_rows(result: FrameResult, name: str, frame_id: int, mjd: float) -> Table:
+def _frame_points(result: FrameResult, frame_id: int, mjd: float) -> dict[str, Point]:
+    """Return each target's reference point in a new frame (target name -> Point)."""
     table = result.table
-    names = np.asarray(table["target_name"]).astype(str)
-    rows = Table(table[names == name], copy=True)
-    rows["frame_id"] = np.full(len(rows), frame_id, dtype=np.int64)
-    rows["mjd"] = np.full(len(rows), mjd)
-    if "aperture_id" not in rows.colnames:
-        rows["aperture_id"] = np.zeros(len(rows), dtype=np.int64)
-    if "band" not in rows.colnames or (len(rows) and not str(rows["band"][0])):
-        rows["band"] = np.full(len(rows), result.summary.band)
-    return rows
+    a = rule_arrays(table)
+    a["frame_id"] = np.full(len(table), frame_id, dtype=np.int64)
+    a["mjd"] = np.full(len(table), mjd)
+    a["band"] = np.where(a["band"] == "", result.summary.band, a["band"])
+    names = np.ma.filled(np.ma.asarray(table["target_name"]).astype(str), "")
+    out: dict[str, Point] = {}
+    for name in sorted(set(names.tolist()) - {""}):
+        sel = names == name
+        points = reference_points({k: v[sel] for k, v in a.items()})
+        if points:
+            out[name] = points[0]
+    return out
 
 
 def draft_alerts(
@@ -111,18 +123,13 @@ def draft_alerts(
 
     if not config.alerts.enabled or "target_name" not in result.table.colnames:
         return []
-    mjd = mjd_of(result.summary.mid_time_utc)
+    new = _frame_points(result, frame_id, mjd_of(result.summary.mid_time_utc))
     obs_id = store.frame_obs_id(frame_id)
-    names = sorted({str(n) for n in np.asarray(result.table["target_name"]).astype(str) if n})
     drafts: list[AlertDraft] = []
-    for name in names:
+    for name, point in new.items():
         target = store.get_target(name)
         if target is None or not target.active:
             continue
-        new = reference_points(_frame_rows(result, name, frame_id, mjd))
-        if not new:
-            continue
-        point = new[0]
         earlier = [
             p
             for p in reference_points(store.rule_history(name))

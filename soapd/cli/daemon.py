@@ -234,7 +234,8 @@ def format_status(info: dict[str, Any]) -> str:
     lines = [
         f"database      {info['database']}",
         f"daemon        {info['daemon']}"
-        + (f" (pid {info['pid']}, since {st.get('started_utc')})" if info["pid"] else ""),
+        + (f" (pid {info['pid']}, since {st.get('started_utc')})" if info["pid"] else "")
+        + (f" (stopped {st['stopped_utc']})" if not info["pid"] and st.get("stopped_utc") else ""),
         f"last poll     {st.get('last_poll_utc') or 'never'}"
         + (f" (last ok {st['last_poll_ok_utc']})" if st.get("last_poll_ok_utc") else ""),
     ]

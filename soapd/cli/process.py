@@ -54,7 +54,8 @@ def register(sub: Any) -> None:
         default=[],
         metavar="NAME=RA,DEC",
         help="forced photometry at this ICRS position; RA and Dec in degrees or sexagesimal "
-        "(RA in hours: 12:30:00.1,-05:00:00); repeat for more targets",
+        "(RA in hours: 12:30:00.1,-05:00:00); repeat for more targets "
+        "(default: %(default)s = none)",
     )
     p.add_argument(
         "--zeropoint",
@@ -62,14 +63,14 @@ def register(sub: Any) -> None:
         default=None,
         metavar="MAG",
         help="zero point in mag (per second of exposure, electrons) applied to every frame "
-        "instead of a catalog fit (default: fit against catalogs when configured)",
+        "instead of a catalog fit (default: %(default)s = fit against catalogs when configured)",
     )
     p.add_argument(
         "--out",
         default=None,
         metavar="OUT",
         help="write all rows to OUT; the format follows the suffix: .csv, .ecsv, .parquet "
-        "or .json (default: print the summary only)",
+        "or .json (default: %(default)s = print the summary only)",
     )
     add_config_option(p)
     p.set_defaults(func=run)

@@ -83,6 +83,7 @@ def curve_of_growth(
     seg_id: npt.NDArray[np.int64] | None = None,
     pixel_rms_e: float = 0.0,
     min_snr: float = 50.0,
+    sky_offset_e: float = 0.0,
 ) -> CurveOfGrowth:
     """Return the curve of growth of the stars at 0-based ``x, y``.
 
@@ -94,7 +95,8 @@ def curve_of_growth(
     and Poisson) are used (20 if fewer than 3 pass); stars whose curve departs
     from the median curve by more than 5 robust sigma inside ``r_total / 2`` are
     dropped; the curve is the **flux-weighted** ratio ``sum F_i(r) / sum
-    F_i(r_total)``, so the noise of faint stars does not dominate it.
+    F_i(r_total)``, so the noise of faint stars does not dominate it. ``sky_offset_e``
+    (per pixel) is subtracted from every sum.
     """
     grid = np.unique(np.concatenate([np.asarray(radii_px, np.float64), [r_total_px]]))
     grid = grid[(grid > 0) & (grid <= r_total_px)]
@@ -116,7 +118,7 @@ def curve_of_growth(
         flux, _, _ = sep.sum_circle(data_sub_e, xs, ys, rs, mask=any_mask, subpix=subpix, **seg)
     except Exception as exc:
         raise ExtractionError(f"sep failed while building the curve of growth: {exc}") from exc
-    flux = flux.reshape(len(grid), n)
+    flux = flux.reshape(len(grid), n) - sky_offset_e * np.pi * grid[:, None] ** 2
     total = flux[-1]
     noise = np.sqrt(np.pi * r_total_px**2 * pixel_rms_e**2 + np.clip(total, 0, None))
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,12 +39,38 @@ _PIXSTACK_LOCK = threading.Lock()
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Background:
-    """sep background: maps in electrons per pixel, scalars in electrons."""
+    """sep background: maps in electrons per pixel, scalars in electrons.
 
-    back_e: npt.NDArray[np.float64]
+    ``back_e`` (made on demand from ``sep_background``) and ``rms_e`` are sep's maps;
+    :meth:`subtracted` returns an image minus the background without building
+    ``back_e``. ``offset_e`` (added to the sky) and
+    ``rms_scale`` (multiplying the RMS) are the blank-sky corrections of
+    :func:`blank_sky_residual`; they are applied where fluxes and errors are
+    computed rather than to the maps, which saves two passes over the image.
+    ``global_back_e`` and ``global_rms_e`` include them.
+    """
+
+    sep_background: Any
     rms_e: npt.NDArray[np.float64]
     global_back_e: float
     global_rms_e: float
+    offset_e: float = 0.0
+    rms_scale: float = 1.0
+
+    @property
+    def back_e(self) -> npt.NDArray[np.float64]:
+        """The background map in electrons per pixel (sep's, without ``offset_e``)."""
+        back: npt.NDArray[np.float64] = self.sep_background.back(dtype=np.float64)
+        return back
+
+    def subtracted(self, data_e: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Return a copy of ``data_e`` minus sep's background map."""
+        out = np.array(data_e, dtype=np.float64, copy=True)
+        try:
+            self.sep_background.subfrom(out)
+        except Exception as exc:
+            raise ExtractionError(f"sep background subtraction failed: {exc}") from exc
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,7 +115,6 @@ def measure_background(
             fw=back_filter_size,
             fh=back_filter_size,
         )
-        back = bkg.back(dtype=np.float64)
         rms = bkg.rms(dtype=np.float64)
     except Exception as exc:
         raise ExtractionError(f"sep background estimation failed: {exc}") from exc
@@ -98,7 +124,7 @@ def measure_background(
             "or synthetic image without noise?)"
         )
     return Background(
-        back_e=back,
+        sep_background=bkg,
         rms_e=rms,
         global_back_e=float(bkg.globalback),
         global_rms_e=float(bkg.globalrms),
@@ -186,7 +212,7 @@ def measure_fwhm(
     mask: npt.NDArray[np.bool_],
     *,
     min_snr: float,
-    max_stars: int = 300,
+    max_stars: int = 60,
 ) -> FwhmEstimate:
     """Return the FWHM (px) of the frame's stars, as a Gaussian's FWHM.
 
@@ -262,7 +288,7 @@ def blank_sky_residual(
     rms_e: npt.NDArray[np.float64],
     exclude: npt.NDArray[np.bool_],
     *,
-    max_pixels: int = 1_000_000,
+    max_pixels: int = 250_000,
 ) -> tuple[float, float]:
     """Return (mean residual in e-, RMS scale factor) of blank-sky pixels after sep's background.
 

@@ -136,6 +136,8 @@ def _recenter(ctx: Context, forced: Forced) -> Forced:
         r,
         subpix=ph.subpix,
         mesh_sky_px=sky_sample_size(ctx.config.extraction.back_size_px),
+        sky_offset_e=bkg.offset_e,
+        rms_scale=bkg.rms_scale,
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = sums.flux_e / sums.flux_err_e

@@ -92,6 +92,8 @@ def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the
     mesh_sky_px: float,
     annulus_px: tuple[float, float] | None = None,
     sources: npt.NDArray[np.bool_] | None = None,
+    sky_offset_e: float = 0.0,
+    rms_scale: float = 1.0,
 ) -> ApertureSums:
     """Measure circular apertures of ``radius_px`` at 0-based ``x, y`` (electrons, sky removed).
 
@@ -99,6 +101,8 @@ def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the
     (flag APER_HASMASKED); a saturated pixel inside the aperture sets SATURATED.
     With ``annulus_px = (r_in, r_out)`` the mean residual sky of the annulus, with
     ``sources`` pixels excluded, is subtracted and its error uses the annulus size.
+    Without an annulus, ``sky_offset_e`` (per pixel) is subtracted; ``rms_scale``
+    multiplies ``rms_e`` (the blank-sky corrections of the background).
     Raise ExtractionError if sep fails.
     """
     n = len(x)
@@ -126,14 +130,18 @@ def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the
             flag |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
         ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
         iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
-        pixel_var = rms_e[iy, ix] ** 2
+        pixel_var = (rms_scale * rms_e[iy, ix]) ** 2
         area = math.pi * radius_px**2
         if annulus_px is not None:
             exclude = mask if sources is None else (mask | sources)
             sky, n_sky = _local_sky(data_sub_e, exclude, x, y, annulus_px)
             flux = flux - sky * area
         else:
+            flux = flux - sky_offset_e * area
             n_sky = np.full(n, mesh_sky_px)
+        if rms_scale != 1.0:
+            poisson = np.clip(flux, 0.0, None)
+            err = np.sqrt(np.clip(err**2 - poisson, 0.0, None) * rms_scale**2 + poisson)
     except Exception as exc:
         raise ExtractionError(f"sep aperture photometry failed: {exc}") from exc
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -19,7 +19,6 @@ from soapd.flags import Flag
 from soapd.pipeline.apcorr import CurveOfGrowth, choose_radii, curve_of_growth
 from soapd.pipeline.context import Apertures, Blocks, Context, Limits
 from soapd.pipeline.detect import (
-    Background,
     blank_sky_residual,
     extract_sources,
     measure_background,
@@ -55,7 +54,7 @@ F64 = npt.NDArray[np.float64]
 T = TypeVar("T")
 
 #: Bright isolated stars used for the curve of growth, at most (a few dozen suffice).
-_COG_MAX_STARS = 100
+_COG_MAX_STARS = 50
 
 
 def need(value: T | None, what: str) -> T:
@@ -78,7 +77,7 @@ def stage_background(ctx: Context) -> Context:
     bkg = measure_background(
         frame.data_e, frame.mask, back_size_px=ex.back_size_px, back_filter_size=ex.back_filter_size
     )
-    data_sub = frame.data_e - bkg.back_e
+    data_sub = bkg.subtracted(frame.data_e)
     data_sub[frame.mask] = 0.0
     return replace(ctx, background=bkg, data_sub_e=data_sub)
 
@@ -109,20 +108,20 @@ def stage_skymask(ctx: Context) -> Context:
     frame = need(ctx.frame, "frame")
     det = need(ctx.detections, "detections")
     bkg = need(ctx.background, "background")
-    exclude = exclusion_mask(frame.mask, det.segmap, dilate_px=ctx.config.limits.mask_dilate_px)
+    exclude = exclusion_mask(
+        frame.mask, det.segmap, det.objects, dilate_px=ctx.config.limits.mask_dilate_px
+    )
     if not ctx.config.extraction.blank_sky_correction:
         return replace(ctx, exclude=exclude)
-    data_sub = need(ctx.data_sub_e, "data")
-    offset, scale = blank_sky_residual(data_sub, bkg.rms_e, exclude)
-    data_sub = data_sub - offset
-    data_sub[frame.mask] = 0.0
-    bkg = Background(
-        back_e=bkg.back_e + offset,
-        rms_e=bkg.rms_e * scale,
+    offset, scale = blank_sky_residual(need(ctx.data_sub_e, "data"), bkg.rms_e, exclude)
+    bkg = replace(
+        bkg,
         global_back_e=bkg.global_back_e + offset,
         global_rms_e=bkg.global_rms_e * scale,
+        offset_e=offset,
+        rms_scale=scale,
     )
-    return replace(ctx, exclude=exclude, background=bkg, data_sub_e=data_sub)
+    return replace(ctx, exclude=exclude, background=bkg)
 
 
 def stage_fwhm(ctx: Context) -> Context:
@@ -164,7 +163,8 @@ def stage_apertures(ctx: Context) -> Context:
         idx = idx[:_COG_MAX_STARS]
         lo = min(ph.min_radius_px, ph.fixed_radius_px, *ph.radii_px)
         grid = np.arange(lo, r_total, ph.radius_step_px)
-        extra = [ph.fixed_radius_px, *ph.radii_px, ph.fwhm_factor * fwhm.fwhm_px]
+        scaled = min(max(ph.fwhm_factor * fwhm.fwhm_px, ph.min_radius_px), ph.max_radius_px)
+        extra = [ph.fixed_radius_px, *ph.radii_px, round(scaled, 3)]
         grid = np.concatenate([grid, np.asarray(extra, np.float64)])
         x, y = obj["x"][idx], obj["y"][idx]
         cog = curve_of_growth(
@@ -178,6 +178,7 @@ def stage_apertures(ctx: Context) -> Context:
             segmap=det.segmap,
             seg_id=idx + 1,
             pixel_rms_e=bkg.global_rms_e,
+            sky_offset_e=bkg.offset_e,
         )
         radii, cal_index, note = choose_radii(ph, fwhm.fwhm_px, cog)
         missing = [r for r in radii if r not in set(cog.radii_px.tolist())]
@@ -193,6 +194,7 @@ def stage_apertures(ctx: Context) -> Context:
                 segmap=det.segmap,
                 seg_id=idx + 1,
                 pixel_rms_e=bkg.global_rms_e,
+                sky_offset_e=bkg.offset_e,
             )
             cog = cog.merged(extra_cog)
     else:
@@ -270,6 +272,8 @@ def stage_photometry(ctx: Context) -> Context:
             mesh_sky_px=mesh,
             annulus_px=annulus,
             sources=sources,
+            sky_offset_e=bkg.offset_e,
+            rms_scale=bkg.rms_scale,
         )
         flux[i, idx] = sums.flux_e
         err[i, idx] = sums.flux_err_e

@@ -13,118 +13,35 @@ This module must not import skynet, pipeline or service code.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 from soapd.errors import StoreError
 from soapd.models import ExposureMeta
 from soapd.store.base import utc_iso
+from soapd.store.frame_rows import (
+    FRAME_COLUMNS,
+    ExposureLike,
+    FrameRow,
+    Recorded,
+    meta_columns,
+    meta_from_json,
+    meta_to_json,
+    row_to_frame,
+)
 from soapd.store.migrations import FRAME_STATES
 from soapd.store.status import StatusMixin
 
-__all__ = ["ExposureLike", "FrameRow", "LedgerMixin", "Recorded"]
-
-_FRAME_COLUMNS = (
-    "frame_id, source, exp_id, obs_id, telescope, filter, mid_time_utc, exptime_s, path, "
-    "sha256, size_bytes, state, tries, last_error, seen_at, updated_at, meta_json"
-)
-
-
-class ExposureLike(Protocol):
-    """What ``record_seen`` needs of an archive exposure (``soapd.skynet.Exposure``)."""
-
-    @property
-    def exp_id(self) -> int:
-        """The archive's exposure id."""
-        ...
-
-    @property
-    def obs_id(self) -> int | None:
-        """The observation the exposure belongs to."""
-        ...
-
-    @property
-    def meta(self) -> ExposureMeta:
-        """The archive's metadata."""
-        ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameRow:
-    """One row of the ``frames`` ledger, as the daemon needs it."""
-
-    frame_id: int
-    source: str
-    exp_id: int | None
-    obs_id: int | None
-    path: Path | None
-    sha256: str | None
-    size_bytes: int | None
-    state: str
-    tries: int
-    last_error: str | None
-    seen_at: str
-    updated_at: str
-    meta: ExposureMeta
-
-
-class Recorded(NamedTuple):
-    """Outcome of recording a file: the frame that owns it and whether it is new work."""
-
-    frame_id: int
-    created: bool
-    reason: str = ""
-
-
-def meta_to_json(meta: ExposureMeta) -> str:
-    """Return ``meta`` as JSON text (datetimes as ISO-8601 UTC)."""
-    data = asdict(meta)
-    if meta.mid_time_utc is not None:
-        data["mid_time_utc"] = utc_iso(meta.mid_time_utc)
-    return json.dumps(data, sort_keys=True, default=str)
-
-
-def meta_from_json(text: str | None) -> ExposureMeta:
-    """Return the ExposureMeta stored by :func:`meta_to_json` (empty meta for None)."""
-    if not text:
-        return ExposureMeta()
-    data: dict[str, Any] = json.loads(text)
-    if data.get("mid_time_utc"):
-        data["mid_time_utc"] = datetime.fromisoformat(data["mid_time_utc"])
-    return ExposureMeta(**data)
-
-
-def _row(r: dict[str, Any]) -> FrameRow:
-    meta = meta_from_json(r["meta_json"])
-    return FrameRow(
-        frame_id=r["frame_id"],
-        source=r["source"],
-        exp_id=r["exp_id"],
-        obs_id=r["obs_id"],
-        path=Path(r["path"]) if r["path"] else None,
-        sha256=r["sha256"],
-        size_bytes=r["size_bytes"],
-        state=r["state"],
-        tries=r["tries"],
-        last_error=r["last_error"],
-        seen_at=r["seen_at"],
-        updated_at=r["updated_at"],
-        meta=meta,
-    )
-
-
-def _meta_columns(meta: ExposureMeta) -> dict[str, Any]:
-    return {
-        "telescope": meta.telescope,
-        "filter": meta.filter,
-        "exptime_s": meta.exptime_s,
-        "mid_time_utc": utc_iso(meta.mid_time_utc) if meta.mid_time_utc else None,
-        "meta_json": meta_to_json(meta),
-    }
+__all__ = [
+    "ExposureLike",
+    "FrameRow",
+    "LedgerMixin",
+    "Recorded",
+    "meta_from_json",
+    "meta_to_json",
+]
 
 
 class LedgerMixin(StatusMixin):
@@ -174,8 +91,8 @@ class LedgerMixin(StatusMixin):
         return known
 
     def _frames(self, where: str, params: Sequence[Any], *, limit: int = 1000) -> list[FrameRow]:
-        sql = f"SELECT {_FRAME_COLUMNS} FROM frames WHERE {where} ORDER BY frame_id LIMIT ?"
-        return [_row(r) for r in self.db.query(sql, [*params, limit])]
+        sql = f"SELECT {FRAME_COLUMNS} FROM frames WHERE {where} ORDER BY frame_id LIMIT ?"
+        return [row_to_frame(r) for r in self.db.query(sql, [*params, limit])]
 
     # ----------------------------------------------------------------- intake
     def record_seen(self, exposures: Iterable[ExposureLike]) -> list[int]:
@@ -195,7 +112,7 @@ class LedgerMixin(StatusMixin):
                     " VALUES ('skynet', :exp_id, :obs_id, :telescope, :filter, :mid_time_utc,"
                     " :exptime_s, :meta_json, 'seen', :now, :now)",
                     {"exp_id": exp.exp_id, "obs_id": exp.obs_id, "now": now}
-                    | _meta_columns(exp.meta),
+                    | meta_columns(exp.meta),
                 )
                 new_ids.append(int(cur.lastrowid or 0))
         return new_ids
@@ -243,7 +160,7 @@ class LedgerMixin(StatusMixin):
                     "size": size_bytes,
                     "now": now,
                 }
-                | _meta_columns(meta),
+                | meta_columns(meta),
             )
             return Recorded(int(cur.lastrowid or 0), created=True)
 
@@ -287,6 +204,13 @@ class LedgerMixin(StatusMixin):
                 [state, error, now, frame_id],
             )
         return state
+
+    def note_error(self, frame_id: int, error: str) -> None:
+        """Record ``error`` on a frame without changing its state or tries (transient trouble)."""
+        self.db.execute(
+            "UPDATE frames SET last_error = ?, updated_at = ? WHERE frame_id = ?",
+            [error, self.now(), frame_id],
+        )
 
     def _set_file(self, frame_id: int, path: Path, sha256: str, size: int, now: str) -> None:
         self.db.execute(

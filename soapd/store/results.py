@@ -331,12 +331,12 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         )
         return table
 
-    def rule_history(self, target_name: str) -> Table:
+    def rule_history(self, target_name: str) -> dict[str, np.ndarray]:
         """Return what the alert rules read of a target's current lightcurve, by time.
 
-        Columns: frame_id, mjd, aperture_id, band, cal_mag_system, is_detection, snr,
-        calibrated_mag, calibrated_mag_err, limiting_mag (a lighter read than
-        :meth:`lightcurve`). Empty for an unknown target.
+        Arrays (lightcurve column names): frame_id, mjd, aperture_id, band,
+        cal_mag_system, is_detection, snr, calibrated_mag, calibrated_mag_err,
+        limiting_mag; a lighter read than :meth:`lightcurve`. Empty for an unknown target.
         """
         rows = self.db.execute(
             "SELECT m.packed, f.band, f.mag_system FROM measurements AS m "
@@ -348,7 +348,7 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         packed = np.frombuffer(b"".join(r[0] for r in rows), dtype="<f8").reshape(
             -1, len(PACKED_FIELDS)
         )
-        out = Table()
+        out: dict[str, np.ndarray] = {}
         for name, field, dtype in (
             ("frame_id", "frame_id", np.int64),
             ("mjd", "mjd", float),

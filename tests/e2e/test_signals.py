@@ -67,6 +67,7 @@ def test_daemon_notifies_systemd_reloads_on_sighup_and_stops_on_sigterm(
             assert any(m.startswith("READY=1") for m in got)
             pings = _messages(sock, time.monotonic() + 3)
             assert pings.count("WATCHDOG=1") >= 2, "no watchdog pings while healthy"
+            assert any(m.startswith("STATUS=processed ") for m in pings)
 
             status = subprocess.run(
                 [sys.executable, "-m", "soapd", "status", "--config", str(cfg)],

@@ -279,3 +279,28 @@ def test_reconcile_lists_the_window_and_requeues_failed_with_tries_left(
     assert ctx.store.frame(a.frame_id).state == "downloaded"  # type: ignore[union-attr]
     assert ctx.store.frame(b.frame_id).state == "failed"  # type: ignore[union-attr]
     assert poll_skynet(ctx) == 1  # the regular poll has no window
+
+
+def test_unavailable_archive_postpones_downloads_without_counting_tries(
+    ctx: JobContext, fake: FakeSkynet, fits_bytes: Callable[[int], bytes]
+) -> None:
+    _add(fake, fits_bytes, 2, archived=True)
+    poll_skynet(ctx)
+    fake.set_fail_rate(0.99)
+    for _ in range(4):
+        assert download_frames(ctx) == 0
+    rows = ctx.store.frames_to_download(10)
+    assert len(rows) == 2
+    assert all(r.tries == 0 for r in rows)
+    assert "download postponed" in (rows[0].last_error or "")
+    fake.set_fail_rate(0.0)
+    assert download_frames(ctx, limit=10) == 2
+
+
+def test_poll_with_nothing_followed_needs_no_token(
+    ctx: JobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx.store.unfollow_observation(OBS)
+    ctx.token["value"] = ""  # type: ignore[attr-defined]
+    assert poll_skynet(ctx) == 0
+    assert "token" not in caplog.text

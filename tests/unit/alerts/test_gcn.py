@@ -188,3 +188,42 @@ def test_circular_without_trigger_uses_mjd_and_one_row_per_frame() -> None:
 
 def test_circular_of_empty_lightcurve_says_so() -> None:
     assert "no Skynet observations" in circular(Table(), target_name="X")
+
+
+def _epoch(band: str, *, calibrated: bool, ap_corr: float = 0.0, mags: bool = True) -> Table:
+    parts = []
+    for k in range(3):
+        mid = TRIGGER + timedelta(hours=10, minutes=2 * k)
+        t = target_result({"X": 17.0}, mid_time_utc=mid, band=band, lim_mag=20.0).table
+        t["mjd"] = (mid - datetime(1858, 11, 17, tzinfo=UTC)).total_seconds() / 86400
+        t["frame_id"] = k
+        if not calibrated:
+            t["flux_ujy"] = np.nan
+            t["flux_ujy_err"] = np.nan
+        # A frame's aperture correction makes the stored mag brighter than flux/t says.
+        t["ap_corr_mag"] = ap_corr
+        t["calibrated_mag"] = t["calibrated_mag"] + ap_corr if mags else np.nan
+        parts.append(t)
+    return vstack(parts)
+
+
+@pytest.mark.parametrize("band", ["R", "r", "V"])
+def test_epoch_combination_keeps_the_band_system(band: str) -> None:
+    """Three noiseless frames of mag 17.0 combine to 17.00 (Vega bands go through AB)."""
+    row = epochs(_epoch(band, calibrated=True), trigger_time_utc=TRIGGER)[0]
+    assert row["n_exp"] == 3
+    assert row["mag"] == pytest.approx(17.0, abs=1e-6)
+    # Three equal 5-sigma limits: 20 + 1.25 log10(3).
+    assert row["lim_mag"] == pytest.approx(20.0 + 1.25 * math.log10(3), abs=1e-9)
+
+
+@pytest.mark.parametrize("mags", [True, False])
+def test_epoch_combination_uncalibrated_uses_zero_point_and_aperture_correction(mags) -> None:
+    """Without flux_ujy: mag = -2.5 log10(flux/t) + zp + ap_corr_mag (here 17.0 - 0.1).
+
+    The offset is read from each row's own magnitude, or from zeropoint + ap_corr_mag
+    when the row has none.
+    """
+    lc = _epoch("R", calibrated=False, ap_corr=-0.1, mags=mags)
+    row = epochs(lc, trigger_time_utc=TRIGGER)[0]
+    assert row["mag"] == pytest.approx(16.9, abs=1e-6)

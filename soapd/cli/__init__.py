@@ -59,7 +59,7 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         default=None,
-        help="TOML config file (default: $SOAPD_CONFIG, else built-in defaults)",
+        help="TOML config file; if not given, $SOAPD_CONFIG, else the built-in defaults",
     )
 
 

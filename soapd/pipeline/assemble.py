@@ -31,6 +31,13 @@ def _uncalibrated(reason: str) -> Calibration:
     return Calibration(flags=int(Flag.NO_CALIBRATION), reason=reason)
 
 
+def _to_ab(cal: Calibration) -> Calibration:
+    """Return ``cal`` moved onto the AB scale when it is a Vega zero point of a known band."""
+    if not cal.ok or cal.mag_system != "Vega" or cal.ref_band not in AB_MINUS_VEGA:
+        return cal
+    return replace(cal, zp_mag=cal.zp_mag + AB_MINUS_VEGA[cal.ref_band], mag_system="AB")
+
+
 def stage_calibrate(ctx: Context) -> Context:
     """Find the zero point: the caller's, else a catalog fit, else none (NO_CALIBRATION).
 
@@ -63,19 +70,18 @@ def stage_calibrate(ctx: Context) -> Context:
         fit = [aps.cal_index] if (aps.corrected or n_r == 1) else list(range(n_r))
         found: dict[int, Calibration] = {}
         for i in fit:
-            try:
-                found[i] = calibrate_sources(
-                    calibration_sources(ctx, i),
-                    band=band,
-                    center_ra_deg=c_ra,
-                    center_dec_deg=c_dec,
-                    radius_deg=radius,
-                    config=cal_cfg,
-                    catalogs=ctx.catalogs,
-                )
-            except NotImplementedError:
-                found[i] = _uncalibrated("catalog calibration is not available in this build")
+            found[i] = calibrate_sources(
+                calibration_sources(ctx, i),
+                band=band,
+                center_ra_deg=c_ra,
+                center_dec_deg=c_dec,
+                radius_deg=radius,
+                config=cal_cfg,
+                catalogs=ctx.catalogs,
+            )
         cals = tuple(found.get(i, found[aps.cal_index]) for i in range(n_r))
+    if cal_cfg.convert_to_ab:
+        cals = tuple(_to_ab(c) for c in cals)
     notes = ctx.notes
     main = cals[aps.cal_index]
     if not main.ok:
@@ -122,9 +128,21 @@ def stage_table(ctx: Context) -> Context:
     zp_err = np.array([c.zp_err_mag for c in ctx.calibrations], np.float64)[ri]
     n_cal = np.array([c.n_stars for c in ctx.calibrations], np.int64)[ri]
     systems = np.array([c.mag_system if c.ok else "none" for c in ctx.calibrations])[ri]
+    cal_flags = np.array([c.flags for c in ctx.calibrations], np.int64)[ri]
+    # AB - Vega offset of the band each zero point is on (the substitute band for
+    # unfiltered frames), so that flux_ujy is on the AB scale.
+    offset = np.array(
+        [
+            AB_MINUS_VEGA.get(c.ref_band, np.nan)
+            if c.mag_system == "Vega"
+            else (0.0 if c.mag_system == "AB" else np.nan)
+            for c in ctx.calibrations
+        ],
+        np.float64,
+    )[ri]
     flux = blocks.flux_e[ri, pi]
     flux_err = blocks.flux_err_e[ri, pi]
-    flag = blocks.flag[ri, pi].copy()
+    flag = blocks.flag[ri, pi].copy() | cal_flags
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = flux / flux_err
         positive = np.where(flux > 0, flux, np.nan)
@@ -141,13 +159,6 @@ def stage_table(ctx: Context) -> Context:
     use_robust = (cfg.limits.method == "robust") & np.isfinite(lim_r)
     lim = np.where(use_robust, lim_r, lim_a)
     # Flux density on the AB scale (linear: defined for negative fluxes too).
-    offset = np.array(
-        [
-            AB_MINUS_VEGA.get(frame.band, np.nan) if s == "Vega" else (0.0 if s == "AB" else np.nan)
-            for s in systems
-        ],
-        np.float64,
-    )
     with np.errstate(invalid="ignore", over="ignore"):
         scale = 10.0 ** (0.4 * (AB_MAG_1UJY - (zp + offset))) * 10.0 ** (-0.4 * ap_corr) / t
         flux_ujy = flux * scale
@@ -209,7 +220,7 @@ def stage_table(ctx: Context) -> Context:
     else:
         c_ra = c_dec = math.nan
     frame_flags = 0 if frame.wcs is not None else int(Flag.NO_WCS)
-    frame_flags |= 0 if main.ok else int(Flag.NO_CALIBRATION)
+    frame_flags |= main.flags | (0 if main.ok else int(Flag.NO_CALIBRATION))
     summary = FrameSummary(
         image_file=str(frame.path),
         telescope=frame.telescope,

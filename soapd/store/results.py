@@ -258,8 +258,10 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         touched = sorted(set(tids))
         marks = ",".join("?" * len(touched))
         self.db.execute(
-            "UPDATE measurements SET superseded = 1 WHERE frame_id = ? AND config_hash != ? "
-            f"AND superseded = 0 AND target_id IN ({marks})",
+            # Unary + keeps the planner on the unique index (frame_id first: this frame's
+            # rows only); on measurements_lc it would scan the targets' whole histories.
+            "UPDATE measurements SET superseded = 1 WHERE frame_id = ? AND +config_hash != ? "
+            f"AND +superseded = 0 AND +target_id IN ({marks})",
             [frame_id, config_hash, *touched],
         )
         return len(idx)

@@ -45,7 +45,7 @@ def test_example_config_documents_every_key() -> None:
     }
     top = {f.name for f in dataclasses.fields(C.Config)} - {"source"}
     assert top == set(hints)
-    headers = list(re.finditer(r"^(?:# )?\[\[?(\w+)\]\]?$", text, re.M))
+    headers = list(re.finditer(r"^(?:# )?\[\[?(\w+)\]\]?$", text, re.MULTILINE))
     bodies = {
         m.group(1): text[m.end() : (headers[i + 1].start() if i + 1 < len(headers) else None)]
         for i, m in enumerate(headers)
@@ -54,7 +54,7 @@ def test_example_config_documents_every_key() -> None:
         assert section in bodies, f"[{section}] missing from the example"
         for f in dataclasses.fields(cls):
             pattern = rf"^(# )?{f.name} = "
-            assert re.search(pattern, bodies[section], re.M), f"{section}.{f.name} undocumented"
+            assert re.search(pattern, bodies[section], re.MULTILINE), f"{section}.{f.name} undocumented"
 
 
 def test_unknown_key_names_file_and_dotted_key(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_flags_table_matches_flag_registry() -> None:
     text = README.read_text()
-    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (\d+) \|", text, re.M))
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (\d+) \|", text, re.MULTILINE))
     expected = {f.name: str(f.value) for f in Flag}
     assert rows == expected
 

@@ -358,3 +358,71 @@ def test_config_variants_run_and_take_effect(injected_field, config, sections) -
         np.testing.assert_allclose(t["limiting_mag"], t["limiting_mag_analytic"])
     if sections.get("photometry", {}).get("aperture_correction") is False:
         assert np.all(t["ap_corr_mag"] == 0.0)
+
+
+def _apass_field(tmp_path, filter_name: str):
+    """A 512^2 synthetic frame (true zero point 23.4 in its band) + an APASS-style ECSV."""
+    from soapd.testing.synth import random_stars
+
+    rng = np.random.default_rng(5)
+    stars = random_stars(150, (512, 512), rng=rng, mag_range=(11.5, 19.5))
+    frame = make_frame((512, 512), stars=stars, rng=rng, zeropoint_mag=23.4, filter_name=filter_name)
+    path = write_frame(tmp_path / "cal.fits", frame.data_adu, frame.header)
+    bright = frame.truth[frame.truth["mag"] <= 17.0]
+    cat = Table(meta={"ID": "II/336/apass9", "name": "II/336/apass9"})
+    cat["RAJ2000"] = bright["ra"]
+    cat["DEJ2000"] = bright["dec"]
+    for name in ("Vmag", "Bmag", "g'mag", "r'mag", "i'mag"):
+        cat[name] = np.asarray(bright["mag"]) + rng.normal(0, 0.02, len(bright))
+        cat[f"e_{name}"] = np.full(len(bright), 0.02)
+    cat["B-V"] = np.zeros(len(bright))
+    cat["e_B-V"] = np.full(len(bright), 0.03)
+    cat["nobs"] = np.full(len(bright), 10, dtype=np.int32)
+    cat_path = tmp_path / "apass.ecsv"
+    cat.write(cat_path)
+    return path, cat_path
+
+
+def test_convert_to_ab_moves_vega_zero_point_by_the_band_offset(tmp_path, config) -> None:
+    """calibration.convert_to_ab: a V (Vega) zero point becomes AB by V's AB-Vega offset.
+
+    Reference: Blanton & Roweis (2007) V: m_AB - m_Vega = +0.02 (soapd.filters.AB_MINUS_VEGA).
+    Tolerance: 1e-9 mag between the two runs (same frame, same catalog).
+    """
+    from soapd.catalogs import CatalogService
+    from soapd.filters import AB_MINUS_VEGA
+
+    path, cat_path = _apass_field(tmp_path, "V")
+    zps = {}
+    for to_ab in (False, True):
+        cfg = config(
+            calibration={"catalog_files": [str(cat_path)], "online": False, "convert_to_ab": to_ab}
+        )
+        result = process_frame(
+            path, config=cfg, catalogs=CatalogService(cfg.calibration, tmp_path / f"c{to_ab}")
+        )
+        zps[to_ab] = result.summary
+    assert zps[False].cal_mag_system == "Vega"
+    assert zps[True].cal_mag_system == "AB"
+    assert abs(zps[True].zp_mag - zps[False].zp_mag - AB_MINUS_VEGA["V"]) < 1e-9
+
+
+def test_unfiltered_frame_is_calibrated_and_flagged(tmp_path, config) -> None:
+    """An Open/Clear frame is calibrated against calibration.unfiltered_band and flagged.
+
+    Reference: injected zero point 23.4 (catalog r' = true magnitude); tolerance 0.05 mag.
+    """
+    from soapd.catalogs import CatalogService
+    from soapd.flags import Flag
+
+    path, cat_path = _apass_field(tmp_path, "Clear")
+    cfg = config(
+        calibration={"catalog_files": [str(cat_path)], "online": False, "unfiltered_band": "r"}
+    )
+    result = process_frame(path, config=cfg, catalogs=CatalogService(cfg.calibration, tmp_path))
+    s = result.summary
+    assert s.band == "Open"
+    assert abs(s.zp_mag - 23.4) < 0.05
+    assert s.flags & Flag.CAL_UNFILTERED
+    assert np.all(np.asarray(result.table["flag"]) & Flag.CAL_UNFILTERED)
+    assert np.isfinite(result.table["flux_ujy"]).any()

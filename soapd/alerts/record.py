@@ -24,6 +24,7 @@ from astropy.table import Table
 from soapd import __version__
 from soapd.alerts.rules import Point, RuleParams, evaluate
 from soapd.config import Config
+from soapd.errors import ConfigError
 from soapd.models import AlertDraft
 
 if TYPE_CHECKING:
@@ -135,7 +136,11 @@ def draft_alerts(
             for p in reference_points(store.rule_history(name))
             if p.frame_id != frame_id and (p.mjd, p.frame_id) < (point.mjd, frame_id)
         ]
-        params = RuleParams.from_config(config.alerts, target.rules)
+        try:
+            params = RuleParams.from_config(config.alerts, target.rules)
+        except ConfigError as exc:  # a bad [[targets]] rules entry must not block storing
+            logger.error("target %r: %s; using the [alerts] defaults", name, exc)  # noqa: TRY400
+            params = RuleParams.from_config(config.alerts)
         batch = f"{name}|obs:{obs_id}" if obs_id is not None else f"{name}|frame:{frame_id}"
         drafts.extend(
             AlertDraft(

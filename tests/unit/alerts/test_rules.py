@@ -112,3 +112,25 @@ def test_evaluate_is_deterministic_and_lists_every_hit() -> None:
     hits = evaluate(hist, det(2, 17.0), P)
     assert [h.rule for h in hits] == ["new_detection", "brightening"]
     assert evaluate(hist, det(2, 17.0), P) == hits
+
+
+def test_bad_target_rule_key_falls_back_to_defaults(tmp_path, caplog) -> None:
+    """A misspelt rule key in [[targets]] is logged; the frame is still stored and alerts."""
+    from datetime import UTC, datetime
+
+    from soapd.alerts.record import record_result
+    from soapd.config import Config
+    from soapd.models import Target
+    from soapd.store import Store
+    from soapd.testing.lightcurves import register_frame, target_result
+
+    t = datetime(2026, 11, 24, 3, tzinfo=UTC)
+    with Store(tmp_path / "s.db") as store:
+        store.upsert_target(Target(name="X", ra_deg=1.0, dec_deg=1.0, rules={"chnage": 1.0}))
+        fid = register_frame(store, "f", mid_time_utc=t)
+        ids = record_result(
+            store, fid, target_result({"X": 15.0}, mid_time_utc=t), config=Config(), table_path=None
+        )
+        assert len(ids) == 1
+        assert store.frame(fid).state == "processed"
+    assert "unknown alert rule key" in caplog.text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,18 @@ def fixture_config(tmp_path: Path) -> Callable[..., Config]:
         return parse_config(data, where="<test config>", base=tmp_path)
 
     return _make
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_leaks() -> Iterator[None]:
+    """Fail any test that leaves threads running (servers, observers, schedulers, timers)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 10.0
+    extra: list[threading.Thread] = []
+    while time.monotonic() < deadline:
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not extra:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"threads still running after the test: {[t.name for t in extra]}")

@@ -54,7 +54,9 @@ def test_example_config_documents_every_key() -> None:
         assert section in bodies, f"[{section}] missing from the example"
         for f in dataclasses.fields(cls):
             pattern = rf"^(# )?{f.name} = "
-            assert re.search(pattern, bodies[section], re.MULTILINE), f"{section}.{f.name} undocumented"
+            assert re.search(pattern, bodies[section], re.MULTILINE), (
+                f"{section}.{f.name} undocumented"
+            )
 
 
 def test_unknown_key_names_file_and_dotted_key(tmp_path: Path) -> None:

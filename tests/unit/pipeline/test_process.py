@@ -366,7 +366,9 @@ def _apass_field(tmp_path, filter_name: str):
 
     rng = np.random.default_rng(5)
     stars = random_stars(150, (512, 512), rng=rng, mag_range=(11.5, 19.5))
-    frame = make_frame((512, 512), stars=stars, rng=rng, zeropoint_mag=23.4, filter_name=filter_name)
+    frame = make_frame(
+        (512, 512), stars=stars, rng=rng, zeropoint_mag=23.4, filter_name=filter_name
+    )
     path = write_frame(tmp_path / "cal.fits", frame.data_adu, frame.header)
     bright = frame.truth[frame.truth["mag"] <= 17.0]
     cat = Table(meta={"ID": "II/336/apass9", "name": "II/336/apass9"})

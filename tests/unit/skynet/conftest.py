@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,17 +102,3 @@ def fixture_make_client(token: Token) -> Iterator[Callable[..., tuple[SkynetClie
     yield _make
     for client in made:
         client.close()
-
-
-@pytest.fixture(autouse=True)
-def _no_thread_leaks() -> Iterator[None]:
-    """Fail a test that leaves threads running (servers, observers, timers)."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-        if not extra:
-            return
-        time.sleep(0.02)
-    pytest.fail(f"threads left running: {extra}")

@@ -380,11 +380,15 @@ def frame_line(out: TaskOutcome) -> str:
     )
 
 
-def flush_alerts(ctx: JobContext) -> None:
-    """Send due alerts from the outbox through the configured notifiers."""
+def flush_alerts(ctx: JobContext, store: Store | None = None) -> None:
+    """Send due alerts from the outbox through the configured notifiers.
+
+    The service runs this on its own thread with its own connection (``store``),
+    so a slow or failing notifier never delays the storing of frames.
+    """
     from soapd.alerts import outbox
 
-    outbox.flush(ctx.store, ctx.notifiers, config=ctx.config.alerts)
+    outbox.flush(store or ctx.store, ctx.notifiers, config=ctx.config.alerts)
 
 
 def reconcile(ctx: JobContext) -> int:

@@ -3,7 +3,10 @@
 Runtime (DESIGN §4.3): the **main thread** supervises (signals, READY,
 watchdog pings only while :class:`Health` says the worker is alive); an
 APScheduler ``BackgroundScheduler`` with a **single-thread executor** runs every
-job that touches SQLite; the inbox watcher thread only enqueues paths and wakes
+job that writes frames and measurements; a second single-thread executor runs
+only the alerts outbox sender, with its own connection, so that a notifier that
+hangs never delays the storing of frames (a change from DESIGN §4.3, where one
+thread did both); the inbox watcher thread only enqueues paths and wakes
 ``drain_inbox``; pixel work runs in the process pool. SIGTERM/SIGINT stop the
 service cleanly (frames already running finish, frames not started are put
 back); SIGHUP re-reads the config's targets and observations.
@@ -70,6 +73,7 @@ class Service:
         self.ctx: JobContext | None = None
         self.scheduler: Any = None
         self.watcher: Any = None
+        self._alerts_store: Store | None = None
 
     # --------------------------------------------------------------- start-up
     def _open(self) -> JobContext:
@@ -140,7 +144,13 @@ class Service:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # "default" runs every job that writes frames and measurements; "alerts"
+            # runs only the outbox sender, on its own connection, so that a notifier
+            # that times out never delays the storing of frames.
+            executors={
+                "default": ThreadPoolExecutor(max_workers=1),
+                "alerts": ThreadPoolExecutor(max_workers=1),
+            },
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -158,9 +168,11 @@ class Service:
         now = datetime.now(UTC)
         for job_id, every_s in intervals.items():
             first = now if job_id in {"poll_skynet", "drain_inbox", "process_pending"} else None
+            fn = self._flush_alerts if job_id == "flush_alerts" else getattr(jobs, job_id)
             scheduler.add_job(
-                self._job(job_id, getattr(jobs, job_id), ctx),
+                self._job(job_id, fn, ctx),
                 "interval",
+                executor="alerts" if job_id == "flush_alerts" else "default",
                 seconds=every_s,
                 id=job_id,
                 name=job_id,
@@ -168,6 +180,12 @@ class Service:
                 next_run_time=first,
             )
         return scheduler
+
+    def _flush_alerts(self, ctx: JobContext) -> None:
+        """Drain the outbox on the alerts thread, through that thread's own connection."""
+        if self._alerts_store is None:
+            self._alerts_store = Store(self.config.paths.db_path, migrate=False)
+        jobs.flush_alerts(ctx, self._alerts_store)
 
     def _job(
         self, job_id: str, fn: Callable[[JobContext], Any], ctx: JobContext
@@ -310,6 +328,9 @@ class Service:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self._settle(ctx)
+        if self._alerts_store is not None:
+            self._alerts_store.close()
+            self._alerts_store = None
         ctx.pool.shutdown()
         if ctx.source is not None:
             ctx.source.close()

@@ -245,3 +245,66 @@ def test_service_stop_puts_back_frames_not_started(
         assert store.status_values()["stopped_utc"]
         waiting = store.frames_in_state("downloaded")
     assert all(f.tries == 0 for f in waiting)
+
+
+class _HangingNotifier:
+    """A notifier whose delivery hangs until released (a webhook that never answers)."""
+
+    key = "hanging"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.sent: list[tuple[int, ...]] = []
+
+    def send(self, message: Any) -> None:
+        self.entered.set()
+        self.release.wait(timeout=60)
+        self.sent.append(message.alert_ids)
+
+
+def test_service_hanging_notifier_does_not_delay_frames(
+    tmp_path: Path, fake: FakeSkynet, demo_field: DemoField
+) -> None:
+    """The outbox sender runs on its own thread: frames are stored while a notifier hangs,
+    and the alerts go out once it answers."""
+    load_into(fake, demo_field, archived=True)
+    cfg = service_config(tmp_path, demo_field, fake.url)
+    notifier = _HangingNotifier()
+    service = Service(
+        cfg,
+        source_factory=lambda tok: SkynetClient.from_config(cfg.skynet, tok),
+        read_token=lambda: Token(fake.token),
+        notifiers=[notifier],
+        env={},
+    )
+    thread = threading.Thread(target=service.run, name="soapd-under-test")
+    thread.start()
+    try:
+        assert notifier.entered.wait(timeout=60), "no alert reached the notifier"
+        deadline = time.monotonic() + 60
+        processed = 0
+        while time.monotonic() < deadline:
+            with Store(cfg.paths.db_path, migrate=False) as store:
+                processed = store.backlog()["processed"]
+            if processed == len(demo_field.frames):
+                break
+            time.sleep(0.2)
+        assert processed == len(demo_field.frames), "frames waited for the hanging notifier"
+        assert notifier.sent == []
+        notifier.release.set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with Store(cfg.paths.db_path, migrate=False) as store:
+                if not store.unsent_alerts(store.now()) and notifier.sent:
+                    break
+            time.sleep(0.2)
+    finally:
+        notifier.release.set()
+        service.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    ids = [i for batch in notifier.sent for i in batch]
+    assert ids, "the alerts never went out"
+    assert len(ids) == len(set(ids)), "an alert was sent twice"
+    _consistency(cfg.paths.db_path)

@@ -9,7 +9,7 @@ Run: ``.venv/bin/python bench/bench_daemon.py [--frames 16] [--latency-frames 8]
 2. **Throughput.** N synthetic 1024 x 1024 frames (300 stars, calibration off)
    are processed (a) one after another in this process (the single-frame floor)
    and (b) by the real daemon (``Service.run_until_idle``, inbox start-up scan)
-   with ``paths.workers = 2``. Reported: frames/s of each and the speed-up,
+   with ``service.workers = 2``. Reported: frames/s of each and the speed-up,
    steady state (first to last frame stored) and wall (including start-up).
    Aim: >= 1.7x on 2 workers.
 """
@@ -55,8 +55,8 @@ def bench_latency(tmp: Path, n_frames: int, poll_s: float, release_every_s: floa
                 "paths": {
                     "state_dir": str(tmp / "lat-state"),
                     "cache_dir": str(tmp / "cache"),
-                    "workers": 2,
                 },
+                "service": {"workers": 2},
                 "calibration": {"online": False, "catalog_files": [str(demo.catalog_path)]},
                 "targets": [
                     {"name": t.name, "ra_deg": t.ra_deg, "dec_deg": t.dec_deg} for t in demo.targets
@@ -107,7 +107,8 @@ def bench_throughput(tmp: Path, n_frames: int, workers: int) -> None:
         frame = make_frame((1024, 1024), stars=300, seed=100 + i)
         write_frame(src / f"frame_{i:03d}.fits", frame.data_adu, frame.header)
     base = {
-        "paths": {"cache_dir": str(tmp / "cache"), "workers": workers},
+        "paths": {"cache_dir": str(tmp / "cache")},
+        "service": {"workers": workers},
         "calibration": {"enabled": False},
     }
     cfg = parse_config({**base, "paths": {**base["paths"], "state_dir": str(tmp / "s1")}})

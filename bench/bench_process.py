@@ -327,7 +327,13 @@ class Plan:
     cli_reps: int = 3
     sky_default: tuple[int, int, int] = (3, 2, 1)
     sky_multi: tuple[int, int, int] = (2, 1, 0)
-    sky_budget_s: float = 600.0
+    #: a skynetsoap run the plan skips is run once anyway when projected below this (s)
+    sky_budget_s: float = 120.0
+
+    @classmethod
+    def full(cls) -> Plan:
+        """The default plan, but skynetsoap's 4k multi-aperture run is measured (10+ min)."""
+        return cls(sky_budget_s=1800.0)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -605,13 +611,23 @@ def _projections(
                 if t_est > plan.sky_budget_s
                 else "skipped by the repetition plan"
             )
+            note = f"t = a*rows^k fitted to the measured runs (k = {k:.2f}), ~{rows_est:.0f} rows"
+            other = "multi" if mode == "default" else "default"
+            smaller = [s for s in (2048, 1024) if (s, mode) in records and (s, other) in records]
+            if (f.size, other) in records and smaller:
+                s = smaller[0]
+                scale = statistics.median(records[(s, mode)]["times_s"]) / statistics.median(
+                    records[(s, other)]["times_s"]
+                )
+                t_alt = statistics.median(records[(f.size, other)]["times_s"]) * scale
+                note += f"; or {t_alt:.0f} s from its {other} run here x the {mode}/{other} ratio at {s}px"
             rows.append(
                 Row(
                     "process",
                     f"{f.size // 1024}k: skynetsoap 1.0.1, {mode} (PROJECTED, not run)",
                     value=t_est,
                     unit="s",
-                    note=f"t = a*rows^k fitted to the measured runs (k = {k:.2f}), ~{rows_est:.0f} rows; {why}",
+                    note=f"{note}; {why}",
                 )
             )
     return rows

@@ -48,6 +48,8 @@ def _section(name: str, workdir: Path, args: argparse.Namespace) -> list[Row]:
         import bench_process
 
         plan = bench_process.Plan.quick() if args.quick else bench_process.Plan()
+        if args.full:
+            plan = bench_process.Plan.full()
         if not args.no_skynetsoap and not bench_process.skynetsoap_ready():
             print("setting up bench/.skynetsoap-venv (once)", file=sys.stderr, flush=True)
             setup = subprocess.run([str(BENCH_DIR / "setup_skynetsoap.sh")], check=False)
@@ -113,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes",
         default="",
         help="process frame sizes in px, comma-separated (default 1024,2048,4096)",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also run skynetsoap's 4k multi-aperture case (10+ minutes) instead of projecting it",
     )
     parser.add_argument(
         "--no-skynetsoap", action="store_true", help="skip the skynetsoap comparison"

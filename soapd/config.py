@@ -37,6 +37,7 @@ __all__ = [
     "NotifierConfig",
     "PathsConfig",
     "PhotometryConfig",
+    "ServiceConfig",
     "SkynetConfig",
     "TargetConfig",
     "load_config",
@@ -111,24 +112,6 @@ class PathsConfig:
     inbox_dir: Path | None = None
     #: What to do with an inbox file once registered: "copy" it into state_dir or "move" it.
     inbox_action: str = _opt("copy", choices=("copy", "move"))
-    #: Worker processes for pixel work (0: one per CPU core).
-    workers: int = _opt(0, lo=0, hi=256)
-    #: Tasks a worker process runs before it is replaced (bounds memory creep).
-    max_tasks_per_child: int = _opt(50, lo=1, hi=100000)
-    #: Attempts per frame (downloads, then processing) before it is marked failed.
-    max_tries: int = _opt(3, lo=1, hi=100)
-    #: Seconds between two runs of the frame-processing and download jobs (they are also
-    #: woken as soon as a frame arrives or a worker finishes).
-    process_interval_s: float = _opt(10.0, lo=0.5, hi=3600.0)
-    #: Seconds between two inbox drains (the watcher also wakes the drain on each new file).
-    inbox_interval_s: float = _opt(5.0, lo=0.5, hi=3600.0)
-    #: Seconds between two runs of the alert outbox sender.
-    alerts_interval_s: float = _opt(30.0, lo=1.0, hi=86400.0)
-    #: Seconds between two heartbeat log lines (backlog per state and counters).
-    heartbeat_interval_s: float = _opt(300.0, lo=5.0, hi=86400.0)
-    #: Seconds a job or a frame may run before soapd counts as hung; under systemd the
-    #: watchdog pings then stop and systemd restarts soapd (keep it above the slowest frame).
-    stall_timeout_s: float = _opt(900.0, lo=30.0, hi=86400.0)
 
     @property
     def db_path(self) -> Path:
@@ -149,6 +132,30 @@ class PathsConfig:
     def catalog_cache_dir(self) -> Path:
         """Where reference-catalog tiles are cached."""
         return self.cache_dir / "catalogs"
+
+
+@dataclass(**_FROZEN)
+class ServiceConfig:
+    """How the daemon runs: worker processes, job intervals, tries, stall detection."""
+
+    #: Worker processes for pixel work (0: one per CPU core).
+    workers: int = _opt(0, lo=0, hi=256)
+    #: Tasks a worker process runs before it is replaced (bounds memory creep).
+    max_tasks_per_child: int = _opt(50, lo=1, hi=100000)
+    #: Attempts per frame (downloads, then processing) before it is marked failed.
+    max_tries: int = _opt(3, lo=1, hi=100)
+    #: Seconds between two runs of the frame-processing and download jobs (they are also
+    #: woken as soon as a frame arrives or a worker finishes).
+    process_interval_s: float = _opt(10.0, lo=0.5, hi=3600.0)
+    #: Seconds between two inbox drains (the watcher also wakes the drain on each new file).
+    inbox_interval_s: float = _opt(5.0, lo=0.5, hi=3600.0)
+    #: Seconds between two runs of the alert outbox sender.
+    alerts_interval_s: float = _opt(30.0, lo=1.0, hi=86400.0)
+    #: Seconds between two heartbeat log lines (backlog per state and counters).
+    heartbeat_interval_s: float = _opt(300.0, lo=5.0, hi=86400.0)
+    #: Seconds a job or a frame may run before soapd counts as hung; under systemd the
+    #: watchdog pings then stop and systemd restarts soapd (keep it above the slowest frame).
+    stall_timeout_s: float = _opt(900.0, lo=30.0, hi=86400.0)
 
 
 @dataclass(**_FROZEN)
@@ -421,6 +428,7 @@ class Config:
 
     skynet: SkynetConfig = _opt(SkynetConfig, factory=True)
     paths: PathsConfig = _opt(PathsConfig, factory=True)
+    service: ServiceConfig = _opt(ServiceConfig, factory=True)
     frame: FrameConfig = _opt(FrameConfig, factory=True)
     extraction: ExtractionConfig = _opt(ExtractionConfig, factory=True)
     photometry: PhotometryConfig = _opt(PhotometryConfig, factory=True)

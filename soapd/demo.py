@@ -59,6 +59,8 @@ backoff_s = 0.2
 [paths]
 state_dir = {_q(state_dir)}
 cache_dir = {_q(state_dir / "cache")}
+
+[service]
 workers = 2
 process_interval_s = 2.0
 alerts_interval_s = 2.0

@@ -65,7 +65,7 @@ class Service:
         self._read_token = read_token
         self._notifiers = notifiers
         self.sd = SystemdNotifier(env)
-        self.health = Health(config.paths.stall_timeout_s)
+        self.health = Health(config.service.stall_timeout_s)
         self.stop_event = threading.Event()
         self._nudge = threading.Event()
         self.waker = Waker(self._nudge.set)
@@ -86,7 +86,7 @@ class Service:
         try:
             store.sync_config_targets(cfg.targets)
             store.sync_config_observations(cfg.skynet.observations)
-            stuck = store.reset_stuck_processing(max_tries=cfg.paths.max_tries)
+            stuck = store.reset_stuck_processing(max_tries=cfg.service.max_tries)
             if stuck:
                 logger.warning("%d frame(s) interrupted while processing were put back", stuck)
             pool = WorkerPool(
@@ -108,7 +108,7 @@ class Service:
             source_factory=self._source_factory,
             read_token=self._read_token,
             notifiers=notifiers,
-            max_tries=cfg.paths.max_tries,
+            max_tries=cfg.service.max_tries,
         )
         store.set_status(
             started_utc=store.now(),
@@ -155,15 +155,15 @@ class Service:
             timezone=UTC,
         )
         self.waker.attach(scheduler)
-        sk, paths = self.config.skynet, self.config.paths
+        sk, service = self.config.skynet, self.config.service
         intervals = {
             "poll_skynet": sk.poll_interval_s,
-            "download_frames": paths.process_interval_s,
-            "drain_inbox": paths.inbox_interval_s,
-            "process_pending": paths.process_interval_s,
-            "flush_alerts": paths.alerts_interval_s,
+            "download_frames": service.process_interval_s,
+            "drain_inbox": service.inbox_interval_s,
+            "process_pending": service.process_interval_s,
+            "flush_alerts": service.alerts_interval_s,
             "reconcile": sk.reconcile_interval_s,
-            "heartbeat": paths.heartbeat_interval_s,
+            "heartbeat": service.heartbeat_interval_s,
         }
         now = datetime.now(UTC)
         for job_id, every_s in intervals.items():

@@ -139,7 +139,7 @@ class InFlight:
 
 
 class WorkerPool:
-    """A ``ProcessPoolExecutor`` of ``paths.workers`` processes and the tasks in flight.
+    """A ``ProcessPoolExecutor`` of ``service.workers`` processes and the tasks in flight.
 
     Not thread-safe except :meth:`oldest_age_s`, which the supervisor calls; all
     other methods run on the scheduler thread.
@@ -155,7 +155,7 @@ class WorkerPool:
         """Prepare a pool for ``config`` (processes start on the first submit)."""
         self.config = config
         self.catalogs = catalogs
-        self.n_workers = config.paths.workers or os.cpu_count() or 1
+        self.n_workers = config.service.workers or os.cpu_count() or 1
         self._on_done = on_done
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -183,7 +183,7 @@ class WorkerPool:
                 mp_context=context,
                 initializer=_init_worker,
                 initargs=(self.config, self.catalogs),
-                max_tasks_per_child=self.config.paths.max_tasks_per_child,
+                max_tasks_per_child=self.config.service.max_tasks_per_child,
             )
         return self._executor
 

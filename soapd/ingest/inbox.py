@@ -31,6 +31,7 @@ from watchdog.events import (
     DirMovedEvent,
     FileClosedEvent,
     FileMovedEvent,
+    FileSystemEvent,
     FileSystemEventHandler,
 )
 
@@ -86,6 +87,21 @@ class InboxHandler(FileSystemEventHandler):
         path = _path(event.src_path)
         if not event.is_directory and is_candidate(path):
             logger.debug("inbox: %s closed after writing", path)
+            self.enqueue(path)
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        """Scan a folder created in the inbox for files closed before its watch was added.
+
+        inotify watches a new folder only after the creation event arrives, so a file
+        written into it at once can be missed; scanning closes that gap. A file still
+        being written is enqueued too early, fails the FITS check, and comes back with
+        its close event; a file seen twice is registered once (checksum identity).
+        Bare file creation is ignored: files are taken when closed or moved in.
+        """
+        if not event.is_directory:
+            return
+        for path in scan_dir(_path(event.src_path)):
+            logger.debug("inbox: %s found in a new folder", path)
             self.enqueue(path)
 
     def on_moved(self, event: DirMovedEvent | FileMovedEvent) -> None:

@@ -8,6 +8,7 @@ serving the deterministic demo field; calibration uses its bundled catalog file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -19,7 +20,7 @@ from typing import Any, Self
 
 import pytest
 
-from soapd.config import Config, Token, parse_config
+from soapd.config import Config, ServiceConfig, Token, parse_config
 from soapd.service import Service
 from soapd.skynet.client import SkynetClient
 from soapd.store import Store
@@ -29,8 +30,14 @@ from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
 pytestmark = pytest.mark.timeout(120)
 
 
-def service_config(tmp_path: Path, demo: DemoField, api_url: str, **paths: Any) -> Config:
-    """Return a fast config for the demo field against ``api_url``."""
+def service_config(tmp_path: Path, demo: DemoField, api_url: str, **overrides: Any) -> Config:
+    """Return a fast config for the demo field against ``api_url``.
+
+    ``overrides`` are keys of [paths] or [service] (e.g. ``inbox_dir``, ``workers``).
+    """
+    service_keys = {f.name for f in dataclasses.fields(ServiceConfig)}
+    service = {k: v for k, v in overrides.items() if k in service_keys}
+    paths = {k: v for k, v in overrides.items() if k not in service_keys}
     data = {
         "skynet": {
             "api_url": api_url,
@@ -44,11 +51,14 @@ def service_config(tmp_path: Path, demo: DemoField, api_url: str, **paths: Any) 
         "paths": {
             "state_dir": str(tmp_path / "state"),
             "cache_dir": str(tmp_path / "cache"),
+            **paths,
+        },
+        "service": {
             "workers": 2,
             "process_interval_s": 1.0,
             "inbox_interval_s": 1.0,
             "alerts_interval_s": 1.0,
-            **paths,
+            **service,
         },
         "calibration": {"online": False, "catalog_files": [str(demo.catalog_path)]},
         "alerts": {"batch_window_s": 0.0},

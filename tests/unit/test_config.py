@@ -28,11 +28,19 @@ def test_example_config_parses_and_equals_defaults_where_set() -> None:
     assert cfg.calibration == C.CalibrationConfig()
 
 
+def test_example_config_is_generated_from_the_schema() -> None:
+    """The committed example equals `python -m soapd.config_example` (regenerate it)."""
+    from soapd.config_example import render
+
+    assert EXAMPLE.read_text() == render(), "run: python -m soapd.config_example > " + str(EXAMPLE)
+
+
 def test_example_config_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     hints = {
         "skynet": C.SkynetConfig,
         "paths": C.PathsConfig,
+        "service": C.ServiceConfig,
         "frame": C.FrameConfig,
         "extraction": C.ExtractionConfig,
         "photometry": C.PhotometryConfig,

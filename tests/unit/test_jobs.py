@@ -52,7 +52,8 @@ def fixture_ctx(
     """A JobContext over a fresh store, with a client for ``fake`` and a recorded wake log."""
     cfg = config(
         skynet={"api_url": fake.url, "backoff_s": 0.0, "max_attempts": 2},
-        paths={"workers": 2, "inbox_dir": str(tmp_path / "inbox")},
+        paths={"inbox_dir": str(tmp_path / "inbox")},
+        service={"workers": 2},
     )
     store = Store(cfg.paths.db_path)
     store.follow_observation(OBS)

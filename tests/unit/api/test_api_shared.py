@@ -33,7 +33,8 @@ def test_daemon_processed_frames_are_reused_by_soap_and_vice_versa(
         cfg = parse_config(
             {
                 "skynet": {"api_url": fake.url, "observations": [demo.obs_id], "backoff_s": 0.0},
-                "paths": {"state_dir": "state", "cache_dir": "cache", "workers": 1},
+                "paths": {"state_dir": "state", "cache_dir": "cache"},
+                "service": {"workers": 1},
                 "calibration": {"catalog_files": [str(demo.catalog_path)], "online": False},
                 "targets": [{"name": riser.name, "ra_deg": riser.ra_deg, "dec_deg": riser.dec_deg}],
             },

@@ -10,14 +10,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from soapd.catalogs import CatalogService
 from soapd.catalogs.registry import CATALOGS
 from soapd.cli import add_config_option
 from soapd.config import load_config
 from soapd.errors import CatalogError
 from soapd.filters import normalise_filter
+
+if TYPE_CHECKING:
+    from soapd.catalogs.service import CatalogService
 
 __all__ = ["register"]
 
@@ -81,6 +83,8 @@ def register(sub: Any) -> None:
 
 
 def _service(args: argparse.Namespace) -> CatalogService:
+    from soapd.catalogs import CatalogService
+
     cfg = load_config(args.config)
     return CatalogService(cfg.calibration, cfg.paths.catalog_cache_dir)
 

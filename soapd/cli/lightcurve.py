@@ -14,17 +14,18 @@ import json
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.table import Table
 
-from soapd.alerts.gcn import circular, gcn_json, one_per_frame
 from soapd.cli import add_config_option
 from soapd.config import load_config
 from soapd.errors import ConfigError, SoapdError
 from soapd.store import Store
 from soapd.store.targets import parse_utc
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 __all__ = ["register", "text_table", "write_output"]
 
@@ -137,6 +138,8 @@ def write_output(
     dec_deg: float | None = None,
 ) -> None:
     """Write ``table`` as asked by --format/--out/--plot."""
+    from soapd.alerts.gcn import circular, gcn_json, one_per_frame
+
     if not args.all_apertures:
         table = one_per_frame(table)
     fmt = args.format

@@ -15,9 +15,7 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from astropy.table import Table, vstack
+from typing import TYPE_CHECKING, Any
 
 from soapd import __version__
 from soapd.cli import add_config_option
@@ -25,10 +23,13 @@ from soapd.config import Config, load_config
 from soapd.errors import ConfigError, SoapdError
 from soapd.flags import Flag, describe
 from soapd.models import Target
-from soapd.pipeline import process_frame
-from soapd.pipeline.calibrate import ReferenceProvider
-from soapd.pipeline.result import FrameResult
 from soapd.progress import ProgressBar
+
+if TYPE_CHECKING:  # the science stack is imported only when frames are processed
+    from astropy.table import Table
+
+    from soapd.pipeline.calibrate import ReferenceProvider
+    from soapd.pipeline.result import FrameResult
 
 __all__ = ["FITS_SUFFIXES", "expand_paths", "parse_target", "register", "run"]
 
@@ -197,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         from soapd.export import format_for
 
         format_for(out)  # fail before the work, not after
+    from soapd.pipeline import process_frame
+
     catalogs = _catalogs(config, args.zeropoint)
     tables: list[Table] = []
     frames_meta: list[dict[str, Any]] = []
@@ -239,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
             frames_meta.append(dict(result.table.meta))
             bar.advance()
     if out is not None and tables:
+        from astropy.table import vstack
+
         from soapd.export import write_table
 
         combined = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]

@@ -8,10 +8,12 @@ units in each column.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.table import Column, Table
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 from soapd.store.migrations import PACKED_FIELDS
 
@@ -106,6 +108,8 @@ def lightcurve_table(
     data["jd"] = data["mjd"] + 2400000.5
     data["band"] = data["filter"].copy()
     data["target_name"] = np.full(n, target_name, dtype=f"U{max(len(target_name), 1)}")
+    from astropy.table import Column, Table  # astropy only when a lightcurve is built
+
     return Table(
         [
             Column(data[name], name=name, unit=unit, description=desc)

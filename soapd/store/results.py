@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.table import Table
 
 from soapd.errors import StoreError
 from soapd.models import AlertDraft
@@ -26,6 +25,8 @@ from soapd.store.outbox import OutboxMixin, StoredAlert
 from soapd.store.targets import TargetsMixin, parse_utc
 
 if TYPE_CHECKING:
+    from astropy.table import Table
+
     from soapd.pipeline.result import FrameResult
 
 __all__ = ["LIGHTCURVE_COLUMNS", "ResultsMixin", "StoredAlert", "mjd_of"]

@@ -126,6 +126,10 @@ def _report(db: Path, demo: DemoField) -> None:
         payload: dict[str, Any] = json.loads(a["payload"])
         when = str(payload.get("mid_time_utc", ""))[:19]
         print(f"  {when}  [{a['status']}] {payload.get('message', a['rule'])}")
+    last = demo.targets[-1].name
+    print(f"\n=== GCN circular draft for {last} (`soapd lightcurve {last!r} --format gcn`)")
+    sys.stdout.flush()
+    soapd_main(["lightcurve", last, "--format", "gcn", "--config", str(cfg)])
 
 
 def main(argv: list[str] | None = None) -> int:

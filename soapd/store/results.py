@@ -247,6 +247,10 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         cols.append([now] * k)
         names_sql = [*_NUMERIC_COLUMNS, "config_hash", "mag_system", "packed", "created_at"]
         names_sql.append("updated_at")
+        # A frame stored for the first time has no older processing to supersede.
+        fresh = not self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM measurements WHERE frame_id = ?)", [frame_id]
+        ).fetchone()[0]
         key = {"frame_id", "target_id", "aperture_mpx", "config_hash", "created_at"}
         updates = ", ".join(f"{c} = excluded.{c}" for c in names_sql if c not in key)
         self.db.conn.executemany(
@@ -256,6 +260,8 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
             f"superseded = 0, {updates}",
             list(zip(*cols, strict=True)),
         )
+        if fresh:
+            return len(idx)
         touched = sorted(set(tids))
         marks = ",".join("?" * len(touched))
         self.db.execute(

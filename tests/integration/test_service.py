@@ -202,6 +202,11 @@ def test_service_processes_every_good_frame_once_under_faults(
     assert any("refused the API token" in m for m in errors)
     assert old_token not in caplog.text
     assert "rotated-token-value" not in caplog.text
+    for stored in cfg.paths.state_dir.rglob("*"):  # the database, WAL, tables, frames
+        if stored.is_file():
+            blob = stored.read_bytes()
+            assert old_token.encode() not in blob, f"the token is stored in {stored}"
+            assert b"rotated-token-value" not in blob, f"the token is stored in {stored}"
     assert sum("processed in" in r.getMessage() for r in caplog.records) == len(exp_ids)
 
 

@@ -19,15 +19,13 @@ returns rows for ``bench/run.py``.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
-from common import Row, markdown_table, repeat, timed
+from common import Row, repeat, standalone_main, timed
 
 from soapd.api import Soap
 from soapd.config import parse_config
@@ -135,15 +133,5 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
     return bench_run(workdir, quick) + bench_selections(quick)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer frames and rows")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="soapd-bench-api-") as tmp:
-        rows = run(Path(tmp), quick=args.quick)
-    print(markdown_table(rows))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(standalone_main(run, __doc__, "api"))

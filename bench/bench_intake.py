@@ -19,19 +19,17 @@ returns rows for ``bench/run.py``.
 
 from __future__ import annotations
 
-import argparse
 import io
 import queue
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from common import Row, markdown_table, repeat
+from common import Row, repeat, standalone_main
 
 from soapd.config import SkynetConfig, Token
 from soapd.ingest import InboxWatcher, register_file
@@ -140,15 +138,5 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer frames and repetitions")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="soapd-bench-intake-") as tmp:
-        rows = run(Path(tmp), quick=args.quick)
-    print(markdown_table(rows))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(standalone_main(run, __doc__, "intake"))

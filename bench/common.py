@@ -183,3 +183,19 @@ def markdown_table(rows: Sequence[Row]) -> str:
             aim = f"{aim} ({'met' if r.meets_aim else 'NOT met'})"
         lines.append(f"| {r.section} | {r.case} | {med} | {rng} | {n} | {aim} | {r.note} |")
     return "\n".join(lines)
+
+
+def standalone_main(
+    run: Callable[..., list[Row]], doc: str | None, name: str, argv: list[str] | None = None
+) -> int:
+    """Run one section's ``run(workdir, quick=...)`` in a temporary folder; print its table."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=(doc or name).splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer frames and repetitions")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix=f"soapd-bench-{name}-") as tmp:
+        rows = run(Path(tmp), quick=args.quick)
+    print(markdown_table(rows))
+    return 0

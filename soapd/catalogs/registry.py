@@ -118,6 +118,25 @@ _APASS_BANDS = {
 
 _SMSS_BANDS = {b: BandColumns(f"{b}PSF", f"e_{b}PSF") for b in "griz"}
 
+
+def _skymapper(name: str, release: str, vizier_id: str) -> CatalogSpec:
+    """Return a SkyMapper release's spec: the releases differ only in id and title."""
+    return CatalogSpec(
+        name=name,
+        title=f"SkyMapper Southern Survey {release}",
+        vizier_id=vizier_id,
+        ra_col="RAICRS",
+        dec_col="DEICRS",
+        bands=_SMSS_BANDS,
+        ugriz_family="sdss",
+        sort_col="rPSF",
+        # flags < 4: no serious SExtractor flags; ClassStar > 0.5: point-like.
+        cuts=(Cut("flags", hi=3), Cut("ClassStar", lo=0.5)),
+        aliases=(vizier_id.replace("/", "_"), vizier_id, vizier_id.rsplit("/", 1)[0]),
+        note="SkyMapper griz used as SDSS-like without a system transformation",
+    )
+
+
 #: Every catalog soapd knows, by name.
 CATALOGS: dict[str, CatalogSpec] = {
     s.name: s
@@ -171,33 +190,8 @@ CATALOGS: dict[str, CatalogSpec] = {
             aliases=("J_ApJ_867_105_refcat2", "J/ApJ/867/105/refcat2", "J/ApJ/867/105"),
             note="Gaia DR2 positions at epoch 2015.5; PS1-system g r i z",
         ),
-        CatalogSpec(
-            name="skymapper",
-            title="SkyMapper Southern Survey DR4 (Onken+ 2024)",
-            vizier_id="II/379/smssdr4",
-            ra_col="RAICRS",
-            dec_col="DEICRS",
-            bands=_SMSS_BANDS,
-            ugriz_family="sdss",
-            sort_col="rPSF",
-            # flags < 4: no serious SExtractor flags; ClassStar > 0.5: point-like.
-            cuts=(Cut("flags", hi=3), Cut("ClassStar", lo=0.5)),
-            aliases=("II_379_smssdr4", "II/379/smssdr4", "II/379"),
-            note="SkyMapper griz used as SDSS-like without a system transformation",
-        ),
-        CatalogSpec(
-            name="skymapper_dr1",
-            title="SkyMapper Southern Survey DR1.1 (Wolf+ 2018)",
-            vizier_id="II/358/smss",
-            ra_col="RAICRS",
-            dec_col="DEICRS",
-            bands=_SMSS_BANDS,
-            ugriz_family="sdss",
-            sort_col="rPSF",
-            cuts=(Cut("flags", hi=3), Cut("ClassStar", lo=0.5)),
-            aliases=("II_358_smss", "II/358/smss", "II/358"),
-            note="SkyMapper griz used as SDSS-like without a system transformation",
-        ),
+        _skymapper("skymapper", "DR4 (Onken+ 2024)", "II/379/smssdr4"),
+        _skymapper("skymapper_dr1", "DR1.1 (Wolf+ 2018)", "II/358/smss"),
         CatalogSpec(
             name="gaia_synth",
             title="Gaia DR3 synthetic photometry catalogue, GSPC (Gaia Collaboration 2023)",

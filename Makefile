@@ -25,7 +25,7 @@ test: lint typecheck $(STAMP)
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected' >&2; exit 1; fi; exit $$rc
 
 demo: $(STAMP)
-	$(BIN)/python -m soapd.demo
+	$(BIN)/python -m soapd.cli.demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

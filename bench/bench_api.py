@@ -27,10 +27,10 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from common import Row, repeat, standalone_main, timed
 
-from soapd.api import Soap
+from soapd.api.results import PhotometryResult
+from soapd.api.select import extract_target
+from soapd.api.soap import Soap
 from soapd.config import parse_config
-from soapd.result import PhotometryResult
-from soapd.rowsel import extract_target
 from soapd.testing.demo_field import build_demo_field, load_into
 from soapd.testing.fake_skynet import FakeSkynet
 

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from soapd.config import Token, parse_config
+from soapd.daemon.service import Service
 from soapd.logs import setup_logging
 from soapd.pipeline import process_frame
-from soapd.service import Service
 from soapd.skynet.client import SkynetClient
 from soapd.store import Store
 from soapd.testing.demo_field import build_demo_field, load_into

@@ -1,6 +1,6 @@
 """soapd: the photometry daemon for the Skynet robotic telescope network.
 
-``from soapd import Soap`` gives the Python API (:class:`soapd.api.Soap`) and
+``from soapd import Soap`` gives the Python API (:class:`soapd.api.soap.Soap`) and
 ``from soapd import PhotometryResult`` its result table. Both are imported lazily
 (a module ``__getattr__``), so ``import soapd`` stays light: no numpy, astropy
 or matplotlib until they are used.
@@ -16,14 +16,14 @@ __version__ = "0.1.0"
 __all__ = ["PhotometryResult", "Soap", "TargetLightcurve", "__version__"]
 
 if TYPE_CHECKING:
-    from soapd.api import Soap
-    from soapd.result import PhotometryResult, TargetLightcurve
+    from soapd.api.results import PhotometryResult, TargetLightcurve
+    from soapd.api.soap import Soap
 
 #: Public names served lazily: name -> module that defines it.
 _LAZY = {
-    "Soap": "soapd.api",
-    "PhotometryResult": "soapd.result",
-    "TargetLightcurve": "soapd.result",
+    "Soap": "soapd.api.soap",
+    "PhotometryResult": "soapd.api.results",
+    "TargetLightcurve": "soapd.api.results",
 }
 
 

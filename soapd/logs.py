@@ -39,7 +39,7 @@ def setup_logging(level: str = "INFO", style: str = "auto") -> None:
     for name in _NOISY:
         if name == "astroquery" and name not in sys.modules:
             # astroquery installs its own logger class when imported; creating its
-            # logger first makes that import fail. soapd.service quiets it later.
+            # logger first makes that import fail. soapd.daemon.service quiets it later.
             continue
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(capture=True)

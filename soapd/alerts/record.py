@@ -28,7 +28,7 @@ from soapd.errors import ConfigError
 from soapd.models import AlertDraft
 
 if TYPE_CHECKING:
-    from soapd.pipeline.result import FrameResult
+    from soapd.columns import FrameResult
     from soapd.store import Store
 
 __all__ = ["RULE_COLUMNS", "draft_alerts", "record_result", "reference_points", "rule_arrays"]
@@ -120,7 +120,7 @@ def draft_alerts(
     store: Store, frame_id: int, result: FrameResult, *, config: Config
 ) -> list[AlertDraft]:
     """Return the alerts the target rows of ``result`` raise against the stored history."""
-    from soapd.store.results import mjd_of
+    from soapd.store.measurements import mjd_of
 
     if not config.alerts.enabled or "target_name" not in result.table.colnames:
         return []

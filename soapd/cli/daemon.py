@@ -129,7 +129,7 @@ def _open_store(cfg: Config, *, migrate: bool) -> Store:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the service (or until idle). Return the exit code."""
-    from soapd.service import Service
+    from soapd.daemon.service import Service
 
     cfg = _config(args)
     setup_logging(cfg.logging.level, cfg.logging.style)

@@ -1,7 +1,7 @@
 """``soapd lightcurve NAME`` and ``soapd extract RA DEC``: lightcurves out of the store.
 
 Both print a text table (detections as ``mag +/- err``, limits as ``> lim``) or
-write a file: csv, ecsv, parquet or json (through :mod:`soapd.export`; the
+write a file: csv, ecsv, parquet or json (through :mod:`soapd.output.export`; the
 ``is_detection`` column keeps detections and limits apart), or ``gcn`` (a GCN
 circular draft plus a ``.json`` sidecar with the same numbers). ``--plot`` also
 draws the lightcurve to a PNG.
@@ -98,7 +98,7 @@ def _cell(value: float, digits: int) -> str:
 
 def text_table(table: Table, trigger: datetime | None) -> str:
     """Return a human-readable table: one line per point, limits as ``> lim``."""
-    from soapd.store.results import mjd_of
+    from soapd.store.measurements import mjd_of
 
     head = ["mid_time_utc", "t-trig(h)" if trigger else "mjd", "telescope", "band", "exp(s)"]
     head += ["mag", "snr", "flag"]
@@ -171,11 +171,11 @@ def write_output(
     else:
         if not args.out:
             raise ConfigError(f"--format {fmt} needs --out FILE")
-        from soapd.export import write_table
+        from soapd.output.export import write_table
 
         print(f"wrote {write_table(table, args.out, fmt)} ({len(table)} rows)")
     if args.plot:
-        from soapd.plots import plot_lightcurve
+        from soapd.output.plots import plot_lightcurve
 
         plot_lightcurve(table, args.plot, units=args.units, trigger_time_utc=trigger, title=name)
         print(f"wrote {args.plot}")
@@ -207,8 +207,8 @@ def run_lightcurve(args: argparse.Namespace) -> int:
 
 def run_extract(args: argparse.Namespace) -> int:
     """Build and output the lightcurve of a position from the field-wide tables."""
-    from soapd.alerts.extract import extract_lightcurve
     from soapd.cli.targets import parse_position
+    from soapd.lightcurves import extract_lightcurve
 
     if not args.radius_arcsec > 0:
         raise ConfigError("--radius-arcsec must be positive")

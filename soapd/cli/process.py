@@ -23,13 +23,13 @@ from soapd.config import Config, load_config
 from soapd.errors import ConfigError, SoapdError
 from soapd.flags import Flag, describe
 from soapd.models import Target
-from soapd.progress import ProgressBar
+from soapd.output.progress import ProgressBar
 
 if TYPE_CHECKING:  # the science stack is imported only when frames are processed
     from astropy.table import Table
 
+    from soapd.columns import FrameResult
     from soapd.pipeline.calibrate import ReferenceProvider
-    from soapd.pipeline.result import FrameResult
 
 __all__ = ["FITS_SUFFIXES", "expand_paths", "parse_target", "register", "run"]
 
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = Path(args.out) if args.out else None
     if out is not None:
-        from soapd.export import format_for
+        from soapd.output.export import format_for
 
         format_for(out)  # fail before the work, not after
     from soapd.pipeline import process_frame
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     if out is not None and tables:
         from astropy.table import vstack
 
-        from soapd.export import write_table
+        from soapd.output.export import write_table
 
         combined = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
         combined.meta = {"soapd_version": __version__, "frames": frames_meta}

@@ -144,7 +144,7 @@ def run_add(args: argparse.Namespace) -> int:
         tid = store.upsert_target(target)
         print(f"target {target.name!r} (id {tid}) at RA {ra:.6f} deg, Dec {dec:+.6f} deg")
         if args.backfill:
-            from soapd.alerts.extract import backfill_target
+            from soapd.lightcurves import backfill_target
 
             n = backfill_target(store, target.name, radius_arcsec=args.radius_arcsec)
             print(f"backfilled {n} frame(s)")

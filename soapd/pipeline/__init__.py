@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from soapd.columns import FrameResult
 from soapd.config import Config
 from soapd.errors import SoapdError
 from soapd.models import ExposureMeta, Target
@@ -26,7 +27,6 @@ from soapd.pipeline.assemble import stage_calibrate, stage_table
 from soapd.pipeline.calibrate import ReferenceProvider
 from soapd.pipeline.context import Context
 from soapd.pipeline.forced import stage_forced
-from soapd.pipeline.result import FrameResult
 from soapd.pipeline.stages import (
     check_has_pixels,
     stage_apertures,

@@ -10,6 +10,7 @@ import numpy.typing as npt
 from astropy.time import Time
 
 from soapd import __version__
+from soapd.columns import FrameResult, FrameSummary
 from soapd.filters import AB_MINUS_VEGA, mag_system
 from soapd.flags import Flag
 from soapd.pipeline.calibrate import Calibration, calibrate_sources
@@ -17,7 +18,6 @@ from soapd.pipeline.context import Context
 from soapd.pipeline.forced import frame_footprint
 from soapd.pipeline.limits import analytic_limit_flux, flux_to_mag
 from soapd.pipeline.photometry import MAG_PER_REL_FLUX, sky_sample_size
-from soapd.pipeline.result import FrameResult, FrameSummary
 from soapd.pipeline.stages import calibration_sources, need
 from soapd.pipeline.table import build_table
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from soapd.columns import FrameResult
 from soapd.config import Config
 from soapd.models import ExposureMeta, Target
 from soapd.pipeline.apcorr import CurveOfGrowth
@@ -15,7 +16,6 @@ from soapd.pipeline.calibrate import Calibration, ReferenceProvider
 from soapd.pipeline.detect import Background, Detections, FwhmEstimate
 from soapd.pipeline.frame import Frame
 from soapd.pipeline.limits import BlankSky
-from soapd.pipeline.result import FrameResult
 
 __all__ = ["Apertures", "Blocks", "Context", "Forced", "Limits"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Column, Table
 
-from soapd.pipeline.result import COLUMN_DESCRIPTIONS, COLUMN_UNITS, RESULT_COLUMNS
+from soapd.columns import COLUMN_DESCRIPTIONS, COLUMN_UNITS, RESULT_COLUMNS
 
 __all__ = ["COLUMN_DTYPES", "build_table", "empty_table"]
 

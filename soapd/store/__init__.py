@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from soapd.store.base import StoreBase, utc_iso
 from soapd.store.ledger import LedgerMixin
-from soapd.store.results import ResultsMixin
+from soapd.store.measurements import ResultsMixin
 
 __all__ = ["Store", "StoreBase", "utc_iso"]
 

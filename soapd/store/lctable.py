@@ -1,7 +1,7 @@
 """The lightcurve table: its columns, units, and how it is built from stored rows.
 
 What ``Store.lightcurve`` returns and what export, plots and GCN drafts consume:
-the column names of the result table (see ``soapd.pipeline.result``) with astropy
+the column names of the result table (see ``soapd.columns``) with astropy
 units in each column.
 """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from soapd.demo import write_demo_config
+from soapd.cli.demo import write_demo_config
 from soapd.store import Store
 from soapd.testing.demo_field import DemoField, load_into
 from soapd.testing.fake_skynet import FakeSkynet

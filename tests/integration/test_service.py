@@ -21,7 +21,7 @@ from typing import Any, Self
 import pytest
 
 from soapd.config import Config, ServiceConfig, Token, parse_config
-from soapd.service import Service
+from soapd.daemon.service import Service
 from soapd.skynet.client import SkynetClient
 from soapd.store import Store
 from soapd.testing.demo_field import DemoField, load_into

@@ -29,10 +29,10 @@ def test_example_config_parses_and_equals_defaults_where_set() -> None:
 
 
 def test_example_config_is_generated_from_the_schema() -> None:
-    """The committed example equals `python -m soapd.config_example` (regenerate it)."""
-    from soapd.config_example import render
+    """The committed example equals `python -m soapd.config.example` (regenerate it)."""
+    from soapd.config.example import render
 
-    assert EXAMPLE.read_text() == render(), "run: python -m soapd.config_example > " + str(EXAMPLE)
+    assert EXAMPLE.read_text() == render(), "run: python -m soapd.config.example > " + str(EXAMPLE)
 
 
 def test_example_config_documents_every_key() -> None:

@@ -1,4 +1,4 @@
-"""soapd.export: csv/ecsv/parquet/json round trips keep values, units and the limit flag."""
+"""soapd.output.export: csv/ecsv/parquet/json round trips keep values, units and the limit flag."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from soapd.columns import COLUMN_UNITS, RESULT_COLUMNS
 from soapd.errors import SoapdError
-from soapd.export import format_for, read_table, write_table
 from soapd.flags import Flag
 from soapd.models import Target
+from soapd.output.export import format_for, read_table, write_table
 from soapd.pipeline import process_frame
-from soapd.pipeline.result import COLUMN_UNITS, RESULT_COLUMNS
 
 
 @pytest.fixture(name="result_table")

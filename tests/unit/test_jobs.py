@@ -1,4 +1,4 @@
-"""Tests of soapd.jobs against the fake Skynet server and a real store (no pixel work).
+"""Tests of soapd.daemon.jobs against the fake Skynet server and a real store (no pixel work).
 
 The archive side uses the real SkynetClient talking HTTP to FakeSkynet on
 127.0.0.1; the processing side is exercised through ``finish`` with worker
@@ -14,13 +14,20 @@ from pathlib import Path
 import pytest
 
 from soapd.config import Config, Token
-from soapd.jobs import JobContext, download_frames, drain_inbox, finish, heartbeat, poll_skynet
-from soapd.runtime import Health, Waker
+from soapd.daemon.health import Health, Waker
+from soapd.daemon.jobs import (
+    JobContext,
+    download_frames,
+    drain_inbox,
+    finish,
+    heartbeat,
+    poll_skynet,
+)
+from soapd.daemon.pool import TaskOutcome, WorkerPool
 from soapd.skynet.client import SkynetClient
 from soapd.store import Store
 from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
 from soapd.testing.synth import make_frame, write_frame
-from soapd.workers import TaskOutcome, WorkerPool
 
 OBS = 4242
 
@@ -259,7 +266,7 @@ def test_reconcile_lists_the_window_and_requeues_failed_with_tries_left(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from soapd.jobs import reconcile
+    from soapd.daemon.jobs import reconcile
 
     old = fake.add_exposure(
         OBS, fits_bytes(1), center_time_utc=datetime.now(UTC) - timedelta(days=5), archived=True

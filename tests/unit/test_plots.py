@@ -12,8 +12,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 from matplotlib.text import Annotation
 
-from soapd.plots import BAND_COLOURS, lightcurve_figure, plot_lightcurve
-from soapd.store.results import mjd_of
+from soapd.output.plots import BAND_COLOURS, lightcurve_figure, plot_lightcurve
+from soapd.store.measurements import mjd_of
 from soapd.testing.lightcurves import target_result
 
 TRIGGER = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Tests of soapd.systemd: sd_notify messages over a real AF_UNIX datagram socket."""
+"""Tests of soapd.daemon.systemd: sd_notify messages over a real AF_UNIX datagram socket."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from soapd.systemd import SystemdNotifier
+from soapd.daemon.systemd import SystemdNotifier
 
 
 @pytest.fixture(name="notify_socket")

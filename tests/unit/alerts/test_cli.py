@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from soapd.cli import main
-from soapd.export import read_table, write_table
+from soapd.output.export import read_table, write_table
 from soapd.store import Store
 from soapd.testing.lightcurves import register_frame, target_result
 

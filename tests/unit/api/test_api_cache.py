@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from soapd.api import Soap
+from soapd.api.soap import Soap
 from soapd.config import Config
 from soapd.testing.demo_field import load_into
 from soapd.testing.fake_skynet import FakeSkynet

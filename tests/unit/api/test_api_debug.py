@@ -14,8 +14,9 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from soapd.catalogs import CatalogService
 from soapd.config import Config
-from soapd.debugframe import debug_image
-from soapd.debugplot import (
+from soapd.errors import FrameUnreadable
+from soapd.output.debug import debug_image
+from soapd.output.debug_figure import (
     APERTURES_GID,
     CAL_REJECTED_GID,
     CAL_USED_GID,
@@ -25,7 +26,6 @@ from soapd.debugplot import (
     draw_debug_figure,
     panel,
 )
-from soapd.errors import FrameUnreadable
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

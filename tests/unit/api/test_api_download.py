@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from soapd.api import Soap
+from soapd.api.soap import Soap
 from soapd.config import Config
 from soapd.errors import SkynetAuthError
 from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet

@@ -13,9 +13,9 @@ from api_tables import TARGET_DEC, TARGET_RA
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from soapd.export import read_table
+from soapd.api.results import PhotometryResult, TargetLightcurve
 from soapd.flags import Flag
-from soapd.result import PhotometryResult, TargetLightcurve
+from soapd.output.export import read_table
 
 TARGET = SkyCoord(TARGET_RA, TARGET_DEC, unit="deg")
 
@@ -95,7 +95,7 @@ def test_import_soapd_is_light_and_soap_loads_lazily() -> None:
         "assert not heavy, heavy\n"
         "assert soapd.__version__\n"
         "from soapd import Soap, PhotometryResult\n"
-        "assert Soap.__module__ == 'soapd.api'\n"
+        "assert Soap.__module__ == 'soapd.api.soap'\n"
         "assert 'matplotlib' not in sys.modules\n"
         "assert 'Soap' in dir(soapd)\n"
         "try:\n"

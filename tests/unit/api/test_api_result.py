@@ -11,14 +11,14 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.time import Time
 
-from soapd.flags import Flag
-from soapd.result import (
+from soapd.api.results import (
     PhotometryResult,
     PhotometryTarget,
     TargetLightcurve,
     extract_target,
     to_mjd,
 )
+from soapd.flags import Flag
 
 TARGET = SkyCoord(TARGET_RA, TARGET_DEC, unit="deg")
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 
-from soapd.api import Soap
+from soapd.api.soap import Soap
 from soapd.config import Config
+from soapd.daemon.pool import FrameTask, TaskOutcome, run_task
 from soapd.errors import SkynetError
 from soapd.testing.demo_field import load_into
 from soapd.testing.fake_skynet import FakeSkynet
-from soapd.workers import FrameTask, TaskOutcome, run_task
 
 
 class CountingProcessor:

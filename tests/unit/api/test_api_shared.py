@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from astropy.coordinates import SkyCoord
 
-from soapd.api import Soap
+from soapd.api.soap import Soap
 from soapd.config import Config, Token, parse_config
-from soapd.service import Service
+from soapd.daemon.pool import FrameTask, TaskOutcome
+from soapd.daemon.service import Service
 from soapd.testing.demo_field import load_into
 from soapd.testing.fake_skynet import FakeSkynet
-from soapd.workers import FrameTask, TaskOutcome
 
 
 class MustNotProcess:

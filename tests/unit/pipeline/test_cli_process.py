@@ -10,8 +10,8 @@ import pytest
 from soapd.cli import main
 from soapd.cli.process import expand_paths, parse_target
 from soapd.errors import ConfigError
-from soapd.export import read_table
-from soapd.progress import ProgressBar
+from soapd.output.export import read_table
+from soapd.output.progress import ProgressBar
 from soapd.testing.synth import make_frame, write_frame
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from soapd.columns import RESULT_COLUMNS
 from soapd.errors import ExtractionError, FrameRejected, FrameUnreadable
 from soapd.flags import Flag
 from soapd.models import ExposureMeta, Target
 from soapd.pipeline import STAGES, process_frame, run_frame
 from soapd.pipeline.context import Context
-from soapd.pipeline.result import RESULT_COLUMNS
 from soapd.testing.synth import make_frame, wcs_of, write_frame
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from soapd.export import read_table, write_table
 from soapd.flags import Flag
 from soapd.models import Target
+from soapd.output.export import read_table, write_table
 from soapd.store import Store
 from soapd.testing.lightcurves import register_frame, target_result
 

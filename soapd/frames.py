@@ -1,7 +1,7 @@
 """Per-frame ledger work of the Python API: download one exposure, reuse or process one frame.
 
 Each function moves one frame through the daemon's ledger exactly as the
-daemon's jobs do (``soapd.jobs``), so that frames handled here and there are
+daemon's jobs do (``soapd.daemon.jobs``), so that frames handled here and there are
 indistinguishable: downloads are recorded with ``mark_downloaded`` (or counted
 with ``mark_download_failed``), processing goes ``start_attempt`` ->
 ``workers.run_task`` -> ``alerts.record.record_result``. No SQL here.
@@ -14,19 +14,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soapd.apisupport import has_forced_rows, why_skipped
+from soapd.api.support import has_forced_rows, why_skipped
 from soapd.config import Config
 from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetError, SoapdError, StoreError
 
 if TYPE_CHECKING:
     from astropy.table import Table
 
+    from soapd.daemon.pool import FrameTask, TaskOutcome
     from soapd.models import Target
     from soapd.skynet.records import Exposure
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
     from soapd.store.ledger import FrameRow
-    from soapd.workers import FrameTask, TaskOutcome
 
 __all__ = ["MAX_TRIES", "Processor", "ensure_downloaded", "process_row", "stored_table"]
 
@@ -102,7 +102,7 @@ def stored_table(
     path = Path(str(stored.get("catalog_path")))
     if not path.is_file():
         return None
-    from soapd.export import read_table
+    from soapd.output.export import read_table
 
     try:
         table = read_table(path, fmt="parquet")
@@ -127,13 +127,13 @@ def process_row(
 ) -> tuple[Table | None, str]:
     """Process one frame through the ledger as the daemon does; return (table, why not).
 
-    ``processor`` defaults to :func:`soapd.workers.run_task`; the result is stored
+    ``processor`` defaults to :func:`soapd.daemon.pool.run_task`; the result is stored
     with :func:`soapd.alerts.record.record_result`. Errors become ledger states
     ('downloaded' again for a retry, 'rejected', 'failed'), never a frame stuck in
     'processing'.
     """
     from soapd.alerts.record import record_result
-    from soapd.workers import FrameTask, run_task
+    from soapd.daemon.pool import FrameTask, run_task
 
     if row.state == "processed" and row.path is not None and row.path.exists():
         store.requeue(frame_ids=[row.frame_id], states=(row.state,))

@@ -1,7 +1,7 @@
 """Result tables for Python users: :class:`PhotometryResult` and :class:`TargetLightcurve`.
 
 A :class:`PhotometryResult` wraps an astropy ``Table`` of result rows (the
-columns of :data:`soapd.pipeline.result.RESULT_COLUMNS`: one row per source or
+columns of :data:`soapd.columns.RESULT_COLUMNS`: one row per source or
 forced position per aperture per frame) and offers skynetsoap's selection,
 extraction and export methods with its bugs fixed:
 
@@ -33,8 +33,7 @@ import numpy as np
 from astropy.table import Table, vstack
 from astropy.time import Time
 
-from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
-from soapd.rowsel import (
+from soapd.api.select import (
     TimeLike,
     column,
     date_bounds,
@@ -43,11 +42,12 @@ from soapd.rowsel import (
     row_mjd,
     to_mjd,
 )
+from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
 
-    from soapd.pipeline.result import FrameResult
+    from soapd.columns import FrameResult
 
 __all__ = [
     "PhotometryResult",
@@ -78,7 +78,7 @@ class PhotometryResult:
     ----------
     table
         An astropy ``Table`` with the columns of
-        :data:`soapd.pipeline.result.RESULT_COLUMNS` (a subset is fine for most
+        :data:`soapd.columns.RESULT_COLUMNS` (a subset is fine for most
         methods). Kept as given; every method returns a new object.
     """
 
@@ -279,7 +279,7 @@ class PhotometryResult:
         return _write(self._table, path, "parquet")
 
     def to_json(self, path: str | Path) -> Path:
-        """Write the rows as JSON (see :func:`soapd.export.write_table`); return the path."""
+        """Write the rows as JSON (see :func:`soapd.output.export.write_table`); return the path."""
         return _write(self._table, path, "json")
 
     def _single_position(self, what: str) -> None:
@@ -348,7 +348,7 @@ class PhotometryResult:
         magnitudes (-2.5 log10 e-/s) or flux density in microjansky (AB). Bands are
         coloured. Raise ValueError for a field-wide result (extract a target first).
         """
-        from soapd.plots import plot_lightcurve
+        from soapd.output.plots import plot_lightcurve
 
         if units not in ("calibrated_mag", "ins_mag", "flux"):
             raise ValueError(f"units must be calibrated_mag, ins_mag or flux, got {units!r}")
@@ -461,8 +461,8 @@ def _as_datetime(value: TimeLike | None) -> datetime | None:
 
 
 def _write(table: Table, path: str | Path, fmt: str) -> Path:
-    """Write ``table`` to ``path`` in ``fmt`` through :func:`soapd.export.write_table`."""
-    from soapd.export import write_table
+    """Write ``table`` to ``path`` in ``fmt`` through :func:`soapd.output.export.write_table`."""
+    from soapd.output.export import write_table
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

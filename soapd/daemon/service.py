@@ -27,15 +27,16 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from soapd import __version__, jobs
+from soapd import __version__
 from soapd.config import Config, Token, load_config
+from soapd.daemon import jobs
+from soapd.daemon.health import Health, Waker
+from soapd.daemon.jobs import JobContext
+from soapd.daemon.pool import WorkerPool
+from soapd.daemon.systemd import SystemdNotifier
 from soapd.errors import ConfigError
-from soapd.jobs import JobContext
-from soapd.runtime import Health, Waker
 from soapd.skynet.source import ExposureSource
 from soapd.store import Store
-from soapd.systemd import SystemdNotifier
-from soapd.workers import WorkerPool
 
 __all__ = ["Service"]
 

@@ -1,4 +1,4 @@
-"""``python -m soapd.demo`` (what ``make demo`` runs): the real daemon against a fake Skynet.
+"""``python -m soapd.cli.demo`` (what ``make demo`` runs): the real daemon against a fake Skynet.
 
 It builds (once, then reuses) the deterministic demo observation of
 :mod:`soapd.testing.demo_field`, serves it from
@@ -49,7 +49,7 @@ def write_demo_config(path: Path, demo: DemoField, *, api_url: str, state_dir: P
         for t in demo.targets
     )
     path.write_text(
-        f"""# soapd demo configuration (written by python -m soapd.demo)
+        f"""# soapd demo configuration (written by python -m soapd.cli.demo)
 [skynet]
 api_url = {_q(api_url)}
 observations = [{demo.obs_id}]
@@ -135,7 +135,7 @@ def _report(db: Path, demo: DemoField) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo and return the daemon's exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m soapd.demo",
+        prog="python -m soapd.cli.demo",
         description="Run the real soapd daemon against a fake Skynet on 127.0.0.1 serving a "
         "synthetic observation, then print the lightcurves and alerts.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

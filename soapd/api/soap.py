@@ -10,7 +10,7 @@ ledger, frame folder, field-wide tables and catalog cache as the daemon
   count of files; skynetsoap B19), downloads the rest one by one (each file
   written atomically and recorded in its own transaction; skynetsoap B1), and
   logs a failing exposure and carries on with the others.
-* :meth:`Soap.run` processes each frame with :func:`soapd.workers.run_task`
+* :meth:`Soap.run` processes each frame with :func:`soapd.daemon.pool.run_task`
   (``pipeline.process_frame`` plus the Parquet field-wide table), stores it with
   :func:`soapd.alerts.record.record_result` exactly as the daemon does, and
   **reuses** frames already processed with the same config fingerprint whose
@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from soapd.apiframes import Processor, ensure_downloaded, process_row, stored_table
-from soapd.apisupport import (
+from soapd.api.cache import CacheAdmin
+from soapd.api.results import PhotometryResult, TimeLike, date_bounds, to_mjd
+from soapd.api.support import (
     exp_in_range,
     forced_targets,
     frame_row_mjd,
@@ -39,10 +40,9 @@ from soapd.apisupport import (
     resolve_config,
     row_in_range,
 )
-from soapd.cache_admin import CacheAdmin
 from soapd.config import Config, Token, read_token
 from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetError, SoapdError, StoreError
-from soapd.result import PhotometryResult, TimeLike, date_bounds, to_mjd
+from soapd.frames import Processor, ensure_downloaded, process_row, stored_table
 
 if TYPE_CHECKING:
     import httpx
@@ -91,7 +91,7 @@ class Soap:
         The reference-catalog service; default: ``CatalogService`` over the
         config's catalog cache (None when calibration is off).
     processor
-        Runs one frame (default :func:`soapd.workers.run_task`).
+        Runs one frame (default :func:`soapd.daemon.pool.run_task`).
     """
 
     def __init__(
@@ -364,7 +364,7 @@ class Soap:
         daemon uses it. Saved to ``out_path`` (default
         ``<state_dir>/debug/<stem>_debug.png``); return the path.
         """
-        from soapd.debugframe import debug_image
+        from soapd.output.debug import debug_image
 
         path, meta = self._frame_file(image)
         out = Path(out_path) if out_path else self.state_dir / "debug" / f"{path.stem}_debug.png"

@@ -16,7 +16,7 @@ Panels, left to right and top to bottom:
 WCS axes are used when the frame has a celestial WCS. Drawing uses a bare
 ``matplotlib.figure.Figure`` with the Agg canvas: no pyplot state, no display
 needed. :func:`draw_debug_figure` is the pure drawing step (arrays in, figure
-out); :func:`soapd.debugframe.debug_image` gathers those arrays from a frame file
+out); :func:`soapd.output.debug.debug_image` gathers those arrays from a frame file
 by running the pipeline's stages. Pixel coordinates are 0-based.
 """
 

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from soapd.debugplot import DebugLayers, draw_debug_figure
 from soapd.errors import CatalogError, FrameUnreadable
+from soapd.output.debug_figure import DebugLayers, draw_debug_figure
 
 if TYPE_CHECKING:
     from astropy.wcs import WCS
     from matplotlib.figure import Figure
 
+    from soapd.columns import FrameResult
     from soapd.config import Config
     from soapd.models import ExposureMeta
     from soapd.pipeline.calibrate import Calibration, ReferenceProvider
     from soapd.pipeline.context import Context
-    from soapd.pipeline.result import FrameResult
 
 __all__ = ["debug_image", "layers_from_context"]
 

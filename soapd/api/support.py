@@ -1,4 +1,4 @@
-"""Helpers of :mod:`soapd.api`: config resolution, date windows, forced positions, progress.
+"""Helpers of :mod:`soapd.api.soap`: config resolution, date windows, forced positions, progress.
 
 Plain functions with no state; they keep ``api.py`` to the ``Soap`` class itself.
 """
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from soapd.api.select import to_mjd
 from soapd.config import Config, load_config
-from soapd.rowsel import to_mjd
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
@@ -107,7 +107,7 @@ def forced_targets(positions: Sequence[SkyCoord] | SkyCoord | None) -> list[Targ
 
 def has_forced_rows(table: Table, ra_deg: float, dec_deg: float) -> bool:
     """Return True if ``table`` has a forced row at (ra_deg, dec_deg)."""
-    from soapd.rowsel import extract_target
+    from soapd.api.select import extract_target
 
     if "is_forced" not in table.colnames or not len(table):
         return False
@@ -133,8 +133,8 @@ def all_off_frame(forced: Table, ra_deg: float, dec_deg: float) -> bool:
 
 
 def progress_iter(items: Sequence[_T], label: str) -> Iterator[_T]:
-    """Yield ``items`` while drawing the TTY-only :class:`soapd.progress.ProgressBar`."""
-    from soapd.progress import ProgressBar
+    """Yield ``items`` while drawing the TTY-only :class:`soapd.output.progress.ProgressBar`."""
+    from soapd.output.progress import ProgressBar
 
     with ProgressBar(len(items), label=label) as bar:
         for item in items:

@@ -1,7 +1,7 @@
 """Row selection for result tables: times, bands and sky positions (``extract_target``).
 
 Pure functions over astropy Tables with the columns of
-:data:`soapd.pipeline.result.RESULT_COLUMNS`; :class:`soapd.result.PhotometryResult`
+:data:`soapd.columns.RESULT_COLUMNS`; :class:`soapd.api.results.PhotometryResult`
 wraps them as methods. Times are mid-exposure UTC (the ``mjd`` column); naive
 datetimes and ISO strings are read as UTC (skynetsoap B1). No I/O.
 """
@@ -171,7 +171,7 @@ def extract_target(
         Result rows with at least ``ra``, ``dec`` (deg, ICRS), ``image_file`` and
         ``mjd`` (mid-exposure); usually also ``is_forced``, ``snr``, ``flag``,
         ``aperture_id`` and the magnitude columns of
-        :data:`soapd.pipeline.result.RESULT_COLUMNS`.
+        :data:`soapd.columns.RESULT_COLUMNS`.
     ra_deg, dec_deg
         The position, degrees (ICRS).
     radius_arcsec

@@ -27,18 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from soapd.columns import FrameResult
 from soapd.config import Config
 from soapd.errors import FrameRejected, FrameUnreadable, SoapdError
 from soapd.logs import setup_logging
 from soapd.models import ExposureMeta, Target
-from soapd.pipeline.result import FrameResult
 
 __all__ = ["FrameTask", "InFlight", "TaskOutcome", "WorkerPool", "run_task"]
 
 logger = logging.getLogger(__name__)
 
 #: Modules the fork server imports before forking workers.
-_PRELOAD = ("soapd.workers", "soapd.pipeline", "soapd.export", "soapd.catalogs")
+_PRELOAD = ("soapd.daemon.pool", "soapd.pipeline", "soapd.output.export", "soapd.catalogs")
 
 #: Environment variables that cap math-library threads in the workers.
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -91,7 +91,7 @@ def run_task(task: FrameTask, config: Config | None = None, catalogs: Any = None
 
     ``config``/``catalogs`` default to those handed to the worker process.
     """
-    from soapd.export import write_table
+    from soapd.output.export import write_table
     from soapd.pipeline import process_frame
 
     config = config if config is not None else _WORKER["config"]

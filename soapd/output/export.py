@@ -10,7 +10,7 @@ The format is chosen from the file suffix (``.csv``, ``.ecsv``, ``.parquet``/
 * **JSON**: ``{"columns": [{"name", "unit", "dtype", "description"}], "meta": {...},
   "rows": [{column: value}, ...]}``; NaN and masked values are ``null``.
 * **CSV**: values only (a plain header line, readable by any spreadsheet). On
-  reading, units of the known soapd columns (:data:`~soapd.pipeline.result.COLUMN_UNITS`)
+  reading, units of the known soapd columns (:data:`~soapd.columns.COLUMN_UNITS`)
   are put back and ``True``/``False`` text columns become booleans.
 
 In every format the detection/limit distinction (the ``is_detection`` boolean and
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from astropy.table import MaskedColumn, Table
 
+from soapd.columns import COLUMN_UNITS
 from soapd.errors import SoapdError
-from soapd.pipeline.result import COLUMN_UNITS
 
 __all__ = ["FORMATS", "format_for", "read_table", "write_table"]
 

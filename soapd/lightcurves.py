@@ -2,7 +2,7 @@
 
 Every processed frame keeps its full source table (``frames.catalog_path``).
 :func:`extract_lightcurve` finds the position in each of them with
-:func:`soapd.result.extract_target` (nearest extracted source within the
+:func:`soapd.api.results.extract_target` (nearest extracted source within the
 radius, one row per frame) and, for frames that cover the position but have no
 source there, adds an upper-limit row at the frame's limiting magnitude.
 :func:`backfill_target` stores that lightcurve as a target's measurements (for a
@@ -95,8 +95,8 @@ def extract_lightcurve(
     ``zeropoint_scatter`` and ``separation_arcsec``. Unreadable tables are skipped
     with a warning.
     """
-    from soapd.export import read_table
-    from soapd.result import extract_target
+    from soapd.api.results import extract_target
+    from soapd.output.export import read_table
 
     name = target_name or f"{ra_deg % 360.0:.6f} {dec_deg:+.6f}"
     parts: list[Table] = []

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from soapd.config import Config, Token, read_token
+from soapd.daemon.pool import FrameTask, TaskOutcome, WorkerPool
 from soapd.errors import (
     FrameUnreadable,
     SkynetAuthError,
@@ -41,7 +42,6 @@ from soapd.skynet.records import Exposure
 from soapd.skynet.source import ExposureSource
 from soapd.store import Store
 from soapd.store.ledger import FrameRow
-from soapd.workers import FrameTask, TaskOutcome, WorkerPool
 
 __all__ = [
     "JOB_NAMES",

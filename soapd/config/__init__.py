@@ -1,0 +1,47 @@
+"""Configuration: frozen dataclasses are the schema (:mod:`.schema`), TOML is the format.
+
+:mod:`.load` reads and validates a file, :mod:`.secrets` reads the Skynet token,
+:mod:`.example` writes ``config/soapd.example.toml`` from the schema. The public
+names are re-exported here, so ``from soapd.config import Config, load_config``
+is the one spelling callers use.
+"""
+
+from soapd.config.load import load_config, parse_config
+from soapd.config.schema import (
+    AlertsConfig,
+    CalibrationConfig,
+    Config,
+    ExtractionConfig,
+    FrameConfig,
+    LimitsConfig,
+    LoggingConfig,
+    NotifierConfig,
+    PathsConfig,
+    PhotometryConfig,
+    ServiceConfig,
+    SkynetConfig,
+    TargetConfig,
+    to_dict,
+)
+from soapd.config.secrets import Token, read_token
+
+__all__ = [
+    "AlertsConfig",
+    "CalibrationConfig",
+    "Config",
+    "ExtractionConfig",
+    "FrameConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "NotifierConfig",
+    "PathsConfig",
+    "PhotometryConfig",
+    "ServiceConfig",
+    "SkynetConfig",
+    "TargetConfig",
+    "Token",
+    "load_config",
+    "parse_config",
+    "read_token",
+    "to_dict",
+]

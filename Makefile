@@ -9,14 +9,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[apprise]' \
-	    'pytest>=8,<10' 'pytest-timeout>=2.3,<3' 'hypothesis>=6,<7' 'aiosmtpd>=1.4,<2' \
-	    'ruff>=0.6,<1' 'mypy>=1.10,<3'
+	$(BIN)/python -m pip install --quiet -e '.[apprise,test]'
 	touch $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check soapd tests bench
 	$(BIN)/ruff format --check soapd tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -10,14 +10,16 @@ ledger, frame folder, field-wide tables and catalog cache as the daemon
   count of files; skynetsoap B19), downloads the rest one by one (each file
   written atomically and recorded in its own transaction; skynetsoap B1), and
   logs a failing exposure and carries on with the others.
-* :meth:`Soap.run` processes each frame with :func:`soapd.daemon.pool.run_task`
-  (``pipeline.process_frame`` plus the Parquet field-wide table), stores it with
-  :func:`soapd.alerts.record.record_result` exactly as the daemon does, and
-  **reuses** frames already processed with the same config fingerprint whose
-  table holds the requested forced positions. Its date arguments are honoured
-  (skynetsoap B13).
+* :meth:`Soap.run` processes each frame with :func:`soapd.frames.run_task`
+  (``pipeline.process_frame`` plus the Parquet field-wide table) in this
+  process, and **reuses** frames already processed with the same config
+  fingerprint whose table holds the requested forced positions. Its date
+  arguments are honoured (skynetsoap B13).
 
-This module holds glue only: no SQL (the Store does that), no pixel work.
+Every ledger step (download, start, outcome, record) is a function of
+:mod:`soapd.frames`, the same the daemon calls, so a failure of each kind ends
+the same way here and there (tries counted against ``service.max_tries``, none
+when Skynet is down). This module holds glue only: no SQL, no pixel work.
 """
 
 from __future__ import annotations
@@ -34,22 +36,33 @@ from soapd.api.cache import CacheAdmin
 from soapd.api.results import PhotometryResult, TimeLike, date_bounds, to_mjd
 from soapd.api.support import (
     exp_in_range,
+    fetch_file,
     forced_targets,
     frame_row_mjd,
     progress_iter,
     resolve_config,
     row_in_range,
+    stored_table,
+    why_skipped,
 )
 from soapd.config import Config, Token, read_token
-from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetError, SoapdError, StoreError
-from soapd.frames import Processor, ensure_downloaded, process_row, stored_table
+from soapd.errors import (
+    FrameUnreadable,
+    SkynetAuthError,
+    SkynetError,
+    SkynetUnavailable,
+    SoapdError,
+    StoreError,
+)
+from soapd.frames import Fetched, Processor, process_one, start_task
 
 if TYPE_CHECKING:
     import httpx
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import ExposureMeta
+    from soapd.models import ExposureMeta, Target
+    from soapd.pipeline.calibrate import ReferenceProvider
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
     from soapd.store.ledger import FrameRow
@@ -91,7 +104,7 @@ class Soap:
         The reference-catalog service; default: ``CatalogService`` over the
         config's catalog cache (None when calibration is off).
     processor
-        Runs one frame (default :func:`soapd.daemon.pool.run_task`).
+        Runs one frame (default :func:`soapd.frames.run_task`).
     """
 
     def __init__(
@@ -103,7 +116,7 @@ class Soap:
         token: str | Token | None = None,
         source: ExposureSource | None = None,
         transport: httpx.BaseTransport | None = None,
-        catalogs: Any = None,
+        catalogs: ReferenceProvider | None = None,
         processor: Processor | None = None,
     ) -> None:
         if isinstance(observation_id, bool) or int(observation_id) <= 0:
@@ -172,7 +185,7 @@ class Soap:
             self._owns_source = True
         return self._source
 
-    def _catalog_service(self) -> Any:
+    def _catalog_service(self) -> ReferenceProvider | None:
         if not self._catalogs_built:
             self._catalogs_built = True
             if self.config.calibration.enabled:
@@ -194,10 +207,11 @@ class Soap:
         """Download the observation's archived frames in the date range; return their paths.
 
         Exposures already downloaded (by this API or the daemon) are not fetched
-        again. A failing exposure is logged and counted in the ledger (failed after
-        3 tries; a later call tries it again) and the others continue. Raise
-        SkynetAuthError if the token is missing or refused, SkynetNotFound if the
-        observation does not exist.
+        again. A failing exposure is logged and counted in the ledger as the daemon
+        counts it (failed after ``service.max_tries``; a later call tries it again)
+        and the others continue; while Skynet is unavailable nothing is counted and
+        the remaining downloads wait for a later call. Raise SkynetAuthError if the
+        token is missing or refused, SkynetNotFound if the observation does not exist.
         """
         lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
         client = self._client()
@@ -207,18 +221,25 @@ class Soap:
         self.store.record_seen(exposures)
         paths: list[tuple[float, Path]] = []
         errors = 0
-        for exp in progress_iter(exposures, "download"):
+        for done, exp in enumerate(progress_iter(exposures, "download")):
             try:
-                path = ensure_downloaded(self.store, client, exp, self.config.paths.frames_dir)
-            except SkynetAuthError:
-                raise
-            except (SkynetError, FrameUnreadable, StoreError, OSError) as exc:
+                got = fetch_file(self.store, client, exp, config=self.config)
+            except SkynetUnavailable as exc:
+                logger.warning(
+                    "Skynet is unavailable (%s); %d exposure(s) not downloaded, call download() "
+                    "again later",
+                    exc,
+                    len(exposures) - done,
+                )
+                break
+            except (StoreError, OSError) as exc:
+                got = Fetched(frame_id=0, path=None, new=False, state="", error=str(exc))
+            if got.error:
                 errors += 1
-                logger.warning("exposure %d: download failed: %s", exp.exp_id, exc)
-                continue
-            if path is not None:
+                logger.warning("exposure %d: download failed: %s", exp.exp_id, got.error)
+            elif got.path is not None:
                 when = exp.meta.mid_time_utc
-                paths.append((to_mjd(when) if when else math.inf, path))
+                paths.append((to_mjd(when) if when else math.inf, got.path))
         if errors:
             logger.warning(
                 "observation %d: %d of %d exposure(s) failed to download; call download() "
@@ -290,14 +311,7 @@ class Soap:
         if can_download:
             todo = self._refetch(todo)
         for row in progress_iter(todo, "photometry"):
-            table, why = process_row(
-                self.store,
-                row,
-                targets,
-                config=self.config,
-                catalogs=self._catalog_service(),
-                processor=self._processor,
-            )
+            table, why = self._process(row, targets)
             if table is None:
                 skipped.append((row.frame_id, why))
                 logger.warning("frame %d skipped: %s", row.frame_id, why)
@@ -316,6 +330,29 @@ class Soap:
             None if lower == -math.inf else lower, None if upper == math.inf else upper
         )
 
+    def _process(self, row: FrameRow, targets: Sequence[Target]) -> tuple[Table | None, str]:
+        """Process one frame through the ledger as the daemon does; return (table, why not)."""
+        if row.state == "processed" and row.path is not None and row.path.exists():
+            self.store.requeue(frame_ids=[row.frame_id], states=(row.state,))
+        elif row.state != "downloaded":
+            return None, why_skipped(row)
+        try:
+            task = start_task(self.store, row.frame_id, (*self.store.active_targets(), *targets))
+        except StoreError as exc:  # the daemon took it in the meantime
+            return None, f"taken by another process ({exc}); run again later"
+        except FrameUnreadable as exc:  # its file is gone: failed, as in the daemon
+            return None, str(exc)
+        out, _state = process_one(
+            self.store,
+            task,
+            config=self.config,
+            catalogs=self._catalog_service(),
+            processor=self._processor,
+        )
+        if out.outcome == "ok" and out.result is not None:
+            return out.result.table, ""
+        return None, out.error
+
     def _refetch(self, rows: list[FrameRow]) -> list[FrameRow]:
         """Download again processed frames whose file was pruned; return the rows refreshed."""
         from soapd.skynet.records import Exposure
@@ -329,11 +366,15 @@ class Soap:
             assert r.exp_id is not None
             exp = Exposure(exp_id=r.exp_id, obs_id=r.obs_id, state="archived", meta=r.meta)
             try:
-                ensure_downloaded(self.store, client, exp, self.config.paths.frames_dir)
-            except SkynetAuthError:
-                raise
-            except (SkynetError, FrameUnreadable, StoreError, OSError) as exc:
+                got = fetch_file(self.store, client, exp, config=self.config)
+            except SkynetUnavailable as exc:
+                logger.warning("Skynet is unavailable (%s); frames not downloaded again", exc)
+                break
+            except (StoreError, OSError) as exc:
                 logger.warning("exposure %d: download failed: %s", r.exp_id, exc)
+                continue
+            if got.error:
+                logger.warning("exposure %d: download failed: %s", r.exp_id, got.error)
         return [self.store.frame(r.frame_id) or r for r in rows]
 
     def _has_token(self) -> bool:

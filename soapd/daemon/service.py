@@ -109,7 +109,6 @@ class Service:
             source_factory=self._source_factory,
             read_token=self._read_token,
             notifiers=notifiers,
-            max_tries=cfg.service.max_tries,
         )
         store.set_status(
             started_utc=store.now(),

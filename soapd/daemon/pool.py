@@ -74,6 +74,40 @@ def _run_in_worker(task: FrameTask) -> TaskOutcome:
     return run_task(task, state.config, state.catalogs)
 
 
+#: Serialises starting the fork server (it briefly changes this process's environment).
+_FORKSERVER_LOCK = threading.Lock()
+
+
+def _start_forkserver() -> None:
+    """Start multiprocessing's fork server, if it is not running, without the current folder.
+
+    The fork server is started as ``python -c ...``, so its ``sys.path`` begins
+    with the current folder, and Pythons without the fix of CPython gh-117378
+    (every 3.11, the 3.12 and 3.13 releases before it was backported) ignore the
+    ``sys.path`` the parent hands it. A folder named
+    ``soapd`` there, even an empty one, is then imported as a namespace package
+    before an editable install's finder (a meta-path finder asked after the path
+    finder) is consulted; the preload's ImportError is swallowed, and every
+    worker forked from the server inherits that broken ``soapd`` module:
+    BrokenProcessPool. ``PYTHONSAFEPATH=1`` (the ``-P`` flag) keeps the folder
+    off the server's ``sys.path``; workers still get this process's ``sys.path``
+    from multiprocessing's preparation data. The variable is set only while the
+    server starts, so other children of this process do not inherit it.
+    """
+    from multiprocessing import forkserver
+
+    with _FORKSERVER_LOCK:
+        before = os.environ.get("PYTHONSAFEPATH")
+        os.environ["PYTHONSAFEPATH"] = "1"
+        try:
+            forkserver.ensure_running()
+        finally:
+            if before is None:
+                del os.environ["PYTHONSAFEPATH"]
+            else:
+                os.environ["PYTHONSAFEPATH"] = before
+
+
 @dataclass(slots=True)
 class InFlight:
     """A submitted task and when it was submitted (monotonic seconds)."""
@@ -123,6 +157,7 @@ class WorkerPool:
             # server inherits these when it starts (an operator's values win).
             for name in _THREAD_VARS:
                 os.environ.setdefault(name, "1")
+            _start_forkserver()
             self._executor = ProcessPoolExecutor(
                 max_workers=self.n_workers,
                 mp_context=context,

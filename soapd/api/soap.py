@@ -24,7 +24,6 @@ when Skynet is down). This module holds glue only: no SQL, no pixel work.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from soapd.api.support import (
     exp_in_range,
     fetch_file,
     forced_targets,
+    frame_file,
     frame_row_mjd,
     progress_iter,
     resolve_config,
@@ -61,8 +61,9 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import ExposureMeta, Target
+    from soapd.models import Target
     from soapd.pipeline.calibrate import ReferenceProvider
+    from soapd.skynet.records import Exposure
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
     from soapd.store.ledger import FrameRow
@@ -219,7 +220,22 @@ class Soap:
             e for e in client.iter_archived(self.observation_id) if exp_in_range(e, lower, upper)
         ]
         self.store.record_seen(exposures)
-        paths: list[tuple[float, Path]] = []
+        paths = [
+            (to_mjd(exp.meta.mid_time_utc) if exp.meta.mid_time_utc else math.inf, path)
+            for exp, path in self._fetch_each(client, exposures)
+        ]
+        ordered = [p for _, p in sorted(paths, key=lambda item: item[0])]
+        return list(dict.fromkeys(ordered))  # exposures with identical bytes share one file
+
+    def _fetch_each(
+        self, client: ExposureSource, exposures: Sequence[Exposure]
+    ) -> list[tuple[Exposure, Path]]:
+        """Fetch each exposure's file (:func:`fetch_file`); return those on disk with their path.
+
+        Failures are logged and the others continue; while Skynet is unavailable
+        the remaining exposures wait for a later call.
+        """
+        out: list[tuple[Exposure, Path]] = []
         errors = 0
         for done, exp in enumerate(progress_iter(exposures, "download")):
             try:
@@ -238,8 +254,7 @@ class Soap:
                 errors += 1
                 logger.warning("exposure %d: download failed: %s", exp.exp_id, got.error)
             elif got.path is not None:
-                when = exp.meta.mid_time_utc
-                paths.append((to_mjd(when) if when else math.inf, got.path))
+                out.append((exp, got.path))
         if errors:
             logger.warning(
                 "observation %d: %d of %d exposure(s) failed to download; call download() "
@@ -248,8 +263,7 @@ class Soap:
                 errors,
                 len(exposures),
             )
-        ordered = [p for _, p in sorted(paths, key=lambda item: item[0])]
-        return list(dict.fromkeys(ordered))  # exposures with identical bytes share one file
+        return out
 
     # -- processing ---------------------------------------------------------------------
 
@@ -361,20 +375,12 @@ class Soap:
         if not gone:
             return rows
         self.store.requeue(frame_ids=[r.frame_id for r in gone], states=("processed",))
-        client = self._client()
-        for r in gone:
-            assert r.exp_id is not None
-            exp = Exposure(exp_id=r.exp_id, obs_id=r.obs_id, state="archived", meta=r.meta)
-            try:
-                got = fetch_file(self.store, client, exp, config=self.config)
-            except SkynetUnavailable as exc:
-                logger.warning("Skynet is unavailable (%s); frames not downloaded again", exc)
-                break
-            except (StoreError, OSError) as exc:
-                logger.warning("exposure %d: download failed: %s", r.exp_id, exc)
-                continue
-            if got.error:
-                logger.warning("exposure %d: download failed: %s", r.exp_id, got.error)
+        exposures = [
+            Exposure(exp_id=r.exp_id, obs_id=r.obs_id, state="archived", meta=r.meta)
+            for r in gone
+            if r.exp_id is not None
+        ]
+        self._fetch_each(self._client(), exposures)
         return [self.store.frame(r.frame_id) or r for r in rows]
 
     def _has_token(self) -> bool:
@@ -407,31 +413,10 @@ class Soap:
         """
         from soapd.output.debug import debug_image
 
-        path, meta = self._frame_file(image)
+        path, meta = frame_file(self.store, self.config.paths.frames_dir, image)
         out = Path(out_path) if out_path else self.state_dir / "debug" / f"{path.stem}_debug.png"
         debug_image(path, out, config=self.config, catalogs=self._catalog_service(), meta=meta)
         return out
-
-    def _frame_file(self, image: str | Path | int) -> tuple[Path, ExposureMeta | None]:
-        """Return a frame's file and its archive metadata (from the ledger, if known)."""
-        if isinstance(image, bool):
-            raise TypeError("image must be a FITS path or an exposure id")
-        if isinstance(image, int):
-            row = self.store.find_frame(exp_id=image)
-            if row is None or row.path is None:
-                raise FrameUnreadable(f"exposure {image} has not been downloaded; call download()")
-            return row.path, row.meta
-        path = Path(image)
-        if not path.is_file() and (self.config.paths.frames_dir / path.name).is_file():
-            path = self.config.paths.frames_dir / path.name  # an image_file column value
-        if not path.is_file():
-            raise FrameUnreadable(f"{path}: no such frame file")
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        row = self.store.find_frame(sha256=digest.hexdigest())
-        return path, None if row is None else row.meta
 
     def _admin(self) -> CacheAdmin:
         return CacheAdmin(self.config, self.store)

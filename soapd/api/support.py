@@ -6,6 +6,7 @@ Plain functions with no state; they keep ``soap.py`` to the ``Soap`` class itsel
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,14 +18,14 @@ import numpy as np
 
 from soapd.api.select import to_mjd
 from soapd.config import Config, load_config
-from soapd.errors import SoapdError, StoreError
+from soapd.errors import FrameUnreadable, SoapdError, StoreError
 from soapd.frames import Fetched, download_one
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import Target
+    from soapd.models import ExposureMeta, Target
     from soapd.skynet.records import Exposure
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
@@ -35,6 +36,7 @@ __all__ = [
     "exp_in_range",
     "fetch_file",
     "forced_targets",
+    "frame_file",
     "frame_row_mjd",
     "has_forced_rows",
     "progress_iter",
@@ -207,3 +209,31 @@ def fetch_file(store: Store, client: ExposureSource, exp: Exposure, *, config: C
             row.path,
         )
     return Fetched(frame_id=row.frame_id, path=path, new=False, state=row.state)
+
+
+def frame_file(
+    store: Store, frames_dir: Path, image: str | Path | int
+) -> tuple[Path, ExposureMeta | None]:
+    """Return a frame's file and its archive metadata (from the ledger, if known).
+
+    ``image`` is a FITS path, a file name in ``frames_dir`` (an ``image_file``
+    column value) or an exposure id. Raise FrameUnreadable if there is no file.
+    """
+    if isinstance(image, bool):
+        raise TypeError("image must be a FITS path or an exposure id")
+    if isinstance(image, int):
+        row = store.find_frame(exp_id=image)
+        if row is None or row.path is None:
+            raise FrameUnreadable(f"exposure {image} has not been downloaded; call download()")
+        return row.path, row.meta
+    path = Path(image)
+    if not path.is_file() and (frames_dir / path.name).is_file():
+        path = frames_dir / path.name
+    if not path.is_file():
+        raise FrameUnreadable(f"{path}: no such frame file")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    row = store.find_frame(sha256=digest.hexdigest())
+    return path, None if row is None else row.meta

@@ -54,7 +54,7 @@ from soapd.errors import (
     SoapdError,
     StoreError,
 )
-from soapd.frames import Fetched, Processor, process_one, start_task
+from soapd.frames import Processor, process_one, start_task
 
 if TYPE_CHECKING:
     import httpx
@@ -249,12 +249,14 @@ class Soap:
                 )
                 break
             except (StoreError, OSError) as exc:
-                got = Fetched(frame_id=0, path=None, new=False, state="", error=str(exc))
-            if got.error:
+                error = str(exc)
+            else:
+                error = got.error
+                if not error and got.path is not None:
+                    out.append((exp, got.path))
+            if error:
                 errors += 1
-                logger.warning("exposure %d: download failed: %s", exp.exp_id, got.error)
-            elif got.path is not None:
-                out.append((exp, got.path))
+                logger.warning("exposure %d: download failed: %s", exp.exp_id, error)
         if errors:
             logger.warning(
                 "observation %d: %d of %d exposure(s) failed to download; call download() "

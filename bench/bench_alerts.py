@@ -1,6 +1,6 @@
 """Alerts benchmark: the per-frame cost of record_result, and draining the outbox.
 
-Uses soapd's own code only (``soapd.alerts.record.record_result``,
+Uses soapd's own code only (``soapd.frames.record_result``,
 ``soapd.alerts.outbox.flush``, ``soapd.store.Store``) on a database file in a
 temporary folder.
 
@@ -25,8 +25,8 @@ from common import Row, fmt_range, fmt_s, repeat
 
 from soapd.alerts.notifiers import FileNotifier
 from soapd.alerts.outbox import flush
-from soapd.alerts.record import record_result
 from soapd.config import AlertsConfig, Config
+from soapd.frames import record_result
 from soapd.models import AlertDraft, Target
 from soapd.store import Store
 from soapd.testing.lightcurves import register_frame, target_result

@@ -6,7 +6,7 @@ Everything runs through soapd's own code on this machine: the demo observation
 demo's local catalog file.
 
 * **run, first**: ``Soap.run(forced_positions=[...])`` downloads and processes every
-  frame (``workers.run_task`` in this process + ``record_result``); seconds per frame.
+  frame (``soapd.frames.run_task`` in this process + ``record_result``); seconds per frame.
 * **run, reuse**: the same call again: every frame's stored Parquet table is read
   back instead (no pixel work); seconds per frame, and the speed-up over the first.
 * **extract_target**: the nearest row per frame within 3" of one position in a

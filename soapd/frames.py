@@ -1,179 +1,338 @@
-"""Per-frame ledger work of the Python API: download one exposure, reuse or process one frame.
+"""The frame lifecycle, shared by the daemon's jobs and the Python API (``Soap``).
 
-Each function moves one frame through the daemon's ledger exactly as the
-daemon's jobs do (``soapd.daemon.jobs``), so that frames handled here and there are
-indistinguishable: downloads are recorded with ``mark_downloaded`` (or counted
-with ``mark_download_failed``), processing goes ``start_attempt`` ->
-``workers.run_task`` -> ``alerts.record.record_result``. No SQL here.
+A frame moves through the ledger in five steps, one function each; the daemon
+(:mod:`soapd.daemon.jobs`) and ``Soap`` (:mod:`soapd.api.soap`) both call these,
+so a frame handled by either is handled the same way:
+
+``download_one``   fetch a 'seen' frame's file and record it, or count the failed try
+``start_task``     move a 'downloaded' frame to 'processing' (counting the try); its task
+``run_task``       run the pipeline and write the field-wide table; the outcome by value
+``apply_outcome``  write an outcome to the ledger (``record_result`` when it is ok)
+``record_result``  evaluate the alert rules and store everything in one transaction
+
+The daemon runs ``run_task`` in its worker processes and applies the outcomes
+on its scheduler thread; ``Soap`` calls :func:`process_one`, which runs it in the
+calling process and applies the outcome. What each failure does:
+
+* download: a refused token (``SkynetAuthError``) is raised, no try counted; an
+  unavailable archive (``SkynetUnavailable``: network, 5xx after retries) is
+  noted on the frame ("download postponed"), raised, no try counted; any other
+  archive error (404, other HTTP errors) or a bad file (``FrameUnreadable``:
+  truncated, not FITS) counts a try, and the frame is 'failed' at
+  ``service.max_tries``.
+* processing: ``FrameRejected`` -> 'rejected' (never retried); ``FrameUnreadable``
+  -> 'failed'; any other ``SoapdError`` or an ``OSError`` -> retried ('downloaded'
+  again, 'failed' at ``service.max_tries``); an unexpected exception (a bug) ->
+  'failed', its traceback logged once; a worker that dies -> retried.
+
+No SQL here: every write is one ``Store`` method.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
-from soapd.api.support import has_forced_rows, why_skipped
+from soapd import __version__
+from soapd.columns import FrameResult
 from soapd.config import Config
-from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetError, SoapdError, StoreError
+from soapd.errors import (
+    FrameRejected,
+    FrameUnreadable,
+    SkynetAuthError,
+    SkynetError,
+    SkynetUnavailable,
+    SoapdError,
+    StoreError,
+)
+from soapd.logs import frame_context
+from soapd.models import ExposureMeta, Target
 
 if TYPE_CHECKING:
-    from astropy.table import Table
-
-    from soapd.daemon.pool import FrameTask, TaskOutcome
-    from soapd.models import Target
-    from soapd.skynet.records import Exposure
+    from soapd.pipeline.calibrate import ReferenceProvider
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
     from soapd.store.ledger import FrameRow
 
-__all__ = ["MAX_TRIES", "Processor", "ensure_downloaded", "process_row", "stored_table"]
+__all__ = [
+    "Fetched",
+    "FrameTask",
+    "Outcome",
+    "Processor",
+    "TaskOutcome",
+    "apply_outcome",
+    "download_one",
+    "process_one",
+    "record_result",
+    "run_task",
+    "start_task",
+    "table_path_for",
+]
 
 logger = logging.getLogger(__name__)
 
+Outcome = Literal["ok", "rejected", "failed", "retry"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameTask:
+    """One frame to process: what ``run_task`` needs besides the config and catalogs."""
+
+    frame_id: int
+    path: Path
+    meta: ExposureMeta
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOutcome:
+    """What ``run_task`` returns: the outcome, the result when ok, the error text otherwise."""
+
+    frame_id: int
+    outcome: Outcome
+    result: FrameResult | None = None
+    table_path: Path | None = None
+    error: str = ""
+    duration_s: float = 0.0
+
+
 #: ``run_task``'s signature: (task, config, catalogs) -> outcome. Tests pass a counting wrapper.
-Processor = Callable[["FrameTask", Config, Any], "TaskOutcome"]
-
-#: Download or processing attempts per frame before the ledger marks it failed.
-MAX_TRIES = 3
+Processor = Callable[[FrameTask, Config, "ReferenceProvider | None"], TaskOutcome]
 
 
-def ensure_downloaded(
-    store: Store, client: ExposureSource, exp: Exposure, frames_dir: Path
-) -> Path | None:
-    """Given an exposure recorded in the ledger, make sure its file is on disk; return the path.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fetched:
+    """What :func:`download_one` did with one frame.
 
-    Return None if the ledger says it was downloaded but the file is gone. A failed
-    download is counted in the ledger (``MAX_TRIES``) and re-raised.
+    ``path`` is the file now holding the frame's bytes (None when the download
+    failed); ``frame_id`` the frame that owns them (another frame when the same
+    bytes were known already; ``reason`` says why); ``new`` is True when this call
+    added a frame to process; ``error`` is why the download failed (a try was
+    counted) and ``state`` the frame's ledger state afterwards.
     """
-    row = store.find_frame(exp_id=exp.exp_id)
-    if row is not None and row.state == "failed" and row.path is None:
-        store.requeue(frame_ids=[row.frame_id], states=("failed",))
-        row = store.find_frame(exp_id=exp.exp_id)
-    if row is None:
-        raise StoreError(f"exposure {exp.exp_id} vanished from the ledger")
-    if row.state != "seen":
-        if row.path is not None and row.path.exists():
-            return row.path
-        logger.warning(
-            "exposure %d is '%s' but its file %s is gone; not downloaded again",
-            exp.exp_id,
-            row.state,
-            row.path,
-        )
-        return None
+
+    frame_id: int
+    path: Path | None
+    new: bool
+    state: str
+    error: str = ""
+    reason: str = ""
+
+
+# ----------------------------------------------------------------------- download
+def download_one(
+    store: Store, source: ExposureSource, row: FrameRow, frames_dir: Path, *, max_tries: int
+) -> Fetched:
+    """Download a 'seen' archive frame into ``frames_dir`` and record it in the ledger.
+
+    Raise SkynetAuthError (token refused) or SkynetUnavailable (archive down;
+    noted on the frame as "download postponed"), counting no try. Any other
+    download failure counts a try (the frame is 'failed' at ``max_tries``) and
+    comes back as ``Fetched.error``. Bytes already known (another frame, or a file
+    that came in by the inbox) are kept once: the extra copy is deleted.
+    """
+    from soapd.skynet.records import Exposure
+
+    if row.exp_id is None:
+        raise StoreError(f"frame {row.frame_id} has no Skynet exposure to download")
+    exp = Exposure(exp_id=row.exp_id, obs_id=row.obs_id, state="archived", meta=row.meta)
     try:
-        got = client.download(exp, frames_dir)
-    except (SkynetError, FrameUnreadable) as exc:
-        if not isinstance(exc, SkynetAuthError):
-            store.mark_download_failed(row.frame_id, str(exc), max_tries=MAX_TRIES)
+        got = source.download(exp, frames_dir)
+    except SkynetAuthError:
         raise
+    except SkynetUnavailable as exc:
+        store.note_error(row.frame_id, f"download postponed: {exc}")
+        raise
+    except (SkynetError, FrameUnreadable) as exc:
+        state = store.mark_download_failed(row.frame_id, str(exc), max_tries=max_tries)
+        return Fetched(frame_id=row.frame_id, path=None, new=False, state=state, error=str(exc))
     try:
         rec = store.mark_downloaded(row.frame_id, got.path, got.sha256, got.size_bytes)
-    except StoreError:  # the daemon recorded this exposure meanwhile
+    except StoreError:  # another process (the daemon, or a Soap) recorded it meanwhile
         now = store.frame(row.frame_id)
         if now is None or now.path is None:
             raise
         if now.path != got.path:
             got.path.unlink(missing_ok=True)
-        return now.path
+        reason = "recorded by another process meanwhile"
+        return Fetched(
+            frame_id=now.frame_id, path=now.path, new=False, state=now.state, reason=reason
+        )
     if rec.created:
-        return got.path
+        return Fetched(frame_id=rec.frame_id, path=got.path, new=True, state="downloaded")
     owner = store.frame(rec.frame_id)
+    path = got.path
     if owner is not None and owner.path is not None and owner.path != got.path:
         got.path.unlink(missing_ok=True)
-        return owner.path
-    return got.path
+        path = owner.path
+    state = owner.state if owner is not None else "downloaded"
+    return Fetched(frame_id=rec.frame_id, path=path, new=False, state=state, reason=rec.reason)
 
 
-def stored_table(
-    row: FrameRow, stored: dict[str, Any] | None, targets: Sequence[Target], fingerprint: str
-) -> Table | None:
-    """Return a frame's stored field-wide table if it can be reused, else None.
+# --------------------------------------------------------------------- processing
+def start_task(store: Store, frame_id: int, targets: Sequence[Target]) -> FrameTask:
+    """Move a 'downloaded' frame to 'processing' (counting the try); return its task.
 
-    Reusable: the frame is processed, with the config ``fingerprint``, its Parquet
-    table is readable and holds a forced row at every target position.
+    Raise StoreError when the frame is not 'downloaded' (another process took
+    it), or FrameUnreadable when its file is gone (the frame is marked failed).
     """
-    if row.state != "processed" or stored is None:
-        return None
-    if stored.get("config_hash") != fingerprint:
-        return None
-    path = Path(str(stored.get("catalog_path")))
-    if not path.is_file():
-        return None
-    from soapd.output.export import read_table
-
-    try:
-        table = read_table(path, fmt="parquet")
-    except SoapdError as exc:
-        logger.warning(
-            "frame %d: stored table unreadable (%s); processing again", row.frame_id, exc
-        )
-        return None
-    if not all(has_forced_rows(table, t.ra_deg, t.dec_deg) for t in targets):
-        return None
-    return table
+    started = store.start_attempt(frame_id)
+    if started.path is None or not started.path.is_file():
+        why = f"file {started.path} is missing"
+        store.mark_failed(frame_id, why)
+        raise FrameUnreadable(why)
+    return FrameTask(
+        frame_id=frame_id, path=started.path, meta=started.meta, targets=tuple(targets)
+    )
 
 
-def process_row(
+def table_path_for(config: Config, frame_id: int) -> Path:
+    """Return where frame ``frame_id``'s field-wide Parquet table is kept."""
+    return config.paths.tables_dir / f"frame_{frame_id:09d}.parquet"
+
+
+def run_task(
+    task: FrameTask, config: Config, catalogs: ReferenceProvider | None = None
+) -> TaskOutcome:
+    """Run the pipeline on a task's frame, write its field-wide table; return the outcome.
+
+    Never raises an Exception: errors become outcomes (see the module docstring).
+    Every log record made meanwhile carries ``frame_id`` (:func:`soapd.logs.frame_context`).
+    """
+    from soapd.output.export import write_table
+    from soapd.pipeline import process_frame
+
+    start = time.perf_counter()
+    outcome: Outcome = "ok"
+    error = ""
+    result: FrameResult | None = None
+    out: Path | None = None
+    with frame_context(task.frame_id):
+        try:
+            result = process_frame(
+                task.path,
+                targets=list(task.targets),
+                config=config,
+                meta=task.meta,
+                catalogs=catalogs,
+            )
+            out = table_path_for(config, task.frame_id)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            part = out.with_name(out.name + ".part")
+            write_table(result.table, part, fmt="parquet")
+            part.replace(out)
+        except FrameRejected as exc:
+            outcome, error = "rejected", f"rejected: {exc}"
+        except FrameUnreadable as exc:
+            outcome, error = "failed", f"unreadable: {exc}"
+        except (SoapdError, OSError) as exc:  # expected and maybe transient: try again
+            outcome, error = "retry", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # unit-of-work boundary: a bug fails this frame, not the worker
+            logger.exception(
+                "frame %d: unexpected %s while processing %s",
+                task.frame_id,
+                type(exc).__name__,
+                task.path,
+            )
+            outcome, error = "failed", f"unexpected {type(exc).__name__}: {exc}"
+    elapsed = time.perf_counter() - start
+    if outcome != "ok":
+        return TaskOutcome(frame_id=task.frame_id, outcome=outcome, error=error, duration_s=elapsed)
+    return TaskOutcome(
+        frame_id=task.frame_id, outcome="ok", result=result, table_path=out, duration_s=elapsed
+    )
+
+
+def process_one(
     store: Store,
-    row: FrameRow,
-    targets: Sequence[Target],
+    task: FrameTask,
     *,
     config: Config,
-    catalogs: Any,
+    catalogs: ReferenceProvider | None,
     processor: Processor | None = None,
-) -> tuple[Table | None, str]:
-    """Process one frame through the ledger as the daemon does; return (table, why not).
+) -> tuple[TaskOutcome, str]:
+    """Run a started task in this process and apply its outcome; return it and the new state.
 
-    ``processor`` defaults to :func:`soapd.daemon.pool.run_task`; the result is stored
-    with :func:`soapd.alerts.record.record_result`. Errors become ledger states
-    ('downloaded' again for a retry, 'rejected', 'failed'), never a frame stuck in
-    'processing'.
+    ``processor`` defaults to :func:`run_task`. A processor that raises is
+    treated as a worker that died (retried); an interrupt (Ctrl-C) puts the frame
+    back without counting against its last try, and is re-raised.
     """
-    from soapd.alerts.record import record_result
-    from soapd.daemon.pool import FrameTask, run_task
+    try:
+        try:
+            out = (processor or run_task)(task, config, catalogs)
+        except Exception as exc:  # unit-of-work boundary, as a worker dying in the daemon's pool
+            logger.exception("frame %d: the processor failed", task.frame_id)
+            error = f"{type(exc).__name__}: {exc}"
+            out = TaskOutcome(frame_id=task.frame_id, outcome="retry", error=error)
+        return apply_outcome(store, out, config=config)
+    except BaseException:
+        row = store.frame(task.frame_id)
+        if row is not None and row.state == "processing":  # never leave it there for ever
+            store.mark_retry(task.frame_id, "interrupted", max_tries=config.service.max_tries + 1)
+        raise
 
-    if row.state == "processed" and row.path is not None and row.path.exists():
-        store.requeue(frame_ids=[row.frame_id], states=(row.state,))
-    elif row.state != "downloaded":
-        return None, why_skipped(row)
-    try:
-        started = store.start_attempt(row.frame_id)
-    except StoreError as exc:  # the daemon took it in the meantime
-        return None, f"taken by another process ({exc}); run again later"
-    if started.path is None or not started.path.exists():
-        store.mark_failed(row.frame_id, f"file {started.path} is missing")
-        return None, f"file {started.path} is missing"
-    task = FrameTask(
-        frame_id=row.frame_id,
-        path=started.path,
-        meta=row.meta,
-        targets=(*store.active_targets(), *targets),
-    )
-    try:
-        outcome = (processor or run_task)(task, config, catalogs)
-        if outcome.outcome == "ok" and outcome.result is not None:
+
+def apply_outcome(store: Store, out: TaskOutcome, *, config: Config) -> tuple[TaskOutcome, str]:
+    """Write one outcome of a frame in 'processing' to the ledger; return it and the new state.
+
+    ok -> :func:`record_result` ('processed'); rejected -> 'rejected'; failed ->
+    'failed'; retry -> 'downloaded' again, or 'failed' at ``service.max_tries``. An
+    ok result that cannot be stored becomes a retry (the returned outcome says so).
+    """
+    if out.outcome == "ok" and out.result is not None:
+        try:
             record_result(
                 store,
-                row.frame_id,
-                outcome.result,
+                out.frame_id,
+                out.result,
                 config=config,
-                table_path=None if outcome.table_path is None else str(outcome.table_path),
+                table_path=None if out.table_path is None else str(out.table_path),
             )
-            return outcome.result.table, ""
-    except Exception as exc:  # unit-of-work boundary, as in the daemon's jobs
-        logger.exception("frame %d: processing or storing failed", row.frame_id)
-        store.mark_retry(row.frame_id, f"{type(exc).__name__}: {exc}", max_tries=MAX_TRIES)
-        return None, f"{type(exc).__name__}: {exc}"
-    except BaseException:  # Ctrl-C: do not leave the frame 'processing' for ever
-        store.mark_retry(row.frame_id, "interrupted", max_tries=MAX_TRIES + 1)
-        raise
-    if outcome.outcome == "rejected":
-        store.mark_rejected(row.frame_id, outcome.error)
-    elif outcome.outcome == "failed":
-        store.mark_failed(row.frame_id, outcome.error)
-    else:
-        store.mark_retry(row.frame_id, outcome.error, max_tries=MAX_TRIES)
-    return None, outcome.error
+        except Exception as exc:  # unit-of-work boundary: the frame must not stay 'processing'
+            logger.exception("frame %d: storing the result failed", out.frame_id)
+            error = f"store: {type(exc).__name__}: {exc}"
+            out = replace(out, outcome="retry", result=None, table_path=None, error=error)
+        else:
+            return out, "processed"
+    if out.outcome == "rejected":
+        store.mark_rejected(out.frame_id, out.error)
+        return out, "rejected"
+    if out.outcome == "failed":
+        store.mark_failed(out.frame_id, out.error)
+        return out, "failed"
+    state = store.mark_retry(out.frame_id, out.error, max_tries=config.service.max_tries)
+    return out, state
+
+
+def record_result(
+    store: Store,
+    frame_id: int,
+    result: FrameResult,
+    *,
+    config: Config,
+    table_path: str | None,
+) -> list[int]:
+    """Evaluate the alert rules and store ``result`` in one transaction; return new alert ids.
+
+    Measurements, frame summary, the state 'processed' and the alert drafts of
+    :func:`soapd.alerts.history.draft_alerts` go to ``Store.save_result`` together.
+    """
+    from soapd.alerts.history import draft_alerts
+
+    drafts = draft_alerts(store, frame_id, result, config=config)
+    ids = store.save_result(
+        frame_id,
+        result,
+        alerts=drafts,
+        config_hash=config.fingerprint(),
+        soapd_version=__version__,
+        table_path=table_path,
+        lim_nsigma=config.limits.n_sigma,
+    )
+    if ids:
+        logger.info("frame %d raised %d new alert(s)", frame_id, len(ids))
+    return ids

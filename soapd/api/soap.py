@@ -10,19 +10,20 @@ ledger, frame folder, field-wide tables and catalog cache as the daemon
   count of files; skynetsoap B19), downloads the rest one by one (each file
   written atomically and recorded in its own transaction; skynetsoap B1), and
   logs a failing exposure and carries on with the others.
-* :meth:`Soap.run` processes each frame with :func:`soapd.daemon.pool.run_task`
-  (``pipeline.process_frame`` plus the Parquet field-wide table), stores it with
-  :func:`soapd.alerts.record.record_result` exactly as the daemon does, and
-  **reuses** frames already processed with the same config fingerprint whose
-  table holds the requested forced positions. Its date arguments are honoured
-  (skynetsoap B13).
+* :meth:`Soap.run` processes each frame with :func:`soapd.frames.run_task`
+  (``pipeline.process_frame`` plus the Parquet field-wide table) in this
+  process, and **reuses** frames already processed with the same config
+  fingerprint whose table holds the requested forced positions. Its date
+  arguments are honoured (skynetsoap B13).
 
-This module holds glue only: no SQL (the Store does that), no pixel work.
+Every ledger step (download, start, outcome, record) is a function of
+:mod:`soapd.frames`, the same the daemon calls, so a failure of each kind ends
+the same way here and there (tries counted against ``service.max_tries``, none
+when Skynet is down). This module holds glue only: no SQL, no pixel work.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -34,22 +35,35 @@ from soapd.api.cache import CacheAdmin
 from soapd.api.results import PhotometryResult, TimeLike, date_bounds, to_mjd
 from soapd.api.support import (
     exp_in_range,
+    fetch_file,
     forced_targets,
+    frame_file,
     frame_row_mjd,
     progress_iter,
     resolve_config,
     row_in_range,
+    stored_table,
+    why_skipped,
 )
 from soapd.config import Config, Token, read_token
-from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetError, SoapdError, StoreError
-from soapd.frames import Processor, ensure_downloaded, process_row, stored_table
+from soapd.errors import (
+    FrameUnreadable,
+    SkynetAuthError,
+    SkynetError,
+    SkynetUnavailable,
+    SoapdError,
+    StoreError,
+)
+from soapd.frames import Processor, process_one, start_task
 
 if TYPE_CHECKING:
     import httpx
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import ExposureMeta
+    from soapd.models import Target
+    from soapd.pipeline.calibrate import ReferenceProvider
+    from soapd.skynet.records import Exposure
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
     from soapd.store.ledger import FrameRow
@@ -91,7 +105,7 @@ class Soap:
         The reference-catalog service; default: ``CatalogService`` over the
         config's catalog cache (None when calibration is off).
     processor
-        Runs one frame (default :func:`soapd.daemon.pool.run_task`).
+        Runs one frame (default :func:`soapd.frames.run_task`).
     """
 
     def __init__(
@@ -103,7 +117,7 @@ class Soap:
         token: str | Token | None = None,
         source: ExposureSource | None = None,
         transport: httpx.BaseTransport | None = None,
-        catalogs: Any = None,
+        catalogs: ReferenceProvider | None = None,
         processor: Processor | None = None,
     ) -> None:
         if isinstance(observation_id, bool) or int(observation_id) <= 0:
@@ -172,7 +186,7 @@ class Soap:
             self._owns_source = True
         return self._source
 
-    def _catalog_service(self) -> Any:
+    def _catalog_service(self) -> ReferenceProvider | None:
         if not self._catalogs_built:
             self._catalogs_built = True
             if self.config.calibration.enabled:
@@ -194,10 +208,11 @@ class Soap:
         """Download the observation's archived frames in the date range; return their paths.
 
         Exposures already downloaded (by this API or the daemon) are not fetched
-        again. A failing exposure is logged and counted in the ledger (failed after
-        3 tries; a later call tries it again) and the others continue. Raise
-        SkynetAuthError if the token is missing or refused, SkynetNotFound if the
-        observation does not exist.
+        again. A failing exposure is logged and counted in the ledger as the daemon
+        counts it (failed after ``service.max_tries``; a later call tries it again)
+        and the others continue; while Skynet is unavailable nothing is counted and
+        the remaining downloads wait for a later call. Raise SkynetAuthError if the
+        token is missing or refused, SkynetNotFound if the observation does not exist.
         """
         lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
         client = self._client()
@@ -205,20 +220,43 @@ class Soap:
             e for e in client.iter_archived(self.observation_id) if exp_in_range(e, lower, upper)
         ]
         self.store.record_seen(exposures)
-        paths: list[tuple[float, Path]] = []
+        paths = [
+            (to_mjd(exp.meta.mid_time_utc) if exp.meta.mid_time_utc else math.inf, path)
+            for exp, path in self._fetch_each(client, exposures)
+        ]
+        ordered = [p for _, p in sorted(paths, key=lambda item: item[0])]
+        return list(dict.fromkeys(ordered))  # exposures with identical bytes share one file
+
+    def _fetch_each(
+        self, client: ExposureSource, exposures: Sequence[Exposure]
+    ) -> list[tuple[Exposure, Path]]:
+        """Fetch each exposure's file (:func:`fetch_file`); return those on disk with their path.
+
+        Failures are logged and the others continue; while Skynet is unavailable
+        the remaining exposures wait for a later call.
+        """
+        out: list[tuple[Exposure, Path]] = []
         errors = 0
-        for exp in progress_iter(exposures, "download"):
+        for done, exp in enumerate(progress_iter(exposures, "download")):
             try:
-                path = ensure_downloaded(self.store, client, exp, self.config.paths.frames_dir)
-            except SkynetAuthError:
-                raise
-            except (SkynetError, FrameUnreadable, StoreError, OSError) as exc:
+                got = fetch_file(self.store, client, exp, config=self.config)
+            except SkynetUnavailable as exc:
+                logger.warning(
+                    "Skynet is unavailable (%s); %d exposure(s) not downloaded, call download() "
+                    "again later",
+                    exc,
+                    len(exposures) - done,
+                )
+                break
+            except (StoreError, OSError) as exc:
+                error = str(exc)
+            else:
+                error = got.error
+                if not error and got.path is not None:
+                    out.append((exp, got.path))
+            if error:
                 errors += 1
-                logger.warning("exposure %d: download failed: %s", exp.exp_id, exc)
-                continue
-            if path is not None:
-                when = exp.meta.mid_time_utc
-                paths.append((to_mjd(when) if when else math.inf, path))
+                logger.warning("exposure %d: download failed: %s", exp.exp_id, error)
         if errors:
             logger.warning(
                 "observation %d: %d of %d exposure(s) failed to download; call download() "
@@ -227,8 +265,7 @@ class Soap:
                 errors,
                 len(exposures),
             )
-        ordered = [p for _, p in sorted(paths, key=lambda item: item[0])]
-        return list(dict.fromkeys(ordered))  # exposures with identical bytes share one file
+        return out
 
     # -- processing ---------------------------------------------------------------------
 
@@ -290,14 +327,7 @@ class Soap:
         if can_download:
             todo = self._refetch(todo)
         for row in progress_iter(todo, "photometry"):
-            table, why = process_row(
-                self.store,
-                row,
-                targets,
-                config=self.config,
-                catalogs=self._catalog_service(),
-                processor=self._processor,
-            )
+            table, why = self._process(row, targets)
             if table is None:
                 skipped.append((row.frame_id, why))
                 logger.warning("frame %d skipped: %s", row.frame_id, why)
@@ -316,6 +346,29 @@ class Soap:
             None if lower == -math.inf else lower, None if upper == math.inf else upper
         )
 
+    def _process(self, row: FrameRow, targets: Sequence[Target]) -> tuple[Table | None, str]:
+        """Process one frame through the ledger as the daemon does; return (table, why not)."""
+        if row.state == "processed" and row.path is not None and row.path.exists():
+            self.store.requeue(frame_ids=[row.frame_id], states=(row.state,))
+        elif row.state != "downloaded":
+            return None, why_skipped(row)
+        try:
+            task = start_task(self.store, row.frame_id, (*self.store.active_targets(), *targets))
+        except StoreError as exc:  # the daemon took it in the meantime
+            return None, f"taken by another process ({exc}); run again later"
+        except FrameUnreadable as exc:  # its file is gone: failed, as in the daemon
+            return None, str(exc)
+        out, _state = process_one(
+            self.store,
+            task,
+            config=self.config,
+            catalogs=self._catalog_service(),
+            processor=self._processor,
+        )
+        if out.outcome == "ok" and out.result is not None:
+            return out.result.table, ""
+        return None, out.error
+
     def _refetch(self, rows: list[FrameRow]) -> list[FrameRow]:
         """Download again processed frames whose file was pruned; return the rows refreshed."""
         from soapd.skynet.records import Exposure
@@ -324,16 +377,12 @@ class Soap:
         if not gone:
             return rows
         self.store.requeue(frame_ids=[r.frame_id for r in gone], states=("processed",))
-        client = self._client()
-        for r in gone:
-            assert r.exp_id is not None
-            exp = Exposure(exp_id=r.exp_id, obs_id=r.obs_id, state="archived", meta=r.meta)
-            try:
-                ensure_downloaded(self.store, client, exp, self.config.paths.frames_dir)
-            except SkynetAuthError:
-                raise
-            except (SkynetError, FrameUnreadable, StoreError, OSError) as exc:
-                logger.warning("exposure %d: download failed: %s", r.exp_id, exc)
+        exposures = [
+            Exposure(exp_id=r.exp_id, obs_id=r.obs_id, state="archived", meta=r.meta)
+            for r in gone
+            if r.exp_id is not None
+        ]
+        self._fetch_each(self._client(), exposures)
         return [self.store.frame(r.frame_id) or r for r in rows]
 
     def _has_token(self) -> bool:
@@ -366,31 +415,10 @@ class Soap:
         """
         from soapd.output.debug import debug_image
 
-        path, meta = self._frame_file(image)
+        path, meta = frame_file(self.store, self.config.paths.frames_dir, image)
         out = Path(out_path) if out_path else self.state_dir / "debug" / f"{path.stem}_debug.png"
         debug_image(path, out, config=self.config, catalogs=self._catalog_service(), meta=meta)
         return out
-
-    def _frame_file(self, image: str | Path | int) -> tuple[Path, ExposureMeta | None]:
-        """Return a frame's file and its archive metadata (from the ledger, if known)."""
-        if isinstance(image, bool):
-            raise TypeError("image must be a FITS path or an exposure id")
-        if isinstance(image, int):
-            row = self.store.find_frame(exp_id=image)
-            if row is None or row.path is None:
-                raise FrameUnreadable(f"exposure {image} has not been downloaded; call download()")
-            return row.path, row.meta
-        path = Path(image)
-        if not path.is_file() and (self.config.paths.frames_dir / path.name).is_file():
-            path = self.config.paths.frames_dir / path.name  # an image_file column value
-        if not path.is_file():
-            raise FrameUnreadable(f"{path}: no such frame file")
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        row = self.store.find_frame(sha256=digest.hexdigest())
-        return path, None if row is None else row.meta
 
     def _admin(self) -> CacheAdmin:
         return CacheAdmin(self.config, self.store)

@@ -1,41 +1,52 @@
-"""Helpers of :mod:`soapd.api.soap`: config resolution, date windows, forced positions, progress.
+"""Helpers of :mod:`soapd.api.soap`: config, date windows, forced positions, table reuse, progress.
 
-Plain functions with no state; they keep ``api.py`` to the ``Soap`` class itself.
+Plain functions with no state; they keep ``soap.py`` to the ``Soap`` class itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from soapd.api.select import to_mjd
 from soapd.config import Config, load_config
+from soapd.errors import FrameUnreadable, SoapdError, StoreError
+from soapd.frames import Fetched, download_one
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import Target
+    from soapd.models import ExposureMeta, Target
     from soapd.skynet.records import Exposure
+    from soapd.skynet.source import ExposureSource
+    from soapd.store import Store
     from soapd.store.ledger import FrameRow
 
 __all__ = [
     "all_off_frame",
     "exp_in_range",
+    "fetch_file",
     "forced_targets",
+    "frame_file",
     "frame_row_mjd",
     "has_forced_rows",
     "progress_iter",
     "resolve_config",
     "row_in_range",
+    "stored_table",
     "why_skipped",
 ]
+
+logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -140,3 +151,89 @@ def progress_iter(items: Sequence[_T], label: str) -> Iterator[_T]:
         for item in items:
             yield item
             bar.advance()
+
+
+def stored_table(
+    row: FrameRow, stored: Mapping[str, Any] | None, targets: Sequence[Target], fingerprint: str
+) -> Table | None:
+    """Return a frame's stored field-wide table if it can be reused, else None.
+
+    Reusable: the frame is processed, with the config ``fingerprint``, its Parquet
+    table is readable and holds a forced row at every target position.
+    """
+    if row.state != "processed" or stored is None:
+        return None
+    if stored.get("config_hash") != fingerprint:
+        return None
+    path = Path(str(stored.get("catalog_path")))
+    if not path.is_file():
+        return None
+    from soapd.output.export import read_table
+
+    try:
+        table = read_table(path, fmt="parquet")
+    except SoapdError as exc:
+        logger.warning(
+            "frame %d: stored table unreadable (%s); processing again", row.frame_id, exc
+        )
+        return None
+    if not all(has_forced_rows(table, t.ra_deg, t.dec_deg) for t in targets):
+        return None
+    return table
+
+
+def fetch_file(store: Store, client: ExposureSource, exp: Exposure, *, config: Config) -> Fetched:
+    """Make sure an exposure recorded in the ledger has its file on disk (the API's download).
+
+    A 'seen' frame is downloaded with :func:`soapd.frames.download_one`, as the
+    daemon does (same errors, same tries). A download that failed for good is
+    tried again, since the user asks for it. ``Fetched.path`` is None when the
+    download failed, or when the ledger says the file was downloaded but it is
+    gone (it is not fetched again).
+    """
+    row = store.find_frame(exp_id=exp.exp_id)
+    if row is not None and row.state == "failed" and row.path is None:
+        store.requeue(frame_ids=[row.frame_id], states=("failed",))
+        row = store.find_frame(exp_id=exp.exp_id)
+    if row is None:
+        raise StoreError(f"exposure {exp.exp_id} vanished from the ledger")
+    if row.state == "seen":
+        frames_dir = config.paths.frames_dir
+        return download_one(store, client, row, frames_dir, max_tries=config.service.max_tries)
+    path = row.path if row.path is not None and row.path.exists() else None
+    if path is None:
+        logger.warning(
+            "exposure %d is '%s' but its file %s is gone; not downloaded again",
+            exp.exp_id,
+            row.state,
+            row.path,
+        )
+    return Fetched(frame_id=row.frame_id, path=path, new=False, state=row.state)
+
+
+def frame_file(
+    store: Store, frames_dir: Path, image: str | Path | int
+) -> tuple[Path, ExposureMeta | None]:
+    """Return a frame's file and its archive metadata (from the ledger, if known).
+
+    ``image`` is a FITS path, a file name in ``frames_dir`` (an ``image_file``
+    column value) or an exposure id. Raise FrameUnreadable if there is no file.
+    """
+    if isinstance(image, bool):
+        raise TypeError("image must be a FITS path or an exposure id")
+    if isinstance(image, int):
+        row = store.find_frame(exp_id=image)
+        if row is None or row.path is None:
+            raise FrameUnreadable(f"exposure {image} has not been downloaded; call download()")
+        return row.path, row.meta
+    path = Path(image)
+    if not path.is_file() and (frames_dir / path.name).is_file():
+        path = frames_dir / path.name
+    if not path.is_file():
+        raise FrameUnreadable(f"{path}: no such frame file")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    row = store.find_frame(sha256=digest.hexdigest())
+    return path, None if row is None else row.meta

@@ -1,9 +1,11 @@
-"""The daemon's scheduled jobs: thin functions that call into skynet, ingest, workers and alerts.
+"""The daemon's scheduled jobs: thin functions over skynet, ingest, the frame lifecycle and alerts.
 
 Every job takes the :class:`JobContext` and runs on the scheduler's single
 thread, so every database write happens there (DESIGN §4.3). The database is
 the queue: a job only moves frames from one ledger state to the next, and any
 job can be interrupted between two frames without losing or repeating work.
+Each frame's steps (download, start, outcome, record) are those of
+:mod:`soapd.frames`, which the Python API uses too.
 
 ``poll_skynet``      list followed observations/telescopes, record new exposures
 ``download_frames``  fetch a few 'seen' frames, then wake itself while more remain
@@ -25,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from soapd.config import Config, Token, read_token
-from soapd.daemon.pool import FrameTask, TaskOutcome, WorkerPool
+from soapd.daemon.pool import WorkerPool
 from soapd.errors import (
     FrameUnreadable,
     SkynetAuthError,
@@ -36,12 +38,18 @@ from soapd.errors import (
     SkynetNotFound,
     SkynetUnavailable,
     SoapdError,
+    StoreError,
 )
+from soapd.frames import TaskOutcome, apply_outcome, download_one, start_task
 from soapd.logs import FrameLogger
 from soapd.skynet.records import Exposure
 from soapd.skynet.source import ExposureSource
 from soapd.store import Store
 from soapd.store.ledger import FrameRow
+
+if TYPE_CHECKING:
+    from soapd.alerts.notifiers import Notifier
+    from soapd.models import Target
 
 __all__ = [
     "JOB_NAMES",
@@ -84,12 +92,16 @@ class JobContext:
     wake: Callable[[str], None]
     source_factory: Callable[[Token], ExposureSource] | None = None
     read_token: Callable[[], Token | None] | None = None
-    notifiers: list[Any] = field(default_factory=list)
+    notifiers: list[Notifier] = field(default_factory=list)
     inbox: queue.Queue[Path] = field(default_factory=queue.Queue)
     source: ExposureSource | None = None
     auth_blocked_until: float = 0.0
     counters: Counter[str] = field(default_factory=Counter)
-    max_tries: int = 3
+
+    @property
+    def max_tries(self) -> int:
+        """Download or processing attempts per frame (``service.max_tries``)."""
+        return self.config.service.max_tries
 
     def get_source(self) -> ExposureSource | None:
         """Return the archive client, (re)building it from a freshly read token when needed.
@@ -225,8 +237,8 @@ def download_frames(ctx: JobContext, *, limit: int | None = None) -> int:
             ctx.auth_failed(exc)
             return got
         except SkynetUnavailable as exc:
-            # The archive is down: no try is counted, and the next periodic run retries.
-            ctx.store.note_error(row.frame_id, f"download postponed: {exc}")
+            # The archive is down: no try is counted (the frame notes why), and the next
+            # periodic run retries.
             ctx.counters["postponed"] += 1
             logger.warning("downloads postponed, Skynet is unavailable: %s", exc)
             if got:
@@ -240,23 +252,17 @@ def download_frames(ctx: JobContext, *, limit: int | None = None) -> int:
 
 
 def _download_one(ctx: JobContext, source: ExposureSource, row: FrameRow) -> int:
-    assert row.exp_id is not None
     log = FrameLogger(logger, {"frame_id": row.frame_id, "exp_id": row.exp_id})
-    exp = Exposure(exp_id=row.exp_id, obs_id=row.obs_id, state="archived", meta=row.meta)
-    try:
-        got = source.download(exp, ctx.config.paths.frames_dir)
-    except (FrameUnreadable, SkynetError) as exc:
-        if isinstance(exc, SkynetAuthError | SkynetUnavailable):
-            raise
-        state = ctx.store.mark_download_failed(row.frame_id, str(exc), max_tries=ctx.max_tries)
-        log.warning("download failed (%s)%s", exc, "; giving up" if state == "failed" else "")
+    got = download_one(ctx.store, source, row, ctx.config.paths.frames_dir, max_tries=ctx.max_tries)
+    if got.error:
+        log.warning(
+            "download failed (%s)%s", got.error, "; giving up" if got.state == "failed" else ""
+        )
         return 0
-    rec = ctx.store.mark_downloaded(row.frame_id, got.path, got.sha256, got.size_bytes)
-    if not rec.created:
-        log.info("same file as frame %d (%s); not processed again", rec.frame_id, rec.reason)
-        got.path.unlink(missing_ok=True)
+    if not got.new:
+        log.info("same file as frame %d (%s); not processed again", got.frame_id, got.reason)
         return 0
-    log.debug("downloaded %s (%d bytes)", got.path.name, got.size_bytes)
+    log.debug("downloaded %s", got.path.name if got.path else "")
     return 1
 
 
@@ -313,55 +319,44 @@ def process_pending(ctx: JobContext, *, wait_s: float = 0.0) -> int:
     return done
 
 
-def _submit(ctx: JobContext, row: FrameRow, targets: tuple[Any, ...]) -> None:
-    started = ctx.store.start_attempt(row.frame_id)
-    assert started.path is not None
-    task = FrameTask(frame_id=row.frame_id, path=started.path, meta=row.meta, targets=targets)
+def _submit(ctx: JobContext, row: FrameRow, targets: tuple[Target, ...]) -> None:
+    log = FrameLogger(logger, {"frame_id": row.frame_id, "exp_id": row.exp_id})
+    try:
+        task = start_task(ctx.store, row.frame_id, targets)
+    except StoreError as exc:  # the Python API took it in the meantime
+        log.info("not started: %s", exc)
+        return
+    except FrameUnreadable as exc:  # its file is gone: the frame is failed
+        ctx.counters["failed"] += 1
+        log.warning("failed: %s", exc)
+        return
     try:
         ctx.pool.submit(task)
-    except Exception as exc:
-        logger.exception("frame %d: could not hand it to a worker", row.frame_id)
+    except (RuntimeError, OSError) as exc:  # pool shut down or broken, process start failed
+        log.exception("could not hand it to a worker")
         ctx.store.mark_retry(row.frame_id, f"submit failed: {exc}", max_tries=ctx.max_tries)
 
 
 def finish(ctx: JobContext, out: TaskOutcome) -> None:
-    """Write one worker outcome to the store and log the per-frame line."""
-    from soapd.alerts.record import record_result
-
+    """Apply one worker outcome to the ledger (:func:`soapd.frames.apply_outcome`) and log it."""
     row = ctx.store.frame(out.frame_id)
     log = FrameLogger(
         logger,
         {"frame_id": out.frame_id, "exp_id": row and row.exp_id, "obs_id": row and row.obs_id},
     )
-    if out.outcome == "ok":
-        assert out.result is not None
-        try:
-            record_result(
-                ctx.store,
-                out.frame_id,
-                out.result,
-                config=ctx.config,
-                table_path=str(out.table_path) if out.table_path else None,
-            )
-        except Exception as exc:
-            logger.exception("frame %d: storing the result failed", out.frame_id)
-            out = TaskOutcome(frame_id=out.frame_id, outcome="retry", error=f"store: {exc}")
-        else:
-            ctx.counters["processed"] += 1
-            ctx.store.set_status(last_success_utc=ctx.store.now())
-            log.info("%s", frame_line(out))
-            ctx.wake("flush_alerts")
-            return
-    if out.outcome == "rejected":
-        ctx.store.mark_rejected(out.frame_id, out.error)
+    out, state = apply_outcome(ctx.store, out, config=ctx.config)
+    if state == "processed":
+        ctx.counters["processed"] += 1
+        ctx.store.set_status(last_success_utc=ctx.store.now())
+        log.info("%s", frame_line(out))
+        ctx.wake("flush_alerts")
+    elif out.outcome == "rejected":
         ctx.counters["rejected"] += 1
         log.warning("rejected in %.2f s: %s", out.duration_s, out.error)
     elif out.outcome == "failed":
-        ctx.store.mark_failed(out.frame_id, out.error)
         ctx.counters["failed"] += 1
         log.warning("failed in %.2f s: %s", out.duration_s, out.error)
     else:
-        state = ctx.store.mark_retry(out.frame_id, out.error, max_tries=ctx.max_tries)
         ctx.counters["failed" if state == "failed" else "retried"] += 1
         verdict = "failed for good" if state == "failed" else "will retry"
         log.warning("error in %.2f s (%s): %s", out.duration_s, verdict, out.error)

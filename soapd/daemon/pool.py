@@ -1,15 +1,13 @@
 """Pixel work in a process pool (DESIGN §4.3a): one frame per task, results back by value.
 
-The scheduler thread submits :class:`FrameTask` values; a worker process runs
-``pipeline.process_frame`` on the file, writes the frame's field-wide table as
-Parquet (atomically, under ``paths.tables_dir``) and returns a
-:class:`TaskOutcome`. Workers never touch the database: every write stays on
-the scheduler thread. The config and the catalog service are handed to each
-worker once, by the pool initializer, not with every task.
-
-Errors become outcomes here, at the unit-of-work boundary: ``FrameRejected`` ->
-"rejected" (never retried), ``FrameUnreadable`` -> "failed" (the file itself is
-bad), any other ``SoapdError`` or unexpected exception -> "retry".
+The scheduler thread submits :class:`~soapd.frames.FrameTask` values; a worker
+process runs :func:`soapd.frames.run_task` on it (``pipeline.process_frame`` plus
+the frame's field-wide Parquet table, written atomically under
+``paths.tables_dir``) and returns a :class:`~soapd.frames.TaskOutcome`. Workers
+never touch the database: every write stays on the scheduler thread. The config
+and the catalog service are handed to each worker once, by the pool
+initializer, not with every task. How each error becomes an outcome is
+:mod:`soapd.frames`' business; a worker that dies comes back here as "retry".
 """
 
 from __future__ import annotations
@@ -24,109 +22,90 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
-from soapd.columns import FrameResult
 from soapd.config import Config
-from soapd.errors import FrameRejected, FrameUnreadable, SoapdError
+from soapd.frames import FrameTask, TaskOutcome, run_task
 from soapd.logs import setup_logging
-from soapd.models import ExposureMeta, Target
 
-__all__ = ["FrameTask", "InFlight", "TaskOutcome", "WorkerPool", "run_task"]
+if TYPE_CHECKING:
+    from soapd.pipeline.calibrate import ReferenceProvider
+
+__all__ = ["InFlight", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
 #: Modules the fork server imports before forking workers.
-_PRELOAD = ("soapd.daemon.pool", "soapd.pipeline", "soapd.output.export", "soapd.catalogs")
+_PRELOAD = (
+    "soapd.daemon.pool",
+    "soapd.frames",
+    "soapd.pipeline",
+    "soapd.output.export",
+    "soapd.catalogs",
+)
 
 #: Environment variables that cap math-library threads in the workers.
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-Outcome = Literal["ok", "rejected", "failed", "retry"]
 
+@dataclass(slots=True)
+class _WorkerState:
+    """What the pool initializer hands each worker process once."""
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameTask:
-    """One frame to process: what the worker needs besides the config and catalogs."""
-
-    frame_id: int
-    path: Path
-    meta: ExposureMeta
-    targets: tuple[Target, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskOutcome:
-    """What a worker returns: the outcome, the result when ok, the error text otherwise."""
-
-    frame_id: int
-    outcome: Outcome
-    result: FrameResult | None = None
-    table_path: Path | None = None
-    error: str = ""
-    duration_s: float = 0.0
+    config: Config
+    catalogs: ReferenceProvider | None
 
 
 # Set once per worker process by _init_worker.
-_WORKER: dict[str, Any] = {}
+_WORKER: list[_WorkerState] = []
 
 
-def _init_worker(config: Config, catalogs: Any) -> None:
+def _init_worker(config: Config, catalogs: ReferenceProvider | None) -> None:
     """Worker-process set-up: keep config and catalogs; let the parent handle signals."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging(config.logging.level, config.logging.style)
-    _WORKER["config"] = config
-    _WORKER["catalogs"] = catalogs
+    _WORKER[:] = [_WorkerState(config, catalogs)]
 
 
-def table_path_for(config: Config, frame_id: int) -> Path:
-    """Return where frame ``frame_id``'s field-wide Parquet table is kept."""
-    return config.paths.tables_dir / f"frame_{frame_id:09d}.parquet"
+def _run_in_worker(task: FrameTask) -> TaskOutcome:
+    """Run ``task`` with the config and catalogs this worker process was given."""
+    state = _WORKER[0]
+    return run_task(task, state.config, state.catalogs)
 
 
-def run_task(task: FrameTask, config: Config | None = None, catalogs: Any = None) -> TaskOutcome:
-    """Given a task, run the pipeline on its frame and return the outcome. Never raises.
+#: Serialises starting the fork server (it briefly changes this process's environment).
+_FORKSERVER_LOCK = threading.Lock()
 
-    ``config``/``catalogs`` default to those handed to the worker process.
+
+def _start_forkserver() -> None:
+    """Start multiprocessing's fork server, if it is not running, without the current folder.
+
+    The fork server is started as ``python -c ...``, so its ``sys.path`` begins
+    with the current folder, and Pythons without the fix of CPython gh-117378
+    (every 3.11, the 3.12 and 3.13 releases before it was backported) ignore the
+    ``sys.path`` the parent hands it. A folder named
+    ``soapd`` there, even an empty one, is then imported as a namespace package
+    before an editable install's finder (a meta-path finder asked after the path
+    finder) is consulted; the preload's ImportError is swallowed, and every
+    worker forked from the server inherits that broken ``soapd`` module:
+    BrokenProcessPool. ``PYTHONSAFEPATH=1`` (the ``-P`` flag) keeps the folder
+    off the server's ``sys.path``; workers still get this process's ``sys.path``
+    from multiprocessing's preparation data. The variable is set only while the
+    server starts, so other children of this process do not inherit it.
     """
-    from soapd.output.export import write_table
-    from soapd.pipeline import process_frame
+    from multiprocessing import forkserver
 
-    config = config if config is not None else _WORKER["config"]
-    catalogs = catalogs if catalogs is not None else _WORKER.get("catalogs")
-    start = time.perf_counter()
-
-    def done(outcome: Outcome, error: str = "", **kw: Any) -> TaskOutcome:
-        elapsed = time.perf_counter() - start
-        return TaskOutcome(
-            frame_id=task.frame_id, outcome=outcome, error=error, duration_s=elapsed, **kw
-        )
-
-    try:
-        result = process_frame(
-            task.path,
-            targets=list(task.targets),
-            config=config,
-            meta=task.meta,
-            catalogs=catalogs,
-        )
-        out = table_path_for(config, task.frame_id)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        part = out.with_name(out.name + ".part")
-        write_table(result.table, part, fmt="parquet")
-        part.replace(out)
-    except FrameRejected as exc:
-        return done("rejected", f"rejected: {exc}")
-    except FrameUnreadable as exc:
-        return done("failed", f"unreadable: {exc}")
-    except SoapdError as exc:
-        return done("retry", f"{type(exc).__name__}: {exc}")
-    except Exception as exc:
-        logger.exception("frame %s: unexpected error", task.frame_id)
-        return done("retry", f"unexpected {type(exc).__name__}: {exc}")
-    return done("ok", result=result, table_path=out)
+    with _FORKSERVER_LOCK:
+        before = os.environ.get("PYTHONSAFEPATH")
+        os.environ["PYTHONSAFEPATH"] = "1"
+        try:
+            forkserver.ensure_running()
+        finally:
+            if before is None:
+                del os.environ["PYTHONSAFEPATH"]
+            else:
+                os.environ["PYTHONSAFEPATH"] = before
 
 
 @dataclass(slots=True)
@@ -148,7 +127,7 @@ class WorkerPool:
     def __init__(
         self,
         config: Config,
-        catalogs: Any = None,
+        catalogs: ReferenceProvider | None = None,
         *,
         on_done: Callable[[], None] | None = None,
     ) -> None:
@@ -178,6 +157,7 @@ class WorkerPool:
             # server inherits these when it starts (an operator's values win).
             for name in _THREAD_VARS:
                 os.environ.setdefault(name, "1")
+            _start_forkserver()
             self._executor = ProcessPoolExecutor(
                 max_workers=self.n_workers,
                 mp_context=context,
@@ -195,7 +175,7 @@ class WorkerPool:
 
     def submit(self, task: FrameTask) -> None:
         """Send ``task`` to a worker process."""
-        future = self._ensure().submit(run_task, task)
+        future = self._ensure().submit(_run_in_worker, task)
         with self._lock:
             self.inflight[task.frame_id] = InFlight(task, future, time.monotonic())
         if self._on_done is not None:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from soapd import __version__
 from soapd.config import Config, Token, load_config
@@ -37,6 +37,10 @@ from soapd.daemon.systemd import SystemdNotifier
 from soapd.errors import ConfigError
 from soapd.skynet.source import ExposureSource
 from soapd.store import Store
+
+if TYPE_CHECKING:
+    from soapd.alerts.notifiers import Notifier
+    from soapd.pipeline.calibrate import ReferenceProvider
 
 __all__ = ["Service"]
 
@@ -57,7 +61,7 @@ class Service:
         *,
         source_factory: Callable[[Token], ExposureSource] | None = None,
         read_token: Callable[[], Token | None] | None = None,
-        notifiers: list[Any] | None = None,
+        notifiers: list[Notifier] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         """Prepare (nothing starts yet). ``source_factory`` defaults to the Skynet client."""
@@ -109,7 +113,6 @@ class Service:
             source_factory=self._source_factory,
             read_token=self._read_token,
             notifiers=notifiers,
-            max_tries=cfg.service.max_tries,
         )
         store.set_status(
             started_utc=store.now(),
@@ -197,7 +200,7 @@ class Service:
             self.health.started(job_id)
             try:
                 fn(ctx)
-            except Exception:
+            except Exception:  # unit-of-work boundary: one job run; the scheduler must go on
                 logger.exception("job %s failed; it runs again at its next turn", job_id)
             finally:
                 self.health.finished(job_id)
@@ -378,7 +381,7 @@ def _skynet_factory(config: Config) -> Callable[[Token], ExposureSource]:
     return build
 
 
-def _catalog_service(config: Config) -> Any:
+def _catalog_service(config: Config) -> ReferenceProvider | None:
     """Return the picklable catalog service handed to the workers (None when calibration is off)."""
     if not config.calibration.enabled:
         return None
@@ -388,7 +391,7 @@ def _catalog_service(config: Config) -> Any:
     return CatalogService(config.calibration, config.paths.catalog_cache_dir)
 
 
-def _build_notifiers(config: Config) -> list[Any]:
+def _build_notifiers(config: Config) -> list[Notifier]:
     from soapd.alerts.notifiers import build_notifiers
 
     return list(build_notifiers(config.notifiers))

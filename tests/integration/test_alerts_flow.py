@@ -26,8 +26,8 @@ import pytest
 
 from soapd.alerts.notifiers import build_notifiers
 from soapd.alerts.outbox import flush
-from soapd.alerts.record import record_result
 from soapd.config import AlertsConfig, Config, NotifierConfig, PhotometryConfig
+from soapd.frames import record_result
 from soapd.models import Target
 from soapd.store import Store
 from soapd.testing.lightcurves import register_frame, target_result

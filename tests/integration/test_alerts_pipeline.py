@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from soapd.alerts.record import record_result
 from soapd.config import Config
+from soapd.frames import record_result
 from soapd.models import ExposureMeta, Target
 from soapd.pipeline import process_frame
 from soapd.store import Store

@@ -23,7 +23,8 @@ from soapd.daemon.jobs import (
     heartbeat,
     poll_skynet,
 )
-from soapd.daemon.pool import TaskOutcome, WorkerPool
+from soapd.daemon.pool import WorkerPool
+from soapd.frames import TaskOutcome
 from soapd.skynet.client import SkynetClient
 from soapd.store import Store
 from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
@@ -77,7 +78,6 @@ def fixture_ctx(
         wake=woken.append,
         source_factory=factory,
         read_token=lambda: Token(token["value"]) if token["value"] else None,
-        max_tries=3,
     )
     ctx.token = token  # type: ignore[attr-defined]
     ctx.woken = woken  # type: ignore[attr-defined]

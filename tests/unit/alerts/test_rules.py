@@ -118,8 +118,8 @@ def test_bad_target_rule_key_falls_back_to_defaults(tmp_path, caplog) -> None:
     """A misspelt rule key in [[targets]] is logged; the frame is still stored and alerts."""
     from datetime import UTC, datetime
 
-    from soapd.alerts.record import record_result
     from soapd.config import Config
+    from soapd.frames import record_result
     from soapd.models import Target
     from soapd.store import Store
     from soapd.testing.lightcurves import register_frame, target_result

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from soapd.api.soap import Soap
-from soapd.config import Config
+from soapd.config import Config, Token
 from soapd.errors import SkynetAuthError
+from soapd.skynet.client import SkynetClient
+from soapd.skynet.records import Exposure
+from soapd.skynet.source import DownloadedFile
 from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
 from soapd.testing.synth import make_frame, write_frame
 
@@ -151,3 +154,61 @@ def test_soap_default_state_goes_to_cwd_not_var_lib(
     assert soap.config.paths.cache_dir == tmp_path / "soapd_data" / "cache"
     explicit = Soap(7, state_dir=tmp_path / "s")
     assert explicit.config.paths.db_path == tmp_path / "s" / "soapd.db"
+
+
+class DownAtDownload:
+    """A SkynetClient for ``fake`` whose downloads (not listings) all get HTTP 503."""
+
+    def __init__(self, fake: FakeSkynet, cfg: Config) -> None:
+        self.fake = fake
+        self.client = SkynetClient.from_config(cfg.skynet, Token(fake.token))
+
+    def iter_archived(self, obs_id: int) -> Iterator[Exposure]:
+        """The client's listing, unchanged."""
+        return self.client.iter_archived(obs_id)
+
+    def iter_telescope(self, telescope: str, *, since_utc: datetime) -> Iterator[Exposure]:
+        """The client's listing, unchanged."""
+        return self.client.iter_telescope(telescope, since_utc=since_utc)
+
+    def download(self, exp: Exposure, dest_dir: Path) -> DownloadedFile:
+        """Download with every request answered 503."""
+        self.fake.set_fail_rate(0.999_999)
+        try:
+            return self.client.download(exp, dest_dir)
+        finally:
+            self.fake.set_fail_rate(0.0)
+
+    def close(self) -> None:
+        """Close the client."""
+        self.client.close()
+
+
+def test_soap_download_while_skynet_is_down_counts_no_try_and_stops(
+    fake: FakeSkynet,
+    config: Callable[..., Config],
+    frame_bytes: Callable[[], bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As the daemon: an unavailable archive postpones the downloads and counts no try."""
+    cfg = config(skynet={"api_url": fake.url, "max_attempts": 2, "backoff_s": 0.0})
+    now = datetime.now(UTC)
+    first, second = (
+        fake.add_exposure(
+            OBS, frame_bytes(), center_time_utc=now - timedelta(hours=h), archived=True
+        )
+        for h in (2, 1)
+    )
+    source = DownAtDownload(fake, cfg)
+    caplog.set_level(logging.WARNING)
+    with Soap(OBS, config=cfg, source=source) as soap:
+        assert soap.download() == []
+        tried, untouched = (soap.store.find_frame(exp_id=e) for e in (first, second))
+    source.close()
+    assert tried is not None
+    assert untouched is not None
+    assert (tried.state, tried.tries) == ("seen", 0)
+    assert (tried.last_error or "").startswith("download postponed: ")
+    assert (untouched.state, untouched.tries, untouched.last_error) == ("seen", 0, None)
+    assert _downloads(fake) == 2  # the first exposure's two attempts, then no more
+    assert "Skynet is unavailable" in caplog.text

@@ -12,8 +12,8 @@ from astropy.coordinates import SkyCoord
 
 from soapd.api.soap import Soap
 from soapd.config import Config
-from soapd.daemon.pool import FrameTask, TaskOutcome, run_task
 from soapd.errors import SkynetError
+from soapd.frames import FrameTask, TaskOutcome, run_task
 from soapd.testing.demo_field import load_into
 from soapd.testing.fake_skynet import FakeSkynet
 

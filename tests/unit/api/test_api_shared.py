@@ -10,8 +10,8 @@ from astropy.coordinates import SkyCoord
 
 from soapd.api.soap import Soap
 from soapd.config import Config, Token, parse_config
-from soapd.daemon.pool import FrameTask, TaskOutcome
 from soapd.daemon.service import Service
+from soapd.frames import FrameTask, TaskOutcome
 from soapd.testing.demo_field import load_into
 from soapd.testing.fake_skynet import FakeSkynet
 

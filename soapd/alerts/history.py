@@ -1,10 +1,10 @@
-"""Record a processed frame: evaluate the alert rules, then store everything at once.
+"""Alert drafts for a processed frame, decided against the target's stored history.
 
-:func:`record_result` is the only call the daemon and the one-shot API make
-after ``process_frame``: it reads each measured target's earlier lightcurve from
-the store, runs the rules of :mod:`soapd.alerts.rules` on the new point, and
-hands measurements, frame summary and alert drafts to ``Store.save_result``,
-which writes them in one transaction.
+:func:`draft_alerts` reads each measured target's earlier lightcurve from the
+store (``Store.rule_history``), runs the rules of :mod:`soapd.alerts.rules` on the
+new point and returns the :class:`~soapd.models.AlertDraft` values. It only
+reads: :func:`soapd.frames.record_result` stores the drafts with the frame's
+measurements in one transaction.
 
 "Earlier" means an earlier mid-exposure time (ties broken by frame id) and never
 the frame itself, so processing a frame again, or frames out of order, makes the
@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
 
-from soapd import __version__
 from soapd.alerts.rules import Point, RuleParams, evaluate
 from soapd.config import Config
 from soapd.errors import ConfigError
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
     from soapd.columns import FrameResult
     from soapd.store import Store
 
-__all__ = ["RULE_COLUMNS", "draft_alerts", "record_result", "reference_points", "rule_arrays"]
+__all__ = ["RULE_COLUMNS", "draft_alerts", "reference_points", "rule_arrays"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,27 +170,3 @@ def _json_num(value: float | str) -> float | str | None:
     if isinstance(value, str):
         return value
     return value if math.isfinite(value) else None
-
-
-def record_result(
-    store: Store,
-    frame_id: int,
-    result: FrameResult,
-    *,
-    config: Config,
-    table_path: str | None,
-) -> list[int]:
-    """Evaluate the alert rules and store ``result`` in one transaction; return new alert ids."""
-    drafts: Sequence[AlertDraft] = draft_alerts(store, frame_id, result, config=config)
-    ids = store.save_result(
-        frame_id,
-        result,
-        alerts=drafts,
-        config_hash=config.fingerprint(),
-        soapd_version=__version__,
-        table_path=table_path,
-        lim_nsigma=config.limits.n_sigma,
-    )
-    if ids:
-        logger.info("frame %d raised %d new alert(s)", frame_id, len(ids))
-    return ids

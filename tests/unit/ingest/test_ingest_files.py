@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 
 from soapd.errors import FrameUnreadable
-from soapd.ingest.files import register_file, sha256_file
+from soapd.ingest.files import register_file
 from soapd.ingest.fitscheck import check_fits, safe_filename
 from soapd.testing.synth import make_frame, write_frame
 
@@ -121,14 +121,6 @@ def test_register_unknown_action_raises(tmp_path: Path, fits_payload: bytes) -> 
 def test_register_name_without_fits_suffix_gets_one(tmp_path: Path, fits_payload: bytes) -> None:
     got = register_file(_write(tmp_path / "weird name", fits_payload), tmp_path / "frames")
     assert got.path.name.endswith("_weird_name.fits")
-
-
-def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
-    data = bytes(range(256)) * 9000
-    assert sha256_file(_write(tmp_path / "x", data)) == (
-        hashlib.sha256(data).hexdigest(),
-        len(data),
-    )
 
 
 def test_check_fits_image_in_extension_and_marks(tmp_path: Path) -> None:

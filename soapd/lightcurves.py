@@ -20,6 +20,7 @@ from astropy.table import Table, vstack
 
 from soapd.errors import SoapdError
 from soapd.flags import Flag
+from soapd.timeutil import jd_from_mjd
 
 if TYPE_CHECKING:
     from soapd.store import Store
@@ -61,7 +62,7 @@ def _limit_row(frame: dict[str, Any], ra_deg: float, dec_deg: float, name: str) 
         "band": frame["band"] or "",
         "exptime": frame["exptime_s"],
         "mjd": frame["mjd"],
-        "jd": frame["mjd"] + 2400000.5,
+        "jd": jd_from_mjd(frame["mjd"]),
         "mid_time_utc": frame["mid_time_utc"] or "",
         "ra": ra_deg,
         "dec": dec_deg,

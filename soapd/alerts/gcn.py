@@ -23,21 +23,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from astropy.table import Table
 
 from soapd.filters import AB_MINUS_VEGA, normalise_filter
+from soapd.timeutil import datetime_from_mjd, mjd_of
 
 __all__ = ["circular", "epochs", "gcn_json", "one_per_frame"]
-
-_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
-
-
-def _mjd(when: datetime) -> float:
-    return (when.astimezone(UTC) - _MJD0).total_seconds() / 86400.0
 
 
 def _col(table: Table, name: str, default: Any) -> np.ndarray:
@@ -176,7 +171,7 @@ def epochs(
         return []
     nsig_col = _col(table, "limiting_nsigma", np.nan).astype(float)
     n_sigma = float(np.nanmedian(nsig_col)) if np.isfinite(nsig_col).any() else 5.0
-    t0 = _mjd(trigger_time_utc) if trigger_time_utc is not None else None
+    t0 = mjd_of(trigger_time_utc) if trigger_time_utc is not None else None
     mjd = _col(table, "mjd", np.nan).astype(float)
     tel = [str(v) for v in _col(table, "telescope", "")]
     band = [str(v) for v in _col(table, "band", _col(table, "filter", ""))]
@@ -277,12 +272,10 @@ def circular(
     n_sigma = float(rows[0]["lim_nsigma"])
     scopes = sorted({r["telescope"] for r in rows if r["telescope"]})
     first = min(rows, key=lambda r: r["mjd_first"])
-    start = datetime.fromtimestamp((first["mjd_first"] - 40587.0) * 86400.0, tz=UTC).strftime(
-        "%Y-%m-%d %H:%M UT"
-    )
+    start = datetime_from_mjd(first["mjd_first"]).strftime("%Y-%m-%d %H:%M UT")
     when = f"starting {start}"
     if has_trigger and trigger_time_utc is not None:
-        hours = (first["mjd_first"] - _mjd(trigger_time_utc)) * 24.0
+        hours = (first["mjd_first"] - mjd_of(trigger_time_utc)) * 24.0
         when += f" ({hours:.1f} h after the trigger)"
     dets = [r for r in rows if r["is_detection"] and math.isfinite(r["mag"])]
     if dets:

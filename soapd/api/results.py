@@ -25,24 +25,16 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 from astropy.table import Table, vstack
-from astropy.time import Time
 
-from soapd.api.select import (
-    TimeLike,
-    column,
-    date_bounds,
-    extract_target,
-    row_bands,
-    row_mjd,
-    to_mjd,
-)
+from soapd.api.select import column, date_bounds, extract_target, row_bands, row_mjd
 from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
+from soapd.timeutil import TimeLike, to_datetime, to_mjd
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
@@ -452,12 +444,7 @@ PhotometryTarget = TargetLightcurve
 
 def _as_datetime(value: TimeLike | None) -> datetime | None:
     """Return ``value`` as an aware UTC datetime (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    when: datetime = Time(to_mjd(value), format="mjd", scale="utc").to_datetime(UTC)
-    return when
+    return None if value is None else to_datetime(value)
 
 
 def _write(table: Table, path: str | Path, fmt: str) -> Path:

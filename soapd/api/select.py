@@ -9,75 +9,19 @@ datetimes and ISO strings are read as UTC (skynetsoap B1). No I/O.
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeAlias
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from astropy.table import Table
-from astropy.time import Time
 
 from soapd.filters import normalise_filter
 from soapd.flags import Flag
+from soapd.timeutil import TimeLike, to_mjd
 
+# TimeLike and to_mjd live in soapd.timeutil; re-exported here for soapd.api callers.
 __all__ = ["TimeLike", "column", "date_bounds", "extract_target", "row_bands", "row_mjd", "to_mjd"]
-
-#: What the date filters accept: ISO-8601 text, datetime/date (naive = UTC), astropy Time,
-#: or an MJD number.
-TimeLike: TypeAlias = str | datetime | date | Time | float | int
-
-#: An MJD above this is almost surely a JD passed by mistake (MJD 2,400,000 is in 8429 AD).
-_JD_GUARD = 2_400_000.0
-
-
-def to_mjd(value: TimeLike) -> float:
-    """Return ``value`` as an MJD (UTC) float.
-
-    Parameters
-    ----------
-    value
-        ISO-8601 text (``"2026-11-24T03:00:00"``, ``"...Z"``, ``"...+02:00"``) or a
-        number in text, a ``datetime``/``date`` (naive values are taken as UTC), an
-        astropy ``Time``, or an MJD number.
-
-    Raises
-    ------
-    ValueError
-        If the text cannot be read as a time, or a number looks like a JD.
-    TypeError
-        For anything else (``bool`` included).
-    """
-    if isinstance(value, bool):
-        raise TypeError("a time must be ISO text, a datetime, an astropy Time or an MJD number")
-    if isinstance(value, Time):
-        return float(value.utc.mjd)
-    if isinstance(value, int | float | np.integer | np.floating):
-        mjd = float(value)
-        if not math.isfinite(mjd):
-            raise ValueError(f"time {value!r} is not finite")
-        if mjd > _JD_GUARD:
-            raise ValueError(f"{mjd} looks like a JD; pass an MJD (JD - 2400000.5)")
-        return mjd
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return float(Time(aware.astimezone(UTC).replace(tzinfo=None), scale="utc").mjd)
-    if isinstance(value, date):
-        return to_mjd(datetime(value.year, value.month, value.day, tzinfo=UTC))
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return to_mjd(float(text))
-        except ValueError as exc:
-            if "JD" in str(exc):
-                raise
-        try:
-            return to_mjd(datetime.fromisoformat(text))
-        except ValueError:
-            raise ValueError(
-                f"cannot read {value!r} as a time; use ISO-8601 such as "
-                "'2026-11-24T03:00:00Z' or an MJD number"
-            ) from None
-    raise TypeError(f"cannot use {type(value).__name__} as a time")
 
 
 def date_bounds(

@@ -8,7 +8,7 @@ when a trigger time is given, else MJD (mid-exposure, UTC).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from astropy.table import Table
 
 from soapd.alerts.gcn import one_per_frame
 from soapd.filters import AB_MINUS_VEGA
+from soapd.timeutil import mjd_of
 
 __all__ = ["BAND_COLOURS", "band_colour", "lightcurve_figure", "plot_lightcurve"]
 
@@ -37,7 +38,6 @@ BAND_COLOURS: dict[str, str] = {
     "Open": "#808080",
 }
 _EXTRA = ("#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#8c564b")
-_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
 #: Arrow length of an upper limit in magnitudes (flux plots: 8 % of the largest flux).
 ARROW_MAG = 0.3
 
@@ -100,7 +100,7 @@ def lightcurve_figure(
     ax = fig.add_subplot()
     mjd = _values(table, "mjd") if len(table) else np.zeros(0)
     if trigger_time_utc is not None:
-        t0 = (trigger_time_utc.astimezone(UTC) - _MJD0).total_seconds() / 86400.0
+        t0 = mjd_of(trigger_time_utc)
         x = (mjd - t0) * 24.0
         ax.set_xlabel("Time since trigger (h)")
     else:

@@ -82,14 +82,13 @@ def row_bands(table: Table) -> npt.NDArray[np.str_]:
 def _separation_arcsec(
     ra_deg: npt.NDArray[np.float64], dec_deg: npt.NDArray[np.float64], ra0: float, dec0: float
 ) -> npt.NDArray[np.float64]:
-    """Return great-circle distances in arcsec (Vincenty formula, stable at all angles)."""
-    ra1, dec1 = np.radians(ra_deg), np.radians(dec_deg)
-    ra2, dec2 = math.radians(ra0), math.radians(dec0)
-    dra = ra1 - ra2
-    num1 = np.cos(dec1) * np.sin(dra)
-    num2 = math.cos(dec2) * np.sin(dec1) - math.sin(dec2) * np.cos(dec1) * np.cos(dra)
-    den = math.sin(dec2) * np.sin(dec1) + math.cos(dec2) * np.cos(dec1) * np.cos(dra)
-    sep: npt.NDArray[np.float64] = np.degrees(np.arctan2(np.hypot(num1, num2), den)) * 3600.0
+    """Return great-circle distances in arcsec (astropy's Vincenty formula, stable everywhere)."""
+    from astropy.coordinates import angular_separation
+
+    rad = angular_separation(
+        np.radians(ra_deg), np.radians(dec_deg), math.radians(ra0), math.radians(dec0)
+    )
+    sep: npt.NDArray[np.float64] = np.degrees(rad) * 3600.0
     return sep
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy.coordinates import angular_separation
 from astropy.table import MaskedColumn, Table
 
 from soapd.errors import CatalogError
@@ -44,17 +45,11 @@ logger = logging.getLogger(__name__)
 def angular_sep_deg(
     ra1_deg: npt.ArrayLike, dec1_deg: npt.ArrayLike, ra2_deg: npt.ArrayLike, dec2_deg: npt.ArrayLike
 ) -> npt.NDArray[np.float64]:
-    """Return the great-circle separation in degrees (Vincenty formula, vectorised)."""
+    """Return the great-circle separation in degrees (astropy's Vincenty formula, vectorised)."""
     ra1, dec1, ra2, dec2 = (
         np.radians(np.asarray(a, dtype=np.float64)) for a in (ra1_deg, dec1_deg, ra2_deg, dec2_deg)
     )
-    dra = ra2 - ra1
-    num = np.hypot(
-        np.cos(dec2) * np.sin(dra),
-        np.cos(dec1) * np.sin(dec2) - np.sin(dec1) * np.cos(dec2) * np.cos(dra),
-    )
-    den = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(dra)
-    return np.asarray(np.degrees(np.arctan2(num, den)), dtype=np.float64)
+    return np.asarray(np.degrees(angular_separation(ra1, dec1, ra2, dec2)), dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table, vstack
 
+from soapd.catalogs.normalise import filled
 from soapd.errors import SoapdError
 from soapd.flags import Flag
 from soapd.timeutil import jd_from_mjd
@@ -39,12 +40,7 @@ def covers(table: Table, ra_deg: float, dec_deg: float) -> bool:
     """
     if "ra" not in table.colnames or "dec" not in table.colnames:
         return False
-    ra: np.ndarray = np.ma.filled(
-        np.ma.asarray(getattr(table["ra"], "value", table["ra"]), float), np.nan
-    )
-    dec: np.ndarray = np.ma.filled(
-        np.ma.asarray(getattr(table["dec"], "value", table["dec"]), float), np.nan
-    )
+    ra, dec = filled(table, "ra"), filled(table, "dec")
     ok = np.isfinite(ra) & np.isfinite(dec)
     if ok.sum() < 3:
         return False

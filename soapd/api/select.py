@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from astropy.table import Table
 
+from soapd.catalogs.normalise import column_or
 from soapd.filters import normalise_filter
 from soapd.flags import Flag
 from soapd.timeutil import TimeLike, to_mjd
 
 # TimeLike and to_mjd live in soapd.timeutil; re-exported here for soapd.api callers.
-__all__ = ["TimeLike", "column", "date_bounds", "extract_target", "row_bands", "row_mjd", "to_mjd"]
+__all__ = ["TimeLike", "date_bounds", "extract_target", "row_bands", "row_mjd", "to_mjd"]
 
 
 def date_bounds(
@@ -49,20 +49,10 @@ def date_bounds(
     return lower, upper
 
 
-def column(table: Table, name: str, default: Any) -> npt.NDArray[Any]:
-    """Return column ``name`` as a plain array (masked entries filled), or ``default``s."""
-    if name not in table.colnames:
-        return np.full(len(table), default)
-    col = table[name]
-    if hasattr(col, "filled"):
-        return np.asarray(col.filled(default))
-    return np.asarray(col)
-
-
 def row_mjd(table: Table) -> npt.NDArray[np.float64]:
     """Return the mid-exposure MJD of every row (from ``mjd``, else ``mid_time_utc``)."""
     if "mjd" in table.colnames:
-        return column(table, "mjd", np.nan).astype(np.float64)
+        return column_or(table, "mjd", np.nan).astype(np.float64)
     if "mid_time_utc" in table.colnames:
         return np.array([to_mjd(str(v)) for v in table["mid_time_utc"]], dtype=np.float64)
     raise KeyError("the table has neither an 'mjd' nor a 'mid_time_utc' column")
@@ -70,7 +60,7 @@ def row_mjd(table: Table) -> npt.NDArray[np.float64]:
 
 def row_bands(table: Table) -> npt.NDArray[np.str_]:
     """Return every row's canonical band (from ``filter``, normalised again to be safe)."""
-    raw = column(table, "filter", "").astype(str)
+    raw = column_or(table, "filter", "").astype(str)
     if raw.size == 0:
         return np.zeros(0, dtype=str)
     names, inverse = np.unique(raw, return_inverse=True)
@@ -151,20 +141,20 @@ def extract_target(
     for name in ("ra", "dec"):
         if name not in table.colnames:
             raise KeyError(f"the table has no {name!r} column; is it a soapd result table?")
-    is_forced = column(table, "is_forced", default=False).astype(bool)
-    flags = column(table, "flag", default=0).astype(np.int64)
+    is_forced = column_or(table, "is_forced", default=False).astype(bool)
+    flags = column_or(table, "flag", default=0).astype(np.int64)
     sep = _separation_arcsec(
-        column(table, "ra", np.nan).astype(float),
-        column(table, "dec", np.nan).astype(float),
+        column_or(table, "ra", np.nan).astype(float),
+        column_or(table, "dec", np.nan).astype(float),
         ra_deg % 360.0,
         dec_deg,
     )
     keep = (sep <= radius_arcsec) & ((flags & Flag.OFF_FRAME) == 0)
     if not forced_photometry:
         keep &= ~is_forced
-    snr = column(table, "snr", np.nan).astype(float)
+    snr = column_or(table, "snr", np.nan).astype(float)
     mjd = row_mjd(table)
-    images = column(table, "image_file", "").astype(str)
+    images = column_or(table, "image_file", "").astype(str)
     idx = np.flatnonzero(keep)
     # Nearest first; equal distances (apertures of one source) by S/N, highest first.
     order = idx[np.lexsort((-np.nan_to_num(snr[idx], nan=-np.inf), np.round(sep[idx], 6)))]
@@ -184,13 +174,13 @@ def extract_target(
 def _mark_limits(out: Table, snr_threshold: float) -> None:
     """Turn forced rows below ``snr_threshold`` into upper limits, in place."""
     n = len(out)
-    forced = column(out, "is_forced", default=False).astype(bool)
-    snr = column(out, "snr", np.nan).astype(float)
+    forced = column_or(out, "is_forced", default=False).astype(bool)
+    snr = column_or(out, "snr", np.nan).astype(float)
     below = forced & ~(snr >= snr_threshold)
-    detected = column(out, "is_detection", default=True).astype(bool)
+    detected = column_or(out, "is_detection", default=True).astype(bool)
     detected = np.where(forced, ~below, detected)
     out["is_detection"] = detected if n else np.zeros(0, bool)
-    flags = column(out, "flag", default=0).astype(np.int64)
+    flags = column_or(out, "flag", default=0).astype(np.int64)
     flags = np.where(below, flags | Flag.UPPER_LIMIT, flags & ~np.int64(Flag.UPPER_LIMIT))
     flags = np.where(detected, flags, flags | Flag.UPPER_LIMIT)
     out["flag"] = flags.astype(np.int64)
@@ -200,20 +190,19 @@ def _mark_limits(out: Table, snr_threshold: float) -> None:
 
 def _recomputed_mag(out: Table) -> npt.NDArray[np.float64]:
     """Return ``calibrated_mag``, filled with ``ins_mag + zeropoint`` where it is NaN."""
-    mag = column(out, "calibrated_mag", np.nan).astype(float)
-    alt = column(out, "ins_mag", np.nan).astype(float) + column(out, "zeropoint", np.nan).astype(
-        float
-    )
+    mag = column_or(out, "calibrated_mag", np.nan).astype(float)
+    ins = column_or(out, "ins_mag", np.nan).astype(float)
+    alt = ins + column_or(out, "zeropoint", np.nan).astype(float)
     filled: npt.NDArray[np.float64] = np.where(np.isfinite(mag), mag, alt)
     return filled
 
 
 def _recomputed_err(out: Table) -> npt.NDArray[np.float64]:
     """Return ``calibrated_mag_err``, filled from ``ins_mag_err`` and ``zeropoint_err``."""
-    err = column(out, "calibrated_mag_err", np.nan).astype(float)
+    err = column_or(out, "calibrated_mag_err", np.nan).astype(float)
     alt = np.hypot(
-        column(out, "ins_mag_err", np.nan).astype(float),
-        column(out, "zeropoint_err", np.nan).astype(float),
+        column_or(out, "ins_mag_err", np.nan).astype(float),
+        column_or(out, "zeropoint_err", np.nan).astype(float),
     )
     filled: npt.NDArray[np.float64] = np.where(np.isfinite(err), err, alt)
     return filled

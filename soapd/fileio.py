@@ -10,7 +10,9 @@ a power cut once the call returns:
   and fsyncs the folder; on any error the temporary file is removed and the target is untouched;
 * :func:`write_part` / :func:`copy_to_part` fill a caller-named ``.part`` file
   (flushed and fsynced) while computing its SHA-256, for callers that check the
-  bytes before renaming them into place themselves (then :func:`fsync_dir`);
+  bytes before giving them their final name with :func:`publish` (rename, then
+  fsync the folder); :func:`publish` also fsyncs a file that a path-based
+  writer (astropy, pyarrow) wrote;
 * :func:`sha256_file` streams a file's SHA-256.
 
 Standard library only; no logging.
@@ -33,7 +35,9 @@ __all__ = [
     "atomic_writer",
     "copy_to_part",
     "fsync_dir",
+    "fsync_file",
     "iter_chunks",
+    "publish",
     "sha256_file",
     "write_part",
 ]
@@ -55,6 +59,29 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush the file at ``path`` to disk (whoever wrote it, through whatever handle)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(part: Path, final: Path, *, part_synced: bool = False) -> None:
+    """Give the complete file ``part`` the name ``final``, durably.
+
+    ``part`` is fsynced (skipped when ``part_synced``: the writer did it, as
+    :func:`write_part` does), renamed over ``final`` (same folder, atomic on
+    POSIX) and the folder fsynced. For files written by a path-based writer
+    (astropy, pyarrow) to a temporary name in ``final``'s folder.
+    """
+    if not part_synced:
+        fsync_file(part)
+    Path(part).replace(final)
+    fsync_dir(Path(final).parent)
 
 
 def _temp_name(path: Path) -> Path:
@@ -89,11 +116,10 @@ def atomic_writer(path: Path, *, mode: int = 0o666) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        tmp.replace(path)
+        publish(tmp, path, part_synced=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o666) -> None:

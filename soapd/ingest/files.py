@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soapd.errors import FrameUnreadable
-from soapd.fileio import copy_to_part, fsync_dir, sha256_file
+from soapd.fileio import copy_to_part, publish, sha256_file
 from soapd.ingest.fitscheck import FitsCheck, check_fits, has_fits_suffix, safe_filename
 
 __all__ = ["RegisteredFile", "register_file"]
@@ -93,8 +93,7 @@ def register_file(src: Path, frames_dir: Path, *, action: str = "copy") -> Regis
         if already:
             part.unlink()
         else:
-            part.replace(dest)
-            fsync_dir(frames_dir)
+            publish(part, dest, part_synced=True)
     except BaseException:
         part.unlink(missing_ok=True)
         raise

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import httpx
 
 from soapd.errors import FrameUnreadable
-from soapd.fileio import CHUNK_BYTES, fsync_dir, write_part
+from soapd.fileio import CHUNK_BYTES, publish, write_part
 from soapd.ingest.fitscheck import FitsCheck, check_fits, has_fits_suffix, safe_filename
 from soapd.skynet.source import DownloadedFile
 
@@ -138,11 +138,10 @@ def save_response(
     try:
         digest, size = write_part(part, _received(response))
         check = _check_complete(part, size, exp_id)
-        part.replace(final)
+        publish(part, final, part_synced=True)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    fsync_dir(dest_dir)
     status = reduction_status(check, requested=reduced)
     if status == "probably_unreduced":
         logger.warning(

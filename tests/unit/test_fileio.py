@@ -17,6 +17,8 @@ from soapd.fileio import (
     atomic_writer,
     copy_to_part,
     fsync_dir,
+    fsync_file,
+    publish,
     sha256_file,
     write_part,
 )
@@ -159,3 +161,31 @@ def test_copy_to_part_copies_hashes_and_fsyncs(tmp_path: Path, fsyncs: list[str]
 def test_fsync_dir_syncs_the_folder(tmp_path: Path, fsyncs: list[str]):
     fsync_dir(tmp_path)
     assert fsyncs == [f"dir:{tmp_path}"]
+
+
+def test_publish_fsyncs_the_part_renames_it_and_fsyncs_the_folder(
+    tmp_path: Path, fsyncs: list[str]
+):
+    part, final = tmp_path / "7.parquet.part", tmp_path / "7.parquet"
+    final.write_bytes(b"old")
+    part.write_bytes(b"new table")  # as a path-based writer (pyarrow) leaves it
+    publish(part, final)
+    assert final.read_bytes() == b"new table"
+    assert _leftovers(tmp_path) == ["7.parquet"]
+    assert fsyncs == [str(part), f"dir:{tmp_path}"]
+
+
+def test_publish_of_an_already_synced_part_only_renames_and_fsyncs_the_folder(
+    tmp_path: Path, fsyncs: list[str]
+):
+    part, final = tmp_path / "r1.fits.part", tmp_path / "r1.fits"
+    write_part(part, [b"SIMPLE"])
+    publish(part, final, part_synced=True)
+    assert final.read_bytes() == b"SIMPLE"
+    assert fsyncs == [str(part), f"dir:{tmp_path}"]  # write_part's own fsync, then the folder
+
+
+def test_fsync_file_syncs_that_file(tmp_path: Path, fsyncs: list[str]):
+    (tmp_path / "x").write_bytes(b"x")
+    fsync_file(tmp_path / "x")
+    assert fsyncs == [str(tmp_path / "x")]

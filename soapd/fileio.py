@@ -46,28 +46,22 @@ __all__ = [
 CHUNK_BYTES = 1 << 20
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or creation in ``directory`` durable.
-
-    A no-op where folders cannot be opened for reading (not POSIX).
-    """
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_file(path: Path) -> None:
-    """Flush the file at ``path`` to disk (whoever wrote it, through whatever handle)."""
+    """Flush the file (or, on POSIX, the folder) at ``path`` to disk, whoever wrote it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or creation in ``directory`` durable (a no-op off POSIX).
+
+    Raise OSError when the folder cannot be opened (it is gone, or unreadable).
+    """
+    if os.name == "posix":
+        fsync_file(directory)
 
 
 def publish(part: Path, final: Path, *, part_synced: bool = False) -> None:

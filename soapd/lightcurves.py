@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table, vstack
 
+from soapd.catalogs.normalise import filled
 from soapd.errors import SoapdError
 from soapd.flags import Flag
+from soapd.timeutil import jd_from_mjd
 
 if TYPE_CHECKING:
     from soapd.store import Store
@@ -38,12 +40,7 @@ def covers(table: Table, ra_deg: float, dec_deg: float) -> bool:
     """
     if "ra" not in table.colnames or "dec" not in table.colnames:
         return False
-    ra: np.ndarray = np.ma.filled(
-        np.ma.asarray(getattr(table["ra"], "value", table["ra"]), float), np.nan
-    )
-    dec: np.ndarray = np.ma.filled(
-        np.ma.asarray(getattr(table["dec"], "value", table["dec"]), float), np.nan
-    )
+    ra, dec = filled(table, "ra"), filled(table, "dec")
     ok = np.isfinite(ra) & np.isfinite(dec)
     if ok.sum() < 3:
         return False
@@ -61,7 +58,7 @@ def _limit_row(frame: dict[str, Any], ra_deg: float, dec_deg: float, name: str) 
         "band": frame["band"] or "",
         "exptime": frame["exptime_s"],
         "mjd": frame["mjd"],
-        "jd": frame["mjd"] + 2400000.5,
+        "jd": jd_from_mjd(frame["mjd"]),
         "mid_time_utc": frame["mid_time_utc"] or "",
         "ra": ra_deg,
         "dec": dec_deg,

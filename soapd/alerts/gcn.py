@@ -23,28 +23,17 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from astropy.table import Table
 
+from soapd.catalogs.normalise import column_or
 from soapd.filters import AB_MINUS_VEGA, normalise_filter
+from soapd.timeutil import datetime_from_mjd, mjd_of
 
 __all__ = ["circular", "epochs", "gcn_json", "one_per_frame"]
-
-_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
-
-
-def _mjd(when: datetime) -> float:
-    return (when.astimezone(UTC) - _MJD0).total_seconds() / 86400.0
-
-
-def _col(table: Table, name: str, default: Any) -> np.ndarray:
-    if name not in table.colnames:
-        return np.full(len(table), default)
-    data = np.ma.asarray(getattr(table[name], "value", table[name]))
-    return np.ma.filled(data, default)
 
 
 def one_per_frame(table: Table) -> Table:
@@ -52,14 +41,16 @@ def one_per_frame(table: Table) -> Table:
     if len(table) == 0:
         return table
     if "frame_id" in table.colnames:
-        frame = [str(v) for v in _col(table, "frame_id", -1)]
+        frame = [str(v) for v in column_or(table, "frame_id", -1)]
     else:
         frame = [
             f"{a}|{b}"
-            for a, b in zip(_col(table, "image_file", ""), _col(table, "mjd", 0), strict=True)
+            for a, b in zip(
+                column_or(table, "image_file", ""), column_or(table, "mjd", 0), strict=True
+            )
         ]
-    ap = _col(table, "aperture_id", 0).astype(np.int64)
-    order = np.lexsort((ap, _col(table, "mjd", np.nan).astype(float)))
+    ap = column_or(table, "aperture_id", 0).astype(np.int64)
+    order = np.lexsort((ap, column_or(table, "mjd", np.nan).astype(float)))
     seen: set[str] = set()
     keep = []
     for i in order:
@@ -78,38 +69,38 @@ def _epoch_fluxes(rows: Table) -> tuple[np.ndarray, np.ndarray, float]:
     ``10**(-0.4 offset)``, offset = ``calibrated_mag + 2.5 log10(flux / exptime)``
     where the row has a magnitude, else ``zeropoint + ap_corr_mag``; shift 0.
     """
-    fu = _col(rows, "flux_ujy", np.nan).astype(float)
-    eu = _col(rows, "flux_ujy_err", np.nan).astype(float)
+    fu = column_or(rows, "flux_ujy", np.nan).astype(float)
+    eu = column_or(rows, "flux_ujy_err", np.nan).astype(float)
     if np.isfinite(fu).all() and np.isfinite(eu).all():
         to_ab = 10 ** (-0.4 * 23.9)
         return fu * to_ab, eu * to_ab, math.nan
-    zp = np.nan_to_num(_col(rows, "zeropoint", np.nan).astype(float), nan=0.0)
-    ap = np.nan_to_num(_col(rows, "ap_corr_mag", 0.0).astype(float), nan=0.0)
-    t = _col(rows, "exptime", np.nan).astype(float)
-    raw = _col(rows, "flux", np.nan).astype(float)
+    zp = np.nan_to_num(column_or(rows, "zeropoint", np.nan).astype(float), nan=0.0)
+    ap = np.nan_to_num(column_or(rows, "ap_corr_mag", 0.0).astype(float), nan=0.0)
+    t = column_or(rows, "exptime", np.nan).astype(float)
+    raw = column_or(rows, "flux", np.nan).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         # Where a frame has a magnitude, its own offset (zp + aperture correction).
-        seen = _col(rows, "calibrated_mag", np.nan).astype(float) + 2.5 * np.log10(raw / t)
+        seen = column_or(rows, "calibrated_mag", np.nan).astype(float) + 2.5 * np.log10(raw / t)
     offset = np.where(np.isfinite(seen), seen, zp + ap)
     scale = 10 ** (-0.4 * offset) / t
     flux = raw * scale
-    return flux, _col(rows, "flux_err", np.nan).astype(float) * scale, 0.0
+    return flux, column_or(rows, "flux_err", np.nan).astype(float) * scale, 0.0
 
 
 def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
     """Return one epoch's numbers from its frames (see the module docstring)."""
     n = len(rows)
-    mjd = _col(rows, "mjd", np.nan).astype(float)
-    band = normalise_filter(str(_col(rows, "band", _col(rows, "filter", ""))[0]) or None)
-    systems = [str(s) for s in _col(rows, "cal_mag_system", "") if str(s)]
+    mjd = column_or(rows, "mjd", np.nan).astype(float)
+    band = normalise_filter(str(column_or(rows, "band", column_or(rows, "filter", ""))[0]) or None)
+    systems = [str(s) for s in column_or(rows, "cal_mag_system", "") if str(s)]
     system = Counter(systems).most_common(1)[0][0] if systems else ""
     flux, err, shift = _epoch_fluxes(rows)
     if not np.isfinite(shift):
         shift = AB_MINUS_VEGA.get(band, 0.0) if system == "Vega" else 0.0
-    lim = _col(rows, "limiting_mag", np.nan).astype(float)
-    det = _col(rows, "is_detection", default=False).astype(bool)
-    mag = _col(rows, "calibrated_mag", np.nan).astype(float)
-    mag_err = _col(rows, "calibrated_mag_err", np.nan).astype(float)
+    lim = column_or(rows, "limiting_mag", np.nan).astype(float)
+    det = column_or(rows, "is_detection", default=False).astype(bool)
+    mag = column_or(rows, "calibrated_mag", np.nan).astype(float)
+    mag_err = column_or(rows, "calibrated_mag_err", np.nan).astype(float)
     ok = np.isfinite(lim)
     lim_c = math.nan
     if ok.any():
@@ -127,13 +118,13 @@ def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
             if f > 0 and f / e >= n_sigma:
                 is_det, m = True, -2.5 * math.log10(f) - shift
                 m_err = 2.5 / math.log(10) * e / f
-    cats = [str(c) for c in _col(rows, "cal_catalog", "") if str(c)]
-    ncal = _col(rows, "n_cal_stars", -1).astype(float)
+    cats = [str(c) for c in column_or(rows, "cal_catalog", "") if str(c)]
+    ncal = column_or(rows, "n_cal_stars", -1).astype(float)
     ncal = ncal[ncal >= 0]
-    zp_err = _col(rows, "zeropoint_err", np.nan).astype(float)
-    scat = _col(rows, "zeropoint_scatter", np.nan).astype(float)
-    fu = _col(rows, "flux_ujy", np.nan).astype(float)
-    eu = _col(rows, "flux_ujy_err", np.nan).astype(float)
+    zp_err = column_or(rows, "zeropoint_err", np.nan).astype(float)
+    scat = column_or(rows, "zeropoint_scatter", np.nan).astype(float)
+    fu = column_or(rows, "flux_ujy", np.nan).astype(float)
+    eu = column_or(rows, "flux_ujy_err", np.nan).astype(float)
     okf = np.isfinite(fu) & np.isfinite(eu) & (eu > 0)
     wu = 1.0 / eu[okf] ** 2 if okf.any() else np.zeros(0)
     return {
@@ -142,10 +133,10 @@ def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
         "mjd_mean": float(np.mean(mjd)),
         "mjd_first": float(np.min(mjd)),
         "mjd_last": float(np.max(mjd)),
-        "telescope": str(_col(rows, "telescope", "")[0]),
+        "telescope": str(column_or(rows, "telescope", "")[0]),
         "filter": band,
         "n_exp": n,
-        "exp_s": float(_col(rows, "exptime", np.nan)[0]),
+        "exp_s": float(column_or(rows, "exptime", np.nan)[0]),
         "is_detection": is_det,
         "mag": m if is_det else math.nan,
         "mag_err": m_err if is_det else math.nan,
@@ -174,13 +165,13 @@ def epochs(
     table = one_per_frame(lightcurve)
     if len(table) == 0:
         return []
-    nsig_col = _col(table, "limiting_nsigma", np.nan).astype(float)
+    nsig_col = column_or(table, "limiting_nsigma", np.nan).astype(float)
     n_sigma = float(np.nanmedian(nsig_col)) if np.isfinite(nsig_col).any() else 5.0
-    t0 = _mjd(trigger_time_utc) if trigger_time_utc is not None else None
-    mjd = _col(table, "mjd", np.nan).astype(float)
-    tel = [str(v) for v in _col(table, "telescope", "")]
-    band = [str(v) for v in _col(table, "band", _col(table, "filter", ""))]
-    exp = _col(table, "exptime", np.nan).astype(float)
+    t0 = mjd_of(trigger_time_utc) if trigger_time_utc is not None else None
+    mjd = column_or(table, "mjd", np.nan).astype(float)
+    tel = [str(v) for v in column_or(table, "telescope", "")]
+    band = [str(v) for v in column_or(table, "band", column_or(table, "filter", ""))]
+    exp = column_or(table, "exptime", np.nan).astype(float)
     groups: dict[tuple[str, str, float], list[list[int]]] = {}
     for i in np.argsort(mjd, kind="stable"):
         key = (tel[i], band[i], round(float(exp[i]), 3))
@@ -277,12 +268,10 @@ def circular(
     n_sigma = float(rows[0]["lim_nsigma"])
     scopes = sorted({r["telescope"] for r in rows if r["telescope"]})
     first = min(rows, key=lambda r: r["mjd_first"])
-    start = datetime.fromtimestamp((first["mjd_first"] - 40587.0) * 86400.0, tz=UTC).strftime(
-        "%Y-%m-%d %H:%M UT"
-    )
+    start = datetime_from_mjd(first["mjd_first"]).strftime("%Y-%m-%d %H:%M UT")
     when = f"starting {start}"
     if has_trigger and trigger_time_utc is not None:
-        hours = (first["mjd_first"] - _mjd(trigger_time_utc)) * 24.0
+        hours = (first["mjd_first"] - mjd_of(trigger_time_utc)) * 24.0
         when += f" ({hours:.1f} h after the trigger)"
     dets = [r for r in rows if r["is_detection"] and math.isfinite(r["mag"])]
     if dets:

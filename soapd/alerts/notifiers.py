@@ -25,6 +25,7 @@ import httpx
 
 from soapd.config import NotifierConfig
 from soapd.errors import ConfigError, NotifyError
+from soapd.fileio import atomic_write_text
 
 __all__ = [
     "AlertMessage",
@@ -88,17 +89,14 @@ class FileNotifier:
         self.key = key or f"file:{self.directory}"
 
     def send(self, message: AlertMessage) -> None:
-        """Write both files atomically (temporary name, then rename)."""
+        """Write both files atomically and durably (:func:`soapd.fileio.atomic_write_text`)."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             for suffix, body in (
                 (".txt", message.text),
                 (".json", json.dumps(message.data, indent=2, allow_nan=False) + "\n"),
             ):
-                final = self.directory / f"{message.stem}{suffix}"
-                tmp = final.with_suffix(suffix + ".part")
-                tmp.write_text(body, encoding="utf-8")
-                tmp.replace(final)
+                atomic_write_text(self.directory / f"{message.stem}{suffix}", body)
         except (OSError, ValueError) as exc:
             raise NotifyError(f"file notifier {self.directory}: cannot write: {exc}") from None
 

@@ -25,24 +25,17 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 from astropy.table import Table, vstack
-from astropy.time import Time
 
-from soapd.api.select import (
-    TimeLike,
-    column,
-    date_bounds,
-    extract_target,
-    row_bands,
-    row_mjd,
-    to_mjd,
-)
+from soapd.api.select import date_bounds, extract_target, row_bands, row_mjd
+from soapd.catalogs.normalise import column_or
 from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
+from soapd.timeutil import TimeLike, to_datetime, to_mjd
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
@@ -112,7 +105,7 @@ class PhotometryResult:
         return len(self._table)
 
     def __repr__(self) -> str:
-        n_img = len(set(column(self._table, "image_file", "").astype(str))) if len(self) else 0
+        n_img = len(set(column_or(self._table, "image_file", "").astype(str))) if len(self) else 0
         bands = sorted({str(b) for b in row_bands(self._table)}) if len(self) else []
         return f"<{type(self).__name__}: {len(self)} rows, {n_img} frames, bands {bands}>"
 
@@ -150,7 +143,7 @@ class PhotometryResult:
         """Return the rows measured with aperture number ``aperture_id`` (0 = first radius)."""
         if not len(self):
             return self._new(self._table.copy())
-        ids = column(self._table, "aperture_id", 0).astype(np.int64)
+        ids = column_or(self._table, "aperture_id", 0).astype(np.int64)
         return self._new(self._table[ids == int(aperture_id)])
 
     def sort_by_time(self) -> Self:
@@ -173,19 +166,19 @@ class PhotometryResult:
         t = self._table
         if not len(t):
             return self._new(t.copy())
-        value = np.nan_to_num(column(t, criterion, np.nan).astype(float), nan=-np.inf)
-        x = column(t, "x_pix", np.nan).astype(float)
-        y = column(t, "y_pix", np.nan).astype(float)
-        ra = column(t, "ra", np.nan).astype(float)
-        dec = column(t, "dec", np.nan).astype(float)
+        value = np.nan_to_num(column_or(t, criterion, np.nan).astype(float), nan=-np.inf)
+        x = column_or(t, "x_pix", np.nan).astype(float)
+        y = column_or(t, "y_pix", np.nan).astype(float)
+        ra = column_or(t, "ra", np.nan).astype(float)
+        dec = column_or(t, "dec", np.nan).astype(float)
         use_sky = ~(np.isfinite(x) & np.isfinite(y))
         px = np.round(np.where(use_sky, ra * 3600.0, x), 3)
         py = np.round(np.where(use_sky, dec * 3600.0, y), 3)
         keys = zip(
-            column(t, "image_file", "").astype(str),
+            column_or(t, "image_file", "").astype(str),
             row_mjd(t),
-            column(t, "is_forced", default=False).astype(bool),
-            column(t, "target_name", "").astype(str),
+            column_or(t, "is_forced", default=False).astype(bool),
+            column_or(t, "target_name", "").astype(str),
             px,
             py,
             strict=True,
@@ -240,7 +233,7 @@ class PhotometryResult:
         if not len(t):
             return self._new(t)
         bands = row_bands(t)
-        current = column(t, "cal_mag_system", "").astype(str)
+        current = column_or(t, "cal_mag_system", "").astype(str)
         current = np.array(
             [
                 c if c in ("AB", "Vega") else mag_system(b)
@@ -254,10 +247,10 @@ class PhotometryResult:
         for name in _CALIBRATED_MAG_COLUMNS:
             if name in t.colnames:
                 unit = t[name].unit
-                t[name] = column(t, name, np.nan).astype(float) + shift
+                t[name] = column_or(t, name, np.nan).astype(float) + shift
                 t[name].unit = unit
         n_unknown = int(
-            np.sum(~known & np.isfinite(column(t, "calibrated_mag", np.nan).astype(float)))
+            np.sum(~known & np.isfinite(column_or(t, "calibrated_mag", np.nan).astype(float)))
         )
         if n_unknown:
             logger.warning("%d calibrated rows have no AB/Vega system; left unchanged", n_unknown)
@@ -286,9 +279,9 @@ class PhotometryResult:
         """Raise ValueError unless there is at most one row per frame and aperture."""
         keys = list(
             zip(
-                column(self._table, "image_file", "").astype(str),
+                column_or(self._table, "image_file", "").astype(str),
                 row_mjd(self._table) if len(self) else [],
-                column(self._table, "aperture_id", 0).astype(np.int64),
+                column_or(self._table, "aperture_id", 0).astype(np.int64),
                 strict=True,
             )
         )
@@ -331,7 +324,7 @@ class PhotometryResult:
         return text
 
     def _target_name(self) -> str:
-        names = sorted(set(column(self._table, "target_name", "").astype(str)) - {""})
+        names = sorted(set(column_or(self._table, "target_name", "").astype(str)) - {""})
         return names[0] if len(names) == 1 else "the target"
 
     def plot(
@@ -356,10 +349,10 @@ class PhotometryResult:
         table = self._table
         if units == "ins_mag":
             table = table.copy()
-            zp = column(table, "zeropoint", np.nan).astype(float)
-            table["calibrated_mag"] = column(table, "ins_mag", np.nan).astype(float)
-            table["calibrated_mag_err"] = column(table, "ins_mag_err", np.nan).astype(float)
-            table["limiting_mag"] = column(table, "limiting_mag", np.nan).astype(float) - zp
+            zp = column_or(table, "zeropoint", np.nan).astype(float)
+            table["calibrated_mag"] = column_or(table, "ins_mag", np.nan).astype(float)
+            table["calibrated_mag_err"] = column_or(table, "ins_mag_err", np.nan).astype(float)
+            table["limiting_mag"] = column_or(table, "limiting_mag", np.nan).astype(float) - zp
         out: Path = plot_lightcurve(
             table,
             path,
@@ -404,7 +397,7 @@ class TargetLightcurve(PhotometryResult):
         )
 
     def __repr__(self) -> str:
-        n_det = int(np.sum(column(self._table, "is_detection", default=False).astype(bool)))
+        n_det = int(np.sum(column_or(self._table, "is_detection", default=False).astype(bool)))
         return (
             f"<TargetLightcurve {self.name!r} at ({self.ra_deg:.5f}, {self.dec_deg:+.5f}): "
             f"{n_det} detections, {len(self) - n_det} limits>"
@@ -436,13 +429,13 @@ class TargetLightcurve(PhotometryResult):
     @property
     def detections(self) -> Self:
         """The rows that are detections."""
-        mask = column(self._table, "is_detection", default=False).astype(bool)
+        mask = column_or(self._table, "is_detection", default=False).astype(bool)
         return self._new(self._table[mask])
 
     @property
     def upper_limits(self) -> Self:
         """The rows that are upper limits (non-detections)."""
-        mask = column(self._table, "is_detection", default=False).astype(bool)
+        mask = column_or(self._table, "is_detection", default=False).astype(bool)
         return self._new(self._table[~mask])
 
 
@@ -452,12 +445,7 @@ PhotometryTarget = TargetLightcurve
 
 def _as_datetime(value: TimeLike | None) -> datetime | None:
     """Return ``value`` as an aware UTC datetime (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    when: datetime = Time(to_mjd(value), format="mjd", scale="utc").to_datetime(UTC)
-    return when
+    return None if value is None else to_datetime(value)
 
 
 def _write(table: Table, path: str | Path, fmt: str) -> Path:

@@ -9,75 +9,19 @@ datetimes and ISO strings are read as UTC (skynetsoap B1). No I/O.
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeAlias
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 from astropy.table import Table
-from astropy.time import Time
 
+from soapd.catalogs.normalise import column_or
 from soapd.filters import normalise_filter
 from soapd.flags import Flag
+from soapd.timeutil import TimeLike, to_mjd
 
-__all__ = ["TimeLike", "column", "date_bounds", "extract_target", "row_bands", "row_mjd", "to_mjd"]
-
-#: What the date filters accept: ISO-8601 text, datetime/date (naive = UTC), astropy Time,
-#: or an MJD number.
-TimeLike: TypeAlias = str | datetime | date | Time | float | int
-
-#: An MJD above this is almost surely a JD passed by mistake (MJD 2,400,000 is in 8429 AD).
-_JD_GUARD = 2_400_000.0
-
-
-def to_mjd(value: TimeLike) -> float:
-    """Return ``value`` as an MJD (UTC) float.
-
-    Parameters
-    ----------
-    value
-        ISO-8601 text (``"2026-11-24T03:00:00"``, ``"...Z"``, ``"...+02:00"``) or a
-        number in text, a ``datetime``/``date`` (naive values are taken as UTC), an
-        astropy ``Time``, or an MJD number.
-
-    Raises
-    ------
-    ValueError
-        If the text cannot be read as a time, or a number looks like a JD.
-    TypeError
-        For anything else (``bool`` included).
-    """
-    if isinstance(value, bool):
-        raise TypeError("a time must be ISO text, a datetime, an astropy Time or an MJD number")
-    if isinstance(value, Time):
-        return float(value.utc.mjd)
-    if isinstance(value, int | float | np.integer | np.floating):
-        mjd = float(value)
-        if not math.isfinite(mjd):
-            raise ValueError(f"time {value!r} is not finite")
-        if mjd > _JD_GUARD:
-            raise ValueError(f"{mjd} looks like a JD; pass an MJD (JD - 2400000.5)")
-        return mjd
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return float(Time(aware.astimezone(UTC).replace(tzinfo=None), scale="utc").mjd)
-    if isinstance(value, date):
-        return to_mjd(datetime(value.year, value.month, value.day, tzinfo=UTC))
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return to_mjd(float(text))
-        except ValueError as exc:
-            if "JD" in str(exc):
-                raise
-        try:
-            return to_mjd(datetime.fromisoformat(text))
-        except ValueError:
-            raise ValueError(
-                f"cannot read {value!r} as a time; use ISO-8601 such as "
-                "'2026-11-24T03:00:00Z' or an MJD number"
-            ) from None
-    raise TypeError(f"cannot use {type(value).__name__} as a time")
+# TimeLike and to_mjd live in soapd.timeutil; re-exported here for soapd.api callers.
+__all__ = ["TimeLike", "date_bounds", "extract_target", "row_bands", "row_mjd", "to_mjd"]
 
 
 def date_bounds(
@@ -105,20 +49,10 @@ def date_bounds(
     return lower, upper
 
 
-def column(table: Table, name: str, default: Any) -> npt.NDArray[Any]:
-    """Return column ``name`` as a plain array (masked entries filled), or ``default``s."""
-    if name not in table.colnames:
-        return np.full(len(table), default)
-    col = table[name]
-    if hasattr(col, "filled"):
-        return np.asarray(col.filled(default))
-    return np.asarray(col)
-
-
 def row_mjd(table: Table) -> npt.NDArray[np.float64]:
     """Return the mid-exposure MJD of every row (from ``mjd``, else ``mid_time_utc``)."""
     if "mjd" in table.colnames:
-        return column(table, "mjd", np.nan).astype(np.float64)
+        return column_or(table, "mjd", np.nan).astype(np.float64)
     if "mid_time_utc" in table.colnames:
         return np.array([to_mjd(str(v)) for v in table["mid_time_utc"]], dtype=np.float64)
     raise KeyError("the table has neither an 'mjd' nor a 'mid_time_utc' column")
@@ -126,7 +60,7 @@ def row_mjd(table: Table) -> npt.NDArray[np.float64]:
 
 def row_bands(table: Table) -> npt.NDArray[np.str_]:
     """Return every row's canonical band (from ``filter``, normalised again to be safe)."""
-    raw = column(table, "filter", "").astype(str)
+    raw = column_or(table, "filter", "").astype(str)
     if raw.size == 0:
         return np.zeros(0, dtype=str)
     names, inverse = np.unique(raw, return_inverse=True)
@@ -138,14 +72,13 @@ def row_bands(table: Table) -> npt.NDArray[np.str_]:
 def _separation_arcsec(
     ra_deg: npt.NDArray[np.float64], dec_deg: npt.NDArray[np.float64], ra0: float, dec0: float
 ) -> npt.NDArray[np.float64]:
-    """Return great-circle distances in arcsec (Vincenty formula, stable at all angles)."""
-    ra1, dec1 = np.radians(ra_deg), np.radians(dec_deg)
-    ra2, dec2 = math.radians(ra0), math.radians(dec0)
-    dra = ra1 - ra2
-    num1 = np.cos(dec1) * np.sin(dra)
-    num2 = math.cos(dec2) * np.sin(dec1) - math.sin(dec2) * np.cos(dec1) * np.cos(dra)
-    den = math.sin(dec2) * np.sin(dec1) + math.cos(dec2) * np.cos(dec1) * np.cos(dra)
-    sep: npt.NDArray[np.float64] = np.degrees(np.arctan2(np.hypot(num1, num2), den)) * 3600.0
+    """Return great-circle distances in arcsec (astropy's Vincenty formula, stable everywhere)."""
+    from astropy.coordinates import angular_separation
+
+    rad = angular_separation(
+        np.radians(ra_deg), np.radians(dec_deg), math.radians(ra0), math.radians(dec0)
+    )
+    sep: npt.NDArray[np.float64] = np.degrees(rad) * 3600.0
     return sep
 
 
@@ -208,20 +141,20 @@ def extract_target(
     for name in ("ra", "dec"):
         if name not in table.colnames:
             raise KeyError(f"the table has no {name!r} column; is it a soapd result table?")
-    is_forced = column(table, "is_forced", default=False).astype(bool)
-    flags = column(table, "flag", default=0).astype(np.int64)
+    is_forced = column_or(table, "is_forced", default=False).astype(bool)
+    flags = column_or(table, "flag", default=0).astype(np.int64)
     sep = _separation_arcsec(
-        column(table, "ra", np.nan).astype(float),
-        column(table, "dec", np.nan).astype(float),
+        column_or(table, "ra", np.nan).astype(float),
+        column_or(table, "dec", np.nan).astype(float),
         ra_deg % 360.0,
         dec_deg,
     )
     keep = (sep <= radius_arcsec) & ((flags & Flag.OFF_FRAME) == 0)
     if not forced_photometry:
         keep &= ~is_forced
-    snr = column(table, "snr", np.nan).astype(float)
+    snr = column_or(table, "snr", np.nan).astype(float)
     mjd = row_mjd(table)
-    images = column(table, "image_file", "").astype(str)
+    images = column_or(table, "image_file", "").astype(str)
     idx = np.flatnonzero(keep)
     # Nearest first; equal distances (apertures of one source) by S/N, highest first.
     order = idx[np.lexsort((-np.nan_to_num(snr[idx], nan=-np.inf), np.round(sep[idx], 6)))]
@@ -241,13 +174,13 @@ def extract_target(
 def _mark_limits(out: Table, snr_threshold: float) -> None:
     """Turn forced rows below ``snr_threshold`` into upper limits, in place."""
     n = len(out)
-    forced = column(out, "is_forced", default=False).astype(bool)
-    snr = column(out, "snr", np.nan).astype(float)
+    forced = column_or(out, "is_forced", default=False).astype(bool)
+    snr = column_or(out, "snr", np.nan).astype(float)
     below = forced & ~(snr >= snr_threshold)
-    detected = column(out, "is_detection", default=True).astype(bool)
+    detected = column_or(out, "is_detection", default=True).astype(bool)
     detected = np.where(forced, ~below, detected)
     out["is_detection"] = detected if n else np.zeros(0, bool)
-    flags = column(out, "flag", default=0).astype(np.int64)
+    flags = column_or(out, "flag", default=0).astype(np.int64)
     flags = np.where(below, flags | Flag.UPPER_LIMIT, flags & ~np.int64(Flag.UPPER_LIMIT))
     flags = np.where(detected, flags, flags | Flag.UPPER_LIMIT)
     out["flag"] = flags.astype(np.int64)
@@ -257,20 +190,19 @@ def _mark_limits(out: Table, snr_threshold: float) -> None:
 
 def _recomputed_mag(out: Table) -> npt.NDArray[np.float64]:
     """Return ``calibrated_mag``, filled with ``ins_mag + zeropoint`` where it is NaN."""
-    mag = column(out, "calibrated_mag", np.nan).astype(float)
-    alt = column(out, "ins_mag", np.nan).astype(float) + column(out, "zeropoint", np.nan).astype(
-        float
-    )
+    mag = column_or(out, "calibrated_mag", np.nan).astype(float)
+    ins = column_or(out, "ins_mag", np.nan).astype(float)
+    alt = ins + column_or(out, "zeropoint", np.nan).astype(float)
     filled: npt.NDArray[np.float64] = np.where(np.isfinite(mag), mag, alt)
     return filled
 
 
 def _recomputed_err(out: Table) -> npt.NDArray[np.float64]:
     """Return ``calibrated_mag_err``, filled from ``ins_mag_err`` and ``zeropoint_err``."""
-    err = column(out, "calibrated_mag_err", np.nan).astype(float)
+    err = column_or(out, "calibrated_mag_err", np.nan).astype(float)
     alt = np.hypot(
-        column(out, "ins_mag_err", np.nan).astype(float),
-        column(out, "zeropoint_err", np.nan).astype(float),
+        column_or(out, "ins_mag_err", np.nan).astype(float),
+        column_or(out, "zeropoint_err", np.nan).astype(float),
     )
     filled: npt.NDArray[np.float64] = np.where(np.isfinite(err), err, alt)
     return filled

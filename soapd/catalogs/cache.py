@@ -11,10 +11,11 @@ and the table meta as JSON (no pickles: read with ``allow_pickle=False``;
 VizieR column names such as ``g'mag`` and masked values survive the round
 trip; reading is about ten times faster than ECSV or FITS) under
 ``<cache_dir>/<catalog>/t<tile_deg>/<columns-hash>/<dec-band>_<ra-index>.npz``.
-Files are written to a temporary name in the same folder, flushed, fsynced
-and renamed, so a reader never sees a half-written tile and a crash leaves
-either the old tile or none. An empty reply is cached too (the catalog has no
-stars there), so footprint edges are not re-queried on every frame.
+Files are written with :func:`soapd.fileio.atomic_writer` (temporary name in
+the same folder, flushed, fsynced, renamed, folder fsynced), so a reader never
+sees a half-written tile and a crash leaves either the old tile or none. An
+empty reply is cached too (the catalog has no stars there), so footprint edges
+are not re-queried on every frame.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from astropy.coordinates import angular_separation
 from astropy.table import MaskedColumn, Table
 
 from soapd.errors import CatalogError
+from soapd.fileio import atomic_writer
 
 __all__ = ["Tile", "TileCache", "angular_sep_deg", "tiles_for_cone"]
 
@@ -44,17 +45,11 @@ logger = logging.getLogger(__name__)
 def angular_sep_deg(
     ra1_deg: npt.ArrayLike, dec1_deg: npt.ArrayLike, ra2_deg: npt.ArrayLike, dec2_deg: npt.ArrayLike
 ) -> npt.NDArray[np.float64]:
-    """Return the great-circle separation in degrees (Vincenty formula, vectorised)."""
+    """Return the great-circle separation in degrees (astropy's Vincenty formula, vectorised)."""
     ra1, dec1, ra2, dec2 = (
         np.radians(np.asarray(a, dtype=np.float64)) for a in (ra1_deg, dec1_deg, ra2_deg, dec2_deg)
     )
-    dra = ra2 - ra1
-    num = np.hypot(
-        np.cos(dec2) * np.sin(dra),
-        np.cos(dec1) * np.sin(dec2) - np.sin(dec1) * np.cos(dec2) * np.cos(dra),
-    )
-    den = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(dra)
-    return np.asarray(np.degrees(np.arctan2(num, den)), dtype=np.float64)
+    return np.asarray(np.degrees(angular_separation(ra1, dec1, ra2, dec2)), dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,16 +210,9 @@ class TileCache:
         p = self.path(catalog, tile, columns)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{tile.key}.", suffix=".part", dir=p.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    _write_npz(fh, table)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                Path(tmp).replace(p)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # 0o600: the permissions the tiles had before fileio (tempfile.mkstemp).
+            with atomic_writer(p, mode=0o600) as fh:
+                _write_npz(fh, table)
         except OSError as exc:
             raise CatalogError(
                 f"cannot write catalog cache tile {p}: {exc.strerror}; "

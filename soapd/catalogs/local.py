@@ -27,6 +27,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import MaskedColumn, Table
 
+from soapd.catalogs.normalise import filled
 from soapd.catalogs.registry import CatalogSpec, identify_columns, identify_id
 from soapd.errors import CatalogError
 
@@ -104,7 +105,7 @@ def complete_landolt(t: Table) -> Table:
     t = t.copy(copy_data=False)
 
     def col(name: str) -> np.ndarray:
-        return np.ma.filled(np.ma.asarray(t[name], dtype=float), np.nan)
+        return filled(t, name)
 
     def err(name: str) -> np.ndarray:
         return col(f"e_{name}") if f"e_{name}" in t.colnames else np.full(len(t), np.nan)

@@ -48,7 +48,7 @@ from soapd.catalogs.vizier import VizierFetcher
 from soapd.errors import CatalogError
 
 if TYPE_CHECKING:
-    from soapd.config import CalibrationConfig
+    from soapd.config import CalibrationConfig, Config
 
 __all__ = ["CatalogService", "ConeFetcher"]
 
@@ -103,6 +103,20 @@ class CatalogService:
         self._norm: dict[tuple[Any, ...], Table] = {}
         self._local: dict[str, list[Table]] | None = None
         self.cache_hits = 0
+
+    @classmethod
+    def from_config(cls, config: Config, *, fetcher: ConeFetcher | None = None) -> CatalogService:
+        """Return the service for ``config``'s ``[calibration]`` and ``paths.catalog_cache_dir``.
+
+        The one place soapd builds a CatalogService from its settings (daemon,
+        ``Soap``, ``soapd process``, ``soapd catalogs``).
+        """
+        return cls(config.calibration, config.paths.catalog_cache_dir, fetcher=fetcher)
+
+    @classmethod
+    def if_enabled(cls, config: Config) -> CatalogService | None:
+        """Return :meth:`from_config`'s service, or None when ``calibration.enabled`` is off."""
+        return cls.from_config(config) if config.calibration.enabled else None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the settings and counters, not the in-memory tables."""

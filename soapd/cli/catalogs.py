@@ -85,8 +85,7 @@ def register(sub: Any) -> None:
 def _service(args: argparse.Namespace) -> CatalogService:
     from soapd.catalogs import CatalogService
 
-    cfg = load_config(args.config)
-    return CatalogService(cfg.calibration, cfg.paths.catalog_cache_dir)
+    return CatalogService.from_config(load_config(args.config))
 
 
 def run_prefetch(args: argparse.Namespace) -> int:

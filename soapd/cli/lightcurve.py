@@ -23,6 +23,7 @@ from soapd.config import load_config
 from soapd.errors import ConfigError, SoapdError
 from soapd.store import Store
 from soapd.store.targets import parse_utc
+from soapd.timeutil import mjd_of
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -98,8 +99,6 @@ def _cell(value: float, digits: int) -> str:
 
 def text_table(table: Table, trigger: datetime | None) -> str:
     """Return a human-readable table: one line per point, limits as ``> lim``."""
-    from soapd.store.measurements import mjd_of
-
     head = ["mid_time_utc", "t-trig(h)" if trigger else "mjd", "telescope", "band", "exp(s)"]
     head += ["mag", "snr", "flag"]
     lines = [head]

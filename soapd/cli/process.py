@@ -125,9 +125,7 @@ def _catalogs(config: Config, zeropoint: float | None) -> ReferenceProvider | No
     except ImportError:
         return None
     try:
-        service: ReferenceProvider = CatalogService(
-            config.calibration, config.paths.catalog_cache_dir
-        )
+        service: ReferenceProvider = CatalogService.from_config(config)
     except (SoapdError, OSError) as exc:
         print(
             f"soapd: warning: catalogs unavailable ({exc}); magnitudes stay instrumental",

@@ -6,7 +6,8 @@ SHA-256). :mod:`soapd.ingest.fitscheck` is the one FITS-readability check,
 shared with Skynet downloads.
 """
 
-from soapd.ingest.files import RegisteredFile, register_file, sha256_file
+from soapd.fileio import sha256_file
+from soapd.ingest.files import RegisteredFile, register_file
 from soapd.ingest.fitscheck import FitsCheck, check_fits, has_fits_suffix
 from soapd.ingest.inbox import InboxWatcher, scan_dir
 

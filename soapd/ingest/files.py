@@ -14,21 +14,19 @@ This module does no SQL and never modifies the original file unless moving it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from soapd.errors import FrameUnreadable
+from soapd.fileio import copy_to_part, publish, sha256_file
 from soapd.ingest.fitscheck import FitsCheck, check_fits, has_fits_suffix, safe_filename
 
-__all__ = ["RegisteredFile", "register_file", "sha256_file"]
+__all__ = ["RegisteredFile", "register_file"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK_BYTES = 1 << 20
 _HASH_PREFIX = 16
 ACTIONS = ("copy", "move")
 
@@ -48,39 +46,6 @@ class RegisteredFile:
     size_bytes: int
     check: FitsCheck
     already_present: bool = False
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    """Return (SHA-256 hex digest, size in bytes) of the file at ``path``."""
-    sha = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK_BYTES):
-            sha.update(chunk)
-            size += len(chunk)
-    return sha.hexdigest(), size
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _copy_durably(src: Path, part: Path) -> tuple[str, int]:
-    """Copy ``src`` to ``part`` (fsynced); return (sha256, size) of the bytes copied."""
-    sha = hashlib.sha256()
-    size = 0
-    with src.open("rb") as fin, part.open("wb") as fout:
-        while chunk := fin.read(_CHUNK_BYTES):
-            fout.write(chunk)
-            sha.update(chunk)
-            size += len(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return sha.hexdigest(), size
 
 
 def _stored_name(sha256: str, original: str) -> str:
@@ -117,7 +82,7 @@ def register_file(src: Path, frames_dir: Path, *, action: str = "copy") -> Regis
     frames_dir.mkdir(parents=True, exist_ok=True)
     part = frames_dir / f".{uuid.uuid4().hex}.part"
     try:
-        digest, size = _copy_durably(src, part)
+        digest, size = copy_to_part(src, part)
         try:
             check = check_fits(part)
         except FrameUnreadable as exc:
@@ -128,8 +93,7 @@ def register_file(src: Path, frames_dir: Path, *, action: str = "copy") -> Regis
         if already:
             part.unlink()
         else:
-            part.replace(dest)
-            _fsync_dir(frames_dir)
+            publish(part, dest, part_synced=True)
     except BaseException:
         part.unlink(missing_ok=True)
         raise

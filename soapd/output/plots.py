@@ -8,7 +8,7 @@ when a trigger time is given, else MJD (mid-exposure, UTC).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ import numpy as np
 from astropy.table import Table
 
 from soapd.alerts.gcn import one_per_frame
+from soapd.catalogs.normalise import filled
 from soapd.filters import AB_MINUS_VEGA
+from soapd.timeutil import mjd_of
 
 __all__ = ["BAND_COLOURS", "band_colour", "lightcurve_figure", "plot_lightcurve"]
 
@@ -37,7 +39,6 @@ BAND_COLOURS: dict[str, str] = {
     "Open": "#808080",
 }
 _EXTRA = ("#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#8c564b")
-_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
 #: Arrow length of an upper limit in magnitudes (flux plots: 8 % of the largest flux).
 ARROW_MAG = 0.3
 
@@ -45,11 +46,6 @@ ARROW_MAG = 0.3
 def band_colour(band: str, index: int = 0) -> str:
     """Return the plot colour of a band (a fixed one for known bands)."""
     return BAND_COLOURS.get(band, _EXTRA[index % len(_EXTRA)])
-
-
-def _values(table: Table, name: str) -> np.ndarray:
-    col = table[name]
-    return np.ma.filled(np.ma.asarray(getattr(col, "value", col), dtype=float), np.nan)
 
 
 def plot_lightcurve(
@@ -98,9 +94,9 @@ def lightcurve_figure(
     table = one_per_frame(table)
     fig = Figure(figsize=(8.0, 5.0), dpi=120)
     ax = fig.add_subplot()
-    mjd = _values(table, "mjd") if len(table) else np.zeros(0)
+    mjd = filled(table, "mjd") if len(table) else np.zeros(0)
     if trigger_time_utc is not None:
-        t0 = (trigger_time_utc.astimezone(UTC) - _MJD0).total_seconds() / 86400.0
+        t0 = mjd_of(trigger_time_utc)
         x = (mjd - t0) * 24.0
         ax.set_xlabel("Time since trigger (h)")
     else:
@@ -111,20 +107,20 @@ def lightcurve_figure(
     det = np.asarray(table["is_detection"], dtype=bool) if len(table) else np.zeros(0, bool)
     if units == "mag":
         y, yerr, lim = (
-            _values(table, c) for c in ("calibrated_mag", "calibrated_mag_err", "limiting_mag")
+            filled(table, c) for c in ("calibrated_mag", "calibrated_mag_err", "limiting_mag")
         )
         ax.set_ylabel("Magnitude")
         ax.invert_yaxis()
         arrow_end = lim + ARROW_MAG
     else:
-        y, yerr = _values(table, "flux_ujy"), _values(table, "flux_ujy_err")
+        y, yerr = filled(table, "flux_ujy"), filled(table, "flux_ujy_err")
         vega = (
             np.asarray(table["cal_mag_system"]).astype(str) == "Vega"
             if "cal_mag_system" in table.colnames and len(table)
             else np.zeros(len(table), bool)
         )
         shift = np.array([AB_MINUS_VEGA.get(str(b), 0.0) for b in bands]) * vega
-        lim = 10 ** (-0.4 * (_values(table, "limiting_mag") + shift - 23.9))
+        lim = 10 ** (-0.4 * (filled(table, "limiting_mag") + shift - 23.9))
         ax.set_ylabel("Flux density (µJy, AB)")
         top = np.concatenate([y + np.nan_to_num(yerr), lim])
         top = top[np.isfinite(top)]

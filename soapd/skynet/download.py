@@ -12,16 +12,16 @@ silently falls back to the raw frame when reduction fails, ``skynet_api.md`` §3
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
 
 from soapd.errors import FrameUnreadable
+from soapd.fileio import CHUNK_BYTES, publish, write_part
 from soapd.ingest.fitscheck import FitsCheck, check_fits, has_fits_suffix, safe_filename
 from soapd.skynet.source import DownloadedFile
 
@@ -29,7 +29,6 @@ __all__ = ["Truncated", "filename_from_disposition", "reduction_status", "save_r
 
 logger = logging.getLogger(__name__)
 
-_CHUNK_BYTES = 1 << 20
 _DISPOSITION_STAR = re.compile(r"filename\*\s*=\s*[^']*'[^']*'([^;]+)", re.IGNORECASE)
 _DISPOSITION_PLAIN = re.compile(r"filename\s*=\s*([^;]+)", re.IGNORECASE)
 
@@ -84,47 +83,33 @@ def reduction_status(check: FitsCheck, *, requested: bool) -> str:
     return "probably_unreduced" if check.integer_pixels else "unknown"
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _received(response: httpx.Response) -> Iterator[bytes]:
+    """Yield the body in chunks; raise Truncated if it ends early or short of Content-Length.
 
-
-def _stream_to(response: httpx.Response, part: Path) -> tuple[str, int]:
-    """Write the body to ``part`` (fsynced); return (sha256, size). Raise Truncated."""
+    The length check runs after the last chunk, so :func:`~soapd.fileio.write_part`
+    never fsyncs a truncated file.
+    """
     expected_raw = response.headers.get("content-length")
     expected = int(expected_raw) if expected_raw and expected_raw.isdigit() else None
-    sha = hashlib.sha256()
     size = 0
-    with part.open("wb") as fh:
-        try:
-            for chunk in response.iter_bytes(_CHUNK_BYTES):
-                fh.write(chunk)
-                sha.update(chunk)
-                size += len(chunk)
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise Truncated(
-                f"download truncated: connection closed after {size} of "
-                f"{expected if expected is not None else '?'} bytes ({type(exc).__name__})"
-            ) from None
-        # Content-Length counts the bytes on the wire, which differ from the decoded
-        # size only under a Content-Encoding such as gzip.
-        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-        received = response.num_bytes_downloaded if encoded else size
-        if expected is not None and received != expected:
-            raise Truncated(
-                f"download truncated: received {received} of {expected} bytes "
-                "announced by Content-Length"
-            )
-        fh.flush()
-        os.fsync(fh.fileno())
-    return sha.hexdigest(), size
+    try:
+        for chunk in response.iter_bytes(CHUNK_BYTES):
+            size += len(chunk)
+            yield chunk
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise Truncated(
+            f"download truncated: connection closed after {size} of "
+            f"{expected if expected is not None else '?'} bytes ({type(exc).__name__})"
+        ) from None
+    # Content-Length counts the bytes on the wire, which differ from the decoded
+    # size only under a Content-Encoding such as gzip.
+    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+    received = response.num_bytes_downloaded if encoded else size
+    if expected is not None and received != expected:
+        raise Truncated(
+            f"download truncated: received {received} of {expected} bytes "
+            "announced by Content-Length"
+        )
 
 
 def _check_complete(part: Path, size: int, exp_id: int) -> FitsCheck:
@@ -151,13 +136,12 @@ def save_response(
     final = dest_dir / filename_from_disposition(exp_id, disposition)
     part = final.with_name(final.name + ".part")
     try:
-        digest, size = _stream_to(response, part)
+        digest, size = write_part(part, _received(response))
         check = _check_complete(part, size, exp_id)
-        part.replace(final)
+        publish(part, final, part_synced=True)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    fsync_dir(dest_dir)
     status = reduction_status(check, requested=reduced)
     if status == "probably_unreduced":
         logger.warning(

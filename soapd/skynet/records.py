@@ -15,11 +15,12 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from soapd.errors import SkynetError
 from soapd.models import ExposureMeta
+from soapd.timeutil import iso_utc, parse_utc
 
 __all__ = [
     "EXPOSURE_FIELDS",
@@ -73,14 +74,7 @@ def parse_api_time(value: str | None) -> datetime | None:
     if not isinstance(value, str):
         raise TypeError(f"timestamp must be a string, got {type(value).__name__}")
     text = value.strip()
-    if not text:
-        return None
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parse_utc(text) if text else None
 
 
 def format_api_time(when: datetime) -> str:
@@ -90,7 +84,7 @@ def format_api_time(when: datetime) -> str:
     """
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError("format_api_time needs a timezone-aware datetime")
-    return when.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return iso_utc(when)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -41,11 +41,11 @@ from soapd.testing.fake_skynet_http import (
     LoggedRequest,
     Server,
     check_params,
-    iso,
     matches,
     page,
     project,
 )
+from soapd.timeutil import iso_utc
 
 __all__ = ["API_PREFIX", "NOT_FITS_BYTES", "FakeSkynet", "LoggedRequest"]
 
@@ -215,9 +215,9 @@ class FakeSkynet:
                 "state": "completed",
                 "expLength": exptime_s,
                 "expLengthUsed": exptime_s,
-                "timeIn": iso(start - timedelta(hours=1)),
-                "timeTaken": iso(start),
-                "centerTime": iso(center_time_utc),
+                "timeIn": iso_utc(start - timedelta(hours=1)),
+                "timeTaken": iso_utc(start),
+                "centerTime": iso_utc(center_time_utc),
                 "timeArchived": None,
                 "filterName": filter_name,
                 "filterUsed": filt,
@@ -249,7 +249,7 @@ class FakeSkynet:
         exp = self._exps[exp_id]
         exp.released = True
         exp.record["state"] = "archived"
-        exp.record["timeArchived"] = iso(datetime.now(UTC))
+        exp.record["timeArchived"] = iso_utc(datetime.now(UTC))
 
     def release_next(self) -> int | None:
         """Archive the next completed exposure (in the order added); return its id or None."""

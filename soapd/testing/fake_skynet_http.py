@@ -17,9 +17,10 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+
+from soapd.timeutil import parse_utc
 
 __all__ = [
     "DOWNLOAD_PARAMS",
@@ -31,10 +32,8 @@ __all__ = [
     "LoggedRequest",
     "Server",
     "check_params",
-    "iso",
     "matches",
     "page",
-    "parse_time",
     "project",
 ]
 
@@ -69,17 +68,6 @@ class LoggedRequest:
 
 class BadRequest(Exception):
     """A request the real API would refuse with 400."""
-
-
-def iso(when: datetime) -> str:
-    """Format an aware time the way Skynet does: naive ISO-8601 UTC."""
-    return when.astimezone(UTC).replace(tzinfo=None).isoformat()
-
-
-def parse_time(text: str) -> datetime:
-    """Parse an API time (naive means UTC) into an aware UTC datetime. Raise ValueError."""
-    parsed = datetime.fromisoformat(text)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def check_params(params: Mapping[str, str], allowed: frozenset[str]) -> None:
@@ -126,10 +114,10 @@ def matches(
     for key, after in (("after", True), ("before", False)):
         if key in params:
             try:
-                limit = parse_time(params[key])
+                limit = parse_utc(params[key])
             except ValueError:
                 raise BadRequest(f"bad {key} time {params[key]!r}") from None
-            if taken is None or (parse_time(taken) <= limit) == after:
+            if taken is None or (parse_utc(taken) <= limit) == after:
                 return False
     return True
 

@@ -13,8 +13,8 @@ from matplotlib.image import imread
 from matplotlib.text import Annotation
 
 from soapd.output.plots import BAND_COLOURS, lightcurve_figure, plot_lightcurve
-from soapd.store.measurements import mjd_of
 from soapd.testing.lightcurves import target_result
+from soapd.timeutil import mjd_of
 
 TRIGGER = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 

@@ -13,6 +13,7 @@ from soapd.cli import main
 from soapd.output.export import read_table, write_table
 from soapd.store import Store
 from soapd.testing.lightcurves import register_frame, target_result
+from soapd.timeutil import mjd_of
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
@@ -136,7 +137,7 @@ def _field_table(mid: datetime, sources: list[tuple[float, float, float]], name:
     t = res.table
     t["is_forced"] = False
     t["target_name"] = ""
-    t["mjd"] = (mid - datetime(1858, 11, 17, tzinfo=UTC)).total_seconds() / 86400
+    t["mjd"] = mjd_of(mid)
     return res, t
 
 

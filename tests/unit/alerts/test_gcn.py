@@ -22,6 +22,7 @@ from soapd.alerts.gcn import circular, epochs, gcn_json
 from soapd.models import Target
 from soapd.store import Store
 from soapd.testing.lightcurves import register_frame, target_result
+from soapd.timeutil import mjd_of
 
 DATA = Path(__file__).parents[2] / "data" / "gcn" / "gcn_circulars_structured.json"
 TRIGGER = datetime(2009, 9, 2, 11, 5, 8, tzinfo=UTC)  # GRB 090902B (Fermi trigger time)
@@ -61,7 +62,7 @@ def _frames_for_row(row: list, t_mid_h: float, filter_raw: str) -> Table:
             image_file=f"{scope}-{band}-{k}.fits",
         )
         t = res.table
-        t["mjd"] = (mid - datetime(1858, 11, 17, tzinfo=UTC)).total_seconds() / 86400
+        t["mjd"] = mjd_of(mid)
         t["frame_id"] = len(parts) + 1000 * "BVRI".index(band)
         t["zeropoint_scatter"] = sys_unc
         t["cal_catalog"] = catalog
@@ -195,7 +196,7 @@ def _epoch(band: str, *, calibrated: bool, ap_corr: float = 0.0, mags: bool = Tr
     for k in range(3):
         mid = TRIGGER + timedelta(hours=10, minutes=2 * k)
         t = target_result({"X": 17.0}, mid_time_utc=mid, band=band, lim_mag=20.0).table
-        t["mjd"] = (mid - datetime(1858, 11, 17, tzinfo=UTC)).total_seconds() / 86400
+        t["mjd"] = mjd_of(mid)
         t["frame_id"] = k
         if not calibrated:
             t["flux_ujy"] = np.nan

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from soapd import fileio
 from soapd.alerts.notifiers import (
     AlertMessage,
     EmailNotifier,
@@ -97,6 +99,22 @@ def test_file_notifier_writes_text_and_json(tmp_path: Path) -> None:
     assert files[0].endswith(".json")
     assert files[1].endswith(".txt")
     assert json.loads((tmp_path / "out" / files[0]).read_text())["target"] == "GRB A"
+
+
+def test_file_notifier_fsyncs_each_file_and_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[bool] = []  # True for a folder
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(fileio.os, "fsync", record)
+    FileNotifier(tmp_path / "out").send(_msg((3, 4)))
+    assert synced == [False, True, False, True]  # .txt then its folder, .json then its folder
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".part")]
 
 
 def test_file_notifier_unwritable_raises_notify_error(tmp_path: Path) -> None:

@@ -7,17 +7,12 @@ from typing import Any
 
 import numpy as np
 from astropy.table import Table
-from astropy.time import Time
 
 from soapd.flags import Flag
+from soapd.timeutil import jd_from_mjd, to_mjd
 
 #: The target position used by the hand-built tables (deg, ICRS).
 TARGET_RA, TARGET_DEC = 150.0, 2.0
-
-
-def _mjd(iso: str) -> float:
-    """Return the MJD (UTC) of ISO text."""
-    return float(Time(iso, scale="utc").mjd)
 
 
 def result_row(**over: Any) -> dict[str, Any]:
@@ -27,8 +22,8 @@ def result_row(**over: Any) -> dict[str, Any]:
         "telescope": "Prompt5",
         "filter": "r",
         "exptime": 60.0,
-        "mjd": _mjd("2024-07-05T02:24:00"),
-        "jd": _mjd("2024-07-05T02:24:00") + 2400000.5,
+        "mjd": to_mjd("2024-07-05T02:24:00"),
+        "jd": jd_from_mjd(to_mjd("2024-07-05T02:24:00")),
         "x_pix": 100.0,
         "y_pix": 100.0,
         "ra": TARGET_RA,
@@ -89,9 +84,9 @@ def field_table() -> Table:
     """
     rows = []
     frames = [
-        ("f1.fits", _mjd("2024-07-05T02:24:00"), "r", "2024-07-05T02:24:00"),
-        ("f2.fits", _mjd("2024-07-05T04:48:00"), "rprime", "2024-07-05T04:48:00"),
-        ("f3.fits", _mjd("2024-07-06T07:12:00"), "V", "2024-07-06T07:12:00"),
+        ("f1.fits", to_mjd("2024-07-05T02:24:00"), "r", "2024-07-05T02:24:00"),
+        ("f2.fits", to_mjd("2024-07-05T04:48:00"), "rprime", "2024-07-05T04:48:00"),
+        ("f3.fits", to_mjd("2024-07-06T07:12:00"), "V", "2024-07-06T07:12:00"),
     ]
     forced_snr = [10.0, 2.0, 0.5]
     cos_dec = math.cos(math.radians(TARGET_DEC))

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from astropy.coordinates import SkyCoord
 from astropy.table import MaskedColumn, Table
 
 from soapd.catalogs.cache import Tile, TileCache, angular_sep_deg, tiles_for_cone
@@ -46,6 +47,23 @@ def test_tile_radius_encloses_tile_corners():
     ra_c, dec_c = t.center
     corners = angular_sep_deg(ra_c, dec_c, [r0, r0, r1, r1], [d0, d1, d0, d1])
     assert np.all(corners <= t.radius_deg)
+
+
+def test_angular_sep_deg_agrees_with_skycoord_everywhere(rng):
+    n = 500
+    ra1, ra2 = rng.uniform(0, 360, n), rng.uniform(0, 360, n)
+    dec1, dec2 = np.degrees(np.arcsin(rng.uniform(-1, 1, (2, n))))
+    # plus the hard cases: identical points, antipodes, the poles, across RA = 0
+    ra1 = np.concatenate([ra1, [10.0, 10.0, 0.0, 359.9999]])
+    dec1 = np.concatenate([dec1, [20.0, 20.0, 90.0, 0.0]])
+    ra2 = np.concatenate([ra2, [10.0, 190.0, 180.0, 0.0001]])
+    dec2 = np.concatenate([dec2, [20.0, -20.0, -90.0, 0.0]])
+    want = SkyCoord(ra1, dec1, unit="deg").separation(SkyCoord(ra2, dec2, unit="deg")).deg
+    got = angular_sep_deg(ra1, dec1, ra2, dec2)
+    assert got.dtype == np.float64
+    assert np.allclose(got, want, rtol=0, atol=1e-12)
+    assert got[-4:] == pytest.approx([0.0, 180.0, 180.0, 0.0002], abs=1e-9)
+    assert angular_sep_deg(1.0, 2.0, [1.0, 1.0], [2.0, 3.0]).shape == (2,)
 
 
 def _table() -> Table:

@@ -178,3 +178,22 @@ def test_unwritable_cache_still_serves_fetched_stars(
         t = svc.stars("apass", band="V", **EY)
     assert len(t) > 0
     assert "cache not updated" in caplog.text
+
+
+def test_from_config_is_the_one_way_to_build_from_settings(config, tmp_path):
+    cfg = config(calibration={"online": False, "cache_ttl_days": 3.0})
+    svc = CatalogService.from_config(cfg)
+    assert svc.config == cfg.calibration
+    assert svc.cache.root == cfg.paths.catalog_cache_dir
+    assert svc.cache.ttl_days == 3.0
+    assert svc.fetcher.calls == 0
+    assert CatalogService.if_enabled(cfg) is not None
+    assert CatalogService.if_enabled(config(calibration={"enabled": False})) is None
+
+
+def test_from_config_passes_a_fetcher(config, fake_fetcher, recorded):
+    f = fake_fetcher({"refcat2": recorded("all_refcat2_ey_uma.ecsv")})
+    svc = CatalogService.from_config(config(calibration={"online": True}), fetcher=f)
+    assert svc.fetcher is f
+    assert len(svc.stars("refcat2", band="r", **EY)) > 0
+    assert f.calls > 0  # one query per sky tile of the cone, all through the given fetcher

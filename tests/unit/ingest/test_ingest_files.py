@@ -5,14 +5,16 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
+from soapd import fileio
 from soapd.errors import FrameUnreadable
-from soapd.ingest.files import register_file, sha256_file
+from soapd.ingest.files import register_file
 from soapd.ingest.fitscheck import check_fits, safe_filename
 from soapd.testing.synth import make_frame, write_frame
 
@@ -44,6 +46,25 @@ def test_register_copy_keeps_original_and_stores_by_checksum(
     assert not got.already_present
     assert got.check.shape == (32, 32)
     assert [p.name for p in (tmp_path / "frames").iterdir()] == [got.path.name]
+
+
+def test_register_fsyncs_the_copy_before_and_the_folder_after_the_rename(
+    tmp_path: Path, fits_payload: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(fileio.os, "fsync", record)
+    got = register_file(_write(tmp_path / "inbox" / "a.fits", fits_payload), tmp_path / "frames")
+    assert len(synced) == 2
+    assert synced[0].endswith(".part")  # the copy, under its temporary name
+    assert Path(synced[0]).parent == tmp_path / "frames"
+    assert synced[1] == str(tmp_path / "frames")  # the folder, after the rename
+    assert got.path.read_bytes() == fits_payload
 
 
 def test_register_move_removes_original(tmp_path: Path, fits_payload: bytes) -> None:
@@ -121,14 +142,6 @@ def test_register_unknown_action_raises(tmp_path: Path, fits_payload: bytes) -> 
 def test_register_name_without_fits_suffix_gets_one(tmp_path: Path, fits_payload: bytes) -> None:
     got = register_file(_write(tmp_path / "weird name", fits_payload), tmp_path / "frames")
     assert got.path.name.endswith("_weird_name.fits")
-
-
-def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
-    data = bytes(range(256)) * 9000
-    assert sha256_file(_write(tmp_path / "x", data)) == (
-        hashlib.sha256(data).hexdigest(),
-        len(data),
-    )
 
 
 def test_check_fits_image_in_extension_and_marks(tmp_path: Path) -> None:

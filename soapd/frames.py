@@ -203,6 +203,7 @@ def run_task(
     Never raises an Exception: errors become outcomes (see the module docstring).
     Every log record made meanwhile carries ``frame_id`` (:func:`soapd.logs.frame_context`).
     """
+    from soapd.fileio import publish
     from soapd.output.export import write_table
     from soapd.pipeline import process_frame
 
@@ -224,7 +225,7 @@ def run_task(
             out.parent.mkdir(parents=True, exist_ok=True)
             part = out.with_name(out.name + ".part")
             write_table(result.table, part, fmt="parquet")
-            part.replace(out)
+            publish(part, out)
         except FrameRejected as exc:
             outcome, error = "rejected", f"rejected: {exc}"
         except FrameUnreadable as exc:

@@ -189,12 +189,9 @@ class Soap:
     def _catalog_service(self) -> ReferenceProvider | None:
         if not self._catalogs_built:
             self._catalogs_built = True
-            if self.config.calibration.enabled:
-                from soapd.catalogs import CatalogService
+            from soapd.catalogs import CatalogService
 
-                self._catalogs = CatalogService(
-                    self.config.calibration, self.config.paths.catalog_cache_dir
-                )
+            self._catalogs = CatalogService.if_enabled(self.config)
         return self._catalogs
 
     # -- download -----------------------------------------------------------------------

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from soapd.api.select import to_mjd
 from soapd.config import Config, load_config
 from soapd.errors import FrameUnreadable, SoapdError, StoreError
 from soapd.frames import Fetched, download_one
+from soapd.timeutil import to_mjd
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord

@@ -383,12 +383,10 @@ def _skynet_factory(config: Config) -> Callable[[Token], ExposureSource]:
 
 def _catalog_service(config: Config) -> ReferenceProvider | None:
     """Return the picklable catalog service handed to the workers (None when calibration is off)."""
-    if not config.calibration.enabled:
-        return None
     from soapd.catalogs import CatalogService
 
     logging.getLogger("astroquery").setLevel(logging.WARNING)
-    return CatalogService(config.calibration, config.paths.catalog_cache_dir)
+    return CatalogService.if_enabled(config)
 
 
 def _build_notifiers(config: Config) -> list[Notifier]:

@@ -70,7 +70,7 @@ def run_frame(ctx: Context, stages: Sequence[Stage] = STAGES) -> tuple[Context, 
     """Thread ``ctx`` through ``stages``; return the final context and seconds per stage.
 
     A :class:`SoapdError` raised by a stage is re-raised as the same class with the
-    stage name prefixed (``"detect: sep source extraction failed: ..."``); other
+    stage name prefixed (``"detect: sep.extract failed: ..."``); other
     exceptions get the stage name as an exception note and propagate unchanged.
     """
     timings: dict[str, float] = {}

@@ -141,6 +141,8 @@ def calibrate_sources(
     ``calibration.unfiltered_band`` for unfiltered frames (then CAL_UNFILTERED is
     set). Never raises for a missing catalog or too few stars: returns a
     Calibration with NaN zero point, the NO_CALIBRATION flag and a ``reason``.
+    A catalog that raises CatalogError (the provider's documented failure) is
+    skipped; any other exception from the provider is a bug and propagates.
 
     Parameters
     ----------
@@ -190,12 +192,6 @@ def calibrate_sources(
                 "calibration: %s unusable for %s: %s; trying the next catalog", name, ref_band, exc
             )
             reasons.append(f"{name}: {exc}")
-            continue
-        except Exception as exc:
-            logger.warning(
-                "calibration: %s failed unexpectedly (%s: %s)", name, type(exc).__name__, exc
-            )
-            reasons.append(f"{name}: {type(exc).__name__}: {exc}")
             continue
         sel = select_calibrators(sources, stars, config)
         best_matched = max(best_matched, sel.n_matched)

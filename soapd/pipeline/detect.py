@@ -1,26 +1,27 @@
 """Background (sep, with its RMS map), source extraction and the frame FWHM.
 
-sep's bare ``Exception`` is wrapped in :class:`~soapd.errors.ExtractionError`;
-the "internal pixel buffer full" overflow is retried once with twice the pixel
-stack. Pixel values are in electrons and coordinates are 0-based (sep's
-convention: the centre of the first pixel is 0.0).
+sep is called through :mod:`soapd.pipeline.sep_wrapper` (its C errors become
+:class:`~soapd.errors.ExtractionError`); the "internal pixel buffer full"
+overflow is retried once with twice the pixel stack. Pixel values are in
+electrons and coordinates are 0-based (sep's convention: the centre of the first
+pixel is 0.0).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import sep
 from scipy.spatial import cKDTree
 
 from soapd.config import ExtractionConfig
 from soapd.errors import ExtractionError
 from soapd.flags import Flag
+from soapd.pipeline import sep_wrapper
+from soapd.pipeline.sep_wrapper import PixelBufferFull
 
 __all__ = [
     "Background",
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 GAUSS_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-_PIXSTACK_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,16 +60,12 @@ class Background:
     @property
     def back_e(self) -> npt.NDArray[np.float64]:
         """The background map in electrons per pixel (sep's, without ``offset_e``)."""
-        back: npt.NDArray[np.float64] = self.sep_background.back(dtype=np.float64)
-        return back
+        return sep_wrapper.background_map(self.sep_background)
 
     def subtracted(self, data_e: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Return a copy of ``data_e`` minus sep's background map."""
         out = np.array(data_e, dtype=np.float64, copy=True)
-        try:
-            self.sep_background.subfrom(out)
-        except Exception as exc:
-            raise ExtractionError(f"sep background subtraction failed: {exc}") from exc
+        sep_wrapper.subtract_background(self.sep_background, out)
         return out
 
 
@@ -104,21 +100,15 @@ def measure_background(
     """Return the sep background and RMS maps of ``data_e`` (electrons), ignoring ``mask``.
 
     Raise ExtractionError when sep fails (e.g. the image is smaller than one mesh
-    in a way sep cannot handle).
+    in a way sep cannot handle) or the frame has no noise.
     """
-    try:
-        bkg = sep.Background(
-            data_e,
-            mask=mask if mask.any() else None,
-            bw=back_size_px,
-            bh=back_size_px,
-            fw=back_filter_size,
-            fh=back_filter_size,
-        )
-        rms = bkg.rms(dtype=np.float64)
-    except Exception as exc:
-        raise ExtractionError(f"sep background estimation failed: {exc}") from exc
-    if not np.isfinite(bkg.globalrms) or bkg.globalrms <= 0:
+    bkg, rms, global_back, global_rms = sep_wrapper.background(
+        data_e,
+        mask=mask if mask.any() else None,
+        mesh_px=back_size_px,
+        filter_size=back_filter_size,
+    )
+    if not np.isfinite(global_rms) or global_rms <= 0:
         raise ExtractionError(
             "the background RMS is zero or undefined: the frame has no noise (a constant "
             "or synthetic image without noise?)"
@@ -126,8 +116,8 @@ def measure_background(
     return Background(
         sep_background=bkg,
         rms_e=rms,
-        global_back_e=float(bkg.globalback),
-        global_rms_e=float(bkg.globalrms),
+        global_back_e=global_back,
+        global_rms_e=global_rms,
     )
 
 
@@ -176,24 +166,22 @@ def extract_sources(
     elif not isinstance(kernel, str):
         kwargs["filter_kernel"] = kernel
     pixstack = config.pixstack
-    for attempt in range(2):
-        with _PIXSTACK_LOCK:
-            sep.set_extract_pixstack(pixstack)
-            try:
-                objects, segmap = sep.extract(data_sub_e, config.thresh_sigma, **kwargs)
-            except Exception as exc:
-                text = str(exc)
-                if "pixel buffer full" in text and attempt == 0:
-                    pixstack *= 2
-                    continue
-                if "pixel buffer full" in text:
-                    raise ExtractionError(
-                        f"sep: internal pixel buffer full even with pixstack = {pixstack}; "
-                        "raise extraction.pixstack or extraction.thresh_sigma"
-                    ) from exc
-                raise ExtractionError(f"sep source extraction failed: {text}") from exc
-        return Detections(objects=objects, segmap=segmap, pixstack=pixstack)
-    raise ExtractionError("sep source extraction failed twice")  # pragma: no cover
+    try:
+        objects, segmap = sep_wrapper.extract(
+            data_sub_e, config.thresh_sigma, pixstack=pixstack, **kwargs
+        )
+    except PixelBufferFull:
+        pixstack *= 2
+        try:
+            objects, segmap = sep_wrapper.extract(
+                data_sub_e, config.thresh_sigma, pixstack=pixstack, **kwargs
+            )
+        except PixelBufferFull as exc:
+            raise ExtractionError(
+                f"sep: internal pixel buffer full even with pixstack = {pixstack}; "
+                "raise extraction.pixstack or extraction.thresh_sigma"
+            ) from exc
+    return Detections(objects=objects, segmap=segmap, pixstack=pixstack)
 
 
 def nearest_neighbour_px(x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -260,10 +248,7 @@ def measure_fwhm(
     sel = sel[np.argsort(-snr[sel])][:max_stars]
     guess = GAUSS_FWHM_PER_SIGMA * float(np.median(np.sqrt(a[sel] * b[sel])))
     rmax = np.full(len(sel), max(4.0 * guess, 3.0))
-    try:
-        r50, rflag = sep.flux_radius(data_sub_e, x[sel], y[sel], rmax, 0.5, mask=mask, subpix=5)
-    except Exception as exc:
-        raise ExtractionError(f"sep flux_radius failed while measuring the FWHM: {exc}") from exc
+    r50, rflag = sep_wrapper.flux_radius(data_sub_e, x[sel], y[sel], rmax, 0.5, mask=mask, subpix=5)
     good = (rflag & ~int(Flag.APER_TRUNC)) == 0
     good &= np.isfinite(r50) & (r50 > 0)
     fwhm = 2.0 * r50[good]

@@ -8,11 +8,10 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
-import sep
 from astropy.wcs import WCS
 
-from soapd.errors import ExtractionError
 from soapd.flags import Flag
+from soapd.pipeline import sep_wrapper
 from soapd.pipeline.context import Context, Forced
 from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA
 from soapd.pipeline.photometry import edge_distance_px, measure_apertures, sky_sample_size
@@ -120,10 +119,7 @@ def _recenter(ctx: Context, forced: Forced) -> Forced:
     sig = (fwhm if math.isfinite(fwhm) else 3.0) / GAUSS_FWHM_PER_SIGMA
     idx = np.flatnonzero(forced.measurable)
     x0, y0 = forced.x_px[idx], forced.y_px[idx]
-    try:
-        xw, yw, wflag = sep.winpos(data_sub, x0, y0, sig, mask=frame.mask)
-    except Exception as exc:
-        raise ExtractionError(f"sep winpos failed while re-centring: {exc}") from exc
+    xw, yw, wflag = sep_wrapper.winpos(data_sub, x0, y0, sig, mask=frame.mask)
     shift = np.hypot(xw - x0, yw - y0)
     r = need(ctx.apertures, "apertures").radii_px[0]
     sums = measure_apertures(

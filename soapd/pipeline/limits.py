@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import sep
 
-from soapd.errors import ExtractionError
+from soapd.pipeline import sep_wrapper
 
 __all__ = ["BlankSky", "analytic_limit_flux", "blank_sky", "exclusion_mask", "flux_to_mag"]
 
@@ -83,7 +82,9 @@ def exclusion_mask(
     if len(objects) and dilate_px >= 0:
         a = 3.0 * objects["a"] + dilate_px
         b = 3.0 * objects["b"] + dilate_px
-        sep.mask_ellipse(exclude, objects["x"], objects["y"], a, b, objects["theta"], r=1.0)
+        sep_wrapper.mask_ellipse(
+            exclude, objects["x"], objects["y"], a=a, b=b, theta=objects["theta"], r=1.0
+        )
     return np.asarray(exclude)
 
 
@@ -121,35 +122,32 @@ def blank_sky(
     ys: list[npt.NDArray[np.float64]] = []
     kept = 0
     drawn = 0
-    try:
-        while kept < n_samples and drawn < 20 * n_samples:
-            batch = max(2 * (n_samples - kept), 64)
-            drawn += batch
-            x = rng.uniform(lo, nx - 1 - lo, batch)
-            y = rng.uniform(lo, ny - 1 - lo, batch)
-            centre_ok = ~exclude[np.round(y).astype(np.int64), np.round(x).astype(np.int64)]
-            x, y = x[centre_ok], y[centre_ok]
-            if len(x) == 0:
-                continue
-            _, _, flag = sep.sum_circle(data_sub_e, x, y, r_max, mask=exclude, subpix=1)
-            ok = flag == 0
-            xs.append(x[ok])
-            ys.append(y[ok])
-            kept += int(ok.sum())
-        if kept == 0:
-            return nan_result
-        x = np.concatenate(xs)[:n_samples]
-        y = np.concatenate(ys)[:n_samples]
-        sigma: dict[float, float] = {}
-        for r in radii_px:
-            sums, _, _ = sep.sum_circle(data_sub_e, x, y, r, subpix=subpix)
-            sums = sums[np.isfinite(sums)]
-            if len(sums) < 20:
-                sigma[r] = math.nan
-            elif estimator == "std":
-                sigma[r] = float(np.std(sums, ddof=1))
-            else:
-                sigma[r] = 1.4826 * float(np.median(np.abs(sums - np.median(sums))))
-    except Exception as exc:
-        raise ExtractionError(f"sep failed while sampling blank sky: {exc}") from exc
+    while kept < n_samples and drawn < 20 * n_samples:
+        batch = max(2 * (n_samples - kept), 64)
+        drawn += batch
+        x = rng.uniform(lo, nx - 1 - lo, batch)
+        y = rng.uniform(lo, ny - 1 - lo, batch)
+        centre_ok = ~exclude[np.round(y).astype(np.int64), np.round(x).astype(np.int64)]
+        x, y = x[centre_ok], y[centre_ok]
+        if len(x) == 0:
+            continue
+        _, _, flag = sep_wrapper.sum_circle(data_sub_e, x, y, r_max, mask=exclude, subpix=1)
+        ok = flag == 0
+        xs.append(x[ok])
+        ys.append(y[ok])
+        kept += int(ok.sum())
+    if kept == 0:
+        return nan_result
+    x = np.concatenate(xs)[:n_samples]
+    y = np.concatenate(ys)[:n_samples]
+    sigma: dict[float, float] = {}
+    for r in radii_px:
+        sums, _, _ = sep_wrapper.sum_circle(data_sub_e, x, y, r, subpix=subpix)
+        sums = sums[np.isfinite(sums)]
+        if len(sums) < 20:
+            sigma[r] = math.nan
+        elif estimator == "std":
+            sigma[r] = float(np.std(sums, ddof=1))
+        else:
+            sigma[r] = 1.4826 * float(np.median(np.abs(sums - np.median(sums))))
     return BlankSky(sigma_e=sigma, n_used=len(x), masked_fraction=float(exclude.mean()))

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import sep
 
-from soapd.errors import ExtractionError
 from soapd.flags import Flag
+from soapd.pipeline import sep_wrapper
 
 __all__ = ["ApertureSums", "edge_distance_px", "measure_apertures", "sky_sample_size"]
 
@@ -72,8 +71,8 @@ def _local_sky(
     """Return (mean residual sky per pixel, usable annulus pixels) around each position."""
     rin, rout = annulus_px
     ones = np.ones_like(data_sub_e)
-    total, _, _ = sep.sum_circann(data_sub_e, x, y, rin, rout, mask=exclude, subpix=1)
-    area, _, _ = sep.sum_circann(ones, x, y, rin, rout, mask=exclude, subpix=1)
+    total, _, _ = sep_wrapper.sum_circann(data_sub_e, x, y, rin, rout, mask=exclude, subpix=1)
+    area, _, _ = sep_wrapper.sum_circann(ones, x, y, rin, rout, mask=exclude, subpix=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         sky = np.where(area >= 10.0, total / area, 0.0)
     return np.asarray(sky, np.float64), np.asarray(area, np.float64)
@@ -113,37 +112,34 @@ def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the
         )
     ny, nx = data_sub_e.shape
     any_mask = bool(mask.any())
-    try:
-        flux, err, flag = sep.sum_circle(
-            data_sub_e,
-            x,
-            y,
-            radius_px,
-            err=rms_e,
-            mask=mask if any_mask else None,
-            gain=1.0,
-            subpix=subpix,
-        )
-        flag = flag.astype(np.int64)
-        if any_mask and saturated.any():
-            _, _, sat = sep.sum_circle(data_sub_e, x, y, radius_px, mask=saturated, subpix=1)
-            flag |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
-        ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
-        iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
-        pixel_var = (rms_scale * rms_e[iy, ix]) ** 2
-        area = math.pi * radius_px**2
-        if annulus_px is not None:
-            exclude = mask if sources is None else (mask | sources)
-            sky, n_sky = _local_sky(data_sub_e, exclude, x, y, annulus_px)
-            flux = flux - sky * area
-        else:
-            flux = flux - sky_offset_e * area
-            n_sky = np.full(n, mesh_sky_px)
-        if rms_scale != 1.0:
-            poisson = np.clip(flux, 0.0, None)
-            err = np.sqrt(np.clip(err**2 - poisson, 0.0, None) * rms_scale**2 + poisson)
-    except Exception as exc:
-        raise ExtractionError(f"sep aperture photometry failed: {exc}") from exc
+    flux, err, flag = sep_wrapper.sum_circle(
+        data_sub_e,
+        x,
+        y,
+        radius_px,
+        err=rms_e,
+        mask=mask if any_mask else None,
+        gain=1.0,
+        subpix=subpix,
+    )
+    flag = flag.astype(np.int64)
+    if any_mask and saturated.any():
+        _, _, sat = sep_wrapper.sum_circle(data_sub_e, x, y, radius_px, mask=saturated, subpix=1)
+        flag |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
+    ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
+    iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
+    pixel_var = (rms_scale * rms_e[iy, ix]) ** 2
+    area = math.pi * radius_px**2
+    if annulus_px is not None:
+        exclude = mask if sources is None else (mask | sources)
+        sky, n_sky = _local_sky(data_sub_e, exclude, x, y, annulus_px)
+        flux = flux - sky * area
+    else:
+        flux = flux - sky_offset_e * area
+        n_sky = np.full(n, mesh_sky_px)
+    if rms_scale != 1.0:
+        poisson = np.clip(flux, 0.0, None)
+        err = np.sqrt(np.clip(err**2 - poisson, 0.0, None) * rms_scale**2 + poisson)
     with np.errstate(divide="ignore", invalid="ignore"):
         sky_term = np.where(n_sky > 0, area**2 * pixel_var / n_sky, np.inf)
     flux_err = np.sqrt(err**2 + sky_term)

@@ -14,11 +14,8 @@ from hypothesis import strategies as st
 from soapd.config import CalibrationConfig
 from soapd.errors import CatalogError
 from soapd.flags import Flag
-from soapd.pipeline.calibrate import (
-    calibrate_sources,
-    convert_mag_system,
-    fit_zero_point,
-)
+from soapd.pipeline.calibrate import calibrate_sources, fit_zero_point
+from soapd.pipeline.table import convert_mag_system
 
 RA0, DEC0 = 150.0, 20.0
 ZP = 21.37

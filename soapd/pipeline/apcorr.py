@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from astropy.stats import mad_std
 
 from soapd.config import PhotometryConfig
 from soapd.pipeline import sep_wrapper
@@ -127,7 +128,7 @@ def curve_of_growth(
         return empty
     frac = flux[:, good] / total[good]
     median = np.median(frac, axis=1, keepdims=True)
-    mad = 1.4826 * np.median(np.abs(frac - median), axis=1, keepdims=True)
+    mad = mad_std(frac, axis=1)[:, None]
     inner = grid <= 0.5 * r_total_px
     outlier = np.any((np.abs(frac - median) > 5.0 * np.maximum(mad, 1e-4))[inner], axis=0)
     keep = np.flatnonzero(good)

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
+from astropy.coordinates import angular_separation
 from astropy.wcs import WCS
 
 from soapd.flags import Flag
@@ -33,18 +34,9 @@ def frame_footprint(wcs: WCS, shape: tuple[int, int]) -> tuple[float, float, flo
     ys = np.array([(ny - 1) / 2.0, 0, 0, ny - 1, ny - 1], np.float64)
     ra, dec = wcs.all_pix2world(xs, ys, 0)
     ra_r, dec_r = np.radians(ra), np.radians(dec)
-    cos_d = np.sin(dec_r[0]) * np.sin(dec_r[1:]) + np.cos(dec_r[0]) * np.cos(dec_r[1:]) * np.cos(
-        ra_r[1:] - ra_r[0]
-    )
-    radius = float(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))).max())
+    corners_rad = angular_separation(ra_r[0], dec_r[0], ra_r[1:], dec_r[1:])
+    radius = float(np.degrees(corners_rad).max())
     return float(ra[0] % 360.0), float(dec[0]), radius
-
-
-def _separation_deg(ra1: float, dec1: float, ra2: F64, dec2: F64) -> F64:
-    r1, d1 = math.radians(ra1), math.radians(dec1)
-    r2, d2 = np.radians(ra2), np.radians(dec2)
-    cos_d = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(r2 - r1)
-    return np.asarray(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))), np.float64)
 
 
 def _place(wcs: WCS, shape: tuple[int, int], ra_deg: F64, dec_deg: F64) -> tuple[F64, F64]:
@@ -59,7 +51,10 @@ def _place(wcs: WCS, shape: tuple[int, int], ra_deg: F64, dec_deg: F64) -> tuple
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     c_ra, c_dec, radius = frame_footprint(wcs, shape)
-    far = _separation_deg(c_ra, c_dec, ra_deg, dec_deg) > 1.5 * radius + 1e-3
+    sep_rad = angular_separation(
+        math.radians(c_ra), math.radians(c_dec), np.radians(ra_deg), np.radians(dec_deg)
+    )
+    far = np.degrees(sep_rad) > 1.5 * radius + 1e-3
     x[far] = np.nan
     y[far] = np.nan
     return x, y

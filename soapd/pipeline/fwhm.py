@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
+from astropy.stats import mad_std
 
 from soapd.flags import Flag
 from soapd.pipeline import sep_wrapper
@@ -96,7 +97,7 @@ def measure_fwhm(
     keep = np.ones(len(fwhm), dtype=bool)
     for _ in range(5):
         med = float(np.median(fwhm[keep]))
-        mad = 1.4826 * float(np.median(np.abs(fwhm[keep] - med)))
+        mad = float(mad_std(fwhm[keep]))
         new = np.abs(fwhm - med) <= 3.0 * max(mad, 1e-6 * med)
         if np.array_equal(new, keep):
             break

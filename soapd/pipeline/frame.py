@@ -171,17 +171,19 @@ def _read_pixels(path: Path, config: FrameConfig) -> tuple[npt.NDArray[np.float6
     return raw, header
 
 
-def _check_not_blank(raw: npt.NDArray[np.float64], path: Path) -> None:
-    """Raise FrameRejected when every pixel is NaN/inf or the image is constant."""
-    if not np.isfinite(raw).any():
+def _finite_not_blank(raw: npt.NDArray[np.float64], path: Path) -> npt.NDArray[np.bool_]:
+    """Return the finite pixels; raise FrameRejected when none is or the image is constant."""
+    finite = np.isfinite(raw)
+    if not finite.any():
         raise FrameRejected(f"{path}: every pixel is NaN or infinite")
     top, bottom = float(np.nanmax(raw)), float(np.nanmin(raw))
     if top == bottom:
         raise FrameRejected(f"{path}: the image is constant ({top:g}); no sky, no stars")
+    return finite
 
 
 def _masks(
-    raw: npt.NDArray[np.float64], threshold_adu: float
+    raw: npt.NDArray[np.float64], finite: npt.NDArray[np.bool_], threshold_adu: float
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """Return (unusable pixels: non-finite or saturated, saturated: at/above ``threshold_adu``)."""
     if math.isfinite(threshold_adu):
@@ -189,7 +191,7 @@ def _masks(
             saturated = raw >= threshold_adu
     else:
         saturated = np.zeros(raw.shape, dtype=bool)
-    return ~np.isfinite(raw) | saturated, saturated
+    return ~finite | saturated, saturated
 
 
 def load_frame(path: str | Path, *, config: FrameConfig, meta: ExposureMeta | None = None) -> Frame:
@@ -226,7 +228,7 @@ def _load_frame(path: Path, *, config: FrameConfig, meta: ExposureMeta | None) -
     no observation time).
     """
     raw, header = _read_pixels(path, config)
-    _check_not_blank(raw, path)
+    finite = _finite_not_blank(raw, path)
     notes: list[str] = []
     telescope = str(header.get("TELESCOP") or (meta.telescope if meta else None) or "unknown")
     telescope = telescope.strip() or "unknown"
@@ -236,7 +238,8 @@ def _load_frame(path: Path, *, config: FrameConfig, meta: ExposureMeta | None) -
         raw, overscan_adu = _overscan(raw, header, notes)
         if overscan_adu:
             notes.append(f"overscan {overscan_adu:.1f} ADU subtracted, trimmed to TRIMSEC")
-    mask, saturated = _masks(raw, sat_adu * config.saturation_fraction - overscan_adu)
+        finite = np.isfinite(raw)
+    mask, saturated = _masks(raw, finite, sat_adu * config.saturation_fraction - overscan_adu)
     gain_e, gain_source = gain(header, meta, config, notes)
     rn_e, rn_source = read_noise(header, meta, config)
     exptime_s = exposure_time(header, meta, path)

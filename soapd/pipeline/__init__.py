@@ -6,11 +6,20 @@ threads the context through the chain, times each stage and prefixes errors with
 the stage name. :func:`process_frame` is the public entry point (the one-shot
 ``soapd process``, the daemon's workers and the benchmark all call it).
 
+Where things live: stage ``name`` is ``stage_<name>`` in module ``<name>.py``
+(``load``, ``quality``, ``background``, ``detect``, ``skymask``, ``fwhm``,
+``apertures``, ``forced``, ``photometry``, ``limits``, ``calibrate``, ``table``).
+Helpers they share: ``context.py`` (the Context and its records), ``frame.py``
+(FITS reading), ``apcorr.py`` (curve of growth), ``crossmatch.py`` and
+``zeropoint.py`` (calibration), ``sep_wrapper.py`` (every call into sep; its C
+errors become :class:`~soapd.errors.ExtractionError` there and only there).
+
 Outcomes: :class:`~soapd.errors.FrameUnreadable` / :class:`~soapd.errors.FrameRejected`
 mean the frame cannot be measured (retrying will not help); any other
-:class:`~soapd.errors.SoapdError` may be retried. A frame without WCS is *not*
-rejected: the field photometry runs, and each requested target gets a row
-flagged ``NO_WCS | OFF_FRAME`` with no flux, plus a note in the summary.
+:class:`~soapd.errors.SoapdError` may be retried; any other exception is a bug and
+propagates as itself, with the stage named in an exception note. A frame without
+WCS is *not* rejected: the field photometry runs, and each requested target gets a
+row flagged ``NO_WCS | OFF_FRAME`` with no flux, plus a note in the summary.
 """
 
 from __future__ import annotations
@@ -23,36 +32,29 @@ from soapd.columns import FrameResult
 from soapd.config import Config
 from soapd.errors import SoapdError
 from soapd.models import ExposureMeta, Target
-from soapd.pipeline.assemble import stage_calibrate, stage_table
-from soapd.pipeline.calibrate import ReferenceProvider
+from soapd.pipeline.apertures import stage_apertures
+from soapd.pipeline.background import stage_background
+from soapd.pipeline.calibrate import ReferenceProvider, stage_calibrate
 from soapd.pipeline.context import Context
+from soapd.pipeline.detect import stage_detect
 from soapd.pipeline.forced import stage_forced
-from soapd.pipeline.stages import (
-    check_has_pixels,
-    stage_apertures,
-    stage_background,
-    stage_detect,
-    stage_fwhm,
-    stage_limits,
-    stage_load,
-    stage_photometry,
-    stage_skymask,
-)
+from soapd.pipeline.fwhm import stage_fwhm
+from soapd.pipeline.limits import stage_limits
+from soapd.pipeline.load import stage_load
+from soapd.pipeline.photometry import stage_photometry
+from soapd.pipeline.quality import stage_quality
+from soapd.pipeline.skymask import stage_skymask
+from soapd.pipeline.table import stage_table
 
 __all__ = ["STAGES", "Stage", "process_frame", "run_frame"]
 
 Stage = tuple[str, Callable[[Context], Context]]
 
 
-def _stage_quality(ctx: Context) -> Context:
-    check_has_pixels(ctx)
-    return ctx
-
-
 #: The stage chain, in order.
 STAGES: tuple[Stage, ...] = (
     ("load", stage_load),
-    ("quality", _stage_quality),
+    ("quality", stage_quality),
     ("background", stage_background),
     ("detect", stage_detect),
     ("skymask", stage_skymask),
@@ -70,7 +72,7 @@ def run_frame(ctx: Context, stages: Sequence[Stage] = STAGES) -> tuple[Context, 
     """Thread ``ctx`` through ``stages``; return the final context and seconds per stage.
 
     A :class:`SoapdError` raised by a stage is re-raised as the same class with the
-    stage name prefixed (``"detect: sep source extraction failed: ..."``); other
+    stage name prefixed (``"detect: sep.extract failed: ..."``); other
     exceptions get the stage name as an exception note and propagate unchanged.
     """
     timings: dict[str, float] = {}

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import sep
+from astropy.stats import mad_std
 
 from soapd.config import PhotometryConfig
-from soapd.errors import ExtractionError
+from soapd.pipeline import sep_wrapper
 
 __all__ = ["CurveOfGrowth", "choose_radii", "curve_of_growth"]
 
@@ -113,11 +113,8 @@ def curve_of_growth(
     seg: dict[str, object] = {}
     if segmap is not None and seg_id is not None:
         seg = {"segmap": segmap, "seg_id": np.tile(np.asarray(seg_id, np.int32), len(grid))}
-    try:
-        _, _, edge_flag = sep.sum_circle(data_sub_e, x, y, r_total_px, mask=any_mask, subpix=1)
-        flux, _, _ = sep.sum_circle(data_sub_e, xs, ys, rs, mask=any_mask, subpix=subpix, **seg)
-    except Exception as exc:
-        raise ExtractionError(f"sep failed while building the curve of growth: {exc}") from exc
+    _, _, edge_flag = sep_wrapper.sum_circle(data_sub_e, x, y, r_total_px, mask=any_mask, subpix=1)
+    flux, _, _ = sep_wrapper.sum_circle(data_sub_e, xs, ys, rs, mask=any_mask, subpix=subpix, **seg)
     flux = flux.reshape(len(grid), n) - sky_offset_e * np.pi * grid[:, None] ** 2
     total = flux[-1]
     noise = np.sqrt(np.pi * r_total_px**2 * pixel_rms_e**2 + np.clip(total, 0, None))
@@ -131,7 +128,7 @@ def curve_of_growth(
         return empty
     frac = flux[:, good] / total[good]
     median = np.median(frac, axis=1, keepdims=True)
-    mad = 1.4826 * np.median(np.abs(frac - median), axis=1, keepdims=True)
+    mad = mad_std(frac, axis=1)[:, None]
     inner = grid <= 0.5 * r_total_px
     outlier = np.any((np.abs(frac - median) > 5.0 * np.maximum(mad, 1e-4))[inner], axis=0)
     keep = np.flatnonzero(good)

@@ -1,4 +1,8 @@
-"""Cross-match detections with reference stars and fit a robust zero point.
+"""Stage ``calibrate``: the frame's zero point from reference stars (or the caller's).
+
+Detections are cross-matched with catalog stars (:mod:`soapd.pipeline.crossmatch`)
+and a robust zero point is fitted (:mod:`soapd.pipeline.zeropoint`), walking the
+catalog chain until one catalog gives a fit.
 
 Conventions: instrumental magnitudes are ``ins_mag = -2.5 log10(flux_e / exptime_s)``
 (electrons per second, aperture-corrected to total flux), so the zero point is
@@ -32,21 +36,23 @@ NO_CALIBRATION flag and a ``reason`` naming every catalog tried and why it faile
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from astropy.table import Table
 
 from soapd.errors import CatalogError
-from soapd.filters import AB_MINUS_VEGA, is_unfiltered
+from soapd.filters import AB_MINUS_VEGA, is_unfiltered, mag_system
 from soapd.flags import Flag
+from soapd.pipeline.context import Context, need
 from soapd.pipeline.crossmatch import Selection, column, select_calibrators
+from soapd.pipeline.forced import frame_footprint
+from soapd.pipeline.photometry import MAG_PER_REL_FLUX
 from soapd.pipeline.zeropoint import ZeroPointFit, fit_zero_point
 
 if TYPE_CHECKING:
-    from astropy.table import Table
-
     from soapd.config import CalibrationConfig
 
 __all__ = [
@@ -54,9 +60,10 @@ __all__ = [
     "ReferenceProvider",
     "ZeroPointFit",
     "calibrate_sources",
-    "convert_mag_system",
+    "calibration_sources",
     "fit_zero_point",
     "select_calibrators",
+    "stage_calibrate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,6 +148,8 @@ def calibrate_sources(
     ``calibration.unfiltered_band`` for unfiltered frames (then CAL_UNFILTERED is
     set). Never raises for a missing catalog or too few stars: returns a
     Calibration with NaN zero point, the NO_CALIBRATION flag and a ``reason``.
+    A catalog that raises CatalogError (the provider's documented failure) is
+    skipped; any other exception from the provider is a bug and propagates.
 
     Parameters
     ----------
@@ -176,57 +185,95 @@ def calibrate_sources(
         )
     reasons: list[str] = []
     best_matched = 0
+    cone = (center_ra_deg, center_dec_deg, radius_deg)
     for name in chain:
-        try:
-            stars = catalogs.stars(
-                name,
-                ra_deg=center_ra_deg,
-                dec_deg=center_dec_deg,
-                radius_deg=radius_deg,
-                band=ref_band,
-            )
-        except CatalogError as exc:
-            logger.warning(
-                "calibration: %s unusable for %s: %s; trying the next catalog", name, ref_band, exc
-            )
-            reasons.append(f"{name}: {exc}")
-            continue
-        except Exception as exc:
-            logger.warning(
-                "calibration: %s failed unexpectedly (%s: %s)", name, type(exc).__name__, exc
-            )
-            reasons.append(f"{name}: {type(exc).__name__}: {exc}")
-            continue
-        sel = select_calibrators(sources, stars, config)
-        best_matched = max(best_matched, sel.n_matched)
-        cut_note = ", ".join(f"{k} {v}" for k, v in sel.removed.items()) or "none removed"
-        if len(sel.src_idx) < config.min_stars:
-            msg = (
-                f"{name}: {len(sel.src_idx)} usable calibrators of {sel.n_matched} matched "
-                f"(need {config.min_stars}; {cut_note})"
-            )
-            logger.warning("calibration: %s; trying the next catalog", msg)
-            reasons.append(msg)
-            continue
-        cal = _fit_catalog(
-            sources, stars, sel, name=name, ref_band=ref_band, flags=flags, config=config
+        cal, reason, n_matched = _try_catalog(
+            sources,
+            name,
+            cone=cone,
+            ref_band=ref_band,
+            flags=flags,
+            config=config,
+            catalogs=catalogs,
         )
-        if cal.ok:
-            logger.info(
-                "calibration: %s %s zp=%.3f+-%.3f scatter=%.3f n=%d/%d (%s)",
-                name,
-                ref_band,
-                cal.zp_mag,
-                cal.zp_err_mag,
-                cal.scatter_mag,
-                cal.n_stars,
-                cal.n_matched,
-                cut_note,
-            )
+        if cal is not None:
             return cal
-        logger.warning("calibration: %s: %s; trying the next catalog", name, cal.reason)
-        reasons.append(f"{name}: {cal.reason}")
+        reasons.append(reason)
+        best_matched = max(best_matched, n_matched)
     return _failed("; ".join(reasons), flags=flags, ref_band=ref_band, n_matched=best_matched)
+
+
+def _try_catalog(
+    sources: Table,
+    name: str,
+    *,
+    cone: tuple[float, float, float],
+    ref_band: str,
+    flags: int,
+    config: CalibrationConfig,
+    catalogs: ReferenceProvider,
+) -> tuple[Calibration | None, str, int]:
+    """Fit against catalog ``name`` in ``cone`` (RA, Dec, radius; deg).
+
+    Return (the calibration or None, why it failed, how many pairs matched).
+    """
+    ra_deg, dec_deg, radius_deg = cone
+    try:
+        stars = catalogs.stars(
+            name, ra_deg=ra_deg, dec_deg=dec_deg, radius_deg=radius_deg, band=ref_band
+        )
+    except CatalogError as exc:
+        logger.warning(
+            "calibration: %s unusable for %s: %s; trying the next catalog", name, ref_band, exc
+        )
+        return None, f"{name}: {exc}", 0
+    sel = select_calibrators(sources, stars, config)
+    cut_note = ", ".join(f"{k} {v}" for k, v in sel.removed.items()) or "none removed"
+    if len(sel.src_idx) < config.min_stars:
+        msg = (
+            f"{name}: {len(sel.src_idx)} usable calibrators of {sel.n_matched} matched "
+            f"(need {config.min_stars}; {cut_note})"
+        )
+        logger.warning("calibration: %s; trying the next catalog", msg)
+        return None, msg, sel.n_matched
+    cal = _fit_catalog(
+        sources, stars, sel, name=name, ref_band=ref_band, flags=flags, config=config
+    )
+    if not cal.ok:
+        logger.warning("calibration: %s: %s; trying the next catalog", name, cal.reason)
+        return None, f"{name}: {cal.reason}", sel.n_matched
+    logger.info(
+        "calibration: %s %s zp=%.3f+-%.3f scatter=%.3f n=%d/%d (%s)",
+        name,
+        ref_band,
+        cal.zp_mag,
+        cal.zp_err_mag,
+        cal.scatter_mag,
+        cal.n_stars,
+        cal.n_matched,
+        cut_note,
+    )
+    return cal, "", sel.n_matched
+
+
+def _with_colour(
+    color: npt.NDArray[np.float64],
+    color_err: npt.NDArray[np.float64],
+    min_stars: int,
+    name: str,
+    color_name: object,
+) -> npt.NDArray[np.bool_] | None:
+    """Return which calibrators have a colour; None (logged) when too few for a colour term."""
+    has = np.isfinite(color) & np.isfinite(color_err)
+    if has.sum() >= max(min_stars, 3):
+        return has
+    logger.warning(
+        "calibration: %s: only %d calibrators have a %s colour; fitting zp alone",
+        name,
+        int(has.sum()),
+        color_name,
+    )
+    return None
 
 
 def _fit_catalog(
@@ -249,8 +296,9 @@ def _fit_catalog(
     src_idx = sel.src_idx
     use_color = config.color_term and bool(stars.meta.get("color_name"))
     if use_color:
-        has = np.isfinite(color) & np.isfinite(color_err)
-        if has.sum() >= max(config.min_stars, 3):
+        has = _with_colour(color, color_err, config.min_stars, name, stars.meta.get("color_name"))
+        use_color = has is not None
+        if has is not None:
             delta, sigma, color, color_err, src_idx = (
                 delta[has],
                 sigma[has],
@@ -258,14 +306,6 @@ def _fit_catalog(
                 color_err[has],
                 src_idx[has],
             )
-        else:
-            logger.warning(
-                "calibration: %s: only %d calibrators have a %s colour; fitting zp alone",
-                name,
-                int(has.sum()),
-                stars.meta.get("color_name"),
-            )
-            use_color = False
     fit = fit_zero_point(
         delta,
         sigma,
@@ -276,7 +316,6 @@ def _fit_catalog(
         min_stars=config.min_stars,
         floor_mag=config.zp_floor_mag,
     )
-    system = str(stars.meta.get("system", "none"))
     if fit is None:
         return _failed(
             f"fewer than {config.min_stars} calibrators survive clipping",
@@ -284,19 +323,15 @@ def _fit_catalog(
             ref_band=ref_band,
             n_matched=sel.n_matched,
         )
-    zp = fit.zp_mag
-    if config.convert_to_ab and system == "Vega" and ref_band in AB_MINUS_VEGA:
-        zp += AB_MINUS_VEGA[ref_band]
-        system = "AB"
-    return Calibration(
-        zp_mag=zp,
+    cal = Calibration(
+        zp_mag=fit.zp_mag,
         zp_err_mag=fit.zp_err_mag,
         scatter_mag=fit.scatter_mag,
         n_stars=int(fit.keep.sum()),
         n_matched=sel.n_matched,
         catalog=name,
         ref_band=ref_band,
-        mag_system=system,
+        mag_system=str(stars.meta.get("system", "none")),
         color_term=fit.color_term,
         color_term_err=fit.color_term_err,
         flags=flags,
@@ -307,41 +342,98 @@ def _fit_catalog(
         color_ref_mag=fit.color_ref_mag,
         ref_how=str(stars.meta.get("how", "")),
     )
+    return _to_ab(cal) if config.convert_to_ab else cal
 
 
-def convert_mag_system(table: Table, to: str) -> Table:
-    """Return a copy of a result/lightcurve table with calibrated rows on system ``to``.
+def calibration_sources(ctx: Context, radius_index: int) -> Table:
+    """Return the detections at one radius as the table ``calibrate_sources`` takes.
 
-    Rows whose ``cal_mag_system`` is the other system and whose ``band`` has an
-    entry in ``soapd.filters.AB_MINUS_VEGA`` get ``calibrated_mag``, ``zeropoint``
-    and every ``limiting_mag*`` column shifted by m_AB - m_Vega; their
-    ``cal_mag_system`` becomes ``to``. Other rows (uncalibrated, unfiltered,
-    narrow bands) are left as they are. Raise ValueError for a ``to`` other
-    than "AB" or "Vega".
+    Columns: ra, dec (deg), ins_mag (aperture-corrected, e-/s), ins_mag_err, flag, snr.
     """
-    if to not in ("AB", "Vega"):
-        raise ValueError(f"magnitude system must be 'AB' or 'Vega', not {to!r}")
-    out = table.copy()
-    if len(out) == 0 or "cal_mag_system" not in out.colnames or "band" not in out.colnames:
-        return out
-    src = "Vega" if to == "AB" else "AB"
-    sign = 1.0 if to == "AB" else -1.0
-    systems = np.asarray(out["cal_mag_system"]).astype(str)
-    bands = np.asarray(out["band"]).astype(str)
-    offset = np.array([AB_MINUS_VEGA.get(b, np.nan) for b in bands])
-    rows = (systems == src) & np.isfinite(offset)
-    cols = [
-        c
-        for c in out.colnames
-        if c in ("calibrated_mag", "zeropoint") or c.startswith("limiting_mag")
-    ]
-    for c in cols:
-        values = np.asarray(out[c], dtype=float).copy()
-        values[rows] += sign * offset[rows]
-        out[c] = (
-            values if not hasattr(out[c], "unit") or out[c].unit is None else values * out[c].unit
+    frame = need(ctx.frame, "frame")
+    blocks = need(ctx.blocks, "blocks")
+    aps = need(ctx.apertures, "apertures")
+    det = ~blocks.is_forced
+    flux = blocks.flux_e[radius_index, det]
+    err = blocks.flux_err_e[radius_index, det]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        positive = np.where(flux > 0, flux, np.nan)
+        ins = -2.5 * np.log10(positive / frame.exptime_s) + aps.ap_corr_mag[radius_index]
+        ins_err = MAG_PER_REL_FLUX * err / positive
+        snr = flux / err
+    return Table(
+        {
+            "ra": blocks.ra_deg[det],
+            "dec": blocks.dec_deg[det],
+            "ins_mag": ins,
+            "ins_mag_err": ins_err,
+            "flag": blocks.flag[radius_index, det],
+            "snr": snr,
+        }
+    )
+
+
+def _to_ab(cal: Calibration) -> Calibration:
+    """Return ``cal`` moved onto the AB scale when it is a Vega zero point of a known band."""
+    if not cal.ok or cal.mag_system != "Vega" or cal.ref_band not in AB_MINUS_VEGA:
+        return cal
+    return replace(cal, zp_mag=cal.zp_mag + AB_MINUS_VEGA[cal.ref_band], mag_system="AB")
+
+
+def _catalog_fits(ctx: Context, catalogs: ReferenceProvider) -> tuple[Calibration, ...]:
+    """Return one catalog fit per radius: one fit shared by all, or one fit per radius.
+
+    With aperture correction (or one radius) one fit at the calibration radius
+    serves every radius, since all magnitudes are total magnitudes; without it,
+    each radius gets its own fit (skynetsoap bug B3).
+    """
+    frame = need(ctx.frame, "frame")
+    aps = need(ctx.apertures, "apertures")
+    wcs = need(frame.wcs, "WCS")
+    n_r = len(aps.radii_px)
+    c_ra, c_dec, radius = frame_footprint(wcs, frame.shape)
+    fit = [aps.cal_index] if (aps.corrected or n_r == 1) else list(range(n_r))
+    found: dict[int, Calibration] = {}
+    for i in fit:
+        found[i] = calibrate_sources(
+            calibration_sources(ctx, i),
+            band=frame.band,
+            center_ra_deg=c_ra,
+            center_dec_deg=c_dec,
+            radius_deg=radius,
+            config=ctx.config.calibration,
+            catalogs=catalogs,
         )
-    sys_col = systems.astype(object)
-    sys_col[rows] = to
-    out["cal_mag_system"] = sys_col.astype(str)
-    return out
+    return tuple(found.get(i, found[aps.cal_index]) for i in range(n_r))
+
+
+def stage_calibrate(ctx: Context) -> Context:
+    """Find the zero point: the caller's, else a catalog fit, else none (NO_CALIBRATION)."""
+    frame = need(ctx.frame, "frame")
+    aps = need(ctx.apertures, "apertures")
+    n_r = len(aps.radii_px)
+    cal_cfg = ctx.config.calibration
+    if ctx.zeropoint is not None:
+        cal = Calibration(
+            zp_mag=float(ctx.zeropoint),
+            zp_err_mag=0.0,
+            ref_band=frame.band,
+            mag_system=mag_system(frame.band),
+            reason="zero point given by the caller",
+        )
+        cals: tuple[Calibration, ...] = (cal,) * n_r
+    elif ctx.catalogs is None:
+        cals = (_failed("no reference catalogs given", flags=0, ref_band=""),) * n_r
+    elif not cal_cfg.enabled:
+        cals = (_failed("calibration.enabled = false", flags=0, ref_band=""),) * n_r
+    elif frame.wcs is None:
+        cals = (_failed("no WCS: catalog stars cannot be matched", flags=0, ref_band=""),) * n_r
+    else:
+        cals = _catalog_fits(ctx, ctx.catalogs)
+    if cal_cfg.convert_to_ab:
+        cals = tuple(_to_ab(c) for c in cals)
+    notes = ctx.notes
+    main = cals[aps.cal_index]
+    if not main.ok:
+        notes += (f"no zero point: {main.reason or 'calibration failed'}",)
+    return replace(ctx, calibrations=cals, notes=notes)

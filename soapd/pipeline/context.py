@@ -1,26 +1,44 @@
-"""The value threaded through the pipeline stages, and its intermediate records."""
+"""The value threaded through the pipeline stages, and its intermediate records.
+
+Each stage module (see :data:`soapd.pipeline.STAGES`) takes a :class:`Context` and
+returns a new one with its product filled in; :func:`need` fetches an earlier
+stage's product. The records of the science modules are imported for type checking
+only, so that every stage module can import this one without an import cycle.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from soapd.columns import FrameResult
-from soapd.config import Config
-from soapd.models import ExposureMeta, Target
-from soapd.pipeline.apcorr import CurveOfGrowth
-from soapd.pipeline.calibrate import Calibration, ReferenceProvider
-from soapd.pipeline.detect import Background, Detections, FwhmEstimate
-from soapd.pipeline.frame import Frame
-from soapd.pipeline.limits import BlankSky
+if TYPE_CHECKING:
+    from soapd.columns import FrameResult
+    from soapd.config import Config
+    from soapd.models import ExposureMeta, Target
+    from soapd.pipeline.apcorr import CurveOfGrowth
+    from soapd.pipeline.background import Background
+    from soapd.pipeline.calibrate import Calibration, ReferenceProvider
+    from soapd.pipeline.detect import Detections
+    from soapd.pipeline.frame import Frame
+    from soapd.pipeline.fwhm import FwhmEstimate
+    from soapd.pipeline.limits import BlankSky
 
-__all__ = ["Apertures", "Blocks", "Context", "Forced", "Limits"]
+__all__ = ["Apertures", "Blocks", "Context", "Forced", "Limits", "need"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+T = TypeVar("T")
+
+
+def need(value: T | None, what: str) -> T:
+    """Return ``value``; raise RuntimeError when an earlier stage has not produced it."""
+    if value is None:  # pragma: no cover - a programming error in STAGES
+        raise RuntimeError(f"stage order: {what} is not available yet")
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -73,6 +73,19 @@ def _crowded(
     return np.bincount(owner[hit], minlength=len(idx)) > 0
 
 
+def _mutual_nearest(s_tree: Any, c_tree: Any, r_chord: float) -> tuple[IntArray, IntArray]:
+    """Return index pairs (source, star) that are each other's nearest within ``r_chord``."""
+    s_xyz, c_xyz = s_tree.data, c_tree.data
+    d_sc, j_sc = c_tree.query(s_xyz, k=1, distance_upper_bound=r_chord)
+    _, j_cs = s_tree.query(c_xyz, k=1, distance_upper_bound=r_chord)
+    pairs_s, pairs_c = [], []
+    for a, (d, j) in enumerate(zip(d_sc, j_sc, strict=True)):
+        if np.isfinite(d) and j_cs[j] == a:
+            pairs_s.append(a)
+            pairs_c.append(int(j))
+    return np.asarray(pairs_s, np.int64), np.asarray(pairs_c, np.int64)
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """Calibrator candidates: matched source/star rows that passed every cut."""
@@ -110,18 +123,10 @@ def select_calibrators(sources: Table, stars: Table, config: CalibrationConfig) 
     s_ids, c_ids = np.flatnonzero(s_ok), np.flatnonzero(c_ok)
     s_xyz, c_xyz = _unit(s_ra[s_ok], s_dec[s_ok]), _unit(c_ra[c_ok], c_dec[c_ok])
     s_tree, c_tree = cKDTree(s_xyz), cKDTree(c_xyz)
-    r_match = _chord(config.match_radius_arcsec)
-    d_sc, j_sc = c_tree.query(s_xyz, k=1, distance_upper_bound=r_match)
-    _, j_cs = s_tree.query(c_xyz, k=1, distance_upper_bound=r_match)
-    pairs_s, pairs_c = [], []
-    for a, (d, j) in enumerate(zip(d_sc, j_sc, strict=True)):
-        if np.isfinite(d) and j_cs[j] == a:
-            pairs_s.append(a)
-            pairs_c.append(int(j))
-    n_matched = len(pairs_s)
+    ps, pc = _mutual_nearest(s_tree, c_tree, _chord(config.match_radius_arcsec))
+    n_matched = len(ps)
     if not n_matched:
         return Selection(empty, empty, 0, {})
-    ps, pc = np.asarray(pairs_s), np.asarray(pairs_c)
     src_i, cat_i = s_ids[ps], c_ids[pc]
 
     ins = column(sources, "ins_mag")

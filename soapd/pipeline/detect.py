@@ -1,76 +1,38 @@
-"""Background (sep, with its RMS map), source extraction and the frame FWHM.
+"""Stage ``detect``: sep source extraction on the background-subtracted image.
 
-sep's bare ``Exception`` is wrapped in :class:`~soapd.errors.ExtractionError`;
+The threshold is a multiple of the per-pixel background RMS (or the global RMS);
 the "internal pixel buffer full" overflow is retried once with twice the pixel
 stack. Pixel values are in electrons and coordinates are 0-based (sep's
-convention: the centre of the first pixel is 0.0).
+convention: the centre of the first pixel is 0.0). sep is called through
+:mod:`soapd.pipeline.sep_wrapper`.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-import sep
 from scipy.spatial import cKDTree
 
 from soapd.config import ExtractionConfig
 from soapd.errors import ExtractionError
-from soapd.flags import Flag
+from soapd.pipeline import sep_wrapper
+from soapd.pipeline.background import Background
+from soapd.pipeline.context import Context, need
+from soapd.pipeline.sep_wrapper import PixelBufferFull
 
 __all__ = [
-    "Background",
+    "GAUSS_FWHM_PER_SIGMA",
     "Detections",
-    "FwhmEstimate",
-    "blank_sky_residual",
     "extract_sources",
-    "measure_background",
-    "measure_fwhm",
     "nearest_neighbour_px",
+    "stage_detect",
 ]
 
+#: FWHM of a Gaussian in units of its sigma: 2 sqrt(2 ln 2).
 GAUSS_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-_PIXSTACK_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Background:
-    """sep background: maps in electrons per pixel, scalars in electrons.
-
-    ``back_e`` (made on demand from ``sep_background``) and ``rms_e`` are sep's maps;
-    :meth:`subtracted` returns an image minus the background without building
-    ``back_e``. ``offset_e`` (added to the sky) and
-    ``rms_scale`` (multiplying the RMS) are the blank-sky corrections of
-    :func:`blank_sky_residual`; they are applied where fluxes and errors are
-    computed rather than to the maps, which saves two passes over the image.
-    ``global_back_e`` and ``global_rms_e`` include them.
-    """
-
-    sep_background: Any
-    rms_e: npt.NDArray[np.float64]
-    global_back_e: float
-    global_rms_e: float
-    offset_e: float = 0.0
-    rms_scale: float = 1.0
-
-    @property
-    def back_e(self) -> npt.NDArray[np.float64]:
-        """The background map in electrons per pixel (sep's, without ``offset_e``)."""
-        back: npt.NDArray[np.float64] = self.sep_background.back(dtype=np.float64)
-        return back
-
-    def subtracted(self, data_e: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Return a copy of ``data_e`` minus sep's background map."""
-        out = np.array(data_e, dtype=np.float64, copy=True)
-        try:
-            self.sep_background.subfrom(out)
-        except Exception as exc:
-            raise ExtractionError(f"sep background subtraction failed: {exc}") from exc
-        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,52 +45,6 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.objects)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FwhmEstimate:
-    """The frame FWHM (px) of a Gaussian and how many stars gave it."""
-
-    fwhm_px: float
-    n_stars: int
-    index: npt.NDArray[np.int64]
-
-
-def measure_background(
-    data_e: npt.NDArray[np.float64],
-    mask: npt.NDArray[np.bool_],
-    *,
-    back_size_px: int,
-    back_filter_size: int,
-) -> Background:
-    """Return the sep background and RMS maps of ``data_e`` (electrons), ignoring ``mask``.
-
-    Raise ExtractionError when sep fails (e.g. the image is smaller than one mesh
-    in a way sep cannot handle).
-    """
-    try:
-        bkg = sep.Background(
-            data_e,
-            mask=mask if mask.any() else None,
-            bw=back_size_px,
-            bh=back_size_px,
-            fw=back_filter_size,
-            fh=back_filter_size,
-        )
-        rms = bkg.rms(dtype=np.float64)
-    except Exception as exc:
-        raise ExtractionError(f"sep background estimation failed: {exc}") from exc
-    if not np.isfinite(bkg.globalrms) or bkg.globalrms <= 0:
-        raise ExtractionError(
-            "the background RMS is zero or undefined: the frame has no noise (a constant "
-            "or synthetic image without noise?)"
-        )
-    return Background(
-        sep_background=bkg,
-        rms_e=rms,
-        global_back_e=float(bkg.globalback),
-        global_rms_e=float(bkg.globalrms),
-    )
 
 
 def _kernel(config: ExtractionConfig) -> npt.NDArray[np.float64] | str | None:
@@ -176,24 +92,22 @@ def extract_sources(
     elif not isinstance(kernel, str):
         kwargs["filter_kernel"] = kernel
     pixstack = config.pixstack
-    for attempt in range(2):
-        with _PIXSTACK_LOCK:
-            sep.set_extract_pixstack(pixstack)
-            try:
-                objects, segmap = sep.extract(data_sub_e, config.thresh_sigma, **kwargs)
-            except Exception as exc:
-                text = str(exc)
-                if "pixel buffer full" in text and attempt == 0:
-                    pixstack *= 2
-                    continue
-                if "pixel buffer full" in text:
-                    raise ExtractionError(
-                        f"sep: internal pixel buffer full even with pixstack = {pixstack}; "
-                        "raise extraction.pixstack or extraction.thresh_sigma"
-                    ) from exc
-                raise ExtractionError(f"sep source extraction failed: {text}") from exc
-        return Detections(objects=objects, segmap=segmap, pixstack=pixstack)
-    raise ExtractionError("sep source extraction failed twice")  # pragma: no cover
+    try:
+        objects, segmap = sep_wrapper.extract(
+            data_sub_e, config.thresh_sigma, pixstack=pixstack, **kwargs
+        )
+    except PixelBufferFull:
+        pixstack *= 2
+        try:
+            objects, segmap = sep_wrapper.extract(
+                data_sub_e, config.thresh_sigma, pixstack=pixstack, **kwargs
+            )
+        except PixelBufferFull as exc:
+            raise ExtractionError(
+                f"sep: internal pixel buffer full even with pixstack = {pixstack}; "
+                "raise extraction.pixstack or extraction.thresh_sigma"
+            ) from exc
+    return Detections(objects=objects, segmap=segmap, pixstack=pixstack)
 
 
 def nearest_neighbour_px(x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -205,118 +119,18 @@ def nearest_neighbour_px(x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.f
     return np.asarray(dist[:, 1], dtype=np.float64)
 
 
-def measure_fwhm(
-    data_sub_e: npt.NDArray[np.float64],
-    detections: Detections,
-    background: Background,
-    mask: npt.NDArray[np.bool_],
-    *,
-    min_snr: float,
-    max_stars: int = 60,
-) -> FwhmEstimate:
-    """Return the FWHM (px) of the frame's stars, as a Gaussian's FWHM.
-
-    Stars are detections with no sep flag, no masked (saturated/bad) pixel, not
-    touching the edge, isolated (nearest neighbour further than 4 x their
-    ``a + b``) and with isophotal S/N >= ``min_snr`` (the brightest ``max_stars``
-    of them). Each star's half-light radius r50 comes from ``sep.flux_radius``
-    within 4 first-guess FWHMs; a Gaussian has FWHM = 2 r50 exactly. The frame
-    value is the 3-sigma-clipped median. If fewer than 3 stars pass, the S/N cut
-    is relaxed to 10; with none, the FWHM is NaN and ``n_stars`` is 0.
-    """
-    obj = detections.objects
-    empty = FwhmEstimate(fwhm_px=math.nan, n_stars=0, index=np.zeros(0, np.int64))
-    if len(obj) == 0:
-        return empty
-    ny, nx = data_sub_e.shape
-    x, y = obj["x"], obj["y"]
-    a, b = obj["a"], obj["b"]
-    noise2 = obj["npix"] * background.global_rms_e**2 + np.clip(obj["flux"], 0, None)
-    snr = obj["flux"] / np.sqrt(np.maximum(noise2, 1e-30))
-    nn = nearest_neighbour_px(x, y)
-    size = 4.0 * (a + b)
-    ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
-    iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
-    margin = np.maximum(size, 5.0)
-    ok = (
-        (obj["flag"] == 0)
-        & (nn > size)
-        & ~mask[iy, ix]
-        & (x > margin)
-        & (y > margin)
-        & (x < nx - 1 - margin)
-        & (y < ny - 1 - margin)
-        & (a > 0)
-        & (b > 0)
+def stage_detect(ctx: Context) -> Context:
+    """Extract sources against the per-pixel noise; note a pixel-stack retry or no sources."""
+    frame = need(ctx.frame, "frame")
+    det = extract_sources(
+        need(ctx.data_sub_e, "data"),
+        need(ctx.background, "background"),
+        frame.mask,
+        config=ctx.config.extraction,
     )
-    if detections.objects.dtype.names and "peak" in detections.objects.dtype.names:
-        ok &= np.isfinite(obj["peak"])
-    for threshold in (min_snr, min(min_snr, 10.0)):
-        sel = np.flatnonzero(ok & (snr >= threshold))
-        if len(sel) >= 3:
-            break
-    if len(sel) == 0:
-        return empty
-    sel = sel[np.argsort(-snr[sel])][:max_stars]
-    guess = GAUSS_FWHM_PER_SIGMA * float(np.median(np.sqrt(a[sel] * b[sel])))
-    rmax = np.full(len(sel), max(4.0 * guess, 3.0))
-    try:
-        r50, rflag = sep.flux_radius(data_sub_e, x[sel], y[sel], rmax, 0.5, mask=mask, subpix=5)
-    except Exception as exc:
-        raise ExtractionError(f"sep flux_radius failed while measuring the FWHM: {exc}") from exc
-    good = (rflag & ~int(Flag.APER_TRUNC)) == 0
-    good &= np.isfinite(r50) & (r50 > 0)
-    fwhm = 2.0 * r50[good]
-    sel = sel[good]
-    if len(fwhm) == 0:
-        return empty
-    keep = np.ones(len(fwhm), dtype=bool)
-    for _ in range(5):
-        med = float(np.median(fwhm[keep]))
-        mad = 1.4826 * float(np.median(np.abs(fwhm[keep] - med)))
-        new = np.abs(fwhm - med) <= 3.0 * max(mad, 1e-6 * med)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    return FwhmEstimate(
-        fwhm_px=float(np.median(fwhm[keep])), n_stars=int(keep.sum()), index=sel[keep]
-    )
-
-
-def blank_sky_residual(
-    data_sub_e: npt.NDArray[np.float64],
-    rms_e: npt.NDArray[np.float64],
-    exclude: npt.NDArray[np.bool_],
-    *,
-    max_pixels: int = 250_000,
-) -> tuple[float, float]:
-    """Return (mean residual in e-, RMS scale factor) of blank-sky pixels after sep's background.
-
-    sep (like SExtractor) estimates the sky with a mode (``2.5 median - 1.5 mean``),
-    which lies below the mean sky for skewed (Poisson) noise, and its clipped RMS
-    lies below the true scatter. Aperture photometry needs the *mean* sky and the
-    true scatter: the offset is the 5-sigma-clipped mean of ``data_sub_e`` over
-    pixels not in ``exclude``, and the scale is the clipped std of ``data_sub_e /
-    rms_e`` there. A regular subsample of at most ``max_pixels`` is used. Returns
-    (0, 1) when fewer than 1000 pixels are blank.
-    """
-    step = max(1, math.ceil(math.sqrt(data_sub_e.size / max_pixels)))
-    noise = rms_e[::step, ::step]
-    keep = ~exclude[::step, ::step] & (noise > 0)
-    values = data_sub_e[::step, ::step][keep]
-    noise = noise[keep]
-    if values.size < 1000:
-        return 0.0, 1.0
-    z = values / noise
-    good = np.isfinite(z)
-    for _ in range(3):
-        mean, std = float(z[good].mean()), float(z[good].std())
-        new = np.isfinite(z) & (np.abs(z - mean) < 5.0 * std)
-        if np.array_equal(new, good):
-            break
-        good = new
-    offset = float(values[good].mean())
-    scale = float(((values[good] - offset) / noise[good]).std())
-    if not (math.isfinite(scale) and scale > 0):
-        scale = 1.0
-    return offset, scale
+    notes = ctx.notes
+    if det.pixstack != ctx.config.extraction.pixstack:
+        notes += (f"sep pixel buffer full: retried with pixstack = {det.pixstack}",)
+    if len(det) == 0:
+        notes += ("no sources detected",)
+    return replace(ctx, detections=det, notes=notes)

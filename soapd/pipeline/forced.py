@@ -1,4 +1,9 @@
-"""Forced photometry positions: place targets on the frame, flag, optionally re-centre."""
+"""Stage ``forced``: place the requested targets on the frame, flag them, optionally re-centre.
+
+Positions are 0-based px. A frame without WCS cannot place them: each target then
+gets a NO_WCS | OFF_FRAME row with no flux. The photometry itself is done with the
+detections by the ``photometry`` stage.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,14 @@ from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
-import sep
+from astropy.coordinates import angular_separation
 from astropy.wcs import WCS
 
-from soapd.errors import ExtractionError
 from soapd.flags import Flag
-from soapd.pipeline.context import Context, Forced
+from soapd.pipeline import sep_wrapper
+from soapd.pipeline.context import Context, Forced, need
 from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA
 from soapd.pipeline.photometry import edge_distance_px, measure_apertures, sky_sample_size
-from soapd.pipeline.stages import need
 
 __all__ = ["frame_footprint", "stage_forced"]
 
@@ -30,18 +34,41 @@ def frame_footprint(wcs: WCS, shape: tuple[int, int]) -> tuple[float, float, flo
     ys = np.array([(ny - 1) / 2.0, 0, 0, ny - 1, ny - 1], np.float64)
     ra, dec = wcs.all_pix2world(xs, ys, 0)
     ra_r, dec_r = np.radians(ra), np.radians(dec)
-    cos_d = np.sin(dec_r[0]) * np.sin(dec_r[1:]) + np.cos(dec_r[0]) * np.cos(dec_r[1:]) * np.cos(
-        ra_r[1:] - ra_r[0]
-    )
-    radius = float(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))).max())
+    corners_rad = angular_separation(ra_r[0], dec_r[0], ra_r[1:], dec_r[1:])
+    radius = float(np.degrees(corners_rad).max())
     return float(ra[0] % 360.0), float(dec[0]), radius
 
 
-def _separation_deg(ra1: float, dec1: float, ra2: F64, dec2: F64) -> F64:
-    r1, d1 = math.radians(ra1), math.radians(dec1)
-    r2, d2 = np.radians(ra2), np.radians(dec2)
-    cos_d = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(r2 - r1)
-    return np.asarray(np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0))), np.float64)
+def _place(wcs: WCS, shape: tuple[int, int], ra_deg: F64, dec_deg: F64) -> tuple[F64, F64]:
+    """Return 0-based (x, y) px of the sky positions; NaN for those far outside the frame.
+
+    Far: more than 1.5 x the footprint radius from the frame centre, where a distorted
+    WCS may wrongly map a position onto the frame.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = wcs.all_world2pix(ra_deg, dec_deg, 0, quiet=True)
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    c_ra, c_dec, radius = frame_footprint(wcs, shape)
+    sep_rad = angular_separation(
+        math.radians(c_ra), math.radians(c_dec), np.radians(ra_deg), np.radians(dec_deg)
+    )
+    far = np.degrees(sep_rad) > 1.5 * radius + 1e-3
+    x[far] = np.nan
+    y[far] = np.nan
+    return x, y
+
+
+def _edge_flags(
+    x: F64, y: F64, shape: tuple[int, int], margin_px: float
+) -> tuple[npt.NDArray[np.int64], int]:
+    """Return OFF_FRAME / NEAR_EDGE (within ``margin_px``) flags and how many got one."""
+    dist = edge_distance_px(x, y, shape)
+    off = ~np.isfinite(dist) | (dist < 0)
+    near = ~off & (dist < margin_px)
+    flag = np.where(off, int(Flag.OFF_FRAME), 0) | np.where(near, int(Flag.NEAR_EDGE), 0)
+    return flag.astype(np.int64), int((off | near).sum())
 
 
 def stage_forced(ctx: Context) -> Context:
@@ -54,7 +81,6 @@ def stage_forced(ctx: Context) -> Context:
     aps = need(ctx.apertures, "apertures")
     ph = ctx.config.photometry
     n = len(ctx.targets)
-    names = tuple(t.name for t in ctx.targets)
     ra = np.array([t.ra_deg % 360.0 for t in ctx.targets], np.float64)
     dec = np.array([t.dec_deg for t in ctx.targets], np.float64)
     flag = np.zeros(n, np.int64)
@@ -71,29 +97,15 @@ def stage_forced(ctx: Context) -> Context:
             ),
         )
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            x, y = frame.wcs.all_world2pix(ra, dec, 0, quiet=True)
-        x = np.asarray(x, np.float64)
-        y = np.asarray(y, np.float64)
-        c_ra, c_dec, radius = frame_footprint(frame.wcs, frame.shape)
-        far = _separation_deg(c_ra, c_dec, ra, dec) > 1.5 * radius + 1e-3
-        x[far] = np.nan
-        y[far] = np.nan
-    if n and frame.wcs is not None:
-        dist = edge_distance_px(x, y, frame.shape)
-        off = ~np.isfinite(dist) | (dist < 0)
-        r_max = max(aps.radii_px)
-        near = ~off & (dist < max(r_max, ph.edge_margin_px))
-        flag |= np.where(off, int(Flag.OFF_FRAME), 0)
-        flag |= np.where(near, int(Flag.NEAR_EDGE), 0)
-        n_bad = int((off | near).sum())
+        x, y = _place(frame.wcs, frame.shape, ra, dec)
+        margin = max(*aps.radii_px, ph.edge_margin_px)
+        edge_flag, n_bad = _edge_flags(x, y, frame.shape, margin)
+        flag |= edge_flag
         if n_bad:
-            margin = max(r_max, ph.edge_margin_px)
             notes += (f"{n_bad} target(s) off the frame or within {margin:g} px of its edge",)
     measurable = (flag & int(Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS)) == 0
     forced = Forced(
-        names=names,
+        names=tuple(t.name for t in ctx.targets),
         ra_deg=ra,
         dec_deg=dec,
         x_px=x,
@@ -120,10 +132,7 @@ def _recenter(ctx: Context, forced: Forced) -> Forced:
     sig = (fwhm if math.isfinite(fwhm) else 3.0) / GAUSS_FWHM_PER_SIGMA
     idx = np.flatnonzero(forced.measurable)
     x0, y0 = forced.x_px[idx], forced.y_px[idx]
-    try:
-        xw, yw, wflag = sep.winpos(data_sub, x0, y0, sig, mask=frame.mask)
-    except Exception as exc:
-        raise ExtractionError(f"sep winpos failed while re-centring: {exc}") from exc
+    xw, yw, wflag = sep_wrapper.winpos(data_sub, x0, y0, sig, mask=frame.mask)
     shift = np.hypot(xw - x0, yw - y0)
     r = need(ctx.apertures, "apertures").radii_px[0]
     sums = measure_apertures(

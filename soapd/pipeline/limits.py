@@ -1,4 +1,4 @@
-"""Limiting magnitudes: analytic (local noise) and robust (blank-sky apertures).
+"""Stage ``limits``: limiting magnitudes, analytic (local noise) and robust (blank-sky apertures).
 
 Both give the flux ``f_lim`` (electrons, in the row's aperture) that a source
 needs to be detected at ``n_sigma``, and turn it into a total-flux magnitude on
@@ -9,25 +9,37 @@ the calibrated scale: ``m_lim = zp - 2.5 log10(f_lim / t) + ap_corr_mag``.
   :mod:`soapd.pipeline.photometry`);
 * **robust**: ``f_lim = n sigma_ap`` where ``sigma_ap`` is the scatter
   (1.4826 MAD, or std) of sums in random apertures on blank sky. The exclusion
-  mask (bad pixels, source segments, source ellipses grown by ``mask_dilate_px``,
-  a border of ``edge_buffer_px``) is built **once per frame**, the random centres are drawn
-  once with a fixed seed and reused at every radius. It includes correlated
-  noise and faint undetected sources, which the analytic limit misses.
+  mask (bad pixels, source segments, source ellipses grown by ``mask_dilate_px``)
+  is built **once per frame** by the ``skymask`` stage
+  (:mod:`soapd.pipeline.skymask`); the random centres, at least ``edge_buffer_px``
+  from the edges, are drawn once with a fixed seed and reused at every radius. It
+  includes correlated noise and faint undetected sources, which the analytic
+  limit misses.
+
+The same blank-sky scatter, compared with the white-noise prediction, scales the
+sky part of the flux errors when ``photometry.correlated_noise`` is on.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-import sep
+from astropy.stats import median_absolute_deviation
 
-from soapd.errors import ExtractionError
+from soapd.pipeline import sep_wrapper
+from soapd.pipeline.context import Context, Limits, need
+from soapd.pipeline.photometry import sky_sample_size
 
-__all__ = ["BlankSky", "analytic_limit_flux", "blank_sky", "exclusion_mask", "flux_to_mag"]
+__all__ = ["BlankSky", "analytic_limit_flux", "blank_sky", "flux_to_mag", "stage_limits"]
+
+#: MAD-to-sigma factor of the blank-sky scatter, rounded as soapd has always used it.
+#: astropy's ``mad_std`` uses 1.482602218505602: switching would move robust limits by
+#: 1.6e-6 mag and, with ``photometry.correlated_noise``, flux errors by 1.5e-6 (relative).
+MAD_TO_SIGMA_ROUNDED = 1.4826
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,28 +77,6 @@ def flux_to_mag(
     return np.asarray(m, np.float64)
 
 
-def exclusion_mask(
-    bad: npt.NDArray[np.bool_],
-    segmap: npt.NDArray[np.int32],
-    objects: npt.NDArray[np.void],
-    *,
-    dilate_px: int,
-) -> npt.NDArray[np.bool_]:
-    """Return bad pixels, source segments, and each source's ellipse grown by ``dilate_px``.
-
-    The grown ellipse has semi-axes ``3 a + dilate_px`` and ``3 b + dilate_px`` (sep's
-    second-moment axes): it covers a source's faint wings beyond its segment. Drawing
-    ellipses costs time in proportion to their area, not to the image size, unlike a
-    morphological dilation of the whole segmentation map.
-    """
-    exclude = bad | (segmap > 0)
-    if len(objects) and dilate_px >= 0:
-        a = 3.0 * objects["a"] + dilate_px
-        b = 3.0 * objects["b"] + dilate_px
-        sep.mask_ellipse(exclude, objects["x"], objects["y"], a, b, objects["theta"], r=1.0)
-    return np.asarray(exclude)
-
-
 def blank_sky(
     data_sub_e: npt.NDArray[np.float64],
     exclude: npt.NDArray[np.bool_],
@@ -121,35 +111,97 @@ def blank_sky(
     ys: list[npt.NDArray[np.float64]] = []
     kept = 0
     drawn = 0
-    try:
-        while kept < n_samples and drawn < 20 * n_samples:
-            batch = max(2 * (n_samples - kept), 64)
-            drawn += batch
-            x = rng.uniform(lo, nx - 1 - lo, batch)
-            y = rng.uniform(lo, ny - 1 - lo, batch)
-            centre_ok = ~exclude[np.round(y).astype(np.int64), np.round(x).astype(np.int64)]
-            x, y = x[centre_ok], y[centre_ok]
-            if len(x) == 0:
-                continue
-            _, _, flag = sep.sum_circle(data_sub_e, x, y, r_max, mask=exclude, subpix=1)
-            ok = flag == 0
-            xs.append(x[ok])
-            ys.append(y[ok])
-            kept += int(ok.sum())
-        if kept == 0:
-            return nan_result
-        x = np.concatenate(xs)[:n_samples]
-        y = np.concatenate(ys)[:n_samples]
-        sigma: dict[float, float] = {}
-        for r in radii_px:
-            sums, _, _ = sep.sum_circle(data_sub_e, x, y, r, subpix=subpix)
-            sums = sums[np.isfinite(sums)]
-            if len(sums) < 20:
-                sigma[r] = math.nan
-            elif estimator == "std":
-                sigma[r] = float(np.std(sums, ddof=1))
-            else:
-                sigma[r] = 1.4826 * float(np.median(np.abs(sums - np.median(sums))))
-    except Exception as exc:
-        raise ExtractionError(f"sep failed while sampling blank sky: {exc}") from exc
+    while kept < n_samples and drawn < 20 * n_samples:
+        batch = max(2 * (n_samples - kept), 64)
+        drawn += batch
+        x = rng.uniform(lo, nx - 1 - lo, batch)
+        y = rng.uniform(lo, ny - 1 - lo, batch)
+        centre_ok = ~exclude[np.round(y).astype(np.int64), np.round(x).astype(np.int64)]
+        x, y = x[centre_ok], y[centre_ok]
+        if len(x) == 0:
+            continue
+        _, _, flag = sep_wrapper.sum_circle(data_sub_e, x, y, r_max, mask=exclude, subpix=1)
+        ok = flag == 0
+        xs.append(x[ok])
+        ys.append(y[ok])
+        kept += int(ok.sum())
+    if kept == 0:
+        return nan_result
+    x = np.concatenate(xs)[:n_samples]
+    y = np.concatenate(ys)[:n_samples]
+    sigma: dict[float, float] = {}
+    for r in radii_px:
+        sums, _, _ = sep_wrapper.sum_circle(data_sub_e, x, y, r, subpix=subpix)
+        sums = sums[np.isfinite(sums)]
+        if len(sums) < 20:
+            sigma[r] = math.nan
+        elif estimator == "std":
+            sigma[r] = float(np.std(sums, ddof=1))
+        else:
+            sigma[r] = MAD_TO_SIGMA_ROUNDED * float(median_absolute_deviation(sums))
     return BlankSky(sigma_e=sigma, n_used=len(x), masked_fraction=float(exclude.mean()))
+
+
+def _noise_beta(
+    blank: BlankSky, radii_px: tuple[float, ...], *, mesh_sky_px: float, rms_e: float
+) -> npt.NDArray[np.float64]:
+    """Return ``beta(r) = sigma_blank(r) / sigma_white(r)``, clipped to [1, 5] (1 where unknown).
+
+    ``sigma_white(r) = sqrt(A (1 + A / N_sky)) * rms`` is the white-noise scatter of an
+    aperture of area ``A`` with the mesh sky estimate of ``N_sky`` pixels.
+    """
+    beta = np.ones(len(radii_px))
+    for i, r in enumerate(radii_px):
+        area = math.pi * r**2
+        white = math.sqrt(area * (1.0 + area / mesh_sky_px)) * rms_e
+        ratio = blank.sigma_e[r] / white if white > 0 else math.nan
+        if math.isfinite(ratio):
+            beta[i] = min(max(ratio, 1.0), 5.0)
+    return beta
+
+
+def stage_limits(ctx: Context) -> Context:
+    """Blank-sky scatter per radius (mask built once), analytic limits, correlated noise.
+
+    With ``photometry.correlated_noise`` the sky part of every flux error is scaled by
+    ``beta(r)^2``, where ``beta(r) = sigma_blank(r) / sigma_white(r) >= 1`` compares the
+    scatter of blank-sky aperture sums with the white-noise prediction ``sqrt(A
+    (1 + A / N_sky)) * rms``: correlated pixel noise and faint unresolved sources then
+    count in the errors. The analytic limit stays the white-noise one.
+    """
+    blocks = need(ctx.blocks, "blocks")
+    aps = need(ctx.apertures, "apertures")
+    lim = ctx.config.limits
+    radii = np.asarray(aps.radii_px, np.float64)[:, None]
+    analytic = analytic_limit_flux(blocks.pixel_var_e2, radii, blocks.n_sky_px, lim.n_sigma)
+    blank = blank_sky(
+        need(ctx.data_sub_e, "data"),
+        need(ctx.exclude, "sky mask"),
+        aps.radii_px,
+        n_samples=lim.n_samples,
+        edge_buffer_px=lim.edge_buffer_px,
+        seed=lim.random_seed,
+        estimator=lim.sigma_estimator,
+        subpix=ctx.config.photometry.subpix,
+    )
+    robust_per_radius = np.array([lim.n_sigma * blank.sigma_e[r] for r in aps.radii_px])
+    robust = np.broadcast_to(robust_per_radius[:, None], analytic.shape).copy()
+    notes = ctx.notes
+    if blank.n_used < 20:
+        notes += ("robust limit: too little blank sky; limiting_mag falls back to analytic",)
+    beta = _noise_beta(
+        blank,
+        aps.radii_px,
+        mesh_sky_px=sky_sample_size(ctx.config.extraction.back_size_px),
+        rms_e=need(ctx.background, "background").global_rms_e,
+    )
+    if ctx.config.photometry.correlated_noise and np.any(beta > 1.0):
+        areas = np.pi * radii**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sky_var = blocks.pixel_var_e2 * areas * (1.0 + areas / blocks.n_sky_px)
+        err = np.sqrt(blocks.flux_err_e**2 + (beta[:, None] ** 2 - 1.0) * sky_var)
+        blocks = replace(blocks, flux_err_e=err)
+    limits = Limits(
+        analytic_flux_e=analytic, robust_flux_e=robust, blank=blank, beta=tuple(beta.tolist())
+    )
+    return replace(ctx, limits=limits, blocks=blocks, notes=notes)

@@ -1,4 +1,8 @@
-"""Aperture sums, the one CCD error model (electrons) and per-row flags.
+"""Stage ``photometry``: aperture sums, the one CCD error model (electrons) and per-row flags.
+
+Every detection and every measurable forced position is measured at every radius
+of the ``apertures`` stage; the results are (n_radii, n_positions) arrays
+(:class:`~soapd.pipeline.context.Blocks`), detections first.
 
 Error model, in electrons, for an aperture of area ``A`` px holding source
 flux ``F``::
@@ -19,16 +23,26 @@ analytic limit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-import sep
 
-from soapd.errors import ExtractionError
 from soapd.flags import Flag
+from soapd.pipeline import sep_wrapper
+from soapd.pipeline.context import Blocks, Context, need
+from soapd.pipeline.detect import nearest_neighbour_px
 
-__all__ = ["ApertureSums", "edge_distance_px", "measure_apertures", "sky_sample_size"]
+__all__ = [
+    "MAG_PER_REL_FLUX",
+    "ApertureSums",
+    "edge_distance_px",
+    "measure_apertures",
+    "sky_sample_size",
+    "stage_photometry",
+]
+
+F64 = npt.NDArray[np.float64]
 
 #: 2.5 / ln(10): converts a relative flux error into a magnitude error.
 MAG_PER_REL_FLUX = 2.5 / math.log(10.0)
@@ -72,8 +86,8 @@ def _local_sky(
     """Return (mean residual sky per pixel, usable annulus pixels) around each position."""
     rin, rout = annulus_px
     ones = np.ones_like(data_sub_e)
-    total, _, _ = sep.sum_circann(data_sub_e, x, y, rin, rout, mask=exclude, subpix=1)
-    area, _, _ = sep.sum_circann(ones, x, y, rin, rout, mask=exclude, subpix=1)
+    total, _, _ = sep_wrapper.sum_circann(data_sub_e, x, y, rin, rout, mask=exclude, subpix=1)
+    area, _, _ = sep_wrapper.sum_circann(ones, x, y, rin, rout, mask=exclude, subpix=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         sky = np.where(area >= 10.0, total / area, 0.0)
     return np.asarray(sky, np.float64), np.asarray(area, np.float64)
@@ -113,37 +127,34 @@ def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the
         )
     ny, nx = data_sub_e.shape
     any_mask = bool(mask.any())
-    try:
-        flux, err, flag = sep.sum_circle(
-            data_sub_e,
-            x,
-            y,
-            radius_px,
-            err=rms_e,
-            mask=mask if any_mask else None,
-            gain=1.0,
-            subpix=subpix,
-        )
-        flag = flag.astype(np.int64)
-        if any_mask and saturated.any():
-            _, _, sat = sep.sum_circle(data_sub_e, x, y, radius_px, mask=saturated, subpix=1)
-            flag |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
-        ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
-        iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
-        pixel_var = (rms_scale * rms_e[iy, ix]) ** 2
-        area = math.pi * radius_px**2
-        if annulus_px is not None:
-            exclude = mask if sources is None else (mask | sources)
-            sky, n_sky = _local_sky(data_sub_e, exclude, x, y, annulus_px)
-            flux = flux - sky * area
-        else:
-            flux = flux - sky_offset_e * area
-            n_sky = np.full(n, mesh_sky_px)
-        if rms_scale != 1.0:
-            poisson = np.clip(flux, 0.0, None)
-            err = np.sqrt(np.clip(err**2 - poisson, 0.0, None) * rms_scale**2 + poisson)
-    except Exception as exc:
-        raise ExtractionError(f"sep aperture photometry failed: {exc}") from exc
+    flux, err, flag = sep_wrapper.sum_circle(
+        data_sub_e,
+        x,
+        y,
+        radius_px,
+        err=rms_e,
+        mask=mask if any_mask else None,
+        gain=1.0,
+        subpix=subpix,
+    )
+    flag = flag.astype(np.int64)
+    if any_mask and saturated.any():
+        _, _, sat = sep_wrapper.sum_circle(data_sub_e, x, y, radius_px, mask=saturated, subpix=1)
+        flag |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
+    ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
+    iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
+    pixel_var = (rms_scale * rms_e[iy, ix]) ** 2
+    area = math.pi * radius_px**2
+    if annulus_px is not None:
+        exclude = mask if sources is None else (mask | sources)
+        sky, n_sky = _local_sky(data_sub_e, exclude, x, y, annulus_px)
+        flux = flux - sky * area
+    else:
+        flux = flux - sky_offset_e * area
+        n_sky = np.full(n, mesh_sky_px)
+    if rms_scale != 1.0:
+        poisson = np.clip(flux, 0.0, None)
+        err = np.sqrt(np.clip(err**2 - poisson, 0.0, None) * rms_scale**2 + poisson)
     with np.errstate(divide="ignore", invalid="ignore"):
         sky_term = np.where(n_sky > 0, area**2 * pixel_var / n_sky, np.inf)
     flux_err = np.sqrt(err**2 + sky_term)
@@ -154,3 +165,140 @@ def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the
         pixel_var_e2=np.asarray(pixel_var, np.float64),
         n_sky_px=np.asarray(n_sky, np.float64),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Positions:
+    """Where to measure: detections then forced positions (0-based px, deg), with base flags."""
+
+    x_px: F64
+    y_px: F64
+    ra_deg: F64
+    dec_deg: F64
+    is_forced: npt.NDArray[np.bool_]
+    names: npt.NDArray[np.str_]
+    measurable: npt.NDArray[np.bool_]
+    base_flag: npt.NDArray[np.int64]
+    #: Distance (px) to the nearest other detection (crowding).
+    nn_px: F64
+
+
+def _positions(ctx: Context) -> _Positions:
+    """Return every position to measure, its sky coordinates and its radius-free flags."""
+    frame = need(ctx.frame, "frame")
+    obj = need(ctx.detections, "detections").objects
+    forced = need(ctx.forced, "forced")
+    n_det = len(obj)
+    x = np.concatenate([obj["x"].astype(np.float64), forced.x_px])
+    y = np.concatenate([obj["y"].astype(np.float64), forced.y_px])
+    if frame.wcs is not None and n_det:
+        ra_d, dec_d = frame.wcs.all_pix2world(obj["x"], obj["y"], 0)
+        ra_d = np.asarray(ra_d) % 360.0
+    else:
+        ra_d = dec_d = np.full(n_det, np.nan)
+    measurable = np.concatenate([np.ones(n_det, bool), forced.measurable])
+    base_flag = np.concatenate([obj["flag"].astype(np.int64), forced.flag])
+    edge = edge_distance_px(x, y, frame.shape)
+    near = measurable & (edge < ctx.config.photometry.edge_margin_px)
+    base_flag |= np.where(near, int(Flag.NEAR_EDGE), 0)
+    det_xy = np.column_stack([obj["x"], obj["y"]]) if n_det else np.zeros((0, 2))
+    return _Positions(
+        x_px=x,
+        y_px=y,
+        ra_deg=np.concatenate([np.asarray(ra_d, np.float64), forced.ra_deg]),
+        dec_deg=np.concatenate([np.asarray(dec_d, np.float64), forced.dec_deg]),
+        is_forced=np.concatenate([np.zeros(n_det, bool), np.ones(len(forced.names), bool)]),
+        names=np.array([""] * n_det + list(forced.names), dtype=str),
+        measurable=measurable,
+        base_flag=base_flag,
+        nn_px=_nearest_other(det_xy, np.column_stack([x, y]), n_det),
+    )
+
+
+def _nearest_other(det_xy: F64, xy: F64, n_det: int) -> F64:
+    """Distance from each position to the nearest detection other than itself.
+
+    Detections (the first ``n_det`` positions) skip themselves; forced positions
+    skip a detection within 1.5 px (the target itself).
+    """
+    n = len(xy)
+    out = np.full(n, np.inf)
+    if len(det_xy) == 0 or n == 0:
+        return out
+    if n_det:
+        out[:n_det] = nearest_neighbour_px(det_xy[:, 0], det_xy[:, 1])
+    if n > n_det:
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(det_xy)
+        pts = xy[n_det:]
+        ok = np.all(np.isfinite(pts), axis=1)
+        k = min(2, len(det_xy))
+        dist, _ = tree.query(pts[ok], k=k)
+        dist = dist.reshape(len(pts[ok]), k)
+        first = dist[:, 0]
+        second = dist[:, 1] if k == 2 else np.full(len(first), np.inf)
+        out_forced = np.full(len(pts), np.inf)
+        out_forced[ok] = np.where(first <= 1.5, second, first)
+        out[n_det:] = out_forced
+    return out
+
+
+def stage_photometry(ctx: Context) -> Context:
+    """Measure every detection and every measurable forced position at every radius.
+
+    Rows get the sep and position flags, and BLENDED when another detection lies
+    within the radius plus one FWHM.
+    """
+    frame = need(ctx.frame, "frame")
+    bkg = need(ctx.background, "background")
+    aps = need(ctx.apertures, "apertures")
+    fwhm = need(ctx.fwhm, "fwhm").fwhm_px
+    ph = ctx.config.photometry
+    pos = _positions(ctx)
+    data_sub = need(ctx.data_sub_e, "data")
+    sources = need(ctx.detections, "detections").segmap > 0 if ph.local_sky else None
+    annulus = (ph.annulus_inner_px, ph.annulus_outer_px) if ph.local_sky else None
+    mesh = sky_sample_size(ctx.config.extraction.back_size_px)
+    idx = np.flatnonzero(pos.measurable)
+    shape2 = (len(aps.radii_px), len(pos.x_px))
+    flux, err, pvar, nsky = (np.full(shape2, np.nan) for _ in range(4))
+    flag = np.zeros(shape2, np.int64)
+    blend_radius_extra = fwhm if math.isfinite(fwhm) else 0.0
+    for i, r in enumerate(aps.radii_px):
+        sums = measure_apertures(
+            data_sub,
+            bkg.rms_e,
+            frame.mask,
+            frame.saturated,
+            pos.x_px[idx],
+            pos.y_px[idx],
+            r,
+            subpix=ph.subpix,
+            mesh_sky_px=mesh,
+            annulus_px=annulus,
+            sources=sources,
+            sky_offset_e=bkg.offset_e,
+            rms_scale=bkg.rms_scale,
+        )
+        flux[i, idx] = sums.flux_e
+        err[i, idx] = sums.flux_err_e
+        flag[i, idx] = sums.flag
+        pvar[i, idx] = sums.pixel_var_e2
+        nsky[i, idx] = sums.n_sky_px
+        flag[i] |= pos.base_flag
+        flag[i] |= np.where(pos.nn_px < r + blend_radius_extra, int(Flag.BLENDED), 0)
+    blocks = Blocks(
+        x_px=pos.x_px,
+        y_px=pos.y_px,
+        ra_deg=pos.ra_deg,
+        dec_deg=pos.dec_deg,
+        is_forced=pos.is_forced,
+        target_name=pos.names,
+        flux_e=flux,
+        flux_err_e=err,
+        flag=flag,
+        pixel_var_e2=pvar,
+        n_sky_px=nsky,
+    )
+    return replace(ctx, blocks=blocks)

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from astropy.stats import mad_std
 
-__all__ = ["MAD_TO_SIGMA", "ZeroPointFit", "fit_zero_point", "robust_sigma"]
+__all__ = ["ZeroPointFit", "fit_zero_point", "robust_sigma"]
 
 FloatArray = npt.NDArray[np.float64]
-
-#: 1 / Phi^-1(3/4): turns a median absolute deviation into a Gaussian sigma.
-MAD_TO_SIGMA = 1.482602218505602
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +46,8 @@ def _wls(y: FloatArray, sigma: FloatArray, x: FloatArray | None) -> tuple[FloatA
 
 
 def robust_sigma(r: FloatArray) -> float:
-    """Return 1.4826 x the median absolute deviation of ``r`` (NaN when empty)."""
-    return float(MAD_TO_SIGMA * np.median(np.abs(r - np.median(r)))) if len(r) else np.nan
+    """Return the robust sigma (astropy's ``mad_std``: 1.4826 MAD) of ``r``; NaN when empty."""
+    return float(mad_std(r)) if len(r) else np.nan
 
 
 def fit_zero_point(

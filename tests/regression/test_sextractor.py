@@ -19,7 +19,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from soapd.flags import Flag
 from soapd.pipeline import process_frame
-from soapd.pipeline.detect import measure_background
+from soapd.pipeline.background import measure_background
 from soapd.pipeline.frame import load_frame
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sep"

@@ -14,7 +14,7 @@ from astropy.table import Table
 
 from soapd.flags import Flag
 from soapd.models import Target
-from soapd.pipeline import process_frame, stages
+from soapd.pipeline import process_frame, skymask
 from soapd.pipeline.frame import load_frame
 from soapd.testing.synth import make_frame, make_header, wcs_of, write_frame
 
@@ -208,7 +208,7 @@ def test_b20_table_from_columns_and_blank_sky_mask_built_once(tmp_path, config) 
     sep.extract) per aperture and for the forced set. soapd builds the mask once per frame."""
     path, target, _ = _one_star_frame(tmp_path)
     cfg = config(photometry={"aperture_mode": "multi"}, limits={"method": "robust"})
-    with mock.patch.object(stages, "exclusion_mask", wraps=stages.exclusion_mask) as spy:
+    with mock.patch.object(skymask, "exclusion_mask", wraps=skymask.exclusion_mask) as spy:
         t = process_frame(path, config=cfg, targets=[target], zeropoint=23.0).table
     assert spy.call_count == 1
     assert len(set(t["aperture_radius"])) == 3

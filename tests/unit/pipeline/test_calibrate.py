@@ -14,11 +14,8 @@ from hypothesis import strategies as st
 from soapd.config import CalibrationConfig
 from soapd.errors import CatalogError
 from soapd.flags import Flag
-from soapd.pipeline.calibrate import (
-    calibrate_sources,
-    convert_mag_system,
-    fit_zero_point,
-)
+from soapd.pipeline.calibrate import calibrate_sources, fit_zero_point
+from soapd.pipeline.table import convert_mag_system
 
 RA0, DEC0 = 150.0, 20.0
 ZP = 21.37
@@ -202,10 +199,15 @@ def test_too_few_stars_tries_next_catalog(rng):
     assert cal.ok
 
 
-def test_unexpected_provider_error_does_not_escape(rng):
+def test_catalog_error_falls_through_but_a_bug_in_the_provider_propagates(rng):
+    """Only CatalogError (the provider's documented failure) moves on to the next catalog;
+    anything else is a bug and must surface as itself, not as "catalog unusable"."""
     sources, stars = make_field(rng)
-    cal = run(sources, Provider({"ps1": RuntimeError("boom"), "apass": stars}))
+    cal = run(sources, Provider({"ps1": CatalogError("ps1 down"), "apass": stars}))
     assert cal.catalog == "apass"
+    assert cal.ok
+    with pytest.raises(TypeError, match="boom"):
+        run(sources, Provider({"ps1": TypeError("boom"), "apass": stars}))
 
 
 def test_unfiltered_frame_calibrates_against_substitute_band_and_is_flagged(rng):

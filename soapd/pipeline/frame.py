@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
-from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
 from soapd.config import FrameConfig
@@ -42,6 +41,7 @@ from soapd.pipeline.header import (
     parse_section,
     read_noise,
 )
+from soapd.timeutil import mjd_of
 
 __all__ = ["Frame", "load_frame", "parse_section"]
 
@@ -79,7 +79,7 @@ class Frame:
     @property
     def mjd(self) -> float:
         """Mid-exposure MJD (UTC)."""
-        return float(Time(self.mid_time_utc, scale="utc").mjd)
+        return mjd_of(self.mid_time_utc)
 
 
 def _choose_hdu(hdul: fits.HDUList, index: int, path: Path) -> Any:

@@ -28,18 +28,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from astropy.stats import median_absolute_deviation
+from astropy.stats import mad_std
 
 from soapd.pipeline import sep_wrapper
 from soapd.pipeline.context import Context, Limits, need
 from soapd.pipeline.photometry import sky_sample_size
 
 __all__ = ["BlankSky", "analytic_limit_flux", "blank_sky", "flux_to_mag", "stage_limits"]
-
-#: MAD-to-sigma factor of the blank-sky scatter, rounded as soapd has always used it.
-#: astropy's ``mad_std`` uses 1.482602218505602: switching would move robust limits by
-#: 1.6e-6 mag and, with ``photometry.correlated_noise``, flux errors by 1.5e-6 (relative).
-MAD_TO_SIGMA_ROUNDED = 1.4826
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,7 +133,7 @@ def blank_sky(
         elif estimator == "std":
             sigma[r] = float(np.std(sums, ddof=1))
         else:
-            sigma[r] = MAD_TO_SIGMA_ROUNDED * float(median_absolute_deviation(sums))
+            sigma[r] = float(mad_std(sums))
     return BlankSky(sigma_e=sigma, n_used=len(x), masked_fraction=float(exclude.mean()))
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from astropy.table import Column, Table
-from astropy.time import Time
 
 from soapd import __version__
 from soapd.columns import (
@@ -34,6 +33,7 @@ from soapd.pipeline.context import Context, need
 from soapd.pipeline.forced import frame_footprint
 from soapd.pipeline.limits import analytic_limit_flux, flux_to_mag
 from soapd.pipeline.photometry import MAG_PER_REL_FLUX, sky_sample_size
+from soapd.timeutil import jd_from_mjd
 
 __all__ = ["COLUMN_DTYPES", "build_table", "convert_mag_system", "empty_table", "stage_table"]
 
@@ -265,14 +265,14 @@ def _columns(ctx: Context, ri: I64, pi: I64) -> dict[str, Any]:
     cal = _row_calibration(ctx.calibrations, ri)
     mags = _magnitude_columns(ctx, ri, pi, cal)
     ap_corr = mags["ap_corr_mag"]
-    mjd = float(Time(frame.mid_time_utc, scale="utc").mjd)
+    mjd = frame.mjd
     return {
         "image_file": frame.path.name,
         "telescope": frame.telescope,
         "filter": frame.band,
         "exptime": frame.exptime_s,
         "mjd": mjd,
-        "jd": mjd + 2400000.5,
+        "jd": jd_from_mjd(mjd),
         "x_pix": blocks.x_px[pi],
         "y_pix": blocks.y_px[pi],
         "ra": blocks.ra_deg[pi],

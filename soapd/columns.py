@@ -11,12 +11,8 @@ zeropoint``; ``mjd``/``jd``/``mid_time_utc`` are mid-exposure UTC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from astropy.table import Table
+# transition: import from soapd.models (these re-exports go once every importer has moved).
+from soapd.models import FrameResult, FrameSummary
 
 __all__ = [
     "COLUMN_DESCRIPTIONS",
@@ -133,49 +129,3 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "flux_ujy_err": "error of flux_ujy (zero-point error included)",
     "ap_corr_mag": "aperture correction to total flux (<= 0)",
 }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameSummary:
-    """Frame-level results: one row of the ledger's ``frames`` table.
-
-    Magnitudes are calibrated when ``zp_mag`` is finite, else instrumental. The
-    zero point is per second of exposure in electrons: ``m = -2.5 log10(F_e / t_s) + zp``.
-    """
-
-    image_file: str
-    telescope: str
-    filter_raw: str
-    band: str
-    exptime_s: float
-    mid_time_utc: datetime
-    gain_e_per_adu: float
-    read_noise_e: float
-    saturation_adu: float
-    fwhm_px: float
-    n_fwhm_stars: int
-    n_sources: int
-    aperture_radii_px: tuple[float, ...]
-    zp_mag: float
-    zp_err_mag: float
-    zp_scatter_mag: float
-    n_cal_stars: int
-    cal_catalog: str | None
-    cal_mag_system: str
-    lim_mag: float
-    lim_mag_robust: float
-    sky_rms_e: float
-    has_wcs: bool
-    center_ra_deg: float
-    center_dec_deg: float
-    flags: int
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameResult:
-    """A processed frame: its summary, its full source table and its stage timings."""
-
-    summary: FrameSummary
-    table: Table
-    timings_s: dict[str, float] = field(default_factory=dict)

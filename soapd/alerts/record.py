@@ -28,7 +28,7 @@ from soapd.errors import ConfigError
 from soapd.models import AlertDraft
 
 if TYPE_CHECKING:
-    from soapd.columns import FrameResult
+    from soapd.models import FrameResult
     from soapd.store import Store
 
 __all__ = ["RULE_COLUMNS", "draft_alerts", "record_result", "reference_points", "rule_arrays"]

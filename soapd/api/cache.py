@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soapd.store.migrations import FRAME_STATES
+from soapd.models import FRAME_STATES
 
 if TYPE_CHECKING:
     from soapd.config import Config

@@ -47,7 +47,7 @@ from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
 
-    from soapd.columns import FrameResult
+    from soapd.models import FrameResult
 
 __all__ = [
     "PhotometryResult",

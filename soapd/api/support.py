@@ -21,9 +21,8 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import Target
+    from soapd.models import FrameRow, Target
     from soapd.skynet.records import Exposure
-    from soapd.store.ledger import FrameRow
 
 __all__ = [
     "all_off_frame",

@@ -6,12 +6,12 @@ No SQL here; :mod:`soapd.store.ledger` turns rows into these values.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from soapd.models import ExposureMeta
+from soapd.models import ExposureMeta, FrameRow
 from soapd.store.base import utc_iso
 
 __all__ = [
@@ -46,25 +46,6 @@ class ExposureLike(Protocol):
     def meta(self) -> ExposureMeta:
         """The archive's metadata."""
         ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameRow:
-    """One row of the ``frames`` ledger, as the daemon needs it."""
-
-    frame_id: int
-    source: str
-    exp_id: int | None
-    obs_id: int | None
-    path: Path | None
-    sha256: str | None
-    size_bytes: int | None
-    state: str
-    tries: int
-    last_error: str | None
-    seen_at: str
-    updated_at: str
-    meta: ExposureMeta
 
 
 class Recorded(NamedTuple):

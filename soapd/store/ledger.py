@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from soapd.errors import StoreError
-from soapd.models import ExposureMeta
+from soapd.models import FRAME_STATES, ExposureMeta
 from soapd.store.base import utc_iso
 from soapd.store.frame_rows import (
     FRAME_COLUMNS,
@@ -31,7 +31,6 @@ from soapd.store.frame_rows import (
     meta_to_json,
     row_to_frame,
 )
-from soapd.store.migrations import FRAME_STATES
 from soapd.store.status import StatusMixin
 
 __all__ = [

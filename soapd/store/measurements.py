@@ -27,7 +27,7 @@ from soapd.store.targets import TargetsMixin, parse_utc
 if TYPE_CHECKING:
     from astropy.table import Table
 
-    from soapd.columns import FrameResult
+    from soapd.models import FrameResult
 
 __all__ = ["LIGHTCURVE_COLUMNS", "ResultsMixin", "StoredAlert", "mjd_of"]
 

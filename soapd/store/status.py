@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from soapd.models import FRAME_STATES
 from soapd.store.base import StoreBase
-from soapd.store.migrations import FRAME_STATES
 
 __all__ = ["StatusMixin"]
 

@@ -15,9 +15,31 @@ import numpy as np
 if TYPE_CHECKING:
     from astropy.table import Table
 
-from soapd.store.migrations import PACKED_FIELDS
+__all__ = ["INT_FILL", "LIGHTCURVE_COLUMNS", "PACKED_FIELDS", "lightcurve_table"]
 
-__all__ = ["INT_FILL", "LIGHTCURVE_COLUMNS", "lightcurve_table"]
+#: Measurement columns copied, in this order, into ``measurements.packed`` (float64 LE).
+#: Stored rows hold this layout (migration m004 wrote it with the same literal):
+#: changing it needs a migration that re-packs every row.
+PACKED_FIELDS: tuple[str, ...] = (
+    "mjd",
+    "flux_e",
+    "flux_err_e",
+    "flux_ujy",
+    "flux_ujy_err",
+    "snr",
+    "mag",
+    "mag_err",
+    "lim_mag",
+    "lim_nsigma",
+    "is_detection",
+    "aperture_id",
+    "aperture_px",
+    "flags",
+    "is_forced",
+    "ra_deg",
+    "dec_deg",
+    "frame_id",
+)
 
 #: Integer columns hold this where the value is unknown (e.g. obs_id of a local file).
 INT_FILL = -1

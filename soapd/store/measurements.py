@@ -19,8 +19,7 @@ import numpy as np
 from soapd.errors import StoreError
 from soapd.models import AlertDraft
 from soapd.store.base import utc_iso
-from soapd.store.lctable import INT_FILL, LIGHTCURVE_COLUMNS, lightcurve_table
-from soapd.store.migrations import PACKED_FIELDS
+from soapd.store.lctable import INT_FILL, LIGHTCURVE_COLUMNS, PACKED_FIELDS, lightcurve_table
 from soapd.store.outbox import OutboxMixin, StoredAlert
 from soapd.store.targets import TargetsMixin, parse_utc
 

@@ -3,6 +3,12 @@
 Applied migrations are never edited once released; changes come as new
 functions registered after the last one. ``soapd migrate`` and service start-up
 both call ``migrations.apply(db)``.
+
+Every migration is frozen: it holds the literal values it was written with (the
+frame states, the packed field order) and reads no module or runtime constant, so
+editing :data:`soapd.models.FRAME_STATES` or the store's ``PACKED_FIELDS`` can never
+change what an old database got. ``tests/unit/store/test_schema.py`` checks this and
+compares a fresh database's schema with ``tests/unit/store/schema.sql``.
 """
 
 from __future__ import annotations
@@ -14,13 +20,11 @@ __all__ = ["migrations"]
 
 migrations = Migrations("soapd")
 
-FRAME_STATES = ("seen", "downloaded", "processing", "processed", "rejected", "failed")
-
 
 @migrations()
 def m001_frames(db: sqlite_utils.Database) -> None:
     """Create the frame ledger: one row per exposure or local file, and its state."""
-    states = ", ".join(f"'{s}'" for s in FRAME_STATES)
+    states = "'seen', 'downloaded', 'processing', 'processed', 'rejected', 'failed'"
     db.execute(f"""
         CREATE TABLE frames (
             frame_id INTEGER PRIMARY KEY,
@@ -189,29 +193,6 @@ def m003_results_targets_measurements_alerts(db: sqlite_utils.Database) -> None:
     """)
 
 
-#: Measurement columns copied, in this order, into ``measurements.packed`` (float64 LE).
-PACKED_FIELDS = (
-    "mjd",
-    "flux_e",
-    "flux_err_e",
-    "flux_ujy",
-    "flux_ujy_err",
-    "snr",
-    "mag",
-    "mag_err",
-    "lim_mag",
-    "lim_nsigma",
-    "is_detection",
-    "aperture_id",
-    "aperture_px",
-    "flags",
-    "is_forced",
-    "ra_deg",
-    "dec_deg",
-    "frame_id",
-)
-
-
 @migrations()
 def m004_measurements_packed(db: sqlite_utils.Database) -> None:
     """Add ``measurements.packed``: the row's numbers as one float64 blob (fast lightcurves).
@@ -228,8 +209,11 @@ def m004_measurements_packed(db: sqlite_utils.Database) -> None:
         "CREATE INDEX measurements_lc ON measurements "
         "(target_id, superseded, mjd, frame_id, aperture_id, config_hash)"
     )
-    cols = ", ".join(PACKED_FIELDS)
-    rows = db.execute(f"SELECT measurement_id, {cols} FROM measurements").fetchall()
+    rows = db.execute(
+        "SELECT measurement_id, mjd, flux_e, flux_err_e, flux_ujy, flux_ujy_err, snr, mag, "
+        "mag_err, lim_mag, lim_nsigma, is_detection, aperture_id, aperture_px, flags, "
+        "is_forced, ra_deg, dec_deg, frame_id FROM measurements"
+    ).fetchall()
     for row in rows:
         blob = np.array(row[1:], dtype="<f8").tobytes()
         db.execute("UPDATE measurements SET packed = ? WHERE measurement_id = ?", [blob, row[0]])

@@ -1,8 +1,8 @@
-"""The lightcurve table: its columns, units, and how it is built from stored rows.
+"""The lightcurve table: how it is built from stored rows.
 
 What ``Store.lightcurve`` returns and what export, plots and GCN drafts consume:
-the column names of the result table (see ``soapd.columns``) with astropy
-units in each column.
+the columns :data:`soapd.columns.LIGHTCURVE_COLUMNS`, with the dtype, unit and
+description the registry gives them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from soapd.columns import LIGHTCURVE_COLUMNS as LIGHTCURVE_NAMES
+from soapd.columns import spec
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -44,46 +47,61 @@ PACKED_FIELDS: tuple[str, ...] = (
 #: Integer columns hold this where the value is unknown (e.g. obs_id of a local file).
 INT_FILL = -1
 
-#: Lightcurve table columns: (name, source, SQL expression, dtype, unit, description).
-#: Source "m": a measurements column (read from ``measurements.packed`` except
-#: ``superseded``); "f": a frames column (fetched once per frame);
-#: "t": the target name; "d": derived from another column.
-LIGHTCURVE_COLUMNS: tuple[tuple[str, str, str, str, str | None, str], ...] = (
-    ("target_name", "t", "", "str", None, "Target name"),
-    ("mjd", "m", "mjd", "f8", "d", "MJD (UTC) at mid-exposure"),
-    ("jd", "d", "mjd", "f8", "d", "JD (UTC) at mid-exposure"),
-    ("mid_time_utc", "f", "mid_time_utc", "str", None, "Mid-exposure time, ISO-8601 UTC"),
-    ("telescope", "f", "telescope", "str", None, "Telescope"),
-    ("filter", "f", "band", "str", None, "Normalised filter (band)"),
-    ("band", "d", "filter", "str", None, "Normalised filter (band)"),
-    ("filter_raw", "f", "filter", "str", None, "Filter name as written in the header"),
-    ("exptime", "f", "exptime_s", "f8", "s", "Exposure time"),
-    ("flux", "m", "flux_e", "f8", "electron", "Aperture flux in electrons"),
-    ("flux_err", "m", "flux_err_e", "f8", "electron", "1-sigma flux error in electrons"),
-    ("flux_ujy", "m", "flux_ujy", "f8", "uJy", "Flux density (AB scale) when calibrated"),
-    ("flux_ujy_err", "m", "flux_ujy_err", "f8", "uJy", "1-sigma flux density error"),
-    ("snr", "m", "snr", "f8", None, "Signal-to-noise ratio flux/flux_err"),
-    ("calibrated_mag", "m", "mag", "f8", "mag", "Magnitude (instrumental if uncalibrated)"),
-    ("calibrated_mag_err", "m", "mag_err", "f8", "mag", "1-sigma magnitude error"),
-    ("limiting_mag", "m", "lim_mag", "f8", "mag", "n-sigma limiting magnitude at the position"),
-    ("limiting_nsigma", "m", "lim_nsigma", "f8", None, "Significance of limiting_mag in sigma"),
-    ("is_detection", "m", "is_detection", "bool", None, "True: detection; False: upper limit"),
-    ("cal_mag_system", "f", "mag_system", "str", None, "AB, Vega or none"),
-    ("zeropoint", "f", "zp_mag", "f8", "mag", "Zero point (per second, electrons)"),
-    ("zeropoint_err", "f", "zp_err_mag", "f8", "mag", "Statistical zero-point error"),
-    ("zeropoint_scatter", "f", "zp_scatter_mag", "f8", "mag", "Scatter of calibration stars"),
-    ("n_cal_stars", "f", "coalesce(n_calib, -1)", "i8", None, "Calibration stars used"),
-    ("cal_catalog", "f", "cal_catalog", "str", None, "Calibration catalog"),
-    ("aperture_id", "m", "aperture_id", "i8", None, "Aperture radius index"),
-    ("aperture_radius", "m", "aperture_px", "f8", "pix", "Aperture radius in pixels"),
-    ("flag", "m", "flags", "i8", None, "soapd.flags.Flag bits"),
-    ("image_file", "f", "image_file", "str", None, "Frame file name"),
-    ("is_forced", "m", "is_forced", "bool", None, "Measured at the requested position"),
-    ("ra", "m", "ra_deg", "f8", "deg", "Right ascension (ICRS)"),
-    ("dec", "m", "dec_deg", "f8", "deg", "Declination (ICRS)"),
-    ("frame_id", "m", "frame_id", "i8", None, "Frame id in the soapd store"),
-    ("obs_id", "f", "coalesce(obs_id, -1)", "i8", None, "Skynet observation id (-1: none)"),
-    ("superseded", "m", "superseded", "bool", None, "Row of an older processing"),
+#: Where each lightcurve column is read (the rest of its definition is in
+#: :data:`soapd.columns.COLUMNS`): source "m" a measurements column (read from
+#: ``measurements.packed`` except ``superseded``), "f" a frames column (fetched once
+#: per frame), "t" the target name, "d" derived from another column.
+_SOURCES: dict[str, tuple[str, str]] = {
+    "target_name": ("t", ""),
+    "mjd": ("m", "mjd"),
+    "jd": ("d", "mjd"),
+    "mid_time_utc": ("f", "mid_time_utc"),
+    "telescope": ("f", "telescope"),
+    "filter": ("f", "band"),
+    "band": ("d", "filter"),
+    "filter_raw": ("f", "filter"),
+    "exptime": ("f", "exptime_s"),
+    "flux": ("m", "flux_e"),
+    "flux_err": ("m", "flux_err_e"),
+    "flux_ujy": ("m", "flux_ujy"),
+    "flux_ujy_err": ("m", "flux_ujy_err"),
+    "snr": ("m", "snr"),
+    "calibrated_mag": ("m", "mag"),
+    "calibrated_mag_err": ("m", "mag_err"),
+    "limiting_mag": ("m", "lim_mag"),
+    "limiting_nsigma": ("m", "lim_nsigma"),
+    "is_detection": ("m", "is_detection"),
+    "cal_mag_system": ("f", "mag_system"),
+    "zeropoint": ("f", "zp_mag"),
+    "zeropoint_err": ("f", "zp_err_mag"),
+    "zeropoint_scatter": ("f", "zp_scatter_mag"),
+    "n_cal_stars": ("f", "coalesce(n_calib, -1)"),
+    "cal_catalog": ("f", "cal_catalog"),
+    "aperture_id": ("m", "aperture_id"),
+    "aperture_radius": ("m", "aperture_px"),
+    "flag": ("m", "flags"),
+    "image_file": ("f", "image_file"),
+    "is_forced": ("m", "is_forced"),
+    "ra": ("m", "ra_deg"),
+    "dec": ("m", "dec_deg"),
+    "frame_id": ("m", "frame_id"),
+    "obs_id": ("f", "coalesce(obs_id, -1)"),
+    "superseded": ("m", "superseded"),
+}
+
+_LC_DTYPE = {"f8": "f8", "i4": "i8", "i8": "i8", "?": "bool", "U": "str"}
+
+#: Lightcurve table columns: (name, source, SQL expression, dtype, unit, description),
+#: from :data:`soapd.columns.LIGHTCURVE_COLUMNS` and the registry.
+LIGHTCURVE_COLUMNS: tuple[tuple[str, str, str, str, str | None, str], ...] = tuple(
+    (
+        name,
+        *_SOURCES[name],
+        _LC_DTYPE[spec(name).dtype],
+        spec(name).unit,
+        spec(name).description,
+    )
+    for name in LIGHTCURVE_NAMES
 )
 
 

@@ -1,36 +1,28 @@
-"""Targets, measurements, the alerts outbox and lightcurve queries.
+"""Measurements: target rows of processed frames, and the lightcurve reads.
 
-``save_result`` is the one write of a processed frame: measurements of the
-watched targets, the frame summary with ``state = 'processed'``, and the alerts
-those measurements raised, in a single transaction. A crash in the middle
-leaves none of it; processing a frame again updates its rows instead of adding
-new ones, and never stores an alert twice (``alerts.dedupe_key`` is UNIQUE).
+One row per frame x target x aperture x processing (``config_hash``); rows of an
+older processing are kept with ``superseded = 1``. Processing a frame again
+updates its rows instead of adding new ones. ``Store.save_result`` writes them in
+the same transaction as the frame summary and the alerts they raised.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from soapd.errors import StoreError
-from soapd.models import AlertDraft
-from soapd.store.base import utc_iso
+from soapd.models import Target
+from soapd.store.base import Repository, mjd_of, utc_iso
 from soapd.store.lctable import INT_FILL, LIGHTCURVE_COLUMNS, PACKED_FIELDS, lightcurve_table
-from soapd.store.outbox import OutboxMixin, StoredAlert
-from soapd.store.targets import TargetsMixin, parse_utc
+from soapd.store.targets import parse_utc
 
 if TYPE_CHECKING:
     from astropy.table import Table
 
-    from soapd.models import FrameResult
-
-__all__ = ["LIGHTCURVE_COLUMNS", "ResultsMixin", "StoredAlert", "mjd_of"]
-
-_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
+__all__ = ["Measurements", "mjd_of"]
 
 _INT_FILL = INT_FILL
 
@@ -69,11 +61,6 @@ _NUMERIC_COLUMNS = (
 )
 
 
-def mjd_of(when: datetime) -> float:
-    """Return the MJD (UTC days) of an aware datetime."""
-    return (when.astimezone(UTC) - _MJD0).total_seconds() / 86400.0
-
-
 def _floats(table: Table, name: str, n: int) -> np.ndarray:
     if name not in table.colnames:
         return np.full(n, np.nan)
@@ -98,105 +85,10 @@ def _nan_none(values: np.ndarray) -> list[float | None]:
     return [None if not math.isfinite(v) else v for v in values.tolist()]
 
 
-class ResultsMixin(TargetsMixin, OutboxMixin):
-    """Result queries (the lightcurve work, issue 6)."""
+class Measurements(Repository):
+    """Queries on ``measurements`` (and the lightcurve reads that join frames)."""
 
-    def save_result(
-        self,
-        frame_id: int,
-        result: FrameResult,
-        *,
-        alerts: Sequence[AlertDraft] = (),
-        config_hash: str,
-        soapd_version: str,
-        table_path: str | None,
-        lim_nsigma: float | None = None,
-    ) -> list[int]:
-        """Store a processed frame in one transaction; return the ids of new alerts.
-
-        Writes the target measurements (rows of ``result.table`` whose
-        ``target_name`` is a known target), the frame summary with
-        ``state = 'processed'``, and ``alerts`` into the outbox. Raise StoreError if
-        the frame is not in the ledger.
-        """
-        s = result.summary
-        mid = (
-            s.mid_time_utc.replace(tzinfo=UTC) if s.mid_time_utc.tzinfo is None else s.mid_time_utc
-        )
-        now = self.now()
-        with self.db.atomic():
-            cur = self.db.execute(
-                """
-                UPDATE frames SET state = 'processed', processed_at = ?, updated_at = ?,
-                    fwhm_px = ?, zp_mag = ?, zp_err_mag = ?, zp_scatter_mag = ?, n_calib = ?,
-                    cal_catalog = ?, mag_system = ?, lim_mag = ?, flags = ?, band = ?,
-                    mid_time_utc = ?, mjd = ?, exptime_s = ?, telescope = ?, filter = ?,
-                    soapd_version = ?, config_hash = ?, catalog_path = ?, image_file = ?
-                WHERE frame_id = ?
-                """,
-                [
-                    now,
-                    now,
-                    *_nan_none(
-                        np.array([s.fwhm_px, s.zp_mag, s.zp_err_mag, s.zp_scatter_mag], float)
-                    ),
-                    int(s.n_cal_stars),
-                    s.cal_catalog,
-                    s.cal_mag_system,
-                    _nan_none(np.array([s.lim_mag], float))[0],
-                    int(s.flags),
-                    s.band,
-                    utc_iso(mid),
-                    mjd_of(mid),
-                    float(s.exptime_s),
-                    s.telescope,
-                    s.filter_raw,
-                    soapd_version,
-                    config_hash,
-                    table_path,
-                    s.image_file,
-                    frame_id,
-                ],
-            )
-            if cur.rowcount != 1:
-                raise StoreError(
-                    f"frame_id {frame_id} is not in the ledger; register the frame first"
-                )
-            ids = self._target_ids()
-            self._upsert_measurements(
-                frame_id,
-                result.table,
-                ids,
-                config_hash=config_hash,
-                mjd=mjd_of(mid),
-                lim_nsigma=lim_nsigma,
-            )
-            return self._insert_alerts(frame_id, alerts, ids)
-
-    def save_measurements(
-        self,
-        frame_id: int,
-        table: Table,
-        *,
-        config_hash: str,
-        mjd: float,
-        lim_nsigma: float | None = None,
-    ) -> int:
-        """Store target rows of ``table`` for an already processed frame (backfill).
-
-        Only the targets present in ``table`` are touched. Return the rows written.
-        """
-        with self.db.atomic():
-            return self._upsert_measurements(
-                frame_id,
-                table,
-                self._target_ids(),
-                config_hash=config_hash,
-                mjd=mjd,
-                lim_nsigma=lim_nsigma,
-            )
-
-    def _upsert_measurements(
+    def upsert(
         self,
         frame_id: int,
         table: Table,
@@ -206,6 +98,11 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         mjd: float,
         lim_nsigma: float | None,
     ) -> int:
+        """Store the rows of ``table`` whose ``target_name`` is in ``ids``; return how many.
+
+        Inside the caller's transaction. Rows of this frame from another
+        ``config_hash`` of the same targets become superseded.
+        """
         n = len(table)
         if n == 0 or "target_name" not in table.colnames:
             return 0
@@ -274,22 +171,13 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
 
     def lightcurve(
         self,
-        target_name: str,
+        target: Target,
         *,
         band: str | None = None,
         since_utc: datetime | str | None = None,
         include_superseded: bool = False,
     ) -> Table:
-        """Return the lightcurve of ``target_name`` ordered by mid-exposure time.
-
-        One row per frame x aperture (plus older processings when
-        ``include_superseded``), with the columns of ``LIGHTCURVE_COLUMNS`` and
-        their units. ``meta`` holds the target's name, position and trigger time.
-        Raise StoreError if there is no such target.
-        """
-        target = self.get_target(target_name)
-        if target is None or target.target_id is None:
-            raise StoreError(f"no target named {target_name!r}; see `soapd targets list`")
+        """Return the lightcurve of a stored ``target`` (see ``Store.lightcurve``)."""
         where = ["target_id = ?"]
         params: list[Any] = [target.target_id]
         if not include_superseded:
@@ -379,19 +267,3 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
             np.array([r[2] or "" for r in rows], dtype=str) if rows else np.zeros(0, str)
         )
         return out
-
-    def frames_with_tables(self) -> list[dict[str, Any]]:
-        """Return processed frames that kept a field-wide table, by mid-exposure time."""
-        return list(
-            self.db.query(
-                "SELECT frame_id, catalog_path, mid_time_utc, mjd, band, filter, telescope, "
-                "exptime_s, lim_mag, zp_mag, zp_err_mag, zp_scatter_mag, n_calib, cal_catalog, "
-                "mag_system, image_file, config_hash, obs_id FROM frames "
-                "WHERE state = 'processed' AND catalog_path IS NOT NULL ORDER BY mjd, frame_id"
-            )
-        )
-
-    def frame_obs_id(self, frame_id: int) -> int | None:
-        """Return the Skynet observation id of a frame (None if unknown or local)."""
-        row = self.db.execute("SELECT obs_id FROM frames WHERE frame_id = ?", [frame_id]).fetchone()
-        return None if row is None or row[0] is None else int(row[0])

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from soapd.config import TargetConfig
-from soapd.errors import ConfigError, StoreError
+from soapd.errors import ConfigError
 from soapd.models import Target
-from soapd.store.base import StoreBase, utc_iso
+from soapd.store.base import Repository, utc_iso
 
-__all__ = ["TargetsMixin", "parse_utc"]
+__all__ = ["Targets", "parse_utc"]
 
 
 def parse_utc(text: str | datetime | None, *, what: str = "time") -> datetime | None:
@@ -57,7 +57,7 @@ def _row_to_target(row: dict[str, Any]) -> Target:
     )
 
 
-class TargetsMixin(StoreBase):
+class Targets(Repository):
     """Queries on the ``targets`` table."""
 
     def upsert_target(self, target: Target, *, source: str = "cli") -> int:
@@ -146,9 +146,3 @@ class TargetsMixin(StoreBase):
             )
             ids.append(self.upsert_target(target, source="config"))
         return ids
-
-    def _require_target_id(self, name: str) -> int:
-        row = self.db.execute("SELECT target_id FROM targets WHERE name = ?", [name]).fetchone()
-        if row is None:
-            raise StoreError(f"no target named {name!r}; add it with `soapd targets add`")
-        return int(row[0])

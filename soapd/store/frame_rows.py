@@ -59,26 +59,36 @@ class Recorded(NamedTuple):
     reason: str = ""
 
 
-def meta_to_json(meta: ExposureMeta) -> str:
-    """Return ``meta`` as JSON text (datetimes as ISO-8601 UTC)."""
+#: ExposureMeta fields kept in ``frames`` columns of the same name; ``meta_json``
+#: holds only the others (gain, read noise, extras), so each value is stored once.
+COLUMN_FIELDS = ("exp_id", "obs_id", "telescope", "filter", "exptime_s", "mid_time_utc")
+
+
+def meta_to_json(meta: ExposureMeta, *, omit: Sequence[str] = ()) -> str:
+    """Return ``meta`` as JSON text (datetimes as ISO-8601 UTC), without the fields ``omit``."""
     data = asdict(meta)
     if meta.mid_time_utc is not None:
         data["mid_time_utc"] = utc_iso(meta.mid_time_utc)
+    for name in omit:
+        del data[name]
     return json.dumps(data, sort_keys=True, default=str)
 
 
-def meta_from_json(text: str | None) -> ExposureMeta:
-    """Return the ExposureMeta stored by :func:`meta_to_json` (empty meta for None)."""
-    if not text:
-        return ExposureMeta()
-    data: dict[str, Any] = json.loads(text)
-    if data.get("mid_time_utc"):
+def meta_from_json(text: str | None, **fields: Any) -> ExposureMeta:
+    """Return the ExposureMeta stored by :func:`meta_to_json` (empty meta for None).
+
+    ``fields`` (e.g. the frame's columns) take precedence over the JSON's values.
+    """
+    data: dict[str, Any] = json.loads(text) if text else {}
+    data.update(fields)
+    if isinstance(data.get("mid_time_utc"), str):
         data["mid_time_utc"] = datetime.fromisoformat(data["mid_time_utc"])
     return ExposureMeta(**data)
 
 
 def row_to_frame(r: dict[str, Any]) -> FrameRow:
-    meta = meta_from_json(r["meta_json"])
+    """Return a ``frames`` row (:data:`FRAME_COLUMNS`) as a FrameRow."""
+    meta = meta_from_json(r["meta_json"], **{name: r[name] for name in COLUMN_FIELDS})
     return FrameRow(
         frame_id=r["frame_id"],
         source=r["source"],
@@ -97,12 +107,13 @@ def row_to_frame(r: dict[str, Any]) -> FrameRow:
 
 
 def meta_columns(meta: ExposureMeta) -> dict[str, Any]:
+    """Return the ``frames`` values that store ``meta`` (but exp_id and obs_id: the caller's)."""
     return {
         "telescope": meta.telescope,
         "filter": meta.filter,
         "exptime_s": meta.exptime_s,
         "mid_time_utc": utc_iso(meta.mid_time_utc) if meta.mid_time_utc else None,
-        "meta_json": meta_to_json(meta),
+        "meta_json": meta_to_json(meta, omit=COLUMN_FIELDS),
     }
 
 

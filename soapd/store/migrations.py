@@ -217,3 +217,36 @@ def m004_measurements_packed(db: sqlite_utils.Database) -> None:
     for row in rows:
         blob = np.array(row[1:], dtype="<f8").tobytes()
         db.execute("UPDATE measurements SET packed = ? WHERE measurement_id = ?", [blob, row[0]])
+
+
+@migrations()
+def m005_frame_metadata_once(db: sqlite_utils.Database) -> None:
+    """Store each frame's metadata once: ``meta_json`` stops repeating the columns.
+
+    ``meta_json`` held the whole ExposureMeta, so exp_id, obs_id, telescope,
+    filter, exptime_s and mid_time_utc were in both places (and disagreed once
+    processing had updated the columns). They now live in the columns only. A
+    NULL column first takes the JSON's value (exp_id only when no other frame has
+    it); where both are set the column is kept.
+    """
+    import json
+
+    rows = db.execute("SELECT frame_id, meta_json FROM frames WHERE meta_json IS NOT NULL")
+    updates = []
+    for frame_id, text in rows.fetchall():
+        data = json.loads(text)
+        moved = [data.pop(k, None) for k in ("exp_id", "obs_id", "telescope", "filter")]
+        moved += [data.pop(k, None) for k in ("exptime_s", "mid_time_utc")]
+        updates.append([*moved, json.dumps(data, sort_keys=True, default=str), frame_id])
+    db.conn.executemany(
+        """
+        UPDATE frames SET
+            exp_id = CASE WHEN exp_id IS NULL AND NOT EXISTS
+                (SELECT 1 FROM frames AS o WHERE o.exp_id = ?1) THEN ?1 ELSE exp_id END,
+            obs_id = COALESCE(obs_id, ?2), telescope = COALESCE(telescope, ?3),
+            filter = COALESCE(filter, ?4), exptime_s = COALESCE(exptime_s, ?5),
+            mid_time_utc = COALESCE(mid_time_utc, ?6), meta_json = ?7
+        WHERE frame_id = ?8
+        """,
+        updates,
+    )

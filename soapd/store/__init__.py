@@ -16,7 +16,8 @@ connection (``store.db``):
 Each repository method is also a ``Store`` method of the same name (``store.frame``
 is ``store.ledger.frame``). Work spanning repositories — one transaction over the
 frame summary, its measurements and its alerts — is written here. The schema is in
-:mod:`.migrations`.
+:mod:`.migrations`; the ``lightcurve`` view, which ``Store.lightcurve`` reads by the
+same definition, in :mod:`.views`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
 from soapd.store.status import ServiceStatus
 from soapd.store.targets import Targets
+from soapd.store.views import refresh_views
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -83,6 +85,7 @@ class Store:
         self.db: sqlite_utils.Database = open_database(path)
         if migrate:
             migrations.apply(self.db)
+            refresh_views(self.db)
         self.ledger = Ledger(self.db)
         self.targets = Targets(self.db)
         self.measurements = Measurements(self.db)

@@ -250,3 +250,28 @@ def m005_frame_metadata_once(db: sqlite_utils.Database) -> None:
         """,
         updates,
     )
+
+
+@migrations()
+def m006_measurements_packed_calibration(db: sqlite_utils.Database) -> None:
+    """Re-pack ``measurements.packed`` with the row's own calibration.
+
+    Lightcurves read each aperture's zero point, its error, its star count and its
+    magnitude system (as the ``lightcurve`` view shows them) instead of the frame's
+    main-aperture values. The blob grows from 18 to 21 float64 plus one code: m004's
+    fields, then zp_mag, zp_err_mag, n_cal_stars, and mag_system as 0 '' (or NULL),
+    1 'AB', 2 'Vega', 3 'none', NaN for any other value.
+    """
+    import numpy as np
+
+    rows = db.execute(
+        "SELECT measurement_id, mjd, flux_e, flux_err_e, flux_ujy, flux_ujy_err, snr, mag, "
+        "mag_err, lim_mag, lim_nsigma, is_detection, aperture_id, aperture_px, flags, "
+        "is_forced, ra_deg, dec_deg, frame_id, zp_mag, zp_err_mag, n_cal_stars, "
+        "CASE coalesce(mag_system, '') WHEN '' THEN 0 WHEN 'AB' THEN 1 WHEN 'Vega' THEN 2 "
+        "WHEN 'none' THEN 3 END FROM measurements"
+    ).fetchall()
+    db.conn.executemany(
+        "UPDATE measurements SET packed = ? WHERE measurement_id = ?",
+        [(np.array(row[1:], dtype="<f8").tobytes(), row[0]) for row in rows],
+    )

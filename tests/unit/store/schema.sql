@@ -165,15 +165,49 @@ CREATE TABLE targets (
 
 -- view lightcurve ON lightcurve
 CREATE VIEW lightcurve AS
-        SELECT
-            m.measurement_id, m.frame_id, m.target_id, t.name AS target_name,
-            m.mjd, f.mid_time_utc, f.obs_id, f.telescope, f.band, f.filter AS filter_raw,
-            f.exptime_s, m.flux_e, m.flux_err_e, m.flux_ujy, m.flux_ujy_err, m.snr,
-            m.mag, m.mag_err, m.lim_mag, m.lim_nsigma, m.is_detection, m.mag_system,
-            m.zp_mag, m.zp_err_mag, f.zp_scatter_mag, m.n_cal_stars, f.cal_catalog,
-            m.aperture_id, m.aperture_px, m.flags, f.image_file, f.path, m.is_forced,
-            m.ra_deg, m.dec_deg, m.x_px, m.y_px, m.superseded, m.config_hash
-        FROM measurements AS m
-        JOIN frames AS f ON f.frame_id = m.frame_id
-        JOIN targets AS t ON t.target_id = m.target_id;
+SELECT
+    m.measurement_id,
+    m.frame_id,
+    m.target_id,
+    t.name AS target_name,
+    m.mjd,
+    f.mid_time_utc,
+    f.obs_id,
+    f.telescope,
+    f.band,
+    f.filter AS filter_raw,
+    f.exptime_s,
+    m.flux_e,
+    m.flux_err_e,
+    m.flux_ujy,
+    m.flux_ujy_err,
+    m.snr,
+    m.mag,
+    m.mag_err,
+    m.lim_mag,
+    m.lim_nsigma,
+    m.is_detection,
+    m.mag_system,
+    m.zp_mag,
+    m.zp_err_mag,
+    f.zp_scatter_mag,
+    m.n_cal_stars,
+    f.cal_catalog,
+    m.aperture_id,
+    m.aperture_px,
+    m.flags,
+    f.image_file,
+    f.path,
+    m.is_forced,
+    m.ra_deg,
+    m.dec_deg,
+    m.x_px,
+    m.y_px,
+    m.superseded,
+    m.config_hash,
+    m.ins_mag,
+    m.ins_mag_err
+FROM measurements AS m
+JOIN frames AS f ON f.frame_id = m.frame_id
+JOIN targets AS t ON t.target_id = m.target_id;
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from soapd.models import FRAME_STATES
@@ -81,6 +82,50 @@ def test_frame_state_check_accepts_exactly_the_runtime_states(tmp_path: Path) ->
             else:
                 store.db.execute(insert, [str(i), state])
         assert store.backlog() == dict.fromkeys(FRAME_STATES, 1)
+
+
+def test_packed_rows_hold_the_runtime_layout_after_every_migration(tmp_path: Path) -> None:
+    """Rows written before packing existed are re-packed in PACKED_FIELDS' order and codes.
+
+    Fails when PACKED_FIELDS or PACKED_CODES is edited without a migration that
+    re-packs stored rows.
+    """
+    from soapd.store.lctable import PACKED_CODES, PACKED_FIELDS
+
+    db = open_database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m004_measurements_packed")
+    db.execute(
+        "INSERT INTO frames (source, state, seen_at, updated_at) VALUES ('cli', 'seen', 'x', 'x')"
+    )
+    db.execute(
+        "INSERT INTO targets (name, ra_deg, dec_deg, added_at, updated_at) "
+        "VALUES ('T', 1, 2, 'x', 'x')"
+    )
+    numeric = [c for c in PACKED_FIELDS if c != "frame_id" and c not in PACKED_CODES]
+    texts = (None, "", "AB", "Vega", "none", "ST")
+    for k, text in enumerate(texts):
+        values = {c: 10.0 * k + i for i, c in enumerate(numeric)} | dict.fromkeys(
+            PACKED_CODES, text
+        )
+        db.execute(
+            f"INSERT INTO measurements (frame_id, target_id, aperture_mpx, config_hash, "
+            f"created_at, updated_at, {', '.join(values)}) VALUES (1, 1, ?, 'h', 'x', 'x', "
+            f"{', '.join('?' * len(values))})",
+            [k, *values.values()],
+        )
+    migrations.apply(db)
+    rows = db.execute("SELECT packed FROM measurements ORDER BY aperture_mpx").fetchall()
+    assert len(rows) == len(texts)
+    for k, (text, (blob,)) in enumerate(zip(texts, rows, strict=True)):
+        packed = dict(zip(PACKED_FIELDS, np.frombuffer(blob, dtype="<f8").tolist(), strict=True))
+        assert {c: packed[c] for c in numeric} == {c: 10.0 * k + i for i, c in enumerate(numeric)}
+        assert packed["frame_id"] == 1.0
+        for field, codes in PACKED_CODES.items():
+            value = text or ""
+            if value in codes:
+                assert packed[field] == codes.index(value), (field, text)
+            else:
+                assert np.isnan(packed[field]), (field, text)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,40 @@ def test_a_repository_works_on_its_own_connection(tmp_path: Path) -> None:
     assert targets.target_ids() == {"A": tid}
     with Store(tmp_path / "s.db", migrate=False) as store:
         assert store.get_target("A") == targets.get_target("A")
+
+
+def test_all_sql_lives_in_the_store() -> None:
+    """No module outside soapd/store imports an SQLite driver or holds an SQL statement."""
+    import ast
+    import re
+
+    import soapd
+
+    root = Path(soapd.__file__).parent
+    sql = re.compile(
+        r"\b(SELECT|INSERT INTO|DELETE FROM|CREATE (TABLE|INDEX|VIEW))\b|UPDATE \w+ SET"
+    )
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if path.is_relative_to(root / "store"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                mods = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
+                offenders += [
+                    f"{path}: imports {m}"
+                    for m in mods
+                    if m.split(".")[0] in ("sqlite3", "sqlite_utils")
+                ]
+            elif (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and sql.search(node.value)
+            ):
+                offenders.append(f"{path}:{node.lineno}: SQL text")
+    assert offenders == []

@@ -34,7 +34,7 @@ LC_FRAMES = 10_000
 
 
 def _summary(i: int, when: datetime) -> Any:
-    from soapd.columns import FrameSummary
+    from soapd.models import FrameSummary
 
     return FrameSummary(
         image_file=f"frame_{i:06d}.fits",
@@ -129,8 +129,7 @@ def _new_frame(store: Any, i: int) -> int:
 
 def run(workdir: Path, *, quick: bool = False) -> list[Row]:
     """Run the store benchmark; return its rows."""
-    from soapd.columns import FrameResult
-    from soapd.models import Target
+    from soapd.models import FrameResult, Target
     from soapd.store import Store
 
     workdir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from soapd import __version__
-from soapd.columns import FrameResult
 from soapd.config import Config
 from soapd.errors import (
     FrameRejected,
@@ -50,13 +49,13 @@ from soapd.errors import (
     StoreError,
 )
 from soapd.logs import frame_context
-from soapd.models import ExposureMeta, Target
+from soapd.models import ExposureMeta, FrameResult, Target
 
 if TYPE_CHECKING:
+    from soapd.models import FrameRow
     from soapd.pipeline.calibrate import ReferenceProvider
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
-    from soapd.store.ledger import FrameRow
 
 __all__ = [
     "Fetched",

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from astropy.table import Table, vstack
 
-from soapd.catalogs.normalise import column_or, filled
+from soapd.columns import column_or, filled
 from soapd.errors import SoapdError
 from soapd.flags import Flag
 from soapd.timeutil import jd_from_mjd, to_mjd

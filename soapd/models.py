@@ -2,15 +2,41 @@
 
 Only plain values live here: no I/O, no SQL, no pixels. Times are timezone-aware
 UTC ``datetime`` objects; angles are degrees (ICRS); exposure times are seconds.
+The columns of the tables these records carry are described in :mod:`soapd.columns`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["AlertDraft", "ExposureMeta", "Target"]
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+__all__ = [
+    "FRAME_STATES",
+    "AlertDraft",
+    "ExposureMeta",
+    "FrameResult",
+    "FrameRow",
+    "FrameSummary",
+    "Target",
+]
+
+#: The states of a frame in the ledger, in lifecycle order:
+#: ``seen -> downloaded -> processing -> processed | rejected | failed``.
+#: The schema's CHECK constraint was written with these values (migration m001);
+#: changing this tuple needs a new migration.
+FRAME_STATES: tuple[str, ...] = (
+    "seen",
+    "downloaded",
+    "processing",
+    "processed",
+    "rejected",
+    "failed",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,3 +93,80 @@ class AlertDraft:
     batch_key: str
     message: str
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameRow:
+    """One row of the frame ledger (``frames`` table), as the daemon and the API need it.
+
+    ``state`` is one of :data:`FRAME_STATES`; ``seen_at``/``updated_at`` are ISO-8601
+    UTC text. ``meta`` is the frame's metadata: the archive's (or the caller's) until
+    the frame is processed, then what processing established (telescope, filter,
+    exposure time, mid-exposure time), plus the archive's gain, read noise and extras.
+    """
+
+    frame_id: int
+    source: str
+    exp_id: int | None
+    obs_id: int | None
+    path: Path | None
+    sha256: str | None
+    size_bytes: int | None
+    state: str
+    tries: int
+    last_error: str | None
+    seen_at: str
+    updated_at: str
+    meta: ExposureMeta
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameSummary:
+    """Frame-level results: one row of the ledger's ``frames`` table.
+
+    The zero point is per second of exposure in electrons:
+    ``m = -2.5 log10(F_e / t_s) + zp``. When the frame has no zero point
+    (``zp_mag`` NaN) the limits ``lim_mag``/``lim_mag_robust`` are NaN too, and so
+    are the table's calibrated magnitudes; instrumental magnitudes are in the
+    table's ``ins_mag``.
+    """
+
+    image_file: str
+    telescope: str
+    filter_raw: str
+    band: str
+    exptime_s: float
+    mid_time_utc: datetime
+    gain_e_per_adu: float
+    read_noise_e: float
+    saturation_adu: float
+    fwhm_px: float
+    n_fwhm_stars: int
+    n_sources: int
+    aperture_radii_px: tuple[float, ...]
+    zp_mag: float
+    zp_err_mag: float
+    zp_scatter_mag: float
+    n_cal_stars: int
+    cal_catalog: str | None
+    cal_mag_system: str
+    lim_mag: float
+    lim_mag_robust: float
+    sky_rms_e: float
+    has_wcs: bool
+    center_ra_deg: float
+    center_dec_deg: float
+    flags: int
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameResult:
+    """A processed frame: its summary, its full source table and its stage timings.
+
+    ``table`` has the columns of :data:`soapd.columns.RESULT_COLUMNS`.
+    """
+
+    summary: FrameSummary
+    table: Table
+    timings_s: dict[str, float] = field(default_factory=dict)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from soapd.catalogs.normalise import column_or
+from soapd.columns import column_or
 from soapd.filters import AB_MINUS_VEGA, normalise_filter
 from soapd.timeutil import datetime_from_mjd, mjd_of
 

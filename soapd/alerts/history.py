@@ -27,7 +27,7 @@ from soapd.errors import ConfigError
 from soapd.models import AlertDraft
 
 if TYPE_CHECKING:
-    from soapd.columns import FrameResult
+    from soapd.models import FrameResult
     from soapd.store import Store
 
 __all__ = ["RULE_COLUMNS", "draft_alerts", "reference_points", "rule_arrays"]
@@ -119,7 +119,7 @@ def draft_alerts(
     store: Store, frame_id: int, result: FrameResult, *, config: Config
 ) -> list[AlertDraft]:
     """Return the alerts the target rows of ``result`` raise against the stored history."""
-    from soapd.store.measurements import mjd_of
+    from soapd.timeutil import mjd_of
 
     if not config.alerts.enabled or "target_name" not in result.table.colnames:
         return []

@@ -26,6 +26,7 @@ from soapd.alerts.gcn import circular, gcn_json
 from soapd.alerts.notifiers import AlertMessage, Notifier, build_notifiers
 from soapd.config import AlertsConfig
 from soapd.errors import SoapdError
+from soapd.timeutil import parse_utc
 
 if TYPE_CHECKING:
     from soapd.store import Store
@@ -48,7 +49,7 @@ class FlushStats:
 
 
 def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
+    return parse_utc(text)
 
 
 def build_message(store: Store, batch: Sequence[StoredAlert]) -> AlertMessage:

@@ -2,10 +2,10 @@
 
 Each rule takes ``history`` (the target's earlier points, oldest first, one per
 frame), the new ``point`` and the rule parameters, and returns a
-:class:`RuleHit` or None. Magnitudes are calibrated when the frame had a zero
-point (else instrumental, and the magnitude rules compare only points of the
-same band, whose scale is then still per-second electrons). Nothing here reads
-the store or the clock, so the same inputs always give the same alerts.
+:class:`RuleHit` or None. Magnitudes and limits are calibrated: a frame without
+a zero point has NaN magnitudes and limits (its instrumental magnitude is only in
+``ins_mag``), so only ``new_detection``, which goes by S/N, can fire on it. Nothing
+here reads the store or the clock, so the same inputs always give the same alerts.
 
 Rules
 -----

@@ -5,7 +5,7 @@ tables (``paths.tables_dir``) and reference-catalog tiles
 (``paths.catalog_cache_dir``). Files are grouped by Skynet observation through the
 ledger, so pruning deletes whole observations, oldest first, as skynetsoap's
 ``prune_cache`` does, but keeps the ledger true: every deletion is recorded
-with :meth:`~soapd.store.ledger.LedgerMixin.forget_files` (a frame not yet
+with :meth:`~soapd.store.ledger.Ledger.forget_files` (a frame not yet
 processed is downloaded again when needed; measurements are never deleted).
 
 Never deleted: frames that came from the inbox or the command line (soapd may
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from soapd.store.migrations import FRAME_STATES
+from soapd.models import FRAME_STATES
 
 if TYPE_CHECKING:
     from soapd.config import Config

@@ -33,14 +33,14 @@ import numpy as np
 from astropy.table import Table, vstack
 
 from soapd.api.select import date_bounds, extract_target, row_bands, row_mjd
-from soapd.catalogs.normalise import column_or
+from soapd.columns import column_or
 from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
 from soapd.timeutil import TimeLike, to_datetime, to_mjd
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
 
-    from soapd.columns import FrameResult
+    from soapd.models import FrameResult
 
 __all__ = [
     "PhotometryResult",

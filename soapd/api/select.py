@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from astropy.table import Table
 
-from soapd.catalogs.normalise import column_or
+from soapd.columns import column_or
 from soapd.filters import normalise_filter
 from soapd.lightcurves import extract_target, row_mjd
 from soapd.timeutil import TimeLike, to_mjd

@@ -61,12 +61,11 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import Target
+    from soapd.models import FrameRow, Target
     from soapd.pipeline.calibrate import ReferenceProvider
     from soapd.skynet.records import Exposure
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
-    from soapd.store.ledger import FrameRow
 
 __all__ = ["Processor", "RunReport", "Soap"]
 
@@ -390,7 +389,7 @@ class Soap:
 
     def _frames(self) -> list[FrameRow]:
         """Return every ledger frame of this observation (all states)."""
-        from soapd.store.migrations import FRAME_STATES
+        from soapd.models import FRAME_STATES
 
         rows: list[FrameRow] = []
         for state in FRAME_STATES:

@@ -25,11 +25,10 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import ExposureMeta, Target
+    from soapd.models import ExposureMeta, FrameRow, Target
     from soapd.skynet.records import Exposure
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
-    from soapd.store.ledger import FrameRow
 
 __all__ = [
     "all_off_frame",

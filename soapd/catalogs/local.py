@@ -27,8 +27,8 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import MaskedColumn, Table
 
-from soapd.catalogs.normalise import filled
 from soapd.catalogs.registry import CatalogSpec, identify_columns, identify_id
+from soapd.columns import filled
 from soapd.errors import CatalogError
 
 __all__ = ["complete_landolt", "identify", "read_landolt_dat", "read_local"]

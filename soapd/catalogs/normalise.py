@@ -14,38 +14,13 @@ from astropy.table import Table
 
 from soapd.catalogs.registry import CatalogSpec
 from soapd.catalogs.transforms import Photometry
+from soapd.columns import column_or, filled
 from soapd.errors import CatalogError
 from soapd.filters import mag_system
 
 __all__ = ["column_or", "filled", "normalise"]
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def filled(table: Table, col: str) -> FloatArray:
-    """Return column ``col`` as plain float64 values (unit dropped), masked values NaN.
-
-    The one masked-column-to-float conversion of soapd's catalogs, API, output and
-    alert code. Raise KeyError when ``table`` has no column ``col``.
-    """
-    data = table[col]
-    values: np.ma.MaskedArray[Any, np.dtype[np.float64]] = np.ma.asarray(
-        getattr(data, "value", data), dtype=float
-    )
-    return np.asarray(np.ma.filled(values, np.nan), dtype=float)
-
-
-def column_or(table: Table, name: str, default: Any) -> npt.NDArray[Any]:
-    """Return column ``name`` as a plain array (unit dropped), masked values ``default``.
-
-    A table without the column gives ``len(table)`` copies of ``default``. The
-    column keeps its dtype, so ``default`` must fit it (NaN does not fit an
-    integer column: use :func:`filled` for floats).
-    """
-    if name not in table.colnames:
-        return np.full(len(table), default)
-    data = table[name]
-    return np.asarray(np.ma.filled(np.ma.asarray(getattr(data, "value", data)), default))
 
 
 def _variable(col: Any, s: CatalogSpec) -> npt.NDArray[np.bool_]:

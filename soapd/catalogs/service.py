@@ -42,9 +42,10 @@ from astropy.table import Table, vstack
 
 from soapd.catalogs.cache import Tile, TileCache, angular_sep_deg, tiles_for_cone
 from soapd.catalogs.local import read_local
-from soapd.catalogs.normalise import filled, normalise
+from soapd.catalogs.normalise import normalise
 from soapd.catalogs.registry import CATALOGS, CatalogSpec, default_chain, spec
 from soapd.catalogs.vizier import VizierFetcher
+from soapd.columns import filled
 from soapd.errors import CatalogError
 
 if TYPE_CHECKING:

@@ -17,8 +17,9 @@ from soapd.cli import add_config_option
 from soapd.config import Config, load_config
 from soapd.errors import ConfigError
 from soapd.logs import setup_logging
+from soapd.models import FRAME_STATES
 from soapd.store import Store
-from soapd.store.migrations import FRAME_STATES, migrations
+from soapd.store.migrations import migrations
 from soapd.store.targets import parse_utc
 
 __all__ = ["register"]

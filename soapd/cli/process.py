@@ -28,7 +28,7 @@ from soapd.output.progress import ProgressBar
 if TYPE_CHECKING:  # the science stack is imported only when frames are processed
     from astropy.table import Table
 
-    from soapd.columns import FrameResult
+    from soapd.models import FrameResult
     from soapd.pipeline.calibrate import ReferenceProvider
 
 __all__ = ["FITS_SUFFIXES", "expand_paths", "parse_target", "register", "run"]

@@ -42,10 +42,10 @@ from soapd.errors import (
 )
 from soapd.frames import TaskOutcome, apply_outcome, download_one, start_task
 from soapd.logs import FrameLogger
+from soapd.models import FrameRow
 from soapd.skynet.records import Exposure
 from soapd.skynet.source import ExposureSource
 from soapd.store import Store
-from soapd.store.ledger import FrameRow
 
 if TYPE_CHECKING:
     from soapd.alerts.notifiers import Notifier

@@ -24,9 +24,8 @@ if TYPE_CHECKING:
     from astropy.wcs import WCS
     from matplotlib.figure import Figure
 
-    from soapd.columns import FrameResult
     from soapd.config import Config
-    from soapd.models import ExposureMeta
+    from soapd.models import ExposureMeta, FrameResult
     from soapd.pipeline.calibrate import Calibration, ReferenceProvider
     from soapd.pipeline.context import Context
 

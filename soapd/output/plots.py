@@ -16,7 +16,7 @@ import numpy as np
 from astropy.table import Table
 
 from soapd.alerts.gcn import one_per_frame
-from soapd.catalogs.normalise import filled
+from soapd.columns import filled
 from soapd.filters import AB_MINUS_VEGA
 from soapd.timeutil import mjd_of
 

@@ -28,10 +28,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from soapd.columns import FrameResult
 from soapd.config import Config
 from soapd.errors import SoapdError
-from soapd.models import ExposureMeta, Target
+from soapd.models import ExposureMeta, FrameResult, Target
 from soapd.pipeline.apertures import stage_apertures
 from soapd.pipeline.background import stage_background
 from soapd.pipeline.calibrate import ReferenceProvider, stage_calibrate

@@ -16,9 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from soapd.columns import FrameResult
     from soapd.config import Config
-    from soapd.models import ExposureMeta, Target
+    from soapd.models import ExposureMeta, FrameResult, Target
     from soapd.pipeline.apcorr import CurveOfGrowth
     from soapd.pipeline.background import Background
     from soapd.pipeline.calibrate import Calibration, ReferenceProvider

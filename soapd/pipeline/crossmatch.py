@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from soapd.columns import column_or, filled
 from soapd.flags import Flag
 
 if TYPE_CHECKING:
@@ -31,9 +32,7 @@ _HARMLESS = int(Flag.RECENTERED | Flag.NO_CALIBRATION | Flag.CAL_UNFILTERED)
 
 def column(table: Table, name: str, default: float = np.nan) -> FloatArray:
     """Return a column as float64 with masked values as NaN (``default`` if absent)."""
-    if name not in table.colnames:
-        return np.full(len(table), default)
-    return np.asarray(np.ma.filled(np.ma.asarray(table[name], dtype=float), np.nan), dtype=float)
+    return filled(table, name) if name in table.colnames else np.full(len(table), default)
 
 
 def _unit(ra_deg: FloatArray, dec_deg: FloatArray) -> FloatArray:
@@ -112,7 +111,6 @@ def select_calibrators(sources: Table, stars: Table, config: CalibrationConfig) 
     """
     from scipy.spatial import cKDTree
 
-    n_src, n_cat = len(sources), len(stars)
     empty = np.zeros(0, np.int64)
     s_ra, s_dec = column(sources, "ra"), column(sources, "dec")
     c_ra, c_dec = column(stars, "ra_deg"), column(stars, "dec_deg")
@@ -131,17 +129,9 @@ def select_calibrators(sources: Table, stars: Table, config: CalibrationConfig) 
 
     ins = column(sources, "ins_mag")
     ins_err = column(sources, "ins_mag_err")
-    flag = (
-        np.asarray(np.ma.filled(np.ma.asarray(sources["flag"]), 0), dtype=np.int64)
-        if "flag" in sources.colnames
-        else np.zeros(n_src, np.int64)
-    )
+    flag = column_or(sources, "flag", 0).astype(np.int64)
     mag, mag_err = column(stars, "mag"), column(stars, "mag_err")
-    variable = (
-        np.asarray(np.ma.filled(np.ma.asarray(stars["variable"]), fill_value=False), dtype=bool)
-        if "variable" in stars.colnames
-        else np.zeros(n_cat, bool)
-    )
+    variable = column_or(stars, "variable", default=False).astype(bool)
     crowded_cat = np.zeros(len(pc), bool)
     crowded_src = np.zeros(len(ps), bool)
     if config.isolation_arcsec > 0:

@@ -19,15 +19,10 @@ import numpy.typing as npt
 from astropy.table import Column, Table
 
 from soapd import __version__
-from soapd.columns import (
-    COLUMN_DESCRIPTIONS,
-    COLUMN_UNITS,
-    RESULT_COLUMNS,
-    FrameResult,
-    FrameSummary,
-)
+from soapd.columns import COLUMN_DESCRIPTIONS, COLUMN_DTYPES, COLUMN_UNITS, RESULT_COLUMNS
 from soapd.filters import AB_MINUS_VEGA
 from soapd.flags import Flag
+from soapd.models import FrameResult, FrameSummary
 from soapd.pipeline.calibrate import Calibration
 from soapd.pipeline.context import Context, need
 from soapd.pipeline.forced import frame_footprint
@@ -35,30 +30,13 @@ from soapd.pipeline.limits import analytic_limit_flux, flux_to_mag
 from soapd.pipeline.photometry import MAG_PER_REL_FLUX, sky_sample_size
 from soapd.timeutil import jd_from_mjd
 
-__all__ = ["COLUMN_DTYPES", "build_table", "convert_mag_system", "empty_table", "stage_table"]
+__all__ = ["build_table", "convert_mag_system", "empty_table", "stage_table"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 #: AB magnitude of 1 microjansky.
 AB_MAG_1UJY = 23.9
-
-#: numpy dtype of each result column.
-COLUMN_DTYPES: dict[str, str] = {
-    **dict.fromkeys(RESULT_COLUMNS, "f8"),
-    "image_file": "U",
-    "telescope": "U",
-    "filter": "U",
-    "cal_mag_system": "U",
-    "target_name": "U",
-    "band": "U",
-    "mid_time_utc": "U",
-    "aperture_id": "i4",
-    "n_cal_stars": "i4",
-    "flag": "i8",
-    "is_forced": "?",
-    "is_detection": "?",
-}
 
 
 def build_table(columns: Mapping[str, Any], n_rows: int, meta: Mapping[str, Any]) -> Table:

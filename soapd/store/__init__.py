@@ -1,20 +1,256 @@
 """The Store: the only place in soapd that issues SQL.
 
-``Store`` is composed of mixins, one per concern, each in its own module and each
-a subclass of ``base.StoreBase`` (which owns ``self.db``, a ``sqlite_utils.Database``):
-``ledger.LedgerMixin`` (frames and their state machine, followed observations,
-service status) and ``results.ResultsMixin`` (targets, measurements, alerts
-outbox, lightcurve queries).
+``Store`` is a thin facade over one repository per concern, all sharing one
+connection (``store.db``):
+
+============================  =====================================================
+``store.ledger``              frames and their state machine (:mod:`.ledger`, reads in
+                              :mod:`.frame_rows`)
+``store.targets``             watched targets (:mod:`.targets`)
+``store.measurements``        target measurements and lightcurve reads (:mod:`.measurements`)
+``store.outbox``              the alerts outbox (:mod:`.outbox`)
+``store.observations``        followed Skynet observations (:mod:`.observations`)
+``store.status``              service status for ``soapd status`` (:mod:`.status`)
+============================  =====================================================
+
+Each repository method is also a ``Store`` method of the same name (``store.frame``
+is ``store.ledger.frame``). Work spanning repositories — one transaction over the
+frame summary, its measurements and its alerts — is written here. The schema is in
+:mod:`.migrations`; the ``lightcurve`` view, which ``Store.lightcurve`` reads by the
+same definition, in :mod:`.views`.
 """
 
 from __future__ import annotations
 
-from soapd.store.base import StoreBase, utc_iso
-from soapd.store.ledger import LedgerMixin
-from soapd.store.measurements import ResultsMixin
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
-__all__ = ["Store", "StoreBase", "utc_iso"]
+import sqlite_utils
+
+from soapd.errors import StoreError
+from soapd.models import AlertDraft, FrameResult
+from soapd.store.base import utc_iso
+from soapd.store.connection import open_database
+from soapd.store.ledger import Ledger
+from soapd.store.measurements import Measurements
+from soapd.store.migrations import migrations
+from soapd.store.observations import Observations
+from soapd.store.outbox import Outbox
+from soapd.store.status import ServiceStatus
+from soapd.store.targets import Targets
+from soapd.store.views import refresh_views
+
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+__all__ = ["Store", "utc_iso"]
+
+R = TypeVar("R")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-class Store(LedgerMixin, ResultsMixin):
-    """The soapd database: ledger, targets, measurements, alerts."""
+class _Via(Generic[R, P, T]):
+    """A ``Store`` attribute that is the same-named method of one of its repositories."""
+
+    def __init__(self, repo: str, method: Callable[Concatenate[R, P], T]) -> None:
+        self.repo = repo
+        self.name = method.__name__
+        self.__doc__ = method.__doc__
+
+    @overload
+    def __get__(self, store: None, owner: type[Store]) -> Self: ...
+
+    @overload
+    def __get__(self, store: Store, owner: type[Store] | None = None) -> Callable[P, T]: ...
+
+    def __get__(
+        self, store: Store | None, owner: type[Store] | None = None
+    ) -> Self | Callable[P, T]:
+        if store is None:
+            return self
+        bound: Callable[P, T] = getattr(getattr(store, self.repo), self.name)
+        return bound
+
+
+class Store:
+    """The soapd database: ledger, targets, measurements, alerts, observations, status."""
+
+    def __init__(self, path: Path | str, *, migrate: bool = True) -> None:
+        """Open the database at ``path`` and, unless ``migrate`` is False, apply migrations."""
+        self.path = path
+        self.db: sqlite_utils.Database = open_database(path)
+        if migrate:
+            migrations.apply(self.db)
+            refresh_views(self.db)
+        self.ledger = Ledger(self.db)
+        self.targets = Targets(self.db)
+        self.measurements = Measurements(self.db)
+        self.outbox = Outbox(self.db)
+        self.observations = Observations(self.db)
+        self.status = ServiceStatus(self.db)
+
+    @staticmethod
+    def now() -> str:
+        """Return the current time as ISO-8601 UTC text."""
+        return utc_iso()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with contextlib.suppress(Exception):
+            self.db.conn.close()
+
+    def __enter__(self) -> Self:
+        """Return self."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the connection."""
+        self.close()
+
+    # ------------------------------------------------------ across repositories
+    def save_result(
+        self,
+        frame_id: int,
+        result: FrameResult,
+        *,
+        alerts: Sequence[AlertDraft] = (),
+        config_hash: str,
+        soapd_version: str,
+        table_path: str | None,
+        lim_nsigma: float | None = None,
+    ) -> list[int]:
+        """Store a processed frame in one transaction; return the ids of new alerts.
+
+        Writes the target measurements (rows of ``result.table`` whose
+        ``target_name`` is a known target), the frame summary with
+        ``state = 'processed'``, and ``alerts`` into the outbox. A crash in the
+        middle leaves none of it; processing a frame again updates its rows, and
+        never stores an alert twice (``alerts.dedupe_key`` is UNIQUE). Raise
+        StoreError if the frame is not in the ledger.
+        """
+        with self.db.atomic():
+            mjd = self.ledger.record_processed(
+                frame_id,
+                result.summary,
+                config_hash=config_hash,
+                soapd_version=soapd_version,
+                table_path=table_path,
+            )
+            ids = self.targets.target_ids()
+            self.measurements.upsert(
+                frame_id,
+                result.table,
+                ids,
+                config_hash=config_hash,
+                mjd=mjd,
+                lim_nsigma=lim_nsigma,
+            )
+            return self.outbox.insert(frame_id, alerts, ids)
+
+    def save_measurements(
+        self,
+        frame_id: int,
+        table: Table,
+        *,
+        config_hash: str,
+        mjd: float,
+        lim_nsigma: float | None = None,
+    ) -> int:
+        """Store target rows of ``table`` for an already processed frame (backfill).
+
+        Only the targets present in ``table`` are touched. Return the rows written.
+        """
+        with self.db.atomic():
+            return self.measurements.upsert(
+                frame_id,
+                table,
+                self.targets.target_ids(),
+                config_hash=config_hash,
+                mjd=mjd,
+                lim_nsigma=lim_nsigma,
+            )
+
+    def add_alerts(self, frame_id: int | None, alerts: Sequence[AlertDraft]) -> list[int]:
+        """Store alert drafts on their own (deduplicated); return the ids of new ones."""
+        with self.db.atomic():
+            return self.outbox.insert(frame_id, alerts, self.targets.target_ids())
+
+    def lightcurve(
+        self,
+        target_name: str,
+        *,
+        band: str | None = None,
+        since_utc: datetime | str | None = None,
+        include_superseded: bool = False,
+    ) -> Table:
+        """Return the lightcurve of ``target_name`` ordered by mid-exposure time.
+
+        One row per frame x aperture (plus older processings when
+        ``include_superseded``), with the columns of
+        :data:`soapd.columns.LIGHTCURVE_COLUMNS` and their units. ``meta`` holds the
+        target's name, position and trigger time. Raise StoreError if there is no
+        such target.
+        """
+        target = self.targets.get_target(target_name)
+        if target is None or target.target_id is None:
+            raise StoreError(f"no target named {target_name!r}; see `soapd targets list`")
+        return self.measurements.lightcurve(
+            target, band=band, since_utc=since_utc, include_superseded=include_superseded
+        )
+
+    # ---------------------------------------------------------------- ledger
+    frame = _Via("ledger", Ledger.frame)
+    find_frame = _Via("ledger", Ledger.find_frame)
+    frames_in_state = _Via("ledger", Ledger.frames_in_state)
+    pending_frames = _Via("ledger", Ledger.pending_frames)
+    frames_to_download = _Via("ledger", Ledger.frames_to_download)
+    known_exp_ids = _Via("ledger", Ledger.known_exp_ids)
+    frames_with_tables = _Via("ledger", Ledger.frames_with_tables)
+    frame_obs_id = _Via("ledger", Ledger.frame_obs_id)
+    record_seen = _Via("ledger", Ledger.record_seen)
+    record_local = _Via("ledger", Ledger.record_local)
+    mark_downloaded = _Via("ledger", Ledger.mark_downloaded)
+    mark_download_failed = _Via("ledger", Ledger.mark_download_failed)
+    note_error = _Via("ledger", Ledger.note_error)
+    forget_files = _Via("ledger", Ledger.forget_files)
+    start_attempt = _Via("ledger", Ledger.start_attempt)
+    mark_retry = _Via("ledger", Ledger.mark_retry)
+    abandon_attempt = _Via("ledger", Ledger.abandon_attempt)
+    mark_failed = _Via("ledger", Ledger.mark_failed)
+    mark_rejected = _Via("ledger", Ledger.mark_rejected)
+    reset_stuck_processing = _Via("ledger", Ledger.reset_stuck_processing)
+    requeue = _Via("ledger", Ledger.requeue)
+    # --------------------------------------------------------------- targets
+    upsert_target = _Via("targets", Targets.upsert_target)
+    remove_target = _Via("targets", Targets.remove_target)
+    get_target = _Via("targets", Targets.get_target)
+    get_target_by_id = _Via("targets", Targets.get_target_by_id)
+    list_targets = _Via("targets", Targets.list_targets)
+    active_targets = _Via("targets", Targets.active_targets)
+    target_ids = _Via("targets", Targets.target_ids)
+    sync_config_targets = _Via("targets", Targets.sync_config_targets)
+    # ---------------------------------------------------------- measurements
+    rule_history = _Via("measurements", Measurements.rule_history)
+    # ---------------------------------------------------------------- outbox
+    unsent_alerts = _Via("outbox", Outbox.unsent_alerts)
+    mark_alert_delivered = _Via("outbox", Outbox.mark_alert_delivered)
+    mark_alert_sent = _Via("outbox", Outbox.mark_alert_sent)
+    mark_alert_failed = _Via("outbox", Outbox.mark_alert_failed)
+    alert_counts = _Via("outbox", Outbox.alert_counts)
+    list_alerts = _Via("outbox", Outbox.list_alerts)
+    # ---------------------------------------------------------- observations
+    follow_observation = _Via("observations", Observations.follow_observation)
+    unfollow_observation = _Via("observations", Observations.unfollow_observation)
+    followed_observations = _Via("observations", Observations.followed_observations)
+    observation_rows = _Via("observations", Observations.observation_rows)
+    sync_config_observations = _Via("observations", Observations.sync_config_observations)
+    # ---------------------------------------------------------------- status
+    set_status = _Via("status", ServiceStatus.set_status)
+    status_values = _Via("status", ServiceStatus.status_values)
+    backlog = _Via("status", ServiceStatus.backlog)
+    last_processed_utc = _Via("status", ServiceStatus.last_processed_utc)
+    recent_errors = _Via("status", ServiceStatus.recent_errors)

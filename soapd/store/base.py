@@ -1,18 +1,12 @@
-"""Connection handling shared by every Store mixin."""
+"""What every repository of the store shares: the connection, the clock, UTC text and MJD."""
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Self
 
 import sqlite_utils
 
-from soapd.store.connection import open_database
-from soapd.store.migrations import migrations
-
-__all__ = ["StoreBase", "utc_iso"]
+__all__ = ["Repository", "utc_iso"]
 
 
 def utc_iso(when: datetime | None = None) -> str:
@@ -21,30 +15,18 @@ def utc_iso(when: datetime | None = None) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class StoreBase:
-    """Connection handling shared by every mixin."""
+class Repository:
+    """One concern's queries over the shared connection ``db``.
 
-    def __init__(self, path: Path | str, *, migrate: bool = True) -> None:
-        """Open the database at ``path`` and, unless ``migrate`` is False, apply migrations."""
-        self.path = path
-        self.db: sqlite_utils.Database = open_database(path)
-        if migrate:
-            migrations.apply(self.db)
+    Repositories do not call each other: work that spans several (one transaction
+    over frames, measurements and alerts) is written in the ``Store`` facade.
+    """
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        """Use the open connection ``db`` (see :func:`soapd.store.connection.open_database`)."""
+        self.db = db
 
     @staticmethod
     def now() -> str:
         """Return the current time as ISO-8601 UTC text."""
         return utc_iso()
-
-    def close(self) -> None:
-        """Close the connection."""
-        with contextlib.suppress(Exception):
-            self.db.conn.close()
-
-    def __enter__(self) -> Self:
-        """Return self."""
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        """Close the connection."""
-        self.close()

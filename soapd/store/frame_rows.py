@@ -1,23 +1,26 @@
-"""Plain records of the frame ledger: :class:`FrameRow`, :class:`Recorded`, metadata as JSON.
+"""Reading the frame ledger: :class:`FrameReads`, rows as :class:`~soapd.models.FrameRow`.
 
-No SQL here; :mod:`soapd.store.ledger` turns rows into these values.
+Also the ledger's small records (:class:`Recorded`, :class:`ExposureLike`) and the
+frame metadata's JSON form. The writes (the state machine) are in
+:mod:`soapd.store.ledger`, whose ``Ledger`` builds on :class:`FrameReads`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from soapd.models import ExposureMeta
-from soapd.store.base import utc_iso
+from soapd.models import ExposureMeta, FrameRow
+from soapd.store.base import Repository, utc_iso
+from soapd.timeutil import parse_utc
 
 __all__ = [
     "FRAME_COLUMNS",
     "ExposureLike",
-    "FrameRow",
+    "FrameReads",
     "Recorded",
     "meta_from_json",
     "meta_to_json",
@@ -48,25 +51,6 @@ class ExposureLike(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FrameRow:
-    """One row of the ``frames`` ledger, as the daemon needs it."""
-
-    frame_id: int
-    source: str
-    exp_id: int | None
-    obs_id: int | None
-    path: Path | None
-    sha256: str | None
-    size_bytes: int | None
-    state: str
-    tries: int
-    last_error: str | None
-    seen_at: str
-    updated_at: str
-    meta: ExposureMeta
-
-
 class Recorded(NamedTuple):
     """Outcome of recording a file: the frame that owns it and whether it is new work."""
 
@@ -75,26 +59,36 @@ class Recorded(NamedTuple):
     reason: str = ""
 
 
-def meta_to_json(meta: ExposureMeta) -> str:
-    """Return ``meta`` as JSON text (datetimes as ISO-8601 UTC)."""
+#: ExposureMeta fields kept in ``frames`` columns of the same name; ``meta_json``
+#: holds only the others (gain, read noise, extras), so each value is stored once.
+COLUMN_FIELDS = ("exp_id", "obs_id", "telescope", "filter", "exptime_s", "mid_time_utc")
+
+
+def meta_to_json(meta: ExposureMeta, *, omit: Sequence[str] = ()) -> str:
+    """Return ``meta`` as JSON text (datetimes as ISO-8601 UTC), without the fields ``omit``."""
     data = asdict(meta)
     if meta.mid_time_utc is not None:
         data["mid_time_utc"] = utc_iso(meta.mid_time_utc)
+    for name in omit:
+        del data[name]
     return json.dumps(data, sort_keys=True, default=str)
 
 
-def meta_from_json(text: str | None) -> ExposureMeta:
-    """Return the ExposureMeta stored by :func:`meta_to_json` (empty meta for None)."""
-    if not text:
-        return ExposureMeta()
-    data: dict[str, Any] = json.loads(text)
-    if data.get("mid_time_utc"):
-        data["mid_time_utc"] = datetime.fromisoformat(data["mid_time_utc"])
+def meta_from_json(text: str | None, **fields: Any) -> ExposureMeta:
+    """Return the ExposureMeta stored by :func:`meta_to_json` (empty meta for None).
+
+    ``fields`` (e.g. the frame's columns) take precedence over the JSON's values.
+    """
+    data: dict[str, Any] = json.loads(text) if text else {}
+    data.update(fields)
+    if isinstance(data.get("mid_time_utc"), str):
+        data["mid_time_utc"] = parse_utc(data["mid_time_utc"])
     return ExposureMeta(**data)
 
 
 def row_to_frame(r: dict[str, Any]) -> FrameRow:
-    meta = meta_from_json(r["meta_json"])
+    """Return a ``frames`` row (:data:`FRAME_COLUMNS`) as a FrameRow."""
+    meta = meta_from_json(r["meta_json"], **{name: r[name] for name in COLUMN_FIELDS})
     return FrameRow(
         frame_id=r["frame_id"],
         source=r["source"],
@@ -113,10 +107,77 @@ def row_to_frame(r: dict[str, Any]) -> FrameRow:
 
 
 def meta_columns(meta: ExposureMeta) -> dict[str, Any]:
+    """Return the ``frames`` values that store ``meta`` (but exp_id and obs_id: the caller's)."""
     return {
         "telescope": meta.telescope,
         "filter": meta.filter,
         "exptime_s": meta.exptime_s,
         "mid_time_utc": utc_iso(meta.mid_time_utc) if meta.mid_time_utc else None,
-        "meta_json": meta_to_json(meta),
+        "meta_json": meta_to_json(meta, omit=COLUMN_FIELDS),
     }
+
+
+class FrameReads(Repository):
+    """Queries that read the ``frames`` table."""
+
+    def frame(self, frame_id: int) -> FrameRow | None:
+        """Return the frame ``frame_id``, or None."""
+        rows = self._frames("frame_id = ?", [frame_id])
+        return rows[0] if rows else None
+
+    def find_frame(
+        self, *, exp_id: int | None = None, sha256: str | None = None
+    ) -> FrameRow | None:
+        """Return the frame with this exposure id or this checksum, or None."""
+        if exp_id is not None:
+            rows = self._frames("exp_id = ?", [exp_id])
+            if rows:
+                return rows[0]
+        if sha256 is not None:
+            rows = self._frames("sha256 = ?", [sha256])
+            if rows:
+                return rows[0]
+        return None
+
+    def frames_in_state(self, state: str, limit: int = 1000) -> list[FrameRow]:
+        """Return up to ``limit`` frames in ``state``, oldest first."""
+        return self._frames("state = ?", [state], limit=limit)
+
+    def pending_frames(self, limit: int) -> list[FrameRow]:
+        """Return up to ``limit`` frames waiting for processing ('downloaded'), oldest first."""
+        return self.frames_in_state("downloaded", limit)
+
+    def frames_to_download(self, limit: int) -> list[FrameRow]:
+        """Return up to ``limit`` archive frames seen but not yet downloaded, oldest first."""
+        return self._frames("state = 'seen' AND source = 'skynet'", [], limit=limit)
+
+    def known_exp_ids(self, exp_ids: Iterable[int]) -> set[int]:
+        """Return the subset of ``exp_ids`` already in the ledger."""
+        ids = list(dict.fromkeys(exp_ids))
+        known: set[int] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT exp_id FROM frames WHERE exp_id IN ({marks})"
+            known.update(r[0] for r in self.db.execute(sql, chunk).fetchall())
+        return known
+
+    def _frames(self, where: str, params: Sequence[Any], *, limit: int = 1000) -> list[FrameRow]:
+        sql = f"SELECT {FRAME_COLUMNS} FROM frames WHERE {where} ORDER BY frame_id LIMIT ?"
+        return [row_to_frame(r) for r in self.db.query(sql, [*params, limit])]
+
+    def frames_with_tables(self) -> list[dict[str, Any]]:
+        """Return processed frames that kept a field-wide table, by mid-exposure time."""
+        return list(
+            self.db.query(
+                "SELECT frame_id, catalog_path, mid_time_utc, mjd, band, filter, telescope, "
+                "exptime_s, lim_mag, zp_mag, zp_err_mag, zp_scatter_mag, n_calib, cal_catalog, "
+                "mag_system, image_file, config_hash, obs_id FROM frames "
+                "WHERE state = 'processed' AND catalog_path IS NOT NULL ORDER BY mjd, frame_id"
+            )
+        )
+
+    def frame_obs_id(self, frame_id: int) -> int | None:
+        """Return the Skynet observation id of a frame (None if unknown or local)."""
+        row = self.db.execute("SELECT obs_id FROM frames WHERE frame_id = ?", [frame_id]).fetchone()
+        return None if row is None or row[0] is None else int(row[0])

@@ -1,8 +1,9 @@
-"""The frame ledger: frames and their state machine, followed observations, service status.
+"""The frame ledger: the ``frames`` table and its state machine.
 
 Every frame moves ``seen -> downloaded -> processing -> processed | rejected | failed``
-and every transition is one method here (``processed`` is written by
-``ResultsMixin`` in the same transaction as the measurements). A frame's identity
+and every transition is one method here (``Store.save_result`` writes
+``processed`` with :meth:`Ledger.record_processed` in the same transaction as the
+measurements). A frame's identity
 is its Skynet ``exp_id`` and the ``sha256`` of its bytes, both UNIQUE, so a file
 that arrives by the API and by the inbox is one row and is processed once.
 
@@ -13,86 +14,36 @@ This module must not import skynet, pipeline or service code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from soapd.errors import StoreError
-from soapd.models import ExposureMeta
+from soapd.models import FRAME_STATES, ExposureMeta, FrameRow, FrameSummary
 from soapd.store.base import utc_iso
 from soapd.store.frame_rows import (
-    FRAME_COLUMNS,
     ExposureLike,
-    FrameRow,
+    FrameReads,
     Recorded,
     meta_columns,
     meta_from_json,
     meta_to_json,
-    row_to_frame,
 )
-from soapd.store.migrations import FRAME_STATES
-from soapd.store.status import StatusMixin
+from soapd.timeutil import mjd_of
 
 __all__ = [
     "ExposureLike",
-    "FrameRow",
-    "LedgerMixin",
+    "Ledger",
     "Recorded",
     "meta_from_json",
     "meta_to_json",
 ]
 
 
-class LedgerMixin(StatusMixin):
-    """Frame-ledger queries: the daemon's work queue (issue 5)."""
-
-    # ------------------------------------------------------------------ reads
-    def frame(self, frame_id: int) -> FrameRow | None:
-        """Return the frame ``frame_id``, or None."""
-        rows = self._frames("frame_id = ?", [frame_id])
-        return rows[0] if rows else None
-
-    def find_frame(
-        self, *, exp_id: int | None = None, sha256: str | None = None
-    ) -> FrameRow | None:
-        """Return the frame with this exposure id or this checksum, or None."""
-        if exp_id is not None:
-            rows = self._frames("exp_id = ?", [exp_id])
-            if rows:
-                return rows[0]
-        if sha256 is not None:
-            rows = self._frames("sha256 = ?", [sha256])
-            if rows:
-                return rows[0]
-        return None
-
-    def frames_in_state(self, state: str, limit: int = 1000) -> list[FrameRow]:
-        """Return up to ``limit`` frames in ``state``, oldest first."""
-        return self._frames("state = ?", [state], limit=limit)
-
-    def pending_frames(self, limit: int) -> list[FrameRow]:
-        """Return up to ``limit`` frames waiting for processing ('downloaded'), oldest first."""
-        return self.frames_in_state("downloaded", limit)
-
-    def frames_to_download(self, limit: int) -> list[FrameRow]:
-        """Return up to ``limit`` archive frames seen but not yet downloaded, oldest first."""
-        return self._frames("state = 'seen' AND source = 'skynet'", [], limit=limit)
-
-    def known_exp_ids(self, exp_ids: Iterable[int]) -> set[int]:
-        """Return the subset of ``exp_ids`` already in the ledger."""
-        ids = list(dict.fromkeys(exp_ids))
-        known: set[int] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT exp_id FROM frames WHERE exp_id IN ({marks})"
-            known.update(r[0] for r in self.db.execute(sql, chunk).fetchall())
-        return known
-
-    def _frames(self, where: str, params: Sequence[Any], *, limit: int = 1000) -> list[FrameRow]:
-        sql = f"SELECT {FRAME_COLUMNS} FROM frames WHERE {where} ORDER BY frame_id LIMIT ?"
-        return [row_to_frame(r) for r in self.db.query(sql, [*params, limit])]
+class Ledger(FrameReads):
+    """The frame state machine: the daemon's work queue (issue 5); reads in :class:`FrameReads`."""
 
     # ----------------------------------------------------------------- intake
     def record_seen(self, exposures: Iterable[ExposureLike]) -> list[int]:
@@ -371,6 +322,61 @@ class LedgerMixin(StatusMixin):
             params.append(utc_iso(until_utc))
         return " AND ".join(clauses), params
 
+    def record_processed(
+        self,
+        frame_id: int,
+        summary: FrameSummary,
+        *,
+        config_hash: str,
+        soapd_version: str,
+        table_path: str | None,
+    ) -> float:
+        """Write a processed frame's summary and move it to 'processed'; return its MJD.
+
+        The frame's metadata columns take what processing established (telescope,
+        filter, exposure time, mid-exposure time). Raise StoreError if the frame
+        is not in the ledger. Call it inside the caller's transaction.
+        """
+        s = summary
+        mid = s.mid_time_utc if s.mid_time_utc.tzinfo else s.mid_time_utc.replace(tzinfo=UTC)
+        mjd = mjd_of(mid)
+        now = self.now()
+        cur = self.db.execute(
+            """
+            UPDATE frames SET state = 'processed', processed_at = ?, updated_at = ?,
+                fwhm_px = ?, zp_mag = ?, zp_err_mag = ?, zp_scatter_mag = ?, n_calib = ?,
+                cal_catalog = ?, mag_system = ?, lim_mag = ?, flags = ?, band = ?,
+                mid_time_utc = ?, mjd = ?, exptime_s = ?, telescope = ?, filter = ?,
+                soapd_version = ?, config_hash = ?, catalog_path = ?, image_file = ?
+            WHERE frame_id = ?
+            """,
+            [
+                now,
+                now,
+                *(_finite_or_none(v) for v in (s.fwhm_px, s.zp_mag, s.zp_err_mag)),
+                _finite_or_none(s.zp_scatter_mag),
+                int(s.n_cal_stars),
+                s.cal_catalog,
+                s.cal_mag_system,
+                _finite_or_none(s.lim_mag),
+                int(s.flags),
+                s.band,
+                utc_iso(mid),
+                mjd,
+                float(s.exptime_s),
+                s.telescope,
+                s.filter_raw,
+                soapd_version,
+                config_hash,
+                table_path,
+                s.image_file,
+                frame_id,
+            ],
+        )
+        if cur.rowcount != 1:
+            raise StoreError(f"frame_id {frame_id} is not in the ledger; register the frame first")
+        return mjd
+
     def _require(self, frame_id: int, state: str) -> FrameRow:
         row = self.frame(frame_id)
         if row is None:
@@ -386,3 +392,9 @@ class LedgerMixin(StatusMixin):
         )
         if cur.rowcount != 1:
             raise StoreError(f"frame {frame_id} is not in the ledger")
+
+
+def _finite_or_none(value: float) -> float | None:
+    """Return ``value`` as a float, or None (SQL NULL) when it is NaN or infinite."""
+    value = float(value)
+    return value if math.isfinite(value) else None

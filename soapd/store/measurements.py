@@ -1,58 +1,49 @@
-"""Targets, measurements, the alerts outbox and lightcurve queries.
+"""Measurements: target rows of processed frames, and the lightcurve reads.
 
-``save_result`` is the one write of a processed frame: measurements of the
-watched targets, the frame summary with ``state = 'processed'``, and the alerts
-those measurements raised, in a single transaction. A crash in the middle
-leaves none of it; processing a frame again updates its rows instead of adding
-new ones, and never stores an alert twice (``alerts.dedupe_key`` is UNIQUE).
+One row per frame x target x aperture x processing (``config_hash``); rows of an
+older processing are kept with ``superseded = 1``. Processing a frame again
+updates its rows instead of adding new ones. ``Store.save_result`` writes them in
+the same transaction as the frame summary and the alerts they raised.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from soapd.errors import StoreError
-from soapd.models import AlertDraft
-from soapd.store.base import utc_iso
-from soapd.store.lctable import INT_FILL, LIGHTCURVE_COLUMNS, lightcurve_table
-from soapd.store.migrations import PACKED_FIELDS
-from soapd.store.outbox import OutboxMixin, StoredAlert
-from soapd.store.targets import TargetsMixin, parse_utc
+from soapd.columns import COLUMNS, column_or, filled
+from soapd.models import Target
+from soapd.store.base import Repository, utc_iso
+from soapd.store.lctable import (
+    INT_FILL,
+    LIGHTCURVE,
+    PACKED_FIELDS,
+    lightcurve_arrays,
+    lightcurve_table,
+    pack_codes,
+    reads,
+)
+from soapd.store.targets import parse_utc
+from soapd.store.views import LIGHTCURVE_ORDER, sql_of
+from soapd.timeutil import mjd_of
 
 if TYPE_CHECKING:
     from astropy.table import Table
 
-    from soapd.columns import FrameResult
-
-__all__ = ["LIGHTCURVE_COLUMNS", "ResultsMixin", "StoredAlert", "mjd_of"]
-
-_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
+__all__ = ["RULE_HISTORY_COLUMNS", "Measurements"]
 
 _INT_FILL = INT_FILL
 
-#: measurements column -> result-table column, for the float columns.
+#: measurements column -> result-table column, for the float columns stored per row
+#: (from the registry; ``mjd`` is the frame's, written by the caller).
 _FLOAT_SOURCES = {
-    "x_px": "x_pix",
-    "y_px": "y_pix",
-    "ra_deg": "ra",
-    "dec_deg": "dec",
-    "flux_e": "flux",
-    "flux_err_e": "flux_err",
-    "flux_ujy": "flux_ujy",
-    "flux_ujy_err": "flux_ujy_err",
-    "snr": "snr",
-    "ins_mag": "ins_mag",
-    "ins_mag_err": "ins_mag_err",
-    "mag": "calibrated_mag",
-    "mag_err": "calibrated_mag_err",
-    "lim_mag": "limiting_mag",
-    "zp_mag": "zeropoint",
-    "zp_err_mag": "zeropoint_err",
+    sql_of(c.db).removeprefix("m."): c.name
+    for c in COLUMNS
+    if c.result and c.dtype == "f8" and c.db and sql_of(c.db).startswith("m.") and c.name != "mjd"
 }
 _NUMERIC_COLUMNS = (
     "frame_id",
@@ -60,7 +51,6 @@ _NUMERIC_COLUMNS = (
     "aperture_mpx",
     "mjd",
     "aperture_id",
-    "aperture_px",
     "lim_nsigma",
     "is_detection",
     "is_forced",
@@ -69,135 +59,43 @@ _NUMERIC_COLUMNS = (
     *_FLOAT_SOURCES,
 )
 
-
-def mjd_of(when: datetime) -> float:
-    """Return the MJD (UTC days) of an aware datetime."""
-    return (when.astimezone(UTC) - _MJD0).total_seconds() / 86400.0
+#: The lightcurve columns :meth:`Measurements.rule_history` returns.
+RULE_HISTORY_COLUMNS = (
+    "frame_id",
+    "mjd",
+    "aperture_id",
+    "band",
+    "cal_mag_system",
+    "is_detection",
+    "snr",
+    "calibrated_mag",
+    "calibrated_mag_err",
+    "limiting_mag",
+)
 
 
 def _floats(table: Table, name: str, n: int) -> np.ndarray:
-    if name not in table.colnames:
-        return np.full(n, np.nan)
-    col = table[name]
-    data = getattr(col, "value", col)
-    return np.ma.filled(np.ma.asarray(data, dtype=float), np.nan)
+    return filled(table, name) if name in table.colnames else np.full(n, np.nan)
 
 
-def _ints(table: Table, name: str, n: int, fill: int = 0) -> np.ndarray:
-    if name not in table.colnames:
-        return np.full(n, fill, dtype=np.int64)
-    return np.ma.filled(np.ma.asarray(table[name]), fill).astype(np.int64)
+def _ints(table: Table, name: str, fill: int = 0) -> np.ndarray:
+    return column_or(table, name, fill).astype(np.int64)
 
 
 def _strs(table: Table, name: str, n: int) -> list[str]:
     if name not in table.colnames:
         return [""] * n
-    return [str(v) for v in np.ma.filled(np.ma.asarray(table[name]).astype(str), "")]
+    return [str(v) for v in column_or(table, name, "")]
 
 
 def _nan_none(values: np.ndarray) -> list[float | None]:
     return [None if not math.isfinite(v) else v for v in values.tolist()]
 
 
-class ResultsMixin(TargetsMixin, OutboxMixin):
-    """Result queries (the lightcurve work, issue 6)."""
+class Measurements(Repository):
+    """Queries on ``measurements`` (and the lightcurve reads that join frames)."""
 
-    def save_result(
-        self,
-        frame_id: int,
-        result: FrameResult,
-        *,
-        alerts: Sequence[AlertDraft] = (),
-        config_hash: str,
-        soapd_version: str,
-        table_path: str | None,
-        lim_nsigma: float | None = None,
-    ) -> list[int]:
-        """Store a processed frame in one transaction; return the ids of new alerts.
-
-        Writes the target measurements (rows of ``result.table`` whose
-        ``target_name`` is a known target), the frame summary with
-        ``state = 'processed'``, and ``alerts`` into the outbox. Raise StoreError if
-        the frame is not in the ledger.
-        """
-        s = result.summary
-        mid = (
-            s.mid_time_utc.replace(tzinfo=UTC) if s.mid_time_utc.tzinfo is None else s.mid_time_utc
-        )
-        now = self.now()
-        with self.db.atomic():
-            cur = self.db.execute(
-                """
-                UPDATE frames SET state = 'processed', processed_at = ?, updated_at = ?,
-                    fwhm_px = ?, zp_mag = ?, zp_err_mag = ?, zp_scatter_mag = ?, n_calib = ?,
-                    cal_catalog = ?, mag_system = ?, lim_mag = ?, flags = ?, band = ?,
-                    mid_time_utc = ?, mjd = ?, exptime_s = ?, telescope = ?, filter = ?,
-                    soapd_version = ?, config_hash = ?, catalog_path = ?, image_file = ?
-                WHERE frame_id = ?
-                """,
-                [
-                    now,
-                    now,
-                    *_nan_none(
-                        np.array([s.fwhm_px, s.zp_mag, s.zp_err_mag, s.zp_scatter_mag], float)
-                    ),
-                    int(s.n_cal_stars),
-                    s.cal_catalog,
-                    s.cal_mag_system,
-                    _nan_none(np.array([s.lim_mag], float))[0],
-                    int(s.flags),
-                    s.band,
-                    utc_iso(mid),
-                    mjd_of(mid),
-                    float(s.exptime_s),
-                    s.telescope,
-                    s.filter_raw,
-                    soapd_version,
-                    config_hash,
-                    table_path,
-                    s.image_file,
-                    frame_id,
-                ],
-            )
-            if cur.rowcount != 1:
-                raise StoreError(
-                    f"frame_id {frame_id} is not in the ledger; register the frame first"
-                )
-            ids = self._target_ids()
-            self._upsert_measurements(
-                frame_id,
-                result.table,
-                ids,
-                config_hash=config_hash,
-                mjd=mjd_of(mid),
-                lim_nsigma=lim_nsigma,
-            )
-            return self._insert_alerts(frame_id, alerts, ids)
-
-    def save_measurements(
-        self,
-        frame_id: int,
-        table: Table,
-        *,
-        config_hash: str,
-        mjd: float,
-        lim_nsigma: float | None = None,
-    ) -> int:
-        """Store target rows of ``table`` for an already processed frame (backfill).
-
-        Only the targets present in ``table`` are touched. Return the rows written.
-        """
-        with self.db.atomic():
-            return self._upsert_measurements(
-                frame_id,
-                table,
-                self._target_ids(),
-                config_hash=config_hash,
-                mjd=mjd,
-                lim_nsigma=lim_nsigma,
-            )
-
-    def _upsert_measurements(
+    def upsert(
         self,
         frame_id: int,
         table: Table,
@@ -207,6 +105,11 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
         mjd: float,
         lim_nsigma: float | None,
     ) -> int:
+        """Store the rows of ``table`` whose ``target_name`` is in ``ids``; return how many.
+
+        Inside the caller's transaction. Rows of this frame from another
+        ``config_hash`` of the same targets become superseded.
+        """
         n = len(table)
         if n == 0 or "target_name" not in table.colnames:
             return 0
@@ -225,23 +128,24 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
             "target_id": np.array(tids, dtype=np.int64),
             "aperture_mpx": ap_key.astype(np.int64),
             "mjd": np.full(k, mjd),
-            "aperture_id": _ints(table, "aperture_id", n)[idx],
-            "aperture_px": radius,
+            "aperture_id": _ints(table, "aperture_id")[idx],
             "lim_nsigma": np.full(k, np.nan if nsig is None else float(nsig)),
-            "is_detection": _ints(table, "is_detection", n)[idx].astype(bool).astype(np.int64),
-            "is_forced": _ints(table, "is_forced", n, fill=1)[idx].astype(bool).astype(np.int64),
-            "flags": _ints(table, "flag", n)[idx],
-            "n_cal_stars": _ints(table, "n_cal_stars", n)[idx],
+            "is_detection": _ints(table, "is_detection")[idx].astype(bool).astype(np.int64),
+            "is_forced": _ints(table, "is_forced", fill=1)[idx].astype(bool).astype(np.int64),
+            "flags": _ints(table, "flag")[idx],
+            "n_cal_stars": _ints(table, "n_cal_stars")[idx],
         }
         for column, source in _FLOAT_SOURCES.items():
             num[column] = _floats(table, source, n)[idx]
+        all_systems = _strs(table, "cal_mag_system", n)
+        systems = [all_systems[i] for i in idx]
+        num["mag_system"] = pack_codes("mag_system", systems)
         packed = np.column_stack([num[f] for f in PACKED_FIELDS]).astype("<f8")
         now = self.now()
-        systems = _strs(table, "cal_mag_system", n)
         # Float NaN binds as SQL NULL (SQLite stores no NaN), so no conversion is needed.
         cols: list[list[Any]] = [num[c].tolist() for c in _NUMERIC_COLUMNS]
         cols.append([config_hash] * k)
-        cols.append([systems[i] for i in idx])
+        cols.append(systems)
         cols.append([row.tobytes() for row in packed])
         cols.append([now] * k)
         cols.append([now] * k)
@@ -275,59 +179,25 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
 
     def lightcurve(
         self,
-        target_name: str,
+        target: Target,
         *,
         band: str | None = None,
         since_utc: datetime | str | None = None,
         include_superseded: bool = False,
     ) -> Table:
-        """Return the lightcurve of ``target_name`` ordered by mid-exposure time.
-
-        One row per frame x aperture (plus older processings when
-        ``include_superseded``), with the columns of ``LIGHTCURVE_COLUMNS`` and
-        their units. ``meta`` holds the target's name, position and trigger time.
-        Raise StoreError if there is no such target.
-        """
-        target = self.get_target(target_name)
-        if target is None or target.target_id is None:
-            raise StoreError(f"no target named {target_name!r}; see `soapd targets list`")
-        where = ["target_id = ?"]
-        params: list[Any] = [target.target_id]
+        """Return the lightcurve of a stored ``target`` (see ``Store.lightcurve``)."""
+        names = [c.name for c in LIGHTCURVE]
         if not include_superseded:
-            where.append("superseded = 0")
-        if band is not None:
-            where.append("frame_id IN (SELECT frame_id FROM frames WHERE band = ?)")
-            params.append(band)
+            names.remove("superseded")
         since = parse_utc(since_utc, what="since") if since_utc is not None else None
-        if since is not None:
-            where.append("mjd >= ?")
-            params.append(mjd_of(since))
-        cond = " AND ".join(where)
-        f_cols = [c for c in LIGHTCURVE_COLUMNS if c[1] == "f"]
-        order = "ORDER BY mjd, frame_id, aperture_id, config_hash"
-        if include_superseded:
-            rows = self.db.execute(
-                f"SELECT packed, superseded FROM measurements WHERE {cond} {order}", params
-            ).fetchall()
-            blobs = [r[0] for r in rows]
-            superseded = np.array([r[1] for r in rows], dtype=bool)
-        else:
-            blobs = [
-                r[0]
-                for r in self.db.execute(
-                    f"SELECT packed FROM measurements WHERE {cond} {order}", params
-                )
-            ]
-            superseded = np.zeros(len(blobs), dtype=bool)
-        packed = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, len(PACKED_FIELDS))
-        f_rows = self.db.execute(
-            f"SELECT frame_id, {', '.join(c[2] for c in f_cols)} FROM frames WHERE frame_id IN "
-            f"(SELECT DISTINCT frame_id FROM measurements WHERE {cond}) ORDER BY frame_id",
-            params,
-        ).fetchall()
-        table = lightcurve_table(packed, superseded, f_rows, target.name)
-        if not include_superseded:
-            table.remove_column("superseded")
+        arrays = self._read(
+            target,
+            names,
+            band=band,
+            since_mjd=None if since is None else mjd_of(since),
+            include_superseded=include_superseded,
+        )
+        table = lightcurve_table(arrays)
         table.meta.update(
             {
                 "target_name": target.name,
@@ -343,56 +213,68 @@ class ResultsMixin(TargetsMixin, OutboxMixin):
     def rule_history(self, target_name: str) -> dict[str, np.ndarray]:
         """Return what the alert rules read of a target's current lightcurve, by time.
 
-        Arrays (lightcurve column names): frame_id, mjd, aperture_id, band,
-        cal_mag_system, is_detection, snr, calibrated_mag, calibrated_mag_err,
-        limiting_mag; a lighter read than :meth:`lightcurve`. Empty for an unknown target.
+        The arrays of :data:`RULE_HISTORY_COLUMNS` (lightcurve column names), read
+        like :meth:`lightcurve` but without building a Table. Empty for an unknown target.
         """
+        row = self.db.execute(
+            "SELECT target_id FROM targets WHERE name = ?", [target_name]
+        ).fetchone()
+        tid = None if row is None else int(row[0])
+        target = Target(name=target_name, ra_deg=0.0, dec_deg=0.0, target_id=tid)
+        return self._read(target, RULE_HISTORY_COLUMNS)
+
+    def _read(
+        self,
+        target: Target,
+        names: Sequence[str],
+        *,
+        band: str | None = None,
+        since_mjd: float | None = None,
+        include_superseded: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Read the lightcurve columns ``names`` of ``target``, ordered as the view sorts them.
+
+        Every column, filter and sort key is the ``lightcurve`` view's (see
+        :mod:`soapd.store.views`); a target without id has no rows.
+        """
+        where = [f"{sql_of('target_id')} = ?"]
+        params: list[Any] = [target.target_id]
+        if not include_superseded:
+            where.append(f"{sql_of('superseded')} = 0")
+        if band is not None:
+            where.append(
+                f"m.frame_id IN (SELECT f.frame_id FROM frames AS f WHERE {sql_of('band')} = ?)"
+            )
+            params.append(band)
+        if since_mjd is not None:
+            where.append(f"{sql_of('mjd')} >= ?")
+            params.append(since_mjd)
+        cond = " AND ".join(where)
+        order = ", ".join(sql_of(c) for c in LIGHTCURVE_ORDER)
+        query = f"FROM measurements AS m WHERE {cond} ORDER BY {order}"
+        row_fields, frame_fields = reads(names)
         rows = self.db.execute(
-            "SELECT m.packed, f.band, f.mag_system FROM measurements AS m "
-            "JOIN frames AS f ON f.frame_id = m.frame_id JOIN targets AS t "
-            "ON t.target_id = m.target_id WHERE t.name = ? AND m.superseded = 0 "
-            "ORDER BY m.mjd, m.frame_id, m.aperture_id",
-            [target_name],
+            f"SELECT m.packed{''.join(f', m.{f}' for f in row_fields)} {query}", params
         ).fetchall()
-        packed = np.frombuffer(b"".join(r[0] for r in rows), dtype="<f8").reshape(
+        packed = np.frombuffer(b"".join([r[0] for r in rows]), dtype="<f8").reshape(
             -1, len(PACKED_FIELDS)
         )
-        out: dict[str, np.ndarray] = {}
-        for name, field, dtype in (
-            ("frame_id", "frame_id", np.int64),
-            ("mjd", "mjd", float),
-            ("aperture_id", "aperture_id", np.int64),
-            ("is_detection", "is_detection", bool),
-            ("snr", "snr", float),
-            ("calibrated_mag", "mag", float),
-            ("calibrated_mag_err", "mag_err", float),
-            ("limiting_mag", "lim_mag", float),
-        ):
-            values = packed[:, PACKED_FIELDS.index(field)]
-            if dtype is float:
-                out[name] = values.copy()
-            elif dtype is bool:
-                out[name] = np.nan_to_num(values) != 0
-            else:
-                out[name] = np.nan_to_num(values, nan=_INT_FILL).astype(np.int64)
-        out["band"] = np.array([r[1] or "" for r in rows], dtype=str) if rows else np.zeros(0, str)
-        out["cal_mag_system"] = (
-            np.array([r[2] or "" for r in rows], dtype=str) if rows else np.zeros(0, str)
-        )
-        return out
-
-    def frames_with_tables(self) -> list[dict[str, Any]]:
-        """Return processed frames that kept a field-wide table, by mid-exposure time."""
-        return list(
-            self.db.query(
-                "SELECT frame_id, catalog_path, mid_time_utc, mjd, band, filter, telescope, "
-                "exptime_s, lim_mag, zp_mag, zp_err_mag, zp_scatter_mag, n_calib, cal_catalog, "
-                "mag_system, image_file, config_hash, obs_id FROM frames "
-                "WHERE state = 'processed' AND catalog_path IS NOT NULL ORDER BY mjd, frame_id"
-            )
-        )
-
-    def frame_obs_id(self, frame_id: int) -> int | None:
-        """Return the Skynet observation id of a frame (None if unknown or local)."""
-        row = self.db.execute("SELECT obs_id FROM frames WHERE frame_id = ?", [frame_id]).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        per_row = {f: [r[i] for r in rows] for i, f in enumerate(row_fields, start=1)}
+        # text without a packed code (a value outside PACKED_CODES): read its column
+        uncoded = [f for f in reads(names, packed)[0] if f not in per_row]
+        if uncoded:
+            rows = self.db.execute(
+                f"SELECT {', '.join(f'm.{f}' for f in uncoded)} {query}", params
+            ).fetchall()
+            per_row |= {f: [r[i] for r in rows] for i, f in enumerate(uncoded)}
+        frame_ids = np.unique(packed[:, PACKED_FIELDS.index("frame_id")]).astype(np.int64)
+        frames: list[Any] = []
+        select = "".join(f", f.{f}" for f in frame_fields)
+        for i in range(0, len(frame_ids), 500):
+            chunk = frame_ids[i : i + 500].tolist()
+            frames += self.db.execute(
+                f"SELECT f.frame_id{select} FROM frames AS f "
+                f"WHERE f.frame_id IN ({','.join('?' * len(chunk))}) ORDER BY f.frame_id",
+                chunk,
+            ).fetchall()
+        return lightcurve_arrays(names, packed, per_row, frames, target.name)

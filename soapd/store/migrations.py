@@ -3,6 +3,12 @@
 Applied migrations are never edited once released; changes come as new
 functions registered after the last one. ``soapd migrate`` and service start-up
 both call ``migrations.apply(db)``.
+
+Every migration is frozen: it holds the literal values it was written with (the
+frame states, the packed field order) and reads no module or runtime constant, so
+editing :data:`soapd.models.FRAME_STATES` or the store's ``PACKED_FIELDS`` can never
+change what an old database got. ``tests/unit/store/test_schema.py`` checks this and
+compares a fresh database's schema with ``tests/unit/store/schema.sql``.
 """
 
 from __future__ import annotations
@@ -14,13 +20,11 @@ __all__ = ["migrations"]
 
 migrations = Migrations("soapd")
 
-FRAME_STATES = ("seen", "downloaded", "processing", "processed", "rejected", "failed")
-
 
 @migrations()
 def m001_frames(db: sqlite_utils.Database) -> None:
     """Create the frame ledger: one row per exposure or local file, and its state."""
-    states = ", ".join(f"'{s}'" for s in FRAME_STATES)
+    states = "'seen', 'downloaded', 'processing', 'processed', 'rejected', 'failed'"
     db.execute(f"""
         CREATE TABLE frames (
             frame_id INTEGER PRIMARY KEY,
@@ -189,29 +193,6 @@ def m003_results_targets_measurements_alerts(db: sqlite_utils.Database) -> None:
     """)
 
 
-#: Measurement columns copied, in this order, into ``measurements.packed`` (float64 LE).
-PACKED_FIELDS = (
-    "mjd",
-    "flux_e",
-    "flux_err_e",
-    "flux_ujy",
-    "flux_ujy_err",
-    "snr",
-    "mag",
-    "mag_err",
-    "lim_mag",
-    "lim_nsigma",
-    "is_detection",
-    "aperture_id",
-    "aperture_px",
-    "flags",
-    "is_forced",
-    "ra_deg",
-    "dec_deg",
-    "frame_id",
-)
-
-
 @migrations()
 def m004_measurements_packed(db: sqlite_utils.Database) -> None:
     """Add ``measurements.packed``: the row's numbers as one float64 blob (fast lightcurves).
@@ -228,8 +209,69 @@ def m004_measurements_packed(db: sqlite_utils.Database) -> None:
         "CREATE INDEX measurements_lc ON measurements "
         "(target_id, superseded, mjd, frame_id, aperture_id, config_hash)"
     )
-    cols = ", ".join(PACKED_FIELDS)
-    rows = db.execute(f"SELECT measurement_id, {cols} FROM measurements").fetchall()
+    rows = db.execute(
+        "SELECT measurement_id, mjd, flux_e, flux_err_e, flux_ujy, flux_ujy_err, snr, mag, "
+        "mag_err, lim_mag, lim_nsigma, is_detection, aperture_id, aperture_px, flags, "
+        "is_forced, ra_deg, dec_deg, frame_id FROM measurements"
+    ).fetchall()
     for row in rows:
         blob = np.array(row[1:], dtype="<f8").tobytes()
         db.execute("UPDATE measurements SET packed = ? WHERE measurement_id = ?", [blob, row[0]])
+
+
+@migrations()
+def m005_frame_metadata_once(db: sqlite_utils.Database) -> None:
+    """Store each frame's metadata once: ``meta_json`` stops repeating the columns.
+
+    ``meta_json`` held the whole ExposureMeta, so exp_id, obs_id, telescope,
+    filter, exptime_s and mid_time_utc were in both places (and disagreed once
+    processing had updated the columns). They now live in the columns only. A
+    NULL column first takes the JSON's value (exp_id only when no other frame has
+    it); where both are set the column is kept.
+    """
+    import json
+
+    rows = db.execute("SELECT frame_id, meta_json FROM frames WHERE meta_json IS NOT NULL")
+    updates = []
+    for frame_id, text in rows.fetchall():
+        data = json.loads(text)
+        moved = [data.pop(k, None) for k in ("exp_id", "obs_id", "telescope", "filter")]
+        moved += [data.pop(k, None) for k in ("exptime_s", "mid_time_utc")]
+        updates.append([*moved, json.dumps(data, sort_keys=True, default=str), frame_id])
+    db.conn.executemany(
+        """
+        UPDATE frames SET
+            exp_id = CASE WHEN exp_id IS NULL AND NOT EXISTS
+                (SELECT 1 FROM frames AS o WHERE o.exp_id = ?1) THEN ?1 ELSE exp_id END,
+            obs_id = COALESCE(obs_id, ?2), telescope = COALESCE(telescope, ?3),
+            filter = COALESCE(filter, ?4), exptime_s = COALESCE(exptime_s, ?5),
+            mid_time_utc = COALESCE(mid_time_utc, ?6), meta_json = ?7
+        WHERE frame_id = ?8
+        """,
+        updates,
+    )
+
+
+@migrations()
+def m006_measurements_packed_calibration(db: sqlite_utils.Database) -> None:
+    """Re-pack ``measurements.packed`` with the row's own calibration.
+
+    Lightcurves read each aperture's zero point, its error, its star count and its
+    magnitude system (as the ``lightcurve`` view shows them) instead of the frame's
+    main-aperture values. The blob grows from 18 to 21 float64 plus one code: m004's
+    fields, then zp_mag, zp_err_mag, n_cal_stars, and mag_system as 0 '' (or NULL),
+    1 'AB', 2 'Vega', 3 'none', NaN for any other value.
+    """
+    import numpy as np
+
+    rows = db.execute(
+        "SELECT measurement_id, mjd, flux_e, flux_err_e, flux_ujy, flux_ujy_err, snr, mag, "
+        "mag_err, lim_mag, lim_nsigma, is_detection, aperture_id, aperture_px, flags, "
+        "is_forced, ra_deg, dec_deg, frame_id, zp_mag, zp_err_mag, n_cal_stars, "
+        "CASE coalesce(mag_system, '') WHEN '' THEN 0 WHEN 'AB' THEN 1 WHEN 'Vega' THEN 2 "
+        "WHEN 'none' THEN 3 END FROM measurements"
+    ).fetchall()
+    db.conn.executemany(
+        "UPDATE measurements SET packed = ? WHERE measurement_id = ?",
+        [(np.array(row[1:], dtype="<f8").tobytes(), row[0]) for row in rows],
+    )

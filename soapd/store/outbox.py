@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from soapd.models import AlertDraft
-from soapd.store.base import StoreBase, utc_iso
+from soapd.store.base import Repository, utc_iso
 
-__all__ = ["OutboxMixin", "StoredAlert"]
+__all__ = ["Outbox", "StoredAlert"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,13 +43,16 @@ def _iso(when: datetime | str | None) -> str:
     return when if isinstance(when, str) else utc_iso(when)
 
 
-class OutboxMixin(StoreBase):
+class Outbox(Repository):
     """Queries on ``alerts`` and ``alert_deliveries``."""
 
-    def _insert_alerts(
+    def insert(
         self, frame_id: int | None, alerts: Sequence[AlertDraft], ids: dict[str, int]
     ) -> list[int]:
-        """Insert drafts (inside the caller's transaction); return the ids of new alerts."""
+        """Insert drafts (inside the caller's transaction); return the ids of new alerts.
+
+        ``ids`` maps target names to target ids; drafts of unknown targets are skipped.
+        """
         now = self.now()
         new_ids: list[int] = []
         for draft in alerts:
@@ -78,14 +81,6 @@ class OutboxMixin(StoreBase):
             if cur.rowcount == 1 and cur.lastrowid is not None:
                 new_ids.append(int(cur.lastrowid))
         return new_ids
-
-    def add_alerts(self, frame_id: int | None, alerts: Sequence[AlertDraft]) -> list[int]:
-        """Store alert drafts on their own (deduplicated); return the ids of new ones."""
-        with self.db.atomic():
-            return self._insert_alerts(frame_id, alerts, self._target_ids())
-
-    def _target_ids(self) -> dict[str, int]:
-        return {str(n): int(i) for i, n in self.db.execute("SELECT target_id, name FROM targets")}
 
     def unsent_alerts(self, now: datetime | str | None = None) -> list[StoredAlert]:
         """Return the pending alerts due at ``now`` (default: now), oldest first."""

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from soapd import timeutil
 from soapd.config import TargetConfig
-from soapd.errors import ConfigError, StoreError
+from soapd.errors import ConfigError
 from soapd.models import Target
-from soapd.store.base import StoreBase, utc_iso
+from soapd.store.base import Repository, utc_iso
 
-__all__ = ["TargetsMixin", "parse_utc"]
+__all__ = ["Targets", "parse_utc"]
 
 
 def parse_utc(text: str | datetime | None, *, what: str = "time") -> datetime | None:
@@ -24,16 +25,15 @@ def parse_utc(text: str | datetime | None, *, what: str = "time") -> datetime | 
     if text is None:
         return None
     if isinstance(text, datetime):
-        return text.replace(tzinfo=UTC) if text.tzinfo is None else text.astimezone(UTC)
+        return timeutil.as_utc(text)
     if not text.strip():
         return None
     try:
-        when = datetime.fromisoformat(text.strip())
+        return timeutil.parse_utc(text)
     except ValueError:
         raise ConfigError(
             f"{what}: {text!r} is not an ISO-8601 time (e.g. 2026-11-24T03:12:45Z)"
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _check_position(name: str, ra_deg: float, dec_deg: float) -> None:
@@ -57,7 +57,7 @@ def _row_to_target(row: dict[str, Any]) -> Target:
     )
 
 
-class TargetsMixin(StoreBase):
+class Targets(Repository):
     """Queries on the ``targets`` table."""
 
     def upsert_target(self, target: Target, *, source: str = "cli") -> int:
@@ -146,9 +146,3 @@ class TargetsMixin(StoreBase):
             )
             ids.append(self.upsert_target(target, source="config"))
         return ids
-
-    def _require_target_id(self, name: str) -> int:
-        row = self.db.execute("SELECT target_id FROM targets WHERE name = ?", [name]).fetchone()
-        if row is None:
-            raise StoreError(f"no target named {name!r}; add it with `soapd targets add`")
-        return int(row[0])

@@ -1,6 +1,6 @@
 """Build target measurements of known magnitude without pixels (tests, benchmarks, demo).
 
-:func:`target_result` returns a :class:`~soapd.columns.FrameResult`
+:func:`target_result` returns a :class:`~soapd.models.FrameResult`
 whose table holds forced-photometry rows of watched targets, computed from
 their true magnitudes with the soapd conventions: fluxes in electrons,
 ``mag = -2.5 log10(flux_e / exptime_s) + zp_mag``, and an n-sigma limiting
@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from astropy.table import Table
 
-from soapd.columns import FrameResult, FrameSummary
 from soapd.filters import AB_MINUS_VEGA, mag_system
 from soapd.flags import Flag
-from soapd.models import ExposureMeta
+from soapd.models import ExposureMeta, FrameResult, FrameSummary
 
 if TYPE_CHECKING:
     from soapd.store import Store

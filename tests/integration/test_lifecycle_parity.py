@@ -30,11 +30,11 @@ from soapd.api.soap import Soap
 from soapd.config import Config, Token, parse_config
 from soapd.daemon.jobs import JobContext, download_frames, poll_skynet, process_pending
 from soapd.daemon.pool import WorkerPool
+from soapd.models import FRAME_STATES
 from soapd.skynet.client import SkynetClient
 from soapd.skynet.records import Exposure
 from soapd.skynet.source import DownloadedFile
 from soapd.store import Store
-from soapd.store.migrations import FRAME_STATES
 from soapd.testing.demo_field import DemoField
 from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
 

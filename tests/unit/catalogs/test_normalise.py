@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import Column, MaskedColumn, QTable, Table
 
-from soapd.catalogs.normalise import column_or, filled
+from soapd.columns import column_or, filled
 
 
 def _table() -> Table:

@@ -1,4 +1,4 @@
-"""Tests of the frame ledger (LedgerMixin, StatusMixin): states, identity, requeue, status."""
+"""Tests of the frame ledger and service status: states, identity, requeue, status."""
 
 from __future__ import annotations
 

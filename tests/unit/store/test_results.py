@@ -1,4 +1,4 @@
-"""Tests of ResultsMixin: targets, measurements (upsert, supersede), lightcurve, outbox."""
+"""Tests of targets, measurements (upsert, supersede), lightcurve and outbox through Store."""
 
 from __future__ import annotations
 

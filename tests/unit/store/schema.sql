@@ -1,0 +1,213 @@
+-- index alerts_due ON alerts
+CREATE INDEX alerts_due ON alerts (status, next_attempt_at);
+
+-- index frames_obs ON frames
+CREATE INDEX frames_obs ON frames (obs_id, mid_time_utc);
+
+-- index frames_state ON frames
+CREATE INDEX frames_state ON frames (state, frame_id);
+
+-- index frames_updated ON frames
+CREATE INDEX frames_updated ON frames (updated_at);
+
+-- index measurements_lc ON measurements
+CREATE INDEX measurements_lc ON measurements (target_id, superseded, mjd, frame_id, aperture_id, config_hash);
+
+-- index sqlite_autoindex_alert_deliveries_1 ON alert_deliveries
+(automatic);
+
+-- index sqlite_autoindex_alerts_1 ON alerts
+(automatic);
+
+-- index sqlite_autoindex_frames_1 ON frames
+(automatic);
+
+-- index sqlite_autoindex_frames_2 ON frames
+(automatic);
+
+-- index sqlite_autoindex_measurements_1 ON measurements
+(automatic);
+
+-- index sqlite_autoindex_service_status_1 ON service_status
+(automatic);
+
+-- index sqlite_autoindex_targets_1 ON targets
+(automatic);
+
+-- table alert_deliveries ON alert_deliveries
+CREATE TABLE alert_deliveries (
+            alert_id INTEGER NOT NULL REFERENCES alerts (alert_id),
+            notifier TEXT NOT NULL,
+            delivered_at TEXT NOT NULL,
+            PRIMARY KEY (alert_id, notifier)
+        );
+
+-- table alerts ON alerts
+CREATE TABLE alerts (
+            alert_id INTEGER PRIMARY KEY,
+            target_id INTEGER NOT NULL REFERENCES targets (target_id),
+            frame_id INTEGER REFERENCES frames (frame_id),
+            batch_key TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL UNIQUE,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sent', 'failed')),
+            created_at TEXT NOT NULL,
+            next_attempt_at TEXT NOT NULL,
+            sent_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+
+-- table frames ON frames
+CREATE TABLE frames (
+            frame_id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL CHECK (source IN ('skynet', 'inbox', 'cli')),
+            exp_id INTEGER UNIQUE,
+            obs_id INTEGER,
+            telescope TEXT,
+            filter TEXT,
+            band TEXT,
+            mid_time_utc TEXT,
+            exptime_s REAL,
+            path TEXT,
+            sha256 TEXT UNIQUE,
+            size_bytes INTEGER,
+            state TEXT NOT NULL DEFAULT 'seen' CHECK (state IN ('seen', 'downloaded', 'processing', 'processed', 'rejected', 'failed')),
+            tries INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            seen_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            processed_at TEXT,
+            fwhm_px REAL,
+            zp_mag REAL,
+            zp_err_mag REAL,
+            zp_scatter_mag REAL,
+            n_calib INTEGER,
+            cal_catalog TEXT,
+            mag_system TEXT,
+            lim_mag REAL,
+            flags INTEGER NOT NULL DEFAULT 0,
+            soapd_version TEXT,
+            config_hash TEXT,
+            catalog_path TEXT,
+            meta_json TEXT
+        , image_file TEXT, mjd REAL);
+
+-- table measurements ON measurements
+CREATE TABLE measurements (
+            measurement_id INTEGER PRIMARY KEY,
+            frame_id INTEGER NOT NULL REFERENCES frames (frame_id),
+            target_id INTEGER NOT NULL REFERENCES targets (target_id),
+            aperture_mpx INTEGER NOT NULL,
+            config_hash TEXT NOT NULL,
+            superseded INTEGER NOT NULL DEFAULT 0,
+            mjd REAL NOT NULL,
+            aperture_id INTEGER,
+            aperture_px REAL,
+            x_px REAL,
+            y_px REAL,
+            ra_deg REAL,
+            dec_deg REAL,
+            flux_e REAL,
+            flux_err_e REAL,
+            flux_ujy REAL,
+            flux_ujy_err REAL,
+            snr REAL,
+            ins_mag REAL,
+            ins_mag_err REAL,
+            mag REAL,
+            mag_err REAL,
+            lim_mag REAL,
+            lim_nsigma REAL,
+            is_detection INTEGER NOT NULL,
+            is_forced INTEGER NOT NULL,
+            flags INTEGER NOT NULL DEFAULT 0,
+            zp_mag REAL,
+            zp_err_mag REAL,
+            n_cal_stars INTEGER,
+            mag_system TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL, packed BLOB,
+            UNIQUE (frame_id, target_id, aperture_mpx, config_hash)
+        );
+
+-- table observations ON observations
+CREATE TABLE observations (
+            obs_id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL CHECK (source IN ('config', 'cli')),
+            active INTEGER NOT NULL DEFAULT 1,
+            added_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+-- table service_status ON service_status
+CREATE TABLE service_status (
+            key TEXT PRIMARY KEY,
+            value TEXT,
+            updated_at TEXT NOT NULL
+        );
+
+-- table targets ON targets
+CREATE TABLE targets (
+            target_id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            ra_deg REAL NOT NULL CHECK (ra_deg >= 0 AND ra_deg < 360),
+            dec_deg REAL NOT NULL CHECK (dec_deg >= -90 AND dec_deg <= 90),
+            trigger_time_utc TEXT,
+            active INTEGER NOT NULL DEFAULT 1,
+            rules_json TEXT NOT NULL DEFAULT '{}',
+            source TEXT NOT NULL DEFAULT 'cli' CHECK (source IN ('cli', 'config', 'api')),
+            added_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+-- view lightcurve ON lightcurve
+CREATE VIEW lightcurve AS
+SELECT
+    m.measurement_id,
+    m.frame_id,
+    m.target_id,
+    t.name AS target_name,
+    m.mjd,
+    f.mid_time_utc,
+    f.obs_id,
+    f.telescope,
+    f.band,
+    f.filter AS filter_raw,
+    f.exptime_s,
+    m.flux_e,
+    m.flux_err_e,
+    m.flux_ujy,
+    m.flux_ujy_err,
+    m.snr,
+    m.mag,
+    m.mag_err,
+    m.lim_mag,
+    m.lim_nsigma,
+    m.is_detection,
+    m.mag_system,
+    m.zp_mag,
+    m.zp_err_mag,
+    f.zp_scatter_mag,
+    m.n_cal_stars,
+    f.cal_catalog,
+    m.aperture_id,
+    m.aperture_px,
+    m.flags,
+    f.image_file,
+    f.path,
+    m.is_forced,
+    m.ra_deg,
+    m.dec_deg,
+    m.x_px,
+    m.y_px,
+    m.superseded,
+    m.config_hash,
+    m.ins_mag,
+    m.ins_mag_err
+FROM measurements AS m
+JOIN frames AS f ON f.frame_id = m.frame_id
+JOIN targets AS t ON t.target_id = m.target_id;
+

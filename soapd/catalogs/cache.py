@@ -159,7 +159,11 @@ def _write_npz(fh: Any, table: Table) -> None:
 
 def _read_npz(path: Path) -> Table:
     """Return the table written by :func:`_write_npz`."""
-    with np.load(path, allow_pickle=False) as z:
+    # Open the file ourselves: np.load leaks its handle when the archive is corrupt.
+    with (
+        path.open("rb") as fh,
+        np.load(fh, allow_pickle=False) as z,
+    ):  # fh: closed on a corrupt file too
         out = Table(meta=json.loads(str(z["meta"])))
         for i, name in enumerate(z["names"]):
             data = z[f"d{i}"]

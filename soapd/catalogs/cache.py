@@ -163,7 +163,7 @@ def _read_npz(path: Path) -> Table:
     with (
         path.open("rb") as fh,
         np.load(fh, allow_pickle=False) as z,
-    ):  # fh: closed on a corrupt file too
+    ):
         out = Table(meta=json.loads(str(z["meta"])))
         for i, name in enumerate(z["names"]):
             data = z[f"d{i}"]

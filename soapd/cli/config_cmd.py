@@ -8,6 +8,7 @@ from typing import Any
 
 from soapd.cli import add_config_option
 from soapd.config import load_config, read_token, to_dict
+from soapd.config.secrets import redact
 
 __all__ = ["register"]
 
@@ -17,8 +18,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "check-config",
         help="validate the config and print it with secrets redacted",
-        description="Load and validate the config, print the effective values as JSON "
-        "(secrets redacted) and exit non-zero on any error. Use it in ExecStartPre=.",
+        description="Load and validate the config, print the effective values as one JSON "
+        "object (with the science fingerprint under 'fingerprint'), every credential "
+        "redacted: tokens, passwords, and the user info, path and query of webhook and "
+        "apprise URLs. Exit 2 on any error. Safe in ExecStartPre= (output goes to the "
+        "journal).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_config_option(p)
@@ -28,9 +32,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the effective configuration; return 0 when it is valid."""
     cfg = load_config(args.config)
-    data: dict[str, Any] = to_dict(cfg)
+    data: dict[str, Any] = redact(to_dict(cfg))
     token = read_token(cfg.skynet)
     data["skynet"]["token"] = "<set, redacted>" if token else "<not set>"
+    data["fingerprint"] = cfg.fingerprint()
     print(json.dumps(data, indent=2, sort_keys=True))
-    print(f"# config fingerprint: {cfg.fingerprint()}")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from soapd.config.schema import SkynetConfig
 from soapd.errors import ConfigError
 
-__all__ = ["Token", "read_token"]
+__all__ = ["REDACTED", "Token", "read_token", "redact", "redact_url"]
 
 
 class Token:
@@ -65,3 +65,77 @@ def read_token(cfg: SkynetConfig, env: typing.Mapping[str, str] | None = None) -
                 "check the path and that the soapd user may read it"
             ) from None
     return None
+
+
+#: Config field names whose value is a credential in itself: printed as "<redacted>".
+SECRET_FIELDS = frozenset({"token", "password", "secret", "api_key"})
+#: Fields holding URLs that may carry credentials in user info, path or query.
+URL_FIELDS = frozenset({"url", "vizier_server"})
+#: Fields holding apprise URLs, whose host and path are tokens (``slack://A/B/C``).
+APPRISE_FIELDS = frozenset({"apprise_urls"})
+REDACTED = "<redacted>"
+
+
+def redact_url(url: str, *, keep_host: bool = True, keep_path: bool = False) -> str:
+    """Return ``url`` with every part that may hold a credential replaced by ``<redacted>``.
+
+    User info, path and query go (webhook tokens live in all three); the scheme
+    stays, and the host and port when ``keep_host`` (apprise URLs put tokens in the
+    host, so they are called with ``keep_host=False``); ``keep_path`` keeps the path
+    (for service base URLs, whose path is an API prefix, not a credential).
+
+    >>> redact_url("https://user:pw@hooks.example.org:8443/services/T0/B1?key=s3cr3t")
+    'https://hooks.example.org:8443/<redacted>'
+    >>> redact_url("slack://TokenA/TokenB/TokenC", keep_host=False)
+    'slack://<redacted>'
+    >>> redact_url("https://example.org")
+    'https://example.org'
+    >>> redact_url("https://u:p@api.example.org/2.0?token=x", keep_path=True)
+    'https://api.example.org/2.0?<redacted>'
+    """
+    from urllib.parse import urlsplit
+
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return REDACTED
+    if not parts.scheme:
+        return REDACTED
+    if not keep_host:
+        return f"{parts.scheme}://{REDACTED}"
+    host = parts.hostname or ""
+    netloc = f"{host}:{port}" if port is not None else host
+    if keep_path:
+        tail = f"?{REDACTED}" if parts.query or parts.fragment else ""
+        return f"{parts.scheme}://{netloc}{parts.path}{tail}"
+    secret_part = bool(parts.path.strip("/") or parts.query or parts.fragment)
+    return f"{parts.scheme}://{netloc}" + (f"/{REDACTED}" if secret_part else "")
+
+
+def redact(data: typing.Any, key: str = "") -> typing.Any:
+    """Return plain config data (``to_dict`` output) with every credential redacted.
+
+    Fields named in :data:`SECRET_FIELDS` (and any ``*_token``/``*_password``) lose
+    their value; webhook URL fields keep only scheme, host and port; apprise URLs
+    only the scheme; any other URL loses its user info and query. Paths to secret
+    files (``token_file``, ``password_file``) are kept: they name where the secret
+    is, not the secret.
+    """
+    if isinstance(data, dict):
+        return {k: redact(v, str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v, key) for v in data]
+    if not isinstance(data, str) or not data:
+        return data
+    if key in SECRET_FIELDS or key.endswith(("_token", "_password", "_secret")):
+        return REDACTED
+    if key in APPRISE_FIELDS:
+        return redact_url(data, keep_host=False)
+    if key in URL_FIELDS:
+        return redact_url(data)
+    if "://" in data:
+        return redact_url(data, keep_path=True)
+    return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -185,3 +186,53 @@ def test_check_config_bad_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     p.write_text("[nope]\n")
     assert main(["check-config", "--config", str(p)]) == 2
     assert "unknown key 'nope'" in capsys.readouterr().err
+
+
+SECRETS = {
+    "webhook": "https://hooks.example.org/services/T0SECRETPATH/B1?sig=QUERYSECRET",
+    "apprise": "slack://APPRISETOKENA/APPRISETOKENB/CHAN",
+    "userinfo": "mailtos://smtpuser:SMTPPASSWORD@mail.example.org",
+    "token": "hush-hush-123",
+}
+
+
+def test_check_config_redacts_every_credential_and_prints_pure_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check-config runs as ExecStartPre (its output lands in journald): no secret in it."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f"""
+[skynet]
+api_url = "https://apiuser:BASEURLPW@api.example.org/2.0?key=BASEQUERY"
+
+[[notifiers]]
+kind = "webhook"
+url = "{SECRETS["webhook"]}"
+
+[[notifiers]]
+kind = "apprise"
+apprise_urls = ["{SECRETS["apprise"]}", "{SECRETS["userinfo"]}"]
+"""
+    )
+    monkeypatch.setenv("SOAPD_SKYNET_TOKEN", SECRETS["token"])
+    assert main(["check-config", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out)  # pure JSON: nothing before or after the object
+    for secret in [
+        *SECRETS.values(),
+        "T0SECRETPATH",
+        "QUERYSECRET",
+        "APPRISETOKENA",
+        "SMTPPASSWORD",
+        "smtpuser",
+        "BASEURLPW",
+        "BASEQUERY",
+        "apiuser",
+    ]:
+        assert secret not in out, secret
+    assert data["notifiers"][0]["url"] == "https://hooks.example.org/<redacted>"
+    assert data["notifiers"][1]["apprise_urls"] == ["slack://<redacted>", "mailtos://<redacted>"]
+    assert data["skynet"]["api_url"] == "https://api.example.org/2.0?<redacted>"
+    assert data["skynet"]["token"] == "<set, redacted>"
+    assert len(data["fingerprint"]) == 64

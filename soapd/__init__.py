@@ -13,17 +13,27 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["PhotometryResult", "Soap", "TargetLightcurve", "__version__"]
+__all__ = [
+    "PhotometryResult",
+    "SOAPConfig",
+    "Soap",
+    "TargetLightcurve",
+    "__version__",
+    "load_config",
+]
 
 if TYPE_CHECKING:
     from soapd.api.results import PhotometryResult, TargetLightcurve
     from soapd.api.soap import Soap
+    from soapd.config import SOAPConfig, load_config
 
 #: Public names served lazily: name -> module that defines it.
 _LAZY = {
     "Soap": "soapd.api.soap",
     "PhotometryResult": "soapd.api.results",
     "TargetLightcurve": "soapd.api.results",
+    "load_config": "soapd.config",
+    "SOAPConfig": "soapd.config",
 }
 
 

@@ -1,12 +1,15 @@
 """Configuration: frozen dataclasses are the schema (:mod:`.schema`), TOML is the format.
 
-:mod:`.load` reads and validates a file, :mod:`.secrets` reads the Skynet token,
+:mod:`.load` reads and validates a file (:mod:`.compat` also takes skynetsoap's
+keys and ``overrides=``; its ``load_config`` is the one exported here),
+:mod:`.secrets` reads the Skynet token,
 :mod:`.example` writes ``config/soapd.example.toml`` from the schema. The public
 names are re-exported here, so ``from soapd.config import Config, load_config``
 is the one spelling callers use.
 """
 
-from soapd.config.load import load_config, parse_config
+from soapd.config.compat import SOAPConfig, load_config
+from soapd.config.load import parse_config
 from soapd.config.schema import (
     AlertsConfig,
     CalibrationConfig,
@@ -36,6 +39,7 @@ __all__ = [
     "NotifierConfig",
     "PathsConfig",
     "PhotometryConfig",
+    "SOAPConfig",
     "ServiceConfig",
     "SkynetConfig",
     "TargetConfig",

@@ -14,11 +14,16 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from soapd import __version__
 from soapd.errors import ConfigError, SoapdError
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from soapd.config import Config
+    from soapd.store import Store
+
+__all__ = ["add_config_option", "log_level_of", "main", "open_store"]
 
 #: Subcommand modules, in the order they appear in ``soapd --help``.
 COMMAND_MODULES = (
@@ -41,6 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"soapd {__version__}")
+    parser.add_argument(
+        "--config",
+        dest="global_config",
+        metavar="FILE",
+        default=None,
+        help="TOML config file for any command (as the command's own --config); "
+        "if neither is given, $SOAPD_CONFIG, else the built-in defaults",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output: -v = INFO, -vv = DEBUG (repeatable)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        default=None,
+        help="log level for this run, overriding [logging] level (default: the config's)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -63,10 +90,43 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def log_level_of(args: argparse.Namespace) -> str | None:
+    """Return the log level asked for with ``--log-level`` or ``-v``/``-vv``, else None."""
+    level: str | None = getattr(args, "log_level", None)
+    verbose = int(getattr(args, "verbose", 0) or 0)
+    if level is None and verbose:
+        level = "DEBUG" if verbose > 1 else "INFO"
+    return level
+
+
+def open_store(cfg: Config, *, create: bool = False) -> Store:
+    """Open the configured database; unless ``create``, refuse when it does not exist.
+
+    Read-only commands must never leave an empty database behind (as root under
+    /var/lib/soapd) because a config path is wrong.
+    """
+    from soapd.store import Store
+
+    db = cfg.paths.db_path
+    if not create and not db.exists():
+        raise SoapdError(
+            f"no soapd database at {db}; check paths.state_dir in the config "
+            "(--config or $SOAPD_CONFIG), or start the daemon once to create it"
+        )
+    return Store(db)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the soapd command line and return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None and args.global_config is not None:
+        args.config = args.global_config
+    level = log_level_of(args)
+    if level is not None:
+        from soapd.logs import setup_logging
+
+        setup_logging(level)
     try:
         code: int = args.func(args)
     except ConfigError as exc:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from soapd.cli import add_config_option
+from soapd.cli import add_config_option, log_level_of
 from soapd.config import Config, load_config
 from soapd.errors import ConfigError
 from soapd.logs import setup_logging
@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from soapd.daemon.service import Service
 
     cfg = _config(args)
-    setup_logging(cfg.logging.level, cfg.logging.style)
+    setup_logging(log_level_of(args) or cfg.logging.level, cfg.logging.style)
     service = Service(cfg)
     return service.run_until_idle() if args.until_idle else service.run()
 

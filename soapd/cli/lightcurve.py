@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from soapd.cli import add_config_option
+from soapd.cli import add_config_option, open_store
 from soapd.config import load_config
 from soapd.errors import ConfigError, SoapdError
-from soapd.store import Store
 from soapd.store.targets import parse_utc
 from soapd.timeutil import mjd_of
 
@@ -183,7 +182,7 @@ def write_output(
 def run_lightcurve(args: argparse.Namespace) -> int:
     """Print or export a target's lightcurve."""
     cfg = load_config(args.config)
-    with Store(cfg.paths.db_path) as store:
+    with open_store(cfg) as store:
         target = store.get_target(args.name)
         if target is None:
             raise SoapdError(f"no target named {args.name!r}; see `soapd targets list`")
@@ -213,7 +212,7 @@ def run_extract(args: argparse.Namespace) -> int:
         raise ConfigError("--radius-arcsec must be positive")
     cfg = load_config(args.config)
     ra, dec = parse_position(args.ra, args.dec)
-    with Store(cfg.paths.db_path) as store:
+    with open_store(cfg) as store:
         table = extract_lightcurve(
             store, ra, dec, radius_arcsec=args.radius_arcsec, target_name=args.name
         )

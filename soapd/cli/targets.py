@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from soapd.alerts.rules import validate_overrides
-from soapd.cli import add_config_option
+from soapd.cli import add_config_option, open_store
 from soapd.config import load_config
 from soapd.errors import ConfigError
 from soapd.models import Target
@@ -165,7 +165,7 @@ def run_remove(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     """Print the targets as a table or JSON."""
     cfg = load_config(args.config)
-    with Store(cfg.paths.db_path) as store:
+    with open_store(cfg) as store:
         targets = store.list_targets(include_inactive=args.all)
     rows: list[dict[str, Any]] = [
         {

@@ -71,7 +71,7 @@ def test_targets_add_list_remove(cfg: Path, capsys) -> None:
         (["targets", "add", "X", "1", "1", "--rule", "foo=1"], "unknown alert rule key"),
         (["targets", "add", "X", "1", "1", "--rule", "change_min_mag"], "key=value"),
         (["targets", "add", "X", "1", "1", "--trigger-time", "soon"], "ISO-8601"),
-        (["lightcurve", "nobody"], "no target"),
+        (["lightcurve", "nobody"], "no soapd database"),
     ],
 )
 def test_cli_bad_input_gives_one_line_error(cfg: Path, capsys, argv, message) -> None:

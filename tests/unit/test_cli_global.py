@@ -81,3 +81,11 @@ def test_verbosity_flags_set_the_log_level(
     finally:
         root.setLevel(before[0])
         root.handlers[:] = before[1]
+
+
+def test_lightcurve_of_an_unknown_target_names_it(
+    cfg_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(cfg_file), "targets", "add", "VAR", "150.5", "2.25"]) == 0
+    assert main(["--config", str(cfg_file), "lightcurve", "nobody"]) == 1
+    assert "no target" in capsys.readouterr().err

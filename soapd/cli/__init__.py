@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -38,12 +39,34 @@ COMMAND_MODULES = (
 logger = logging.getLogger("soapd")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` that shows a default once, and only when there is one to show.
+
+    argparse's own formatter appends ``(default: X)`` to every option: twice when
+    the help text already states it, ``(default: None)`` on required or
+    value-less options, ``(default: False)`` on flags, ``(default: [])`` on
+    repeatable ones.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "default" in text.lower()
+            or action.required
+            or action.default in (None, False, argparse.SUPPRESS, [], ())
+            or isinstance(action, argparse._HelpAction | argparse._VersionAction)
+            or not action.option_strings
+        ):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the full argument parser with every available subcommand."""
     parser = argparse.ArgumentParser(
         prog="soapd",
         description="soapd: photometry daemon for the Skynet robotic telescope network.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"soapd {__version__}")
     parser.add_argument(
@@ -138,4 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("soapd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`soapd lightcurve X | head`): not an error of ours.
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return code

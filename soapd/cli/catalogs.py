@@ -13,7 +13,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from soapd.catalogs.registry import CATALOGS
-from soapd.cli import add_config_option
+from soapd.cli import HelpFormatter, add_config_option
 from soapd.config import load_config
 from soapd.errors import CatalogError
 from soapd.filters import normalise_filter
@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
         help="warm, list and describe the reference-catalog cache",
         description="Manage the on-disk cache of reference-catalog tiles "
         "(paths.cache_dir/catalogs).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
         help="fetch every catalog tile of a field before a night",
         description="Query VizieR for every tile of the cone, for each catalog in the "
         "chain of each band, and store the tiles in the cache.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_config_option(pf)
     pf.add_argument("--ra", type=float, required=True, help="cone centre right ascension (deg)")
@@ -67,7 +67,7 @@ def register(sub: Any) -> None:
         "list",
         help="list cached tiles",
         description="List every cached catalog tile with its size.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_config_option(ls)
     ls.set_defaults(func=run_list)
@@ -76,7 +76,7 @@ def register(sub: Any) -> None:
         "info",
         help="list known catalogs and the chain of each band",
         description="Show the catalog registry and the effective fallback chains.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_config_option(info)
     info.set_defaults(func=run_info)

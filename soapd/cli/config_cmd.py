@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from soapd.cli import add_config_option
+from soapd.cli import HelpFormatter, add_config_option
 from soapd.config import load_config, read_token, to_dict
 from soapd.config.secrets import redact
 
@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
         "redacted: tokens, passwords, and the user info, path and query of webhook and "
         "apprise URLs. Exit 2 on any error. Safe in ExecStartPre= (output goes to the "
         "journal).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_config_option(p)
     p.set_defaults(func=run)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from soapd.cli import add_config_option, log_level_of
+from soapd.cli import HelpFormatter, add_config_option, log_level_of
 from soapd.config import Config, load_config
 from soapd.errors import ConfigError
 from soapd.logs import setup_logging
@@ -24,7 +24,7 @@ from soapd.store.targets import parse_utc
 
 __all__ = ["register"]
 
-_FMT = argparse.ArgumentDefaultsHelpFormatter
+_FMT = HelpFormatter
 
 
 def register(sub: Any) -> None:
@@ -82,10 +82,21 @@ def _register_observations(sub: Any) -> None:
     )
     osub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (("add", "follow"), ("remove", "stop following")):
-        q = osub.add_parser(name, help=f"{text} observation(s)", formatter_class=_FMT)
+        q = osub.add_parser(
+            name,
+            help=f"{text} observation(s)",
+            description=f"{text.capitalize()} the given Skynet observation ids "
+            "(a running daemon picks the change up at its next poll).",
+            formatter_class=_FMT,
+        )
         q.add_argument("obs_ids", type=int, nargs="+", metavar="OBS_ID", help="observation id")
         add_config_option(q)
-    q = osub.add_parser("list", help="list followed observations", formatter_class=_FMT)
+    q = osub.add_parser(
+        "list",
+        help="list followed observations",
+        description="List the followed observations (--all: removed ones too).",
+        formatter_class=_FMT,
+    )
     q.add_argument("--all", action="store_true", help="include removed observations")
     add_config_option(q)
     p.set_defaults(func=cmd_observations)

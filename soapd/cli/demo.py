@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from soapd.cli import HelpFormatter
 from soapd.store import Store
 from soapd.testing.demo_field import DemoField, build_demo_field, load_into
 from soapd.testing.fake_skynet import FakeSkynet
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m soapd.cli.demo",
         description="Run the real soapd daemon against a fake Skynet on 127.0.0.1 serving a "
         "synthetic observation, then print the lightcurves and alerts.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--frames", type=int, default=12, help="exposures in the observation")
     parser.add_argument(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from soapd.cli import add_config_option, open_store
+from soapd.cli import HelpFormatter, add_config_option, open_store
 from soapd.config import load_config
 from soapd.errors import ConfigError, SoapdError
 from soapd.store.targets import parse_utc
@@ -55,7 +55,7 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     """Add the ``lightcurve`` and ``extract`` subcommands."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     p = sub.add_parser(
         "lightcurve",
         help="print or export a target's lightcurve",

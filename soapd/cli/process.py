@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from soapd import __version__
-from soapd.cli import add_config_option
+from soapd.cli import HelpFormatter, add_config_option
 from soapd.config import Config, load_config
 from soapd.errors import ConfigError, SoapdError
 from soapd.flags import Flag, describe
@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
         help="measure FITS frames once (field photometry + forced photometry at targets)",
         description="Run the photometry pipeline on FITS files or directories of FITS files "
         "and print a summary per frame. Exit status 1 if any file failed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="FITS files or directories")
     p.add_argument(

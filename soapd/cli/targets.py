@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from soapd.alerts.rules import validate_overrides
-from soapd.cli import add_config_option, open_store
+from soapd.cli import HelpFormatter, add_config_option, open_store
 from soapd.config import load_config
 from soapd.errors import ConfigError
 from soapd.models import Target
@@ -58,7 +58,7 @@ def parse_rules(items: list[str]) -> dict[str, float]:
 
 def register(sub: Any) -> None:
     """Add ``targets`` with its ``add``, ``remove`` and ``list`` subcommands."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     p = sub.add_parser(
         "targets",
         help="add, remove or list watched targets",

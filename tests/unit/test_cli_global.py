@@ -89,3 +89,21 @@ def test_lightcurve_of_an_unknown_target_names_it(
     assert main(["--config", str(cfg_file), "targets", "add", "VAR", "150.5", "2.25"]) == 0
     assert main(["--config", str(cfg_file), "lightcurve", "nobody"]) == 1
     assert "no target" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_not_a_traceback(cfg_file: Path) -> None:
+    """`soapd ... | head` closes the pipe early: soapd exits quietly (#14)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soapd", "check-config", "--config", str(cfg_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before soapd writes
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err.decode(), err.decode()
+    assert "BrokenPipeError" not in err.decode()
+    assert proc.returncode == 0

@@ -39,6 +39,7 @@ __all__ = [
     "SkynetUnavailable",
     "SoapdError",
     "StoreError",
+    "UsageError",
 ]
 
 
@@ -48,6 +49,10 @@ class SoapdError(Exception):
 
 class ConfigError(SoapdError, ValueError):
     """The configuration file or a command-line option is invalid."""
+
+
+class UsageError(ConfigError):
+    """A command-line argument is invalid (printed as a usage error, not a config error)."""
 
 
 class SkynetError(SoapdError):

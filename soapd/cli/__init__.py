@@ -12,19 +12,29 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
+import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from soapd import __version__
-from soapd.errors import ConfigError, SoapdError
+from soapd.errors import ConfigError, SoapdError, UsageError
 
 if TYPE_CHECKING:
     from soapd.config import Config
     from soapd.store import Store
 
-__all__ = ["add_config_option", "log_level_of", "main", "open_store"]
+__all__ = [
+    "HelpFormatter",
+    "Parser",
+    "add_config_option",
+    "log_level_of",
+    "main",
+    "open_store",
+    "parse_position",
+]
 
 #: Subcommand modules, in the order they appear in ``soapd --help``.
 COMMAND_MODULES = (
@@ -37,6 +47,20 @@ COMMAND_MODULES = (
 )
 
 logger = logging.getLogger("soapd")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that reads ``-30:30:00`` and ``-12d30m`` as values, not options.
+
+    argparse takes any word that starts with ``-`` and is not a plain negative
+    number for an option, so a negative sexagesimal declination needed ``--``
+    before the positionals. No soapd option starts with ``-`` and a digit, so such
+    words are always values. Subcommand parsers inherit the class.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -63,7 +87,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the full argument parser with every available subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="soapd",
         description="soapd: photometry daemon for the Skynet robotic telescope network.",
         formatter_class=HelpFormatter,
@@ -122,6 +146,44 @@ def log_level_of(args: argparse.Namespace) -> str | None:
     return level
 
 
+def _angle_deg(text: str, *, hours: bool) -> float | None:
+    """Return degrees from a plain number (degrees) or sexagesimal text (RA in hours)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from astropy import units as u
+    from astropy.coordinates import Angle
+
+    try:
+        angle = Angle(text, unit=u.hourangle if hours else u.deg)
+    except ValueError:
+        return None
+    if hours and not 0.0 <= float(angle.hour) < 24.0:
+        return None
+    return float(angle.deg)
+
+
+def parse_position(ra: str, dec: str) -> tuple[float, float]:
+    """Return (ra_deg, dec_deg) from degrees or sexagesimal text (RA in hours: ``10:17:52.3``).
+
+    The same ranges as the TOML's ``[[targets]]``: RA in [0, 360) deg, Dec in
+    [-90, 90] deg. Raise UsageError naming the accepted forms.
+    """
+    ra_deg = _angle_deg(ra, hours=True)
+    dec_deg = _angle_deg(dec, hours=False)
+    if ra_deg is None or dec_deg is None:
+        raise UsageError(
+            f"cannot read the position {ra!r} {dec!r}; give degrees (150.25 -30.5) or "
+            "RA in hours and Dec in degrees (10:01:00 -30:30:00), or mix them"
+        )
+    if not (math.isfinite(ra_deg) and 0.0 <= ra_deg < 360.0):
+        raise UsageError(f"RA must be in [0, 360) deg (or 0-24 h as hh:mm:ss), got {ra!r}")
+    if not (math.isfinite(dec_deg) and -90.0 <= dec_deg <= 90.0):
+        raise UsageError(f"Dec must be in [-90, 90] deg, got {dec!r}")
+    return ra_deg, dec_deg
+
+
 def open_store(cfg: Config, *, create: bool = False) -> Store:
     """Open the configured database; unless ``create``, refuse when it does not exist.
 
@@ -152,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(level)
     try:
         code: int = args.func(args)
+    except UsageError as exc:
+        print(f"soapd: usage error: {exc} (see soapd {args.command} --help)", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"soapd: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -13,9 +13,9 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from soapd.catalogs.registry import CATALOGS
-from soapd.cli import HelpFormatter, add_config_option
+from soapd.cli import HelpFormatter, add_config_option, parse_position
 from soapd.config import load_config
-from soapd.errors import CatalogError
+from soapd.errors import CatalogError, UsageError
 from soapd.filters import normalise_filter
 
 if TYPE_CHECKING:
@@ -43,8 +43,12 @@ def register(sub: Any) -> None:
         formatter_class=HelpFormatter,
     )
     add_config_option(pf)
-    pf.add_argument("--ra", type=float, required=True, help="cone centre right ascension (deg)")
-    pf.add_argument("--dec", type=float, required=True, help="cone centre declination (deg)")
+    pf.add_argument(
+        "--ra", required=True, help="cone centre right ascension: degrees, or hours as hh:mm:ss"
+    )
+    pf.add_argument(
+        "--dec", required=True, help="cone centre declination: degrees, or dd:mm:ss (-30:30:00)"
+    )
     pf.add_argument(
         "--radius", type=float, default=0.5, help="cone radius (deg); cover the whole frame"
     )
@@ -90,9 +94,9 @@ def _service(args: argparse.Namespace) -> CatalogService:
 
 def run_prefetch(args: argparse.Namespace) -> int:
     """Fetch the tiles; return 0 when every band got at least one catalog."""
-    if not -90.0 <= args.dec <= 90.0 or not 0.0 < args.radius <= 10.0:
-        print("soapd: --dec must be in [-90, 90] and --radius in (0, 10] deg")
-        return 2
+    ra_deg, dec_deg = parse_position(args.ra, args.dec)
+    if not 0.0 < args.radius <= 10.0:
+        raise UsageError(f"--radius must be in (0, 10] deg, got {args.radius}")
     svc = _service(args)
     bands = [normalise_filter(b) for b in (args.band or ["r"])]
     status = 0
@@ -108,7 +112,7 @@ def run_prefetch(args: argparse.Namespace) -> int:
                 continue
             try:
                 n_tiles, fetched, rows = svc.prefetch(
-                    name, ra_deg=args.ra % 360.0, dec_deg=args.dec, radius_deg=args.radius
+                    name, ra_deg=ra_deg, dec_deg=dec_deg, radius_deg=args.radius
                 )
             except CatalogError as exc:
                 print(f"{band}: {name}: FAILED: {exc}")

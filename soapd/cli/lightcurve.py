@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from soapd.cli import HelpFormatter, add_config_option, open_store
+from soapd.cli import HelpFormatter, add_config_option, open_store, parse_position
 from soapd.config import load_config
 from soapd.errors import ConfigError, SoapdError
 from soapd.store.targets import parse_utc
@@ -205,7 +205,6 @@ def run_lightcurve(args: argparse.Namespace) -> int:
 
 def run_extract(args: argparse.Namespace) -> int:
     """Build and output the lightcurve of a position from the field-wide tables."""
-    from soapd.cli.targets import parse_position
     from soapd.lightcurves import extract_lightcurve
 
     if not args.radius_arcsec > 0:

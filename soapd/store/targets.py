@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,6 +16,8 @@ from soapd.models import Target
 from soapd.store.base import Repository, utc_iso
 
 __all__ = ["Targets", "parse_utc"]
+
+logger = logging.getLogger(__name__)
 
 
 def parse_utc(text: str | datetime | None, *, what: str = "time") -> datetime | None:
@@ -130,9 +133,13 @@ class Targets(Repository):
         }
 
     def sync_config_targets(self, targets: Sequence[TargetConfig]) -> list[int]:
-        """Upsert the TOML ``[[targets]]`` by name (start-up); return their target_ids.
+        """Upsert the TOML ``[[targets]]`` by name (start-up, SIGHUP); return their target_ids.
 
         Targets added on the command line and absent from the TOML are left alone.
+        A target last changed on the command line (``targets add|set``) keeps the
+        command line's values: a restart must never undo a change made at 3 a.m.
+        When the TOML says otherwise, one warning names the target, the fields
+        that differ and what to do.
         """
         ids: list[int] = []
         for tc in targets:
@@ -144,5 +151,30 @@ class Targets(Repository):
                 trigger_time_utc=trigger,
                 rules=dict(tc.rules),
             )
-            ids.append(self.upsert_target(target, source="config"))
+            kept = self._cli_edited(target)
+            ids.append(kept if kept is not None else self.upsert_target(target, source="config"))
         return ids
+
+    def _cli_edited(self, target: Target) -> int | None:
+        """Return the id of an active CLI-edited target of that name (warning on a diff)."""
+        row = self.db.execute(
+            "SELECT target_id, source FROM targets WHERE name = ? AND active = 1", [target.name]
+        ).fetchone()
+        if row is None or row[1] != "cli":
+            return None
+        stored = self.get_target(target.name)
+        assert stored is not None
+        diff = [
+            f
+            for f in ("ra_deg", "dec_deg", "trigger_time_utc", "rules")
+            if getattr(stored, f) != getattr(target, f)
+        ]
+        if diff:
+            logger.warning(
+                "target %r: the config file differs in %s from the version set on the "
+                "command line; keeping the command line's (change it with `soapd targets "
+                "set`, or `soapd targets remove` it and reload to take the file's)",
+                target.name,
+                ", ".join(diff),
+            )
+        return int(row[0])

@@ -71,17 +71,41 @@ def test_sync_config_targets_upserts_by_name_and_parses_trigger(store: Store) ->
     store.sync_config_targets(
         [
             TargetConfig(
-                name="VAR B", ra_deg=10.0, dec_deg=5.0, trigger_time="2026-11-24T01:00:00"
+                name="VAR C", ra_deg=10.0, dec_deg=5.0, trigger_time="2026-11-24T01:00:00"
             ),
             TargetConfig(name="NEW", ra_deg=20.0, dec_deg=-5.0, rules={"change_min_mag": 0.5}),
         ]
     )
-    b = store.get_target("VAR B")
-    assert (b.ra_deg, b.trigger_time_utc) == (10.0, datetime(2026, 11, 24, 1, tzinfo=UTC))
+    c = store.get_target("VAR C")
+    assert (c.ra_deg, c.trigger_time_utc) == (10.0, datetime(2026, 11, 24, 1, tzinfo=UTC))
+    store.sync_config_targets([TargetConfig(name="VAR C", ra_deg=11.0, dec_deg=5.0)])
+    assert store.get_target("VAR C").ra_deg == 11.0  # the file's own target follows the file
     assert store.get_target("NEW").rules == {"change_min_mag": 0.5}
     assert store.get_target("GRB A") is not None
     with pytest.raises(ConfigError, match="trigger_time"):
         store.sync_config_targets([TargetConfig(name="X", trigger_time="yesterday")])
+
+
+def test_a_cli_edit_survives_a_restart_and_the_difference_is_logged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rule (README, Targets): a target last changed on the command line keeps its values."""
+    toml = [TargetConfig(name="T", ra_deg=10.0, dec_deg=5.0, trigger_time="2026-11-24T01:00:00")]
+    store.sync_config_targets(toml)
+    edited = Target(
+        name="T", ra_deg=10.0, dec_deg=5.0, trigger_time_utc=datetime(2026, 11, 24, 2, tzinfo=UTC)
+    )
+    store.upsert_target(edited, source="cli")
+    with caplog.at_level("WARNING", logger="soapd.store.targets"):
+        store.sync_config_targets(toml)  # a restart / SIGHUP
+    assert store.get_target("T").trigger_time_utc == datetime(2026, 11, 24, 2, tzinfo=UTC)
+    assert "differs in trigger_time_utc" in caplog.text
+    assert "keeping the command line" in caplog.text
+    caplog.clear()
+    store.remove_target("T")
+    store.sync_config_targets(toml)  # removed on the CLI: the file's version comes back
+    assert store.get_target("T").trigger_time_utc == datetime(2026, 11, 24, 1, tzinfo=UTC)
+    assert caplog.text == ""
 
 
 def test_save_result_reprocess_same_hash_upserts_without_duplicates(store: Store) -> None:

@@ -1,10 +1,11 @@
 """``soapd lightcurve NAME`` and ``soapd extract RA DEC``: lightcurves out of the store.
 
 Both print a text table (detections as ``mag +/- err``, limits as ``> lim``) or
-write a file: csv, ecsv, parquet or json (through :mod:`soapd.output.export`; the
-``is_detection`` column keeps detections and limits apart), or ``gcn`` (a GCN
-circular draft plus a ``.json`` sidecar with the same numbers). ``--plot`` also
-draws the lightcurve to a PNG.
+a table in csv, ecsv or json to standard output, or write ``--out FILE`` (also
+parquet; through :mod:`soapd.output.export`; the ``is_detection`` column keeps
+detections and limits apart), or ``gcn`` (a GCN circular draft; with ``--out
+X.gcn`` also the sidecar ``X.gcn.json`` with the same numbers, never a file the
+user did not name). ``--plot`` also draws the lightcurve to a PNG.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,11 +155,10 @@ def write_output(
         )
         if args.out:
             out = Path(args.out)
+            side = out.with_name(out.name + ".json")  # X.gcn -> X.gcn.json: never X.json
             out.write_text(text, encoding="utf-8")
-            out.with_suffix(".json").write_text(
-                json.dumps(sidecar, indent=2, allow_nan=False) + "\n", encoding="utf-8"
-            )
-            print(f"wrote {out} and {out.with_suffix('.json')}")
+            side.write_text(json.dumps(sidecar, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+            print(f"wrote {out} and {side}", file=sys.stderr)
         else:
             print(text, end="")
     elif fmt == "text":
@@ -167,11 +168,12 @@ def write_output(
         else:
             print(body)
     else:
-        if not args.out:
-            raise ConfigError(f"--format {fmt} needs --out FILE")
-        from soapd.output.export import write_table
+        from soapd.output.export import table_text, write_table
 
-        print(f"wrote {write_table(table, args.out, fmt)} ({len(table)} rows)")
+        if not args.out:  # to standard output, for pipes: soapd lightcurve X --format csv | ...
+            sys.stdout.write(table_text(table, fmt))
+        else:
+            print(f"wrote {write_table(table, args.out, fmt)} ({len(table)} rows)", file=sys.stderr)
     if args.plot:
         from soapd.output.plots import plot_lightcurve
 

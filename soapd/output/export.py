@@ -19,6 +19,7 @@ the ``UPPER_LIMIT`` bit of ``flag``) is kept.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -90,6 +91,10 @@ def _column_values(table: Table, name: str) -> list[Any]:
 
 
 def _write_json(table: Table, path: Path) -> None:
+    path.write_text(_json_text(table), encoding="utf-8")
+
+
+def _json_text(table: Table) -> str:
     columns = [
         {
             "name": name,
@@ -102,7 +107,7 @@ def _write_json(table: Table, path: Path) -> None:
     data = {name: _column_values(table, name) for name in table.colnames}
     rows = [{name: data[name][i] for name in table.colnames} for i in range(len(table))]
     doc = {"columns": columns, "meta": _jsonable(dict(table.meta)), "rows": rows}
-    path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
 
 def _read_json(path: Path) -> Table:
@@ -212,6 +217,20 @@ def write_table(table: Table, path: str | Path, fmt: str | None = None) -> Path:
     except OSError as exc:
         raise SoapdError(f"{out}: cannot write the table: {exc.strerror or exc}") from None
     return out
+
+
+def table_text(table: Table, fmt: str) -> str:
+    """Return ``table`` as text in a text format (csv, ecsv or json), for standard output.
+
+    Raise SoapdError for parquet (binary: it needs a file) or an unknown format.
+    """
+    if fmt == "json":
+        return _json_text(table)
+    if fmt in ("csv", "ecsv"):
+        buf = io.StringIO()
+        table.write(buf, format=f"ascii.{fmt}")
+        return buf.getvalue()
+    raise SoapdError(f"--format {fmt} cannot go to standard output; give --out FILE")
 
 
 def read_table(path: str | Path, fmt: str | None = None) -> Table:

@@ -122,11 +122,44 @@ def test_lightcurve_text_and_gcn_output(cfg: Path, tmp_path: Path, capsys) -> No
         == 0
     )
     assert "1 x 80" in (tmp_path / "c.txt").read_text()
-    doc = json.loads((tmp_path / "c.json").read_text())
+    doc = json.loads((tmp_path / "c.txt.json").read_text())  # sidecar: never c.json
     assert [r["is_detection"] for r in doc["rows"]] == [False, True, True]
+    assert not (tmp_path / "c.json").exists()
     capsys.readouterr()
     assert main(["lightcurve", "GRB 261124A", "--since", "2026-11-24T05:30:00Z"]) == 0
     assert capsys.readouterr().out.count("+/-") == 1
+
+
+def test_lightcurve_tables_go_to_stdout_without_out(cfg: Path, tmp_path: Path, capsys) -> None:
+    """`--format csv|ecsv|json` with no --out writes to standard output (#14)."""
+    main(["targets", "add", "GRB 261124A", "150", "-30", "--trigger-time", T0.isoformat()])
+    _fill(cfg)
+    for fmt in ("csv", "ecsv", "json"):
+        capsys.readouterr()
+        assert main(["lightcurve", "GRB 261124A", "--band", "R", "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        path = tmp_path / f"lc.{fmt}"
+        path.write_text(out)
+        back = read_table(path, fmt)
+        assert len(back) == 3, fmt
+        assert "calibrated_mag" in back.colnames
+    assert main(["lightcurve", "GRB 261124A", "--format", "parquet"]) == 1
+    assert "give --out FILE" in capsys.readouterr().err
+
+
+def test_gcn_sidecar_never_overwrites_a_file_the_user_did_not_name(
+    cfg: Path, tmp_path: Path
+) -> None:
+    main(["targets", "add", "GRB 261124A", "150", "-30", "--trigger-time", T0.isoformat()])
+    _fill(cfg)
+    mine = tmp_path / "X.json"
+    mine.write_text("precious")
+    assert (
+        main(["lightcurve", "GRB 261124A", "--format", "gcn", "--out", str(tmp_path / "X.gcn")])
+        == 0
+    )
+    assert mine.read_text() == "precious"
+    assert json.loads((tmp_path / "X.gcn.json").read_text())
 
 
 def _field_table(mid: datetime, sources: list[tuple[float, float, float]], name: str):

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,41 @@ def _report(db: Path, demo: DemoField) -> None:
     soapd_main(["lightcurve", last, "--format", "gcn", "--config", str(cfg)])
 
 
+#: Marks a folder as the demo's own, so that a later demo may replace it.
+_MARKER = ".soapd-demo"
+
+
+def _fresh_state_dir(state: Path) -> Path:
+    """Return ``state`` emptied for a new demo; refuse a folder the demo did not make."""
+    if state.exists() and any(state.iterdir()):
+        if not (state / _MARKER).exists():
+            raise SystemExit(
+                f"demo: {state} exists and is not a demo folder; give --state-dir NEW_FOLDER"
+            )
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / _MARKER).write_text("made by python -m soapd.cli.demo; replaced by the next demo\n")
+    return state
+
+
+def _print_next_steps(state: Path, cfg: Path, demo: DemoField) -> None:
+    """Tell a newcomer where the state is and what to try on it."""
+    name = demo.targets[-1].name
+    here = Path.cwd()
+    shown = cfg.relative_to(here) if cfg.is_relative_to(here) else cfg
+    c = f"soapd --config {shown}"
+    print(
+        f"\ndemo: state kept in {state} (alerts as GCN text + JSON in {state / 'alerts'}).\n"
+        "Try (with .venv/bin on PATH, or prefix .venv/bin/):\n"
+        f"  {c} status\n"
+        f"  {c} targets list\n"
+        f"  {c} lightcurve {name!r}\n"
+        f"  {c} lightcurve {name!r} --plot lc.png\n"
+        f"  {c} lightcurve {name!r} --format csv | head\n"
+        f"  {c} extract {demo.targets[0].ra_deg:.5f} {demo.targets[0].dec_deg:+.5f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo and return the daemon's exit code."""
     parser = argparse.ArgumentParser(
@@ -149,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         "--field-dir", type=Path, default=_default_cache(), help="where demo frames are cached"
     )
     parser.add_argument(
-        "--state-dir", type=Path, default=None, help="soapd state folder (default: a temp dir)"
+        "--state-dir",
+        type=Path,
+        default=Path("demo-state"),
+        help="soapd state folder, kept after the demo so the other commands can be tried on "
+        "it; a previous demo's folder there is replaced (default: ./demo-state)",
     )
     parser.add_argument("--timeout", type=float, default=180.0, metavar="S", help="give up after")
     args = parser.parse_args(argv)
@@ -157,31 +196,26 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     print(f"demo: preparing {args.frames} synthetic frames in {args.field_dir} ...", flush=True)
     demo = build_demo_field(args.field_dir, n_frames=args.frames)
-    with tempfile.TemporaryDirectory(prefix="soapd-demo-") as tmp:
-        state = (args.state_dir or Path(tmp) / "state").resolve()
-        state.mkdir(parents=True, exist_ok=True)
-        with FakeSkynet(seed=0) as fake:
-            load_into(fake, demo)
-            cfg = write_demo_config(state / "demo.toml", demo, api_url=fake.url, state_dir=state)
-            env = dict(os.environ, SOAPD_SKYNET_TOKEN=fake.token, SOAPD_CONFIG="")
-            env.pop("CREDENTIALS_DIRECTORY", None)
-            print(
-                f"demo: fake Skynet at {fake.url}; starting `soapd run --config {cfg}`", flush=True
-            )
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "soapd", "run", "--config", str(cfg)], env=env
-            )
-            try:
-                fake.start_releasing(args.release_every)
-                counts = _wait_for(proc, state / "soapd.db", len(demo.frames), args.timeout)
-                time.sleep(3.0)  # let the outbox send the last alerts
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(timeout=120)
-        print(f"\ndemo: daemon stopped with code {code}; frames: {counts}", flush=True)
-        _report(state / "soapd.db", demo)
-        if args.state_dir is not None:
-            print(f"\nstate kept in {state}; alerts as GCN text + JSON in {state / 'alerts'}")
+    state = _fresh_state_dir(args.state_dir.resolve())
+    with FakeSkynet(seed=0) as fake:
+        load_into(fake, demo)
+        cfg = write_demo_config(state / "demo.toml", demo, api_url=fake.url, state_dir=state)
+        env = dict(os.environ, SOAPD_SKYNET_TOKEN=fake.token, SOAPD_CONFIG="")
+        env.pop("CREDENTIALS_DIRECTORY", None)
+        print(f"demo: fake Skynet at {fake.url}; starting `soapd run --config {cfg}`", flush=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "soapd", "run", "--config", str(cfg)], env=env
+        )
+        try:
+            fake.start_releasing(args.release_every)
+            counts = _wait_for(proc, state / "soapd.db", len(demo.frames), args.timeout)
+            time.sleep(3.0)  # let the outbox send the last alerts
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)
+    print(f"\ndemo: daemon stopped with code {code}; frames: {counts}", flush=True)
+    _report(state / "soapd.db", demo)
+    _print_next_steps(state, cfg, demo)
     print(f"\ndemo: done in {time.monotonic() - t0:.0f} s")
     return code
 

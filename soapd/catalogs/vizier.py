@@ -116,8 +116,8 @@ class VizierFetcher:
         wait = self._down_until - time.monotonic()
         if wait > 0:
             raise CatalogError(
-                f"{where} skipped: the server was unreachable; retrying in {wait:.0f} s "
-                "(calibration.retry_after_s)"
+                f"{where} not asked: the server was unreachable moments ago (next try in "
+                f"{wait:.0f} s, calibration.retry_after_s)"
             )
         with self._lock:
             self.calls += 1
@@ -131,12 +131,17 @@ class VizierFetcher:
                     catalog=spec.vizier_id,
                     cache=False,
                 )
-        except Exception as exc:
+        except Exception as exc:  # astroquery/requests raise many types; all mean "no answer"
             if _unreachable(exc):
                 self._down_until = time.monotonic() + self.retry_after_s
+                raise CatalogError(
+                    f"{where} unreachable ({_short_reason(exc, self.timeout_s)}); offline? set "
+                    "calibration.online = false with calibration.catalog_files, or "
+                    "calibration.vizier_server to a mirror you can reach"
+                ) from None
             raise CatalogError(
-                f"{where} failed ({type(exc).__name__}: {exc}); check the network or "
-                "set calibration.vizier_server to another mirror, or calibration.online = false"
+                f"{where} failed ({type(exc).__name__}: {_first_line(exc)}); check the "
+                "network, or set calibration.vizier_server to another mirror"
             ) from None
         if result is None or isinstance(result, str | bytes):
             raise CatalogError(f"{where} returned an unreadable reply")
@@ -158,6 +163,33 @@ def _unreachable(exc: BaseException) -> bool:
     import requests
 
     return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """Return the first line of ``exc``'s message, cut to ``limit`` characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_reason(exc: BaseException, timeout_s: float) -> str:
+    """Return why a server could not be reached, in a few words (no urllib3 repr chains).
+
+    >>> import requests
+    >>> _short_reason(requests.exceptions.ReadTimeout("..."), 30.0)
+    'no answer within 30 s'
+    """
+    import requests
+
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"no answer within {timeout_s:g} s"
+    text = str(exc)
+    if "NameResolution" in text or "Name or service not known" in text or "resolve" in text:
+        return "its host name does not resolve"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Network is unreachable" in text:
+        return "network unreachable"
+    return "connection failed"
 
 
 def _pick(result: Any, vizier_id: str) -> Table:

@@ -13,7 +13,13 @@ Conventions: pixels 0-based; ``flux``/``flux_err`` in electrons;
 to total flux when aperture correction is on); ``calibrated_mag = ins_mag +
 zeropoint`` for detections. A frame without a zero point (``zeropoint`` NaN) has
 NaN calibrated magnitudes, limits and ``flux_ujy``: its instrumental magnitude is
-in ``ins_mag``. ``mjd``/``jd``/``mid_time_utc`` are mid-exposure UTC.
+in ``ins_mag`` and its instrumental limit in ``limiting_ins_mag`` (the two columns
+that are never calibrated, so never to be compared with calibrated ones).
+``mjd``/``jd``/``mid_time_utc`` are mid-exposure UTC.
+
+Coverage: a forced row is a detection, an upper limit, or *not covered*
+(``coverage`` other than "covered", flag NOT_COVERED): no flux, no magnitude, no
+limit. Stored not-covered rows never appear in lightcurves.
 """
 
 from __future__ import annotations
@@ -221,6 +227,23 @@ COLUMNS: tuple[ColumnSpec, ...] = (
         ".4g",
     ),
     ColumnSpec("ap_corr_mag", "f8", _MAG, "aperture correction to total flux (<= 0)", None, ".3f"),
+    ColumnSpec(
+        "limiting_ins_mag",
+        "f8",
+        _MAG,
+        "INSTRUMENTAL n-sigma limit (limits.method) on the ins_mag scale (-2.5 log10 e-/s), "
+        "defined with or without a zero point; NaN when the noise is not measurable",
+        "lim_ins_mag",
+        ".2f",
+    ),
+    ColumnSpec(
+        "coverage",
+        "U",
+        None,
+        "covered (a detection or an upper limit), or why the position was not measured: "
+        "no_wcs, off_frame, edge, masked (then no flux, no magnitude, no limit)",
+        None,
+    ),
     # --- lightcurve tables only
     ColumnSpec(
         "filter_raw",
@@ -291,6 +314,9 @@ LIGHTCURVE_COLUMNS: tuple[str, ...] = (
     "calibrated_mag_err",
     "limiting_mag",
     "limiting_nsigma",
+    "ins_mag",
+    "ins_mag_err",
+    "limiting_ins_mag",
     "is_detection",
     "cal_mag_system",
     "zeropoint",

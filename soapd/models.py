@@ -129,6 +129,10 @@ class FrameSummary:
     (``zp_mag`` NaN) the limits ``lim_mag``/``lim_mag_robust`` are NaN too, and so
     are the table's calibrated magnitudes; instrumental magnitudes are in the
     table's ``ins_mag``.
+
+    ``footprint_deg`` holds the sky corners (RA, Dec in degrees) of the pixel grid, in
+    order; ``covered_footprint_deg`` those of the part where a position can be
+    measured (inside the edge buffer). Both are empty for a frame without WCS.
     """
 
     image_file: str
@@ -158,6 +162,8 @@ class FrameSummary:
     center_dec_deg: float
     flags: int
     notes: tuple[str, ...] = ()
+    footprint_deg: tuple[tuple[float, float], ...] = ()
+    covered_footprint_deg: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

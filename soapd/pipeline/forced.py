@@ -1,8 +1,20 @@
-"""Stage ``forced``: place the requested targets on the frame, flag them, optionally re-centre.
+"""Stage ``forced``: place the targets on the frame, decide their coverage, maybe re-centre.
 
-Positions are 0-based px. A frame without WCS cannot place them: each target then
-gets a NO_WCS | OFF_FRAME row with no flux. The photometry itself is done with the
-detections by the ``photometry`` stage.
+Positions are 0-based px. Coverage is a state, decided here from the frame's WCS,
+its shape and its valid-pixel mask (finite, not bad; saturated pixels are valid:
+a saturated star is covered, and flagged SATURATED by the photometry). Each target
+is either *covered* (measured: a detection or an upper limit) or NOT_COVERED with
+one reason bit, checked in this order:
+
+``NO_WCS``            the frame has no WCS (OFF_FRAME is set too, as before);
+``OFF_FRAME``         the position is off the pixel grid: outside the frame's footprint;
+``NEAR_EDGE``         it is within the edge buffer, ``max(radii, photometry.edge_margin_px)``;
+``MASKED_APERTURE``   fewer than :data:`MIN_VALID_APERTURE_FRACTION` of the largest
+                      aperture's pixels are valid (or, with ``photometry.local_sky``,
+                      fewer than :data:`MIN_VALID_ANNULUS_FRACTION` of the annulus').
+
+Not-covered rows get no flux and no limit (the ``table`` stage blanks them). The
+photometry itself is done with the detections by the ``photometry`` stage.
 """
 
 from __future__ import annotations
@@ -22,9 +34,24 @@ from soapd.pipeline.context import Context, Forced, need
 from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA
 from soapd.pipeline.photometry import edge_distance_px, measure_apertures, sky_sample_size
 
-__all__ = ["frame_footprint", "stage_forced"]
+__all__ = [
+    "MIN_VALID_ANNULUS_FRACTION",
+    "MIN_VALID_APERTURE_FRACTION",
+    "coverage_flags",
+    "footprint_corners",
+    "frame_footprint",
+    "stage_forced",
+]
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: Smallest fraction of the largest aperture's area that must be valid pixels (finite, not
+#: bad) for a forced position to be measured: a few hot pixels are tolerated (flagged
+#: APER_HASMASKED), a NaN block over the target is not.
+MIN_VALID_APERTURE_FRACTION = 0.95
+#: Smallest valid fraction of the sky annulus (only with ``photometry.local_sky``).
+MIN_VALID_ANNULUS_FRACTION = 0.5
 
 
 def frame_footprint(wcs: WCS, shape: tuple[int, int]) -> tuple[float, float, float]:
@@ -37,6 +64,26 @@ def frame_footprint(wcs: WCS, shape: tuple[int, int]) -> tuple[float, float, flo
     corners_rad = angular_separation(ra_r[0], dec_r[0], ra_r[1:], dec_r[1:])
     radius = float(np.degrees(corners_rad).max())
     return float(ra[0] % 360.0), float(dec[0]), radius
+
+
+def footprint_corners(
+    wcs: WCS, shape: tuple[int, int], inset_px: float = 0.0
+) -> tuple[tuple[float, float], ...]:
+    """Return the sky corners (RA, Dec in degrees) of the frame's pixel grid, in order.
+
+    The corners are the outer borders of the corner pixels (0-based -0.5 and n - 0.5),
+    moved ``inset_px`` inwards (the edge buffer), going (0, 0), (nx, 0), (nx, ny), (0, ny).
+    """
+    ny, nx = shape
+    lo_x, hi_x = -0.5 + inset_px, nx - 0.5 - inset_px
+    lo_y, hi_y = -0.5 + inset_px, ny - 0.5 - inset_px
+    xs = np.array([lo_x, hi_x, hi_x, lo_x], np.float64)
+    ys = np.array([lo_y, lo_y, hi_y, hi_y], np.float64)
+    ra, dec = wcs.all_pix2world(xs, ys, 0)
+    return tuple(
+        (round(float(r) % 360.0, 7), round(float(d), 7))
+        for r, d in zip(np.asarray(ra), np.asarray(dec), strict=True)
+    )
 
 
 def _place(wcs: WCS, shape: tuple[int, int], ra_deg: F64, dec_deg: F64) -> tuple[F64, F64]:
@@ -60,22 +107,64 @@ def _place(wcs: WCS, shape: tuple[int, int], ra_deg: F64, dec_deg: F64) -> tuple
     return x, y
 
 
-def _edge_flags(
-    x: F64, y: F64, shape: tuple[int, int], margin_px: float
-) -> tuple[npt.NDArray[np.int64], int]:
-    """Return OFF_FRAME / NEAR_EDGE (within ``margin_px``) flags and how many got one."""
+def _valid_fraction(valid: F64, x: F64, y: F64, r_in: float, r_out: float) -> F64:
+    """Return the valid fraction of the circle (``r_in`` 0) or annulus at each position.
+
+    ``valid`` is 1.0 on valid pixels and 0.0 elsewhere; pixels off the frame count as
+    not valid. Exact overlap (sep ``subpix=0``).
+    """
+    if r_in > 0:
+        area = math.pi * (r_out**2 - r_in**2)
+        total, _, _ = sep_wrapper.sum_circann(valid, x, y, r_in, r_out, subpix=0)
+    else:
+        area = math.pi * r_out**2
+        total, _, _ = sep_wrapper.sum_circle(valid, x, y, r_out, subpix=0)
+    return np.asarray(total, np.float64) / area
+
+
+def coverage_flags(  # noqa: PLR0917 - the frame planes and the geometry are the data
+    x: F64,
+    y: F64,
+    shape: tuple[int, int],
+    invalid: npt.NDArray[np.bool_],
+    margin_px: float,
+    radius_px: float,
+    annulus_px: tuple[float, float] | None = None,
+) -> I64:
+    """Return NOT_COVERED plus its reason bit for the positions that cannot be measured.
+
+    ``x, y`` are 0-based px (NaN: not placed); ``invalid`` marks unusable pixels (NaN,
+    bad; not saturated ones); ``margin_px`` is the edge buffer, ``radius_px`` the
+    largest aperture, ``annulus_px`` the sky annulus (None: the background map is the
+    sky). Covered positions get 0. See the module docstring for the order of reasons.
+    """
     dist = edge_distance_px(x, y, shape)
     off = ~np.isfinite(dist) | (dist < 0)
-    near = ~off & (dist < margin_px)
-    flag = np.where(off, int(Flag.OFF_FRAME), 0) | np.where(near, int(Flag.NEAR_EDGE), 0)
-    return flag.astype(np.int64), int((off | near).sum())
+    edge = ~off & (dist < margin_px)
+    masked = np.zeros(len(x), bool)
+    inside = np.flatnonzero(~off & ~edge)
+    if inside.size and (annulus_px is not None or invalid.any()):
+        xi, yi = x[inside], y[inside]
+        valid = (~invalid).astype(np.float64)
+        frac = _valid_fraction(valid, xi, yi, 0.0, radius_px)
+        bad = frac < MIN_VALID_APERTURE_FRACTION
+        if annulus_px is not None:
+            sky = _valid_fraction(valid, xi, yi, *annulus_px)
+            bad |= sky < MIN_VALID_ANNULUS_FRACTION
+        masked[inside] = bad
+    flag = np.zeros(len(x), np.int64)
+    flag |= np.where(off, int(Flag.OFF_FRAME), 0)
+    flag |= np.where(edge, int(Flag.NEAR_EDGE), 0)
+    flag |= np.where(masked, int(Flag.MASKED_APERTURE), 0)
+    flag |= np.where(off | edge | masked, int(Flag.NOT_COVERED), 0)
+    return flag
 
 
 def stage_forced(ctx: Context) -> Context:
-    """Place the targets on the frame; flag off-frame and near-edge positions.
+    """Place the targets on the frame and decide which ones it covers.
 
-    A frame without WCS cannot place them: every target gets a NO_WCS | OFF_FRAME
-    row with no flux, and a note says so (the field photometry still runs).
+    A frame without WCS cannot place them: every target gets a not-covered
+    NO_WCS | OFF_FRAME row, and a note says so (the field photometry still runs).
     """
     frame = need(ctx.frame, "frame")
     aps = need(ctx.apertures, "apertures")
@@ -89,7 +178,7 @@ def stage_forced(ctx: Context) -> Context:
         x = y = np.zeros(0)
     elif frame.wcs is None:
         x = y = np.full(n, np.nan)
-        flag |= int(Flag.NO_WCS | Flag.OFF_FRAME)
+        flag |= int(Flag.NO_WCS | Flag.OFF_FRAME | Flag.NOT_COVERED)
         notes += (
             (
                 f"frame has no WCS: forced photometry at {n} target(s) is impossible "
@@ -98,12 +187,17 @@ def stage_forced(ctx: Context) -> Context:
         )
     else:
         x, y = _place(frame.wcs, frame.shape, ra, dec)
-        margin = max(*aps.radii_px, ph.edge_margin_px)
-        edge_flag, n_bad = _edge_flags(x, y, frame.shape, margin)
-        flag |= edge_flag
-        if n_bad:
-            notes += (f"{n_bad} target(s) off the frame or within {margin:g} px of its edge",)
-    measurable = (flag & int(Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS)) == 0
+        flag |= coverage_flags(
+            x,
+            y,
+            frame.shape,
+            frame.mask & ~frame.saturated,
+            edge_margin(ctx),
+            max(aps.radii_px),
+            (ph.annulus_inner_px, ph.annulus_outer_px) if ph.local_sky else None,
+        )
+        notes += _coverage_notes(flag, edge_margin(ctx))
+    measurable = (flag & int(Flag.NOT_COVERED)) == 0
     forced = Forced(
         names=tuple(t.name for t in ctx.targets),
         ra_deg=ra,
@@ -116,6 +210,29 @@ def stage_forced(ctx: Context) -> Context:
     if ph.recenter and measurable.any():
         forced = _recenter(ctx, forced)
     return replace(ctx, forced=forced, notes=notes)
+
+
+def edge_margin(ctx: Context) -> float:
+    """Return the edge buffer of forced positions (px): the largest radius or the margin."""
+    aps = need(ctx.apertures, "apertures")
+    return float(max(*aps.radii_px, ctx.config.photometry.edge_margin_px))
+
+
+def _coverage_notes(flag: I64, margin_px: float) -> tuple[str, ...]:
+    """Return the summary notes counting the targets not covered, by reason."""
+    parts = []
+    gone = (flag & int(Flag.NOT_COVERED)) != 0
+    for bit, what in (
+        (Flag.OFF_FRAME, "off the frame"),
+        (Flag.NEAR_EDGE, f"within {margin_px:g} px of its edge"),
+        (Flag.MASKED_APERTURE, "under masked (NaN or bad) pixels"),
+    ):
+        n = int(np.count_nonzero(gone & ((flag & int(bit)) != 0)))
+        if n:
+            parts.append(f"{n} {what}")
+    if not parts:
+        return ()
+    return (f"target(s) not covered, so not measured: {'; '.join(parts)}",)
 
 
 def _recenter(ctx: Context, forced: Forced) -> Forced:

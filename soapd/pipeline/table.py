@@ -5,6 +5,12 @@ mode without ``keep_all``, one row per position at its best-S/N radius. Column
 names, units and descriptions come from :mod:`soapd.columns`. Magnitudes are
 total-flux magnitudes (``ap_corr_mag`` applied); ``flux_ujy`` is on the AB scale.
 Skynetsoap bug B20: the table is built from whole columns.
+
+Coverage: a forced row the ``forced`` stage marked NOT_COVERED keeps its position
+and its coverage bits but no measurement: flux, S/N, magnitudes, every limit and
+``flux_ujy`` are NaN, ``is_detection`` is False and UPPER_LIMIT is never set; the
+``coverage`` column names the reason (:data:`soapd.flags.COVERAGE_REASONS`). The
+summary carries the frame's footprint (sky corners) and the covered part of it.
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ from astropy.table import Column, Table
 from soapd import __version__
 from soapd.columns import COLUMN_DESCRIPTIONS, COLUMN_DTYPES, COLUMN_UNITS, RESULT_COLUMNS
 from soapd.filters import AB_MINUS_VEGA
-from soapd.flags import Flag
+from soapd.flags import Flag, coverage_of
 from soapd.models import FrameResult, FrameSummary
 from soapd.pipeline.calibrate import Calibration
 from soapd.pipeline.context import Context, need
-from soapd.pipeline.forced import frame_footprint
+from soapd.pipeline.forced import edge_margin, footprint_corners, frame_footprint
 from soapd.pipeline.limits import analytic_limit_flux, flux_to_mag
 from soapd.pipeline.photometry import MAG_PER_REL_FLUX, sky_sample_size
 from soapd.timeutil import jd_from_mjd
@@ -185,8 +191,9 @@ def _magnitude_columns(
         ins_mag = -2.5 * np.log10(positive / t) + ap_corr
         ins_err = MAG_PER_REL_FLUX * flux_err / positive
     threshold = ctx.config.photometry.forced_snr_threshold
-    is_det = np.isfinite(snr) & (snr >= threshold) & (flux > 0)
-    flag |= np.where(is_det, 0, int(Flag.UPPER_LIMIT))
+    covered = (flag & int(Flag.NOT_COVERED)) == 0
+    is_det = covered & np.isfinite(snr) & (snr >= threshold) & (flux > 0)
+    flag |= np.where(is_det | ~covered, 0, int(Flag.UPPER_LIMIT))
     flag |= np.where(np.isfinite(cal.zp_mag), 0, int(Flag.NO_CALIBRATION))
     return {
         "flux": flux,
@@ -233,6 +240,46 @@ def _flux_density_columns(
         flux_ujy = flux * scale
         flux_ujy_err = np.hypot(flux_err * scale, flux_ujy * zp_err / MAG_PER_REL_FLUX)
     return {"flux_ujy": flux_ujy, "flux_ujy_err": flux_ujy_err}
+
+
+#: Columns that hold a measurement, blanked (NaN) on not-covered rows; so is every
+#: ``limiting_*`` column.
+_MEASURED = (
+    "flux",
+    "flux_err",
+    "snr",
+    "ins_mag",
+    "ins_mag_err",
+    "calibrated_mag",
+    "calibrated_mag_err",
+    "flux_ujy",
+    "flux_ujy_err",
+)
+#: Bits a not-covered row keeps: coverage, and the frame's calibration state.
+_KEPT_WHEN_NOT_COVERED = int(
+    Flag.NOT_COVERED
+    | Flag.NO_WCS
+    | Flag.OFF_FRAME
+    | Flag.NEAR_EDGE
+    | Flag.MASKED_APERTURE
+    | Flag.NO_CALIBRATION
+    | Flag.CAL_UNFILTERED
+)
+
+
+def _apply_coverage(cols: dict[str, Any]) -> dict[str, Any]:
+    """Blank the measurements of not-covered rows and add the ``coverage`` column."""
+    flag = np.asarray(cols["flag"], np.int64)
+    gone = (flag & int(Flag.NOT_COVERED)) != 0
+    out = dict(cols)
+    if gone.any():
+        for name, value in cols.items():
+            if name in _MEASURED or name.startswith("limiting_"):
+                out[name] = np.where(gone, np.nan, np.asarray(value, np.float64))
+        out["is_detection"] = np.asarray(cols["is_detection"], bool) & ~gone
+        out["flag"] = np.where(gone, flag & _KEPT_WHEN_NOT_COVERED, flag)
+    out["coverage"] = np.array([coverage_of(v) for v in out["flag"]], dtype=str)
+    return out
 
 
 def _columns(ctx: Context, ri: I64, pi: I64) -> dict[str, Any]:
@@ -300,8 +347,12 @@ def _summary(ctx: Context, main: Calibration) -> FrameSummary:
     fwhm = need(ctx.fwhm, "fwhm")
     bkg = need(ctx.background, "background")
     lim_frame, lim_robust = _frame_limits(ctx, main)
+    footprint: tuple[tuple[float, float], ...] = ()
+    covered: tuple[tuple[float, float], ...] = ()
     if frame.wcs is not None:
         c_ra, c_dec, _ = frame_footprint(frame.wcs, frame.shape)
+        footprint = footprint_corners(frame.wcs, frame.shape)
+        covered = footprint_corners(frame.wcs, frame.shape, edge_margin(ctx))
     else:
         c_ra = c_dec = math.nan
     frame_flags = 0 if frame.wcs is not None else int(Flag.NO_WCS)
@@ -334,6 +385,8 @@ def _summary(ctx: Context, main: Calibration) -> FrameSummary:
         center_dec_deg=c_dec,
         flags=frame_flags,
         notes=ctx.notes,
+        footprint_deg=footprint,
+        covered_footprint_deg=covered,
     )
 
 
@@ -376,5 +429,5 @@ def stage_table(ctx: Context) -> Context:
     aps = need(ctx.apertures, "apertures")
     ri, pi = _select(ctx)
     main = ctx.calibrations[aps.cal_index]
-    table = build_table(_columns(ctx, ri, pi), len(ri), _meta(ctx, main))
+    table = build_table(_apply_coverage(_columns(ctx, ri, pi)), len(ri), _meta(ctx, main))
     return replace(ctx, result=FrameResult(summary=_summary(ctx, main), table=table))

@@ -186,11 +186,14 @@ class Store:
         band: str | None = None,
         since_utc: datetime | str | None = None,
         include_superseded: bool = False,
+        include_not_covered: bool = False,
     ) -> Table:
         """Return the lightcurve of ``target_name`` ordered by mid-exposure time.
 
-        One row per frame x aperture (plus older processings when
-        ``include_superseded``), with the columns of
+        One row per frame x aperture of the frames that covered the target (plus
+        older processings when ``include_superseded``; plus the stored rows of
+        frames that had it in their footprint but could not measure it, flagged
+        NOT_COVERED, when ``include_not_covered``), with the columns of
         :data:`soapd.columns.LIGHTCURVE_COLUMNS` and their units. ``meta`` holds the
         target's name, position and trigger time. Raise StoreError if there is no
         such target.
@@ -199,7 +202,11 @@ class Store:
         if target is None or target.target_id is None:
             raise StoreError(f"no target named {target_name!r}; see `soapd targets list`")
         return self.measurements.lightcurve(
-            target, band=band, since_utc=since_utc, include_superseded=include_superseded
+            target,
+            band=band,
+            since_utc=since_utc,
+            include_superseded=include_superseded,
+            include_not_covered=include_not_covered,
         )
 
     # ---------------------------------------------------------------- ledger

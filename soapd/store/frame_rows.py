@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from soapd.models import ExposureMeta, FrameRow
+from soapd.models import ExposureMeta, FrameRow, FrameSummary
 from soapd.store.base import Repository, utc_iso
 from soapd.timeutil import parse_utc
 
@@ -22,6 +22,8 @@ __all__ = [
     "ExposureLike",
     "FrameReads",
     "Recorded",
+    "footprint_from_json",
+    "footprint_json",
     "meta_from_json",
     "meta_to_json",
 ]
@@ -84,6 +86,37 @@ def meta_from_json(text: str | None, **fields: Any) -> ExposureMeta:
     if isinstance(data.get("mid_time_utc"), str):
         data["mid_time_utc"] = parse_utc(data["mid_time_utc"])
     return ExposureMeta(**data)
+
+
+Corners = tuple[tuple[float, float], ...]
+
+
+def footprint_json(summary: FrameSummary) -> str | None:
+    """Return a processed frame's footprint as ``frames.footprint_json`` text (None: no WCS).
+
+    ``{"corners": [[ra, dec], ...], "covered": [[ra, dec], ...]}`` in degrees: the
+    sky corners of the pixel grid and of the part inside the edge buffer.
+    """
+    if not summary.footprint_deg:
+        return None
+    return json.dumps(
+        {
+            "corners": [list(c) for c in summary.footprint_deg],
+            "covered": [list(c) for c in summary.covered_footprint_deg],
+        }
+    )
+
+
+def footprint_from_json(text: str | None) -> tuple[Corners, Corners] | None:
+    """Return (corners, covered corners) stored by :func:`footprint_json`; None for NULL."""
+    if not text:
+        return None
+    data = json.loads(text)
+
+    def corners(key: str) -> Corners:
+        return tuple((float(ra), float(dec)) for ra, dec in data.get(key) or ())
+
+    return corners("corners"), corners("covered")
 
 
 def row_to_frame(r: dict[str, Any]) -> FrameRow:
@@ -167,15 +200,23 @@ class FrameReads(Repository):
         return [row_to_frame(r) for r in self.db.query(sql, [*params, limit])]
 
     def frames_with_tables(self) -> list[dict[str, Any]]:
-        """Return processed frames that kept a field-wide table, by mid-exposure time."""
-        return list(
-            self.db.query(
-                "SELECT frame_id, catalog_path, mid_time_utc, mjd, band, filter, telescope, "
-                "exptime_s, lim_mag, zp_mag, zp_err_mag, zp_scatter_mag, n_calib, cal_catalog, "
-                "mag_system, image_file, config_hash, obs_id FROM frames "
-                "WHERE state = 'processed' AND catalog_path IS NOT NULL ORDER BY mjd, frame_id"
-            )
+        """Return processed frames that kept a field-wide table, by mid-exposure time.
+
+        Each row also has ``flags`` (the frame's) and ``footprint``: (corners, covered
+        corners) as :func:`footprint_from_json` returns them, or None when unknown
+        (no WCS, or processed before footprints were stored).
+        """
+        rows = self.db.query(
+            "SELECT frame_id, catalog_path, mid_time_utc, mjd, band, filter, telescope, "
+            "exptime_s, lim_mag, zp_mag, zp_err_mag, zp_scatter_mag, n_calib, cal_catalog, "
+            "mag_system, image_file, config_hash, obs_id, flags, footprint_json FROM frames "
+            "WHERE state = 'processed' AND catalog_path IS NOT NULL ORDER BY mjd, frame_id"
         )
+        out = []
+        for row in rows:
+            row["footprint"] = footprint_from_json(row.pop("footprint_json"))
+            out.append(row)
+        return out
 
     def frame_obs_id(self, frame_id: int) -> int | None:
         """Return the Skynet observation id of a frame (None if unknown or local)."""

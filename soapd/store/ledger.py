@@ -27,6 +27,7 @@ from soapd.store.frame_rows import (
     ExposureLike,
     FrameReads,
     Recorded,
+    footprint_json,
     meta_columns,
     meta_from_json,
     meta_to_json,
@@ -334,8 +335,9 @@ class Ledger(FrameReads):
         """Write a processed frame's summary and move it to 'processed'; return its MJD.
 
         The frame's metadata columns take what processing established (telescope,
-        filter, exposure time, mid-exposure time). Raise StoreError if the frame
-        is not in the ledger. Call it inside the caller's transaction.
+        filter, exposure time, mid-exposure time), and ``footprint_json`` its
+        footprint (:func:`soapd.store.frame_rows.footprint_json`). Raise StoreError if
+        the frame is not in the ledger. Call it inside the caller's transaction.
         """
         s = summary
         mid = s.mid_time_utc if s.mid_time_utc.tzinfo else s.mid_time_utc.replace(tzinfo=UTC)
@@ -347,7 +349,8 @@ class Ledger(FrameReads):
                 fwhm_px = ?, zp_mag = ?, zp_err_mag = ?, zp_scatter_mag = ?, n_calib = ?,
                 cal_catalog = ?, mag_system = ?, lim_mag = ?, flags = ?, band = ?,
                 mid_time_utc = ?, mjd = ?, exptime_s = ?, telescope = ?, filter = ?,
-                soapd_version = ?, config_hash = ?, catalog_path = ?, image_file = ?
+                soapd_version = ?, config_hash = ?, catalog_path = ?, image_file = ?,
+                footprint_json = ?
             WHERE frame_id = ?
             """,
             [
@@ -370,6 +373,7 @@ class Ledger(FrameReads):
                 config_hash,
                 table_path,
                 s.image_file,
+                footprint_json(s),
                 frame_id,
             ],
         )

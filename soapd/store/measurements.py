@@ -1,7 +1,9 @@
 """Measurements: target rows of processed frames, and the lightcurve reads.
 
 One row per frame x target x aperture x processing (``config_hash``); rows of an
-older processing are kept with ``superseded = 1``. Processing a frame again
+older processing are kept with ``superseded = 1``. Not-covered rows (flag
+NOT_COVERED) are stored for the record but read only on request: lightcurves and
+the alert rules' history see covered rows, as the ``lightcurve`` view does. Processing a frame again
 updates its rows instead of adding new ones. ``Store.save_result`` writes them in
 the same transaction as the frame summary and the alerts they raised.
 """
@@ -28,7 +30,7 @@ from soapd.store.lctable import (
     reads,
 )
 from soapd.store.targets import parse_utc
-from soapd.store.views import LIGHTCURVE_ORDER, sql_of
+from soapd.store.views import COVERED_WHERE, LIGHTCURVE_ORDER, sql_of
 from soapd.timeutil import mjd_of
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ RULE_HISTORY_COLUMNS = (
     "frame_id",
     "mjd",
     "aperture_id",
+    "telescope",
     "band",
     "cal_mag_system",
     "is_detection",
@@ -71,6 +74,10 @@ RULE_HISTORY_COLUMNS = (
     "calibrated_mag",
     "calibrated_mag_err",
     "limiting_mag",
+    "ins_mag",
+    "ins_mag_err",
+    "limiting_ins_mag",
+    "flag",
 )
 
 
@@ -184,6 +191,7 @@ class Measurements(Repository):
         band: str | None = None,
         since_utc: datetime | str | None = None,
         include_superseded: bool = False,
+        include_not_covered: bool = False,
     ) -> Table:
         """Return the lightcurve of a stored ``target`` (see ``Store.lightcurve``)."""
         names = [c.name for c in LIGHTCURVE]
@@ -196,6 +204,7 @@ class Measurements(Repository):
             band=band,
             since_mjd=None if since is None else mjd_of(since),
             include_superseded=include_superseded,
+            include_not_covered=include_not_covered,
         )
         table = lightcurve_table(arrays)
         table.meta.update(
@@ -214,7 +223,8 @@ class Measurements(Repository):
         """Return what the alert rules read of a target's current lightcurve, by time.
 
         The arrays of :data:`RULE_HISTORY_COLUMNS` (lightcurve column names), read
-        like :meth:`lightcurve` but without building a Table. Empty for an unknown target.
+        like :meth:`lightcurve` (covered rows only) but without building a Table.
+        Empty for an unknown target.
         """
         row = self.db.execute(
             "SELECT target_id FROM targets WHERE name = ?", [target_name]
@@ -231,14 +241,18 @@ class Measurements(Repository):
         band: str | None = None,
         since_mjd: float | None = None,
         include_superseded: bool = False,
+        include_not_covered: bool = False,
     ) -> dict[str, np.ndarray]:
         """Read the lightcurve columns ``names`` of ``target``, ordered as the view sorts them.
 
         Every column, filter and sort key is the ``lightcurve`` view's (see
-        :mod:`soapd.store.views`); a target without id has no rows.
+        :mod:`soapd.store.views`); a target without id has no rows. Not-covered rows
+        only with ``include_not_covered``.
         """
         where = [f"{sql_of('target_id')} = ?"]
         params: list[Any] = [target.target_id]
+        if not include_not_covered:
+            where.append(COVERED_WHERE)
         if not include_superseded:
             where.append(f"{sql_of('superseded')} = 0")
         if band is not None:

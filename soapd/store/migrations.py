@@ -275,3 +275,45 @@ def m006_measurements_packed_calibration(db: sqlite_utils.Database) -> None:
         "UPDATE measurements SET packed = ? WHERE measurement_id = ?",
         [(np.array(row[1:], dtype="<f8").tobytes(), row[0]) for row in rows],
     )
+
+
+@migrations()
+def m007_frame_footprint_and_coverage(db: sqlite_utils.Database) -> None:
+    """Store each frame's footprint, instrumental limits, and mark old unmeasured rows (issue 10).
+
+    ``frames.footprint_json``: the sky corners (RA, Dec in degrees) of the frame's pixel
+    grid and of its covered part (inside the edge buffer), as
+    ``{"corners": [[ra, dec] x 4], "covered": [[ra, dec] x 4]}``; NULL without WCS or
+    for frames processed before. ``measurements.lim_ins_mag``: the instrumental limit.
+
+    Rows stored before coverage was a state and that measured nothing (a forced
+    position off the frame or without WCS, in the edge buffer with no flux, or under
+    an all-masked aperture) held the frame's limit with UPPER_LIMIT. They become
+    NOT_COVERED (bit 131072, UPPER_LIMIT 2048 cleared, no limit, not a detection),
+    in the columns and in the packed blob (m006 layout: lim_mag at 8, is_detection
+    at 10, flags at 13).
+    """
+    import numpy as np
+
+    db.execute("ALTER TABLE frames ADD COLUMN footprint_json TEXT")
+    db.execute("ALTER TABLE measurements ADD COLUMN lim_ins_mag REAL")
+    where = (
+        "is_forced = 1 AND (flags & 131072) = 0 AND ((flags & (1024 | 32768 | 64)) != 0 "
+        "OR ((flags & 512) != 0 AND flux_e IS NULL))"
+    )
+    rows = db.execute(f"SELECT measurement_id, packed FROM measurements WHERE {where}").fetchall()
+    updates = []
+    for measurement_id, blob in rows:
+        packed = None
+        if blob is not None:
+            values = np.frombuffer(blob, dtype="<f8").copy()
+            values[8] = np.nan
+            values[10] = 0.0
+            values[13] = float((int(values[13]) | 131072) & ~2048)
+            packed = values.tobytes()
+        updates.append((packed, measurement_id))
+    db.conn.executemany(
+        "UPDATE measurements SET flags = (flags | 131072) & ~2048, lim_mag = NULL, "
+        "is_detection = 0, packed = ? WHERE measurement_id = ?",
+        updates,
+    )

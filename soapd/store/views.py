@@ -7,6 +7,10 @@ sort key from the same entries, so ``SELECT * FROM lightcurve`` and
 ``Store.lightcurve`` agree by construction (``tests/unit/store/test_lightcurve_view.py``
 checks it row for row).
 
+The view shows covered rows only (:data:`COVERED_WHERE`): a stored not-covered row
+(flag NOT_COVERED: the frame had the target inside its footprint but could not
+measure it) is kept in ``measurements`` for the record but is no lightcurve point.
+
 A view holds no data, so it is not part of the frozen migration history: after
 the migrations, :func:`refresh_views` (re)creates it whenever its text differs
 from this definition, and every database, old or new, gets the current one.
@@ -16,7 +20,19 @@ from __future__ import annotations
 
 import sqlite_utils
 
-__all__ = ["LIGHTCURVE_ORDER", "LIGHTCURVE_VIEW", "lightcurve_view_sql", "refresh_views", "sql_of"]
+from soapd.flags import Flag
+
+__all__ = [
+    "COVERED_WHERE",
+    "LIGHTCURVE_ORDER",
+    "LIGHTCURVE_VIEW",
+    "lightcurve_view_sql",
+    "refresh_views",
+    "sql_of",
+]
+
+#: The condition of a covered measurement row (``m``: measurements): a detection or a limit.
+COVERED_WHERE = f"(m.flags & {int(Flag.NOT_COVERED)}) = 0"
 
 #: The view's columns, in order: (column, expression). Columns are only ever added
 #: at the end, so positional readers keep working.
@@ -62,6 +78,7 @@ LIGHTCURVE_VIEW: tuple[tuple[str, str], ...] = (
     ("config_hash", "m.config_hash"),
     ("ins_mag", "m.ins_mag"),
     ("ins_mag_err", "m.ins_mag_err"),
+    ("lim_ins_mag", "m.lim_ins_mag"),
 )
 
 #: The order of a lightcurve: by time, then frame, aperture and processing (view columns).
@@ -85,7 +102,8 @@ def lightcurve_view_sql() -> str:
         f"CREATE VIEW lightcurve AS\nSELECT\n    {select}\n"
         "FROM measurements AS m\n"
         "JOIN frames AS f ON f.frame_id = m.frame_id\n"
-        "JOIN targets AS t ON t.target_id = m.target_id"
+        "JOIN targets AS t ON t.target_id = m.target_id\n"
+        f"WHERE {COVERED_WHERE}"
     )
 
 

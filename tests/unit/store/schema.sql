@@ -93,7 +93,7 @@ CREATE TABLE frames (
             config_hash TEXT,
             catalog_path TEXT,
             meta_json TEXT
-        , image_file TEXT, mjd REAL);
+        , image_file TEXT, mjd REAL, footprint_json TEXT);
 
 -- table measurements ON measurements
 CREATE TABLE measurements (
@@ -129,7 +129,7 @@ CREATE TABLE measurements (
             n_cal_stars INTEGER,
             mag_system TEXT,
             created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL, packed BLOB,
+            updated_at TEXT NOT NULL, packed BLOB, lim_ins_mag REAL,
             UNIQUE (frame_id, target_id, aperture_mpx, config_hash)
         );
 
@@ -206,8 +206,10 @@ SELECT
     m.superseded,
     m.config_hash,
     m.ins_mag,
-    m.ins_mag_err
+    m.ins_mag_err,
+    m.lim_ins_mag
 FROM measurements AS m
 JOIN frames AS f ON f.frame_id = m.frame_id
-JOIN targets AS t ON t.target_id = m.target_id;
+JOIN targets AS t ON t.target_id = m.target_id
+WHERE (m.flags & 131072) = 0;
 

@@ -70,6 +70,7 @@ __all__ = [
     "run_task",
     "start_task",
     "table_path_for",
+    "without_off_footprint_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -320,9 +321,14 @@ def record_result(
 
     Measurements, frame summary, the state 'processed' and the alert drafts of
     :func:`soapd.alerts.history.draft_alerts` go to ``Store.save_result`` together.
+    Target rows outside the frame's footprint (off the frame, or a frame without
+    WCS) are dropped first: such a target gets no row at all. A target inside the
+    footprint that could not be measured keeps its not-covered row (no flux, no
+    limit), which the rules and lightcurves never see.
     """
     from soapd.alerts.history import draft_alerts
 
+    result = without_off_footprint_rows(result)
     drafts = draft_alerts(store, frame_id, result, config=config)
     ids = store.save_result(
         frame_id,
@@ -336,3 +342,23 @@ def record_result(
     if ids:
         logger.info("frame %d raised %d new alert(s)", frame_id, len(ids))
     return ids
+
+
+def without_off_footprint_rows(result: FrameResult) -> FrameResult:
+    """Return ``result`` without the forced rows whose position is outside the footprint.
+
+    Those are the not-covered rows flagged OFF_FRAME (NO_WCS frames set it too): the
+    frame never imaged the position, so the daemon keeps nothing of them.
+    """
+    from soapd.columns import column_or
+    from soapd.flags import Flag
+
+    table = result.table
+    if len(table) == 0 or "flag" not in table.colnames:
+        return result
+    flags = column_or(table, "flag", 0).astype("int64")
+    outside = int(Flag.NOT_COVERED | Flag.OFF_FRAME)
+    drop = (flags & outside) == outside
+    if not drop.any():
+        return result
+    return replace(result, table=table[~drop])

@@ -9,6 +9,12 @@ measurements in one transaction.
 "Earlier" means an earlier mid-exposure time (ties broken by frame id) and never
 the frame itself, so processing a frame again, or frames out of order, makes the
 same decisions and (through the unique ``dedupe_key``) no second alert.
+
+Each point is calibrated (``calibrated_mag``/``limiting_mag`` on the row's AB or
+Vega system) when its frame has a zero point, else instrumental (``ins_mag`` and
+``limiting_ins_mag``, system :data:`~soapd.alerts.rules.INSTRUMENTAL`); the rules
+compare points of one telescope, band and system only. Not-covered rows make no
+point (the store's history holds none; a new frame's are skipped here).
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table
 
-from soapd.alerts.rules import Point, RuleParams, evaluate
+from soapd.alerts.rules import INSTRUMENTAL, Point, RuleParams, evaluate
 from soapd.config import Config
 from soapd.errors import ConfigError
+from soapd.flags import Flag
 from soapd.models import AlertDraft
 
 if TYPE_CHECKING:
@@ -40,6 +47,7 @@ RULE_COLUMNS = {
     "frame_id": np.int64,
     "mjd": float,
     "aperture_id": np.int64,
+    "telescope": str,
     "band": str,
     "cal_mag_system": str,
     "is_detection": bool,
@@ -47,7 +55,14 @@ RULE_COLUMNS = {
     "calibrated_mag": float,
     "calibrated_mag_err": float,
     "limiting_mag": float,
+    "ins_mag": float,
+    "ins_mag_err": float,
+    "limiting_ins_mag": float,
+    "flag": np.int64,
 }
+
+#: Calibrated magnitude systems; any other row is on the instrumental scale.
+_CALIBRATED = ("AB", "Vega")
 
 
 def rule_arrays(table: Table | Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -73,28 +88,61 @@ def reference_points(table: Table | Mapping[str, Any]) -> list[Point]:
 
     ``table`` is a lightcurve table (``Store.lightcurve`` or ``Store.rule_history``),
     or a mapping of the :data:`RULE_COLUMNS` arrays. Rules compare one aperture per
-    frame so that several apertures never look like several measurements.
+    frame so that several apertures never look like several measurements. Rows
+    flagged NOT_COVERED make no point. A row is calibrated when its system is AB
+    or Vega, or it has a calibrated magnitude or limit; otherwise its point is
+    instrumental (``ins_mag``, ``ins_mag_err``, ``limiting_ins_mag``).
     """
     a = rule_arrays(table)
+    covered = (a["flag"] & int(Flag.NOT_COVERED)) == 0
+    a = {k: v[covered] for k, v in a.items()}
     if len(a["frame_id"]) == 0:
         return []
     order = np.lexsort((a["aperture_id"], a["frame_id"], a["mjd"]))
     _, first = np.unique(a["frame_id"][order], return_index=True)
     pick = order[np.sort(first)]
-    cols = [a[name][pick].tolist() for name in RULE_COLUMNS if name != "aperture_id"]
+    a = {k: v[pick] for k, v in a.items()}
+    calibrated = (
+        np.isin(a["cal_mag_system"], _CALIBRATED)
+        | np.isfinite(a["calibrated_mag"])
+        | np.isfinite(a["limiting_mag"])
+    )
+    system = np.where(calibrated, a["cal_mag_system"], INSTRUMENTAL)
+    mag = np.where(calibrated, a["calibrated_mag"], a["ins_mag"])
+    err = np.where(calibrated, a["calibrated_mag_err"], a["ins_mag_err"])
+    lim = np.where(calibrated, a["limiting_mag"], a["limiting_ins_mag"])
+    # An instrumental magnitude exists for limits too (a positive flux below the
+    # threshold); a limit is never a magnitude.
+    mag = np.where(a["is_detection"], mag, np.nan)
+    err = np.where(a["is_detection"], err, np.nan)
+    cols = (
+        a["frame_id"].tolist(),
+        a["mjd"].tolist(),
+        a["telescope"].tolist(),
+        a["band"].tolist(),
+        system.tolist(),
+        a["is_detection"].tolist(),
+        a["snr"].tolist(),
+        mag.tolist(),
+        err.tolist(),
+        lim.tolist(),
+        a["flag"].tolist(),
+    )
     return [
         Point(
             frame_id=int(fid),
             mjd=float(t),
+            telescope=str(tel),
             band=str(band),
-            mag_system=str(system),
+            mag_system=str(sys_),
             is_detection=bool(det),
             snr=float(snr),
-            mag=float(mag),
-            mag_err=float(err),
-            lim_mag=float(lim),
+            mag=float(m),
+            mag_err=float(e),
+            lim_mag=float(li),
+            flags=int(fl),
         )
-        for fid, t, band, system, det, snr, mag, err, lim in zip(*cols, strict=True)
+        for fid, t, tel, band, sys_, det, snr, m, e, li, fl in zip(*cols, strict=True)
     ]
 
 
@@ -105,6 +153,7 @@ def _frame_points(result: FrameResult, frame_id: int, mjd: float) -> dict[str, P
     a["frame_id"] = np.full(len(table), frame_id, dtype=np.int64)
     a["mjd"] = np.full(len(table), mjd)
     a["band"] = np.where(a["band"] == "", result.summary.band, a["band"])
+    a["telescope"] = np.where(a["telescope"] == "", result.summary.telescope, a["telescope"])
     names = np.ma.filled(np.ma.asarray(table["target_name"]).astype(str), "")
     out: dict[str, Point] = {}
     for name in sorted(set(names.tolist()) - {""}):
@@ -156,8 +205,9 @@ def draft_alerts(
                     "obs_id": obs_id,
                     "mjd": point.mjd,
                     "mid_time_utc": result.summary.mid_time_utc.isoformat(),
-                    "telescope": result.summary.telescope,
+                    "telescope": point.telescope or result.summary.telescope,
                     "mag_system": point.mag_system,
+                    "flags": point.flags,
                     **{k: _json_num(v) for k, v in hit.values.items()},
                 },
             )

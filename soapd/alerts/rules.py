@@ -2,25 +2,37 @@
 
 Each rule takes ``history`` (the target's earlier points, oldest first, one per
 frame), the new ``point`` and the rule parameters, and returns a
-:class:`RuleHit` or None. Magnitudes and limits are calibrated: a frame without
-a zero point has NaN magnitudes and limits (its instrumental magnitude is only in
-``ins_mag``), so only ``new_detection``, which goes by S/N, can fire on it. Nothing
-here reads the store or the clock, so the same inputs always give the same alerts.
+:class:`RuleHit` or None. Nothing here reads the store or the clock, so the same
+inputs always give the same alerts.
+
+Like with like. Each point is on one magnitude system: ``AB`` or ``Vega``
+(calibrated), or ``instrumental`` (a frame without a zero point: ``ins_mag`` and the
+instrumental limit, -2.5 log10 e-/s). Magnitudes and limits are compared only
+between points of the same *kind*: the same telescope, band and system
+(:meth:`Point.kind`), so an instrumental number is never compared with a
+calibrated one, nor one telescope's instrumental scale with another's.
+
+Trust. Only covered points reach the rules (lightcurves hold no not-covered rows).
+A point with a suspect bit (:data:`soapd.flags.SUSPECT`: saturated, blended, cosmic
+ray, contaminated, not covered) raises no new detection and no brightening or
+fading, and is not the detection a change is measured from. A "detection" with a
+spurious bit (:data:`soapd.flags.SPURIOUS`: cosmic ray, contaminated, not covered)
+does not count as an earlier detection at all.
 
 Rules
 -----
 new_detection
-    The point is a detection with S/N >= ``detection_snr`` and no earlier point
-    (any band) was.
+    The point is a clean detection with S/N >= ``detection_snr`` and no earlier point
+    (any band, telescope or system) was a real detection at that S/N.
 deeper_limit
-    The point is an upper limit, the band has no detection yet, and its limit is
-    fainter than the deepest earlier limit in the band by >= ``deeper_limit_margin_mag``.
+    The point is an upper limit, its kind has no real detection yet, and its limit is
+    fainter than the deepest earlier limit of its kind by >= ``deeper_limit_margin_mag``.
 brightening / fading
-    The point and the previous detection in the same band differ by
+    The clean point and the previous clean detection of its kind differ by
     >= ``change_min_mag`` at >= ``change_min_sigma`` (errors added in quadrature).
 faded_below_limit
-    The point is an upper limit fainter than the last detection in the band, and no
-    limit since that detection already was.
+    The point is an upper limit fainter than the last real detection of its kind, and
+    no limit of its kind since that detection already was.
 """
 
 from __future__ import annotations
@@ -32,8 +44,10 @@ from typing import Any
 
 from soapd.config import AlertsConfig
 from soapd.errors import ConfigError
+from soapd.flags import SPURIOUS, SUSPECT, has_any
 
 __all__ = [
+    "INSTRUMENTAL",
     "PARAM_NAMES",
     "RULES",
     "Point",
@@ -46,6 +60,9 @@ __all__ = [
     "new_detection",
     "validate_overrides",
 ]
+
+#: The magnitude system of points from frames without a zero point.
+INSTRUMENTAL = "instrumental"
 
 #: Numeric rule parameters a target may override (names of AlertsConfig fields).
 PARAM_NAMES = ("detection_snr", "deeper_limit_margin_mag", "change_min_mag", "change_min_sigma")
@@ -91,7 +108,11 @@ class RuleParams:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Point:
-    """One lightcurve point as the rules see it (mag in mag, time in MJD UTC)."""
+    """One lightcurve point as the rules see it (mag in mag, time in MJD UTC).
+
+    ``mag``/``mag_err``/``lim_mag`` are on ``mag_system``: "AB" or "Vega"
+    (calibrated) or :data:`INSTRUMENTAL`; ``flags`` is the row's flag word.
+    """
 
     frame_id: int
     mjd: float
@@ -102,6 +123,29 @@ class Point:
     mag_err: float
     lim_mag: float
     mag_system: str = ""
+    telescope: str = ""
+    flags: int = 0
+
+    def kind(self) -> tuple[str, str, str]:
+        """Return what makes two points comparable: (telescope, band, system)."""
+        return (self.telescope, self.band, self.mag_system)
+
+    @property
+    def clean(self) -> bool:
+        """True when no suspect bit is set (:data:`soapd.flags.SUSPECT`)."""
+        return not has_any(self.flags, SUSPECT)
+
+    @property
+    def real(self) -> bool:
+        """True for a detection without a spurious bit (:data:`soapd.flags.SPURIOUS`)."""
+        return self.is_detection and not has_any(self.flags, SPURIOUS)
+
+    def where(self) -> str:
+        """Return the band, with the system and telescope when the scale is instrumental."""
+        if self.mag_system == INSTRUMENTAL:
+            on = f" on {self.telescope}" if self.telescope else ""
+            return f"{self.band} (instrumental{on})"
+        return self.band
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,17 +162,24 @@ def _finite(*values: float) -> bool:
 
 
 def _det(p: Point, snr_min: float | None = None) -> bool:
-    return p.is_detection and (snr_min is None or (math.isfinite(p.snr) and p.snr >= snr_min))
+    """Return True for a real detection (at S/N >= ``snr_min`` when given)."""
+    return p.real and (snr_min is None or (math.isfinite(p.snr) and p.snr >= snr_min))
+
+
+def _same(history: Sequence[Point], point: Point) -> list[Point]:
+    """Return the earlier points of the same kind as ``point`` (telescope, band, system)."""
+    kind = point.kind()
+    return [h for h in history if h.kind() == kind]
 
 
 def new_detection(history: Sequence[Point], point: Point, params: RuleParams) -> RuleHit | None:
-    """First detection at S/N >= detection_snr after only limits or nothing."""
-    if not _det(point, params.detection_snr):
+    """First clean detection at S/N >= detection_snr after only limits or nothing."""
+    if not point.clean or not _det(point, params.detection_snr):
         return None
     if any(_det(h, params.detection_snr) for h in history):
         return None
-    prior = [h.lim_mag for h in history if h.band == point.band and math.isfinite(h.lim_mag)]
-    text = f"new detection in {point.band}"
+    prior = [h.lim_mag for h in _same(history, point) if math.isfinite(h.lim_mag)]
+    text = f"new detection in {point.where()}"
     if _finite(point.mag, point.mag_err):
         text += f": {point.mag:.2f} +/- {point.mag_err:.2f} mag"
     text += f" (S/N {point.snr:.1f})"
@@ -145,10 +196,10 @@ def deeper_limit(history: Sequence[Point], point: Point, params: RuleParams) -> 
     """Fire on an upper limit deeper than the deepest earlier one (same band, no detection)."""
     if point.is_detection or not math.isfinite(point.lim_mag):
         return None
-    same = [h for h in history if h.band == point.band]
-    if any(h.is_detection for h in same):
+    same = _same(history, point)
+    if any(h.real for h in same):
         return None
-    limits = [h.lim_mag for h in same if math.isfinite(h.lim_mag)]
+    limits = [h.lim_mag for h in same if not h.is_detection and math.isfinite(h.lim_mag)]
     if not limits:
         return None
     best = max(limits)
@@ -156,7 +207,7 @@ def deeper_limit(history: Sequence[Point], point: Point, params: RuleParams) -> 
         return None
     return RuleHit(
         rule="deeper_limit",
-        message=f"deeper limit in {point.band}: > {point.lim_mag:.2f} (previous > {best:.2f})",
+        message=(f"deeper limit in {point.where()}: > {point.lim_mag:.2f} (previous > {best:.2f})"),
         values={"lim_mag": point.lim_mag, "previous_lim_mag": best},
     )
 
@@ -164,10 +215,10 @@ def deeper_limit(history: Sequence[Point], point: Point, params: RuleParams) -> 
 def brightening_or_fading(
     history: Sequence[Point], point: Point, params: RuleParams
 ) -> RuleHit | None:
-    """Fire on a significant change against the previous detection in the same band."""
-    if not point.is_detection or not _finite(point.mag, point.mag_err):
+    """Fire on a significant change against the previous clean detection of the same kind."""
+    if not point.is_detection or not point.clean or not _finite(point.mag, point.mag_err):
         return None
-    prev = [h for h in history if h.band == point.band and h.is_detection]
+    prev = [h for h in _same(history, point) if h.real and h.clean]
     prev = [h for h in prev if _finite(h.mag, h.mag_err)]
     if not prev:
         return None
@@ -181,7 +232,7 @@ def brightening_or_fading(
     return RuleHit(
         rule=rule,
         message=(
-            f"{rule} in {point.band}: {last.mag:.2f} -> {point.mag:.2f} mag "
+            f"{rule} in {point.where()}: {last.mag:.2f} -> {point.mag:.2f} mag "
             f"({delta:+.2f} mag, {signif:.1f} sigma)"
         ),
         values={"mag": point.mag, "previous_mag": last.mag, "delta_mag": delta, "sigma": signif},
@@ -189,12 +240,12 @@ def brightening_or_fading(
 
 
 def faded_below_limit(history: Sequence[Point], point: Point, params: RuleParams) -> RuleHit | None:
-    """Fire on the first upper limit fainter than the last detection in the band."""
+    """Fire on the first upper limit fainter than the last real detection of the same kind."""
     del params
     if point.is_detection or not math.isfinite(point.lim_mag):
         return None
-    same = [h for h in history if h.band == point.band]
-    dets = [i for i, h in enumerate(same) if h.is_detection and math.isfinite(h.mag)]
+    same = _same(history, point)
+    dets = [i for i, h in enumerate(same) if h.real and math.isfinite(h.mag)]
     if not dets:
         return None
     last = same[dets[-1]]
@@ -206,7 +257,7 @@ def faded_below_limit(history: Sequence[Point], point: Point, params: RuleParams
     return RuleHit(
         rule="faded_below_limit",
         message=(
-            f"faded below the limit in {point.band}: > {point.lim_mag:.2f}, "
+            f"faded below the limit in {point.where()}: > {point.lim_mag:.2f}, "
             f"last detected at {last.mag:.2f} mag"
         ),
         values={"lim_mag": point.lim_mag, "last_mag": last.mag},

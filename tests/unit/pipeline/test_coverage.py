@@ -133,7 +133,10 @@ def test_saturated_star_is_covered_and_flagged_saturated(tmp_path, config) -> No
     ra, dec = _sky(header, 100, 100)
     row = _rows(
         process_frame(
-            path, targets=[Target(name="S", ra_deg=ra, dec_deg=dec)], zeropoint=23.0, config=config()
+            path,
+            targets=[Target(name="S", ra_deg=ra, dec_deg=dec)],
+            zeropoint=23.0,
+            config=config(),
         )
     )["S"]
     assert row["coverage"] == "covered"
@@ -203,9 +206,7 @@ def test_coverage_flags_reasons_and_thresholds() -> None:
 def test_flag_words_name_each_state_in_plain_words() -> None:
     assert set(COVERAGE_REASONS) == {"covered", "no_wcs", "off_frame", "edge", "masked"}
     assert flag_words(Flag.NOT_COVERED | Flag.OFF_FRAME) == ["not covered (off frame)"]
-    assert flag_words(Flag.NOT_COVERED | Flag.NO_WCS | Flag.OFF_FRAME) == [
-        "not covered (no WCS)"
-    ]
+    assert flag_words(Flag.NOT_COVERED | Flag.NO_WCS | Flag.OFF_FRAME) == ["not covered (no WCS)"]
     assert flag_words(Flag.NOT_COVERED | Flag.NEAR_EDGE) == ["not covered (edge of frame)"]
     assert flag_words(Flag.NOT_COVERED | Flag.MASKED_APERTURE) == ["not covered (masked pixels)"]
     assert flag_text(Flag.SATURATED | Flag.APER_HASMASKED | Flag.BLENDED) == "saturated, blended"

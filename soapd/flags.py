@@ -33,6 +33,7 @@ __all__ = [
     "COVERAGE_REASONS",
     "SPURIOUS",
     "SUSPECT",
+    "UNMEASURED",
     "Flag",
     "coverage_of",
     "describe",
@@ -115,9 +116,15 @@ _REASON_BITS: tuple[tuple[str, Flag], ...] = (
 )
 
 
+#: A row with any of these bits measured nothing: NOT_COVERED, or OFF_FRAME alone in
+#: tables written before coverage was a state. ``(flags & UNMEASURED) == 0`` selects the
+#: covered rows of a flag column.
+UNMEASURED = int(Flag.NOT_COVERED | Flag.OFF_FRAME)
+
+
 def is_covered(value: int) -> bool:
-    """Return True unless ``value`` has the NOT_COVERED bit."""
-    return not int(value) & Flag.NOT_COVERED
+    """Return True unless ``value`` has a bit of :data:`UNMEASURED`."""
+    return not int(value) & UNMEASURED
 
 
 def coverage_of(value: int) -> str:

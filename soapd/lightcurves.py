@@ -1,18 +1,28 @@
 """Lightcurves of any sky position from the kept field-wide tables (DESIGN §5.4).
 
-Every processed frame keeps its full source table (``frames.catalog_path``).
-:func:`extract_lightcurve` finds the position in each of them with
-:func:`extract_target` (nearest extracted source within the
-radius, one row per frame) and, for frames that cover the position but have no
-source there, adds an upper-limit row at the frame's limiting magnitude.
+Every processed frame keeps its full source table (``frames.catalog_path``) and
+its footprint (``frames.footprint_json``: the sky corners of the pixel grid and of
+the part inside the edge buffer). :func:`extract_lightcurve` opens only the tables
+of frames whose footprint holds the position (frames without WCS never do), finds
+the position in each with :func:`extract_target` (nearest extracted source within
+the radius, one row per frame) and, where the frame *covers* the position (inside
+the edge buffer, and not marked not covered by a forced row there) but has no
+source, adds an upper-limit row at the frame's limiting magnitude. Frames processed
+before footprints were stored fall back to the bounding box of their sources.
 :func:`backfill_target` stores that lightcurve as a target's measurements (for a
 target added after the frames were processed); backfilled points raise no alerts.
+
+Not covered: a frame that did not measure the position has no point in these
+lightcurves. Only :func:`extract_target` with ``forced_photometry`` (the Python
+API, for positions the user asked for) returns a row for such a frame, marked
+not covered: no flux, no limit, no UPPER_LIMIT.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,28 +31,64 @@ from astropy.table import Table, vstack
 
 from soapd.columns import column_or, filled
 from soapd.errors import SoapdError
-from soapd.flags import Flag
+from soapd.flags import UNMEASURED, Flag, coverage_of
 from soapd.timeutil import jd_from_mjd, to_mjd
 
 if TYPE_CHECKING:
     from soapd.store import Store
 
-__all__ = ["backfill_target", "covers", "extract_lightcurve", "extract_target", "row_mjd"]
+__all__ = [
+    "backfill_target",
+    "covers",
+    "extract_lightcurve",
+    "extract_target",
+    "footprint_contains",
+    "row_mjd",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def footprint_contains(
+    corners: Sequence[tuple[float, float]], ra_deg: float, dec_deg: float
+) -> bool:
+    """Return True if (ra, dec) lies inside the sky polygon ``corners`` (degrees, in order).
+
+    The corners are projected onto the tangent plane at the position (gnomonic, so
+    great-circle edges are straight lines there) and the origin is tested with the
+    even-odd rule; a corner 90 degrees or more away means outside. Works across
+    RA = 0 and at the poles. Fewer than 3 corners contain nothing.
+    """
+    if len(corners) < 3:
+        return False
+    ra = np.radians(np.array([c[0] for c in corners], np.float64))
+    dec = np.radians(np.array([c[1] for c in corners], np.float64))
+    ra0, dec0 = math.radians(ra_deg), math.radians(dec_deg)
+    cos_c = math.sin(dec0) * np.sin(dec) + math.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
+    if np.any(cos_c <= 1e-12):
+        return False
+    x = np.cos(dec) * np.sin(ra - ra0) / cos_c
+    y = (math.cos(dec0) * np.sin(dec) - math.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    crosses = (y > 0) != (y2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at = x + (0.0 - y) * (x2 - x) / (y2 - y)
+    return bool(np.count_nonzero(crosses & (x_at > 0)) % 2 == 1)
 
 
 def covers(table: Table, ra_deg: float, dec_deg: float) -> bool:
     """Return True if (ra, dec) lies inside the bounding box of the table's sources.
 
-    The box is taken in the tangent plane at the position (offsets in deg), so it
-    works across RA = 0 and near the poles. A table with fewer than 3 sources with
-    coordinates covers nothing.
+    For frames stored without a footprint. Only extracted sources count (a forced
+    row holds the requested position, wherever it is). The box is taken in the
+    tangent plane at the position (offsets in deg), so it works across RA = 0 and
+    near the poles. A table with fewer than 3 sources with coordinates covers nothing.
     """
     if "ra" not in table.colnames or "dec" not in table.colnames:
         return False
     ra, dec = filled(table, "ra"), filled(table, "dec")
-    ok = np.isfinite(ra) & np.isfinite(dec)
+    forced = column_or(table, "is_forced", default=False).astype(bool)
+    ok = np.isfinite(ra) & np.isfinite(dec) & ~forced
     if ok.sum() < 3:
         return False
     dra = (ra[ok] - ra_deg + 180.0) % 360.0 - 180.0
@@ -90,14 +136,20 @@ def extract_lightcurve(
     """Return the lightcurve of a position from every kept field-wide table, by time.
 
     Rows carry the result-table columns plus ``frame_id``, ``cal_catalog``,
-    ``zeropoint_scatter`` and ``separation_arcsec``. Unreadable tables are skipped
-    with a warning.
+    ``zeropoint_scatter`` and ``separation_arcsec``. Only frames whose stored
+    footprint holds the position are opened (see the module docstring); unreadable
+    tables are skipped with a warning.
     """
     from soapd.output.export import read_table
 
     name = target_name or f"{ra_deg % 360.0:.6f} {dec_deg:+.6f}"
     parts: list[Table] = []
     for frame in store.frames_with_tables():
+        if int(frame.get("flags") or 0) & Flag.NO_WCS:
+            continue
+        footprint = frame.get("footprint")
+        if footprint is not None and not footprint_contains(footprint[0], ra_deg, dec_deg):
+            continue
         try:
             table = read_table(frame["catalog_path"])
         except SoapdError as exc:
@@ -107,7 +159,12 @@ def extract_lightcurve(
             table, ra_deg, dec_deg, radius_arcsec=radius_arcsec, target_name=name
         )
         if len(found) == 0:
-            if not covers(table, ra_deg, dec_deg):
+            inside = (
+                footprint_contains(footprint[1], ra_deg, dec_deg)
+                if footprint is not None
+                else covers(table, ra_deg, dec_deg)
+            )
+            if not inside or _not_covered_at(table, ra_deg, dec_deg, radius_arcsec):
                 continue
             found = Table(rows=[_limit_row(frame, ra_deg, dec_deg, name)])
         found["frame_id"] = np.full(len(found), frame["frame_id"], dtype=np.int64)
@@ -127,6 +184,21 @@ def extract_lightcurve(
         if hasattr(out[col], "mask") and out[col].dtype.kind == "f":
             out[col] = np.ma.filled(out[col], np.nan)
     return out
+
+
+def _not_covered_at(table: Table, ra_deg: float, dec_deg: float, radius_arcsec: float) -> bool:
+    """Return True if a forced row within the radius says the frame did not cover it."""
+    forced = column_or(table, "is_forced", default=False).astype(bool)
+    if not forced.any():
+        return False
+    flags = column_or(table, "flag", default=0).astype(np.int64)
+    gone = forced & ((flags & UNMEASURED) != 0)
+    if not gone.any():
+        return False
+    sep = _separation_arcsec(
+        filled(table, "ra")[gone], filled(table, "dec")[gone], ra_deg % 360.0, dec_deg
+    )
+    return bool(np.any(sep <= radius_arcsec))
 
 
 def backfill_target(store: Store, target_name: str, *, radius_arcsec: float = 3.0) -> int:
@@ -215,7 +287,11 @@ def extract_target(
         One row per frame (key: ``image_file`` and ``mjd``), the nearest row within
         the radius (ties, e.g. several apertures of one source, go to the highest
         S/N), sorted by ``mjd``, with an added ``separation_arcsec`` column. Rows
-        flagged ``OFF_FRAME`` carry no measurement and are left out.
+        not covered (``NOT_COVERED``, or ``OFF_FRAME`` in old tables) carry no
+        measurement: they are left out, but with ``forced_photometry`` a frame
+        whose only row at the position is a not-covered forced row gives that row
+        (``is_detection`` False, no magnitude, NaN limits, no ``UPPER_LIMIT``), so
+        a position asked for explicitly has one row per frame that says the truth.
 
     Notes
     -----
@@ -237,7 +313,10 @@ def extract_target(
         ra_deg % 360.0,
         dec_deg,
     )
-    keep = (sep <= radius_arcsec) & ((flags & Flag.OFF_FRAME) == 0)
+    # OFF_FRAME alone: a table written before coverage was a state
+    gone = (flags & UNMEASURED) != 0
+    near = sep <= radius_arcsec
+    keep = near & ~gone
     if not forced_photometry:
         keep &= ~is_forced
     snr = column_or(table, "snr", np.nan).astype(float)
@@ -249,6 +328,10 @@ def extract_target(
     chosen: dict[tuple[str, float], int] = {}
     for i in order:
         chosen.setdefault((str(images[i]), float(mjd[i])), int(i))
+    if forced_photometry:  # a frame that did not cover the asked position says so
+        spare = np.flatnonzero(near & gone & is_forced)
+        for i in spare[np.argsort(np.round(sep[spare], 6), kind="stable")]:
+            chosen.setdefault((str(images[i]), float(mjd[i])), int(i))
     rows = np.array(sorted(chosen.values(), key=lambda i: (mjd[i], images[i])), dtype=np.int64)
     out = Table(table[rows], copy=True)
     out["separation_arcsec"] = sep[rows]
@@ -260,20 +343,33 @@ def extract_target(
 
 
 def _mark_limits(out: Table, snr_threshold: float) -> None:
-    """Turn forced rows below ``snr_threshold`` into upper limits, in place."""
+    """Turn forced rows below ``snr_threshold`` into upper limits, in place.
+
+    Not-covered rows stay not covered: no detection, no magnitude, no limit and no
+    UPPER_LIMIT (an old table's OFF_FRAME row gets the NOT_COVERED bit).
+    """
     n = len(out)
     forced = column_or(out, "is_forced", default=False).astype(bool)
-    snr = column_or(out, "snr", np.nan).astype(float)
-    below = forced & ~(snr >= snr_threshold)
-    detected = column_or(out, "is_detection", default=True).astype(bool)
-    detected = np.where(forced, ~below, detected)
-    out["is_detection"] = detected if n else np.zeros(0, bool)
     flags = column_or(out, "flag", default=0).astype(np.int64)
+    gone = (flags & UNMEASURED) != 0
+    snr = column_or(out, "snr", np.nan).astype(float)
+    below = forced & ~gone & ~(snr >= snr_threshold)
+    detected = column_or(out, "is_detection", default=True).astype(bool)
+    detected = np.where(forced, ~below, detected) & ~gone
+    out["is_detection"] = detected if n else np.zeros(0, bool)
     flags = np.where(below, flags | Flag.UPPER_LIMIT, flags & ~np.int64(Flag.UPPER_LIMIT))
-    flags = np.where(detected, flags, flags | Flag.UPPER_LIMIT)
+    flags = np.where(detected | gone, flags, flags | Flag.UPPER_LIMIT)
+    flags = np.where(gone, flags | Flag.NOT_COVERED, flags)
     out["flag"] = flags.astype(np.int64)
-    _set_mag(out, "calibrated_mag", below, _recomputed_mag(out))
-    _set_mag(out, "calibrated_mag_err", below, _recomputed_err(out))
+    _set_mag(out, "calibrated_mag", below | gone, _recomputed_mag(out))
+    _set_mag(out, "calibrated_mag_err", below | gone, _recomputed_err(out))
+    if gone.any():
+        for name in out.colnames:
+            if name.startswith("limiting_"):
+                _set_mag(out, name, gone, column_or(out, name, np.nan).astype(float))
+        if "coverage" in out.colnames:
+            codes = np.array([coverage_of(int(v)) for v in flags], dtype=object)
+            out["coverage"] = np.where(gone, codes, column_or(out, "coverage", "")).astype(str)
 
 
 def _recomputed_mag(out: Table) -> npt.NDArray[np.float64]:

@@ -167,8 +167,19 @@ def test_extract_target_lower_threshold_turns_limit_into_detection(field: Table)
 
 
 def test_extract_target_skips_off_frame_rows() -> None:
+    """Off-frame rows are never a measurement: without forced photometry they are left out;
+    a position asked for explicitly (forced) gets one row per frame saying "not covered",
+    with a NaN limit and no UPPER_LIMIT (issues 10 and 14)."""
     t = make_table([result_row(is_forced=True, flag=int(Flag.OFF_FRAME), snr=np.nan, x_pix=np.nan)])
-    assert len(extract_target(t, TARGET_RA, TARGET_DEC, forced_photometry=True)) == 0
+    assert len(extract_target(t, TARGET_RA, TARGET_DEC)) == 0
+    lc = extract_target(t, TARGET_RA, TARGET_DEC, forced_photometry=True)
+    assert len(lc) == 1
+    flag = int(lc["flag"][0])
+    assert flag & Flag.NOT_COVERED
+    assert not flag & Flag.UPPER_LIMIT
+    assert not lc["is_detection"][0]
+    assert np.isnan(lc["limiting_mag"][0])
+    assert np.isnan(lc["calibrated_mag"][0])
 
 
 def test_extract_target_plain_function_names_target_and_handles_ra_wrap() -> None:

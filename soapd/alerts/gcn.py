@@ -17,6 +17,11 @@ band's own system), and the n-sigma limits added in inverse quadrature
 (``sigma = 10**(-0.4 lim) / n``) give the limit: the forced-photometry
 equivalent of stacking the frames. A combined row is a detection when the mean
 flux is at least n sigma.
+
+Only covered rows count: a frame that did not measure the position (flag
+NOT_COVERED, or OFF_FRAME in old tables) is in no row, no sentence and not among the
+telescopes "observed with". Quality flags of an epoch's frames are named in words
+next to its number (``12.55 +/- 0.01 (saturated)``; :func:`soapd.flags.flag_words`).
 """
 
 from __future__ import annotations
@@ -31,9 +36,19 @@ from astropy.table import Table
 
 from soapd.columns import column_or
 from soapd.filters import AB_MINUS_VEGA, normalise_filter
+from soapd.flags import UNMEASURED, flag_words
 from soapd.timeutil import datetime_from_mjd, mjd_of
 
-__all__ = ["circular", "epochs", "gcn_json", "one_per_frame"]
+__all__ = ["circular", "covered_rows", "epochs", "gcn_json", "one_per_frame"]
+
+
+def covered_rows(table: Table) -> Table:
+    """Return the rows of frames that measured the position (not NOT_COVERED / OFF_FRAME)."""
+    if len(table) == 0 or "flag" not in table.colnames:
+        return table
+    flags = column_or(table, "flag", 0).astype(np.int64)
+    keep = (flags & UNMEASURED) == 0
+    return table if keep.all() else table[keep]
 
 
 def one_per_frame(table: Table) -> Table:
@@ -119,6 +134,9 @@ def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
                 is_det, m = True, -2.5 * math.log10(f) - shift
                 m_err = 2.5 / math.log(10) * e / f
     cats = [str(c) for c in column_or(rows, "cal_catalog", "") if str(c)]
+    flags = 0
+    for value in column_or(rows, "flag", 0).astype(np.int64).tolist():
+        flags |= int(value)
     ncal = column_or(rows, "n_cal_stars", -1).astype(float)
     ncal = ncal[ncal >= 0]
     zp_err = column_or(rows, "zeropoint_err", np.nan).astype(float)
@@ -149,6 +167,8 @@ def _combine(rows: Table, n_sigma: float) -> dict[str, Any]:
             float(np.sqrt(np.nansum(zp_err**2)) / n) if np.isfinite(zp_err).any() else math.nan
         ),
         "mag_system": system,
+        "flags": flags,
+        "notes": ", ".join(flag_words(flags)),
     }
 
 
@@ -160,9 +180,11 @@ def epochs(
     Each row has ``t_mean_h`` (mean mid-exposure time since trigger, hours; NaN
     without a trigger), ``mjd_mean``, telescope, filter, ``n_exp``, ``exp_s``,
     ``is_detection``, ``mag``/``mag_err`` or ``lim_mag`` (n-sigma), calibration
-    stars, catalog, systematic and statistical calibration uncertainty (mag).
+    stars, catalog, systematic and statistical calibration uncertainty (mag), and
+    ``flags`` (the OR of its frames' flags) with ``notes``, those flags in words.
+    Rows of frames that did not cover the position are left out.
     """
-    table = one_per_frame(lightcurve)
+    table = one_per_frame(covered_rows(lightcurve))
     if len(table) == 0:
         return []
     nsig_col = column_or(table, "limiting_nsigma", np.nan).astype(float)
@@ -198,6 +220,8 @@ def _cells(row: dict[str, Any], has_trigger: bool) -> list[str]:
         mag = f"{row['mag']:.2f} +/- {_fmt(row['mag_err'], 2)}"
     else:
         mag = f"> {_fmt(row['lim_mag'], 1)}"
+    if row.get("notes"):
+        mag += f" ({row['notes']})"
     stars = " ".join(
         s for s in (str(row["n_cal_stars"] or ""), row["cal_catalog"]) if s and s != "None"
     )
@@ -277,9 +301,10 @@ def circular(
     if dets:
         d = dets[0]
         at = f" at {d['t_mean_h']:.1f} h" if has_trigger else f" at MJD {d['mjd_mean']:.4f}"
+        note = f" ({d['notes']})" if d.get("notes") else ""
         seen = (
             f"We detect a source at the position of {target_name}: the first detection is "
-            f"{d['filter']} = {d['mag']:.2f} +/- {_fmt(d['mag_err'], 2)}{at}."
+            f"{d['filter']} = {d['mag']:.2f} +/- {_fmt(d['mag_err'], 2)}{note}{at}."
         )
     else:
         seen = (

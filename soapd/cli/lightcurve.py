@@ -23,6 +23,7 @@ import numpy as np
 from soapd.cli import HelpFormatter, add_config_option, open_store, parse_position
 from soapd.config import load_config
 from soapd.errors import ConfigError, SoapdError
+from soapd.flags import flag_text, is_covered
 from soapd.store.targets import parse_utc
 from soapd.timeutil import mjd_of
 
@@ -73,6 +74,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also rows of older processings (column 'superseded')",
     )
+    p.add_argument(
+        "--include-not-covered",
+        action="store_true",
+        help="also the frames that had the target in their footprint but could not measure "
+        "it (edge buffer, masked pixels; flag NOT_COVERED, the notes say why)",
+    )
     _add_output_options(p)
     p.set_defaults(func=run_lightcurve)
     e = sub.add_parser(
@@ -98,20 +105,39 @@ def _cell(value: float, digits: int) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "-"
 
 
+def _shown(row: Any) -> str:
+    """Return a point as text: ``mag +/- err`` or ``> lim``, instrumental ones labelled."""
+    cols = row.colnames
+    if not is_covered(int(row["flag"])):
+        return "not measured"
+    det = bool(row["is_detection"])
+    mag = float(row["calibrated_mag"])
+    if det and math.isfinite(mag):
+        return f"{mag:.3f} +/- {_cell(float(row['calibrated_mag_err']), 3)}"
+    ins = float(row["ins_mag"]) if "ins_mag" in cols else math.nan
+    if det and math.isfinite(ins):
+        err = float(row["ins_mag_err"]) if "ins_mag_err" in cols else math.nan
+        return f"{ins:.3f} +/- {_cell(err, 3)} (instrumental)"
+    lim = float(row["limiting_mag"])
+    ins_lim = float(row["limiting_ins_mag"]) if "limiting_ins_mag" in cols else math.nan
+    if not math.isfinite(lim) and math.isfinite(ins_lim):
+        return f"> {ins_lim:.2f} (instrumental)"
+    return f"> {_cell(lim, 2)}"
+
+
 def text_table(table: Table, trigger: datetime | None) -> str:
-    """Return a human-readable table: one line per point, limits as ``> lim``."""
+    """Return a human-readable table: one line per point, limits as ``> lim``.
+
+    The ``notes`` column names the point's quality flags in words ("saturated",
+    "blended", "cosmic ray", "not covered (off frame)"; :func:`soapd.flags.flag_words`).
+    """
     head = ["mid_time_utc", "t-trig(h)" if trigger else "mjd", "telescope", "band", "exp(s)"]
-    head += ["mag", "snr", "flag"]
+    head += ["mag", "snr", "flag", "notes"]
     lines = [head]
     t0 = mjd_of(trigger) if trigger else None
     for row in table:
-        det = bool(row["is_detection"])
-        mag = float(row["calibrated_mag"])
-        if det and math.isfinite(mag):
-            shown = f"{mag:.3f} +/- {_cell(float(row['calibrated_mag_err']), 3)}"
-        else:
-            shown = f"> {_cell(float(row['limiting_mag']), 2)}"
         mjd = float(row["mjd"])
+        flag = int(row["flag"])
         lines.append(
             [
                 str(row["mid_time_utc"]) if "mid_time_utc" in row.colnames else "",
@@ -119,13 +145,16 @@ def text_table(table: Table, trigger: datetime | None) -> str:
                 str(row["telescope"]),
                 str(row["band"]),
                 f"{float(row['exptime']):g}",
-                shown,
+                _shown(row),
                 _cell(float(row["snr"]), 1),
-                str(int(row["flag"])),
+                str(flag),
+                flag_text(flag) or "-",
             ]
         )
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in lines)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in lines
+    )
 
 
 def write_output(
@@ -193,6 +222,7 @@ def run_lightcurve(args: argparse.Namespace) -> int:
             band=args.band,
             since_utc=parse_utc(args.since, what="--since"),
             include_superseded=args.include_superseded,
+            include_not_covered=args.include_not_covered,
         )
     write_output(
         table,

@@ -21,7 +21,7 @@ from soapd import __version__
 from soapd.cli import HelpFormatter, add_config_option
 from soapd.config import Config, load_config
 from soapd.errors import ConfigError, SoapdError
-from soapd.flags import Flag, describe
+from soapd.flags import flag_text, flag_words, is_covered
 from soapd.models import Target
 from soapd.output.progress import ProgressBar
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the science stack is imported only when frames are processe
     from soapd.models import FrameResult
     from soapd.pipeline.calibrate import ReferenceProvider
 
-__all__ = ["FITS_SUFFIXES", "expand_paths", "parse_target", "register", "run"]
+__all__ = ["FITS_SUFFIXES", "expand_paths", "parse_target", "register", "run", "target_line"]
 
 #: File names taken from a directory (compressed forms included).
 FITS_SUFFIXES = tuple(
@@ -156,31 +156,43 @@ def summarise(result: FrameResult) -> list[str]:
     )
     lines = [first]
     table = result.table
-    for row in table[table["is_forced"]]:
-        name = row["target_name"]
-        flag = int(row["flag"])
-        r = f"r={row['aperture_radius']:g}"
-        if flag & (Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS):
-            why = ", ".join(describe(flag & (Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS)))
-            lines.append(f"  {name}: not measured ({why})")
-        elif row["is_detection"]:
-            mag = row["calibrated_mag"] if math.isfinite(row["calibrated_mag"]) else row["ins_mag"]
-            err = (
-                row["calibrated_mag_err"]
-                if math.isfinite(row["calibrated_mag_err"])
-                else row["ins_mag_err"]
-            )
-            kind = "" if math.isfinite(row["calibrated_mag"]) else " (instrumental)"
-            lines.append(
-                f"  {name} {r}: {_fmt(mag)} ± {_fmt(err)}{kind}, S/N {_fmt(row['snr'], '.1f')}"
-            )
-        else:
-            lines.append(
-                f"  {name} {r}: > {_fmt(row['limiting_mag'], '.2f')} (upper limit, "
-                f"S/N {_fmt(row['snr'], '.1f')})"
-            )
+    lines.extend(target_line(row) for row in table[table["is_forced"]])
     lines.extend(f"  note: {note}" for note in s.notes)
     return lines
+
+
+def _value(row: Any, name: str) -> float:
+    """Return a float cell of ``row`` (NaN when the table has no such column)."""
+    return float(row[name]) if name in row.colnames else math.nan
+
+
+def target_line(row: Any) -> str:
+    """Return the summary line of one forced row: the number, with its flags in words.
+
+    ``12.554 ± 0.010 (saturated), S/N 95.1``; ``> 20.29 (upper limit), S/N 1.2``;
+    ``not covered (masked pixels)``. A frame without a zero point gives the
+    instrumental magnitude or limit, labelled so.
+    """
+    name = row["target_name"]
+    flag = int(row["flag"])
+    if not is_covered(flag):
+        return f"  {name}: {flag_text(flag)}, not measured"
+    words = flag_words(flag)
+    r = f"r={row['aperture_radius']:g}"
+    snr = f"S/N {_fmt(row['snr'], '.1f')}"
+    if row["is_detection"]:
+        calibrated = math.isfinite(row["calibrated_mag"])
+        mag = row["calibrated_mag"] if calibrated else row["ins_mag"]
+        err = row["calibrated_mag_err"] if calibrated else row["ins_mag_err"]
+        said = ([] if calibrated else ["instrumental"]) + words
+        note = f" ({', '.join(said)})" if said else ""
+        return f"  {name} {r}: {_fmt(mag)} ± {_fmt(err)}{note}, {snr}"
+    limit = _value(row, "limiting_mag")
+    said = ["upper limit"]
+    if not math.isfinite(limit) and math.isfinite(_value(row, "limiting_ins_mag")):
+        limit = _value(row, "limiting_ins_mag")
+        said = ["instrumental upper limit"]
+    return f"  {name} {r}: > {_fmt(limit, '.2f')} ({', '.join(said + words)}), {snr}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from soapd.alerts.gcn import one_per_frame
+from soapd.alerts.gcn import covered_rows, one_per_frame
 from soapd.columns import filled
 from soapd.filters import AB_MINUS_VEGA
 from soapd.timeutil import mjd_of
@@ -81,7 +81,8 @@ def lightcurve_figure(
         A lightcurve table (``Store.lightcurve``): ``mjd``, ``band`` (or ``filter``),
         ``is_detection``, ``calibrated_mag``/``_err`` and ``limiting_mag``, or for
         ``units="flux"`` ``flux_ujy``/``_err``. Only each frame's lowest ``aperture_id``
-        is drawn (select another aperture beforehand to plot it).
+        is drawn (select another aperture beforehand to plot it); rows of frames
+        that did not cover the position (NOT_COVERED) are not drawn.
     units
         ``"mag"`` (y inverted) or ``"flux"`` (microjansky, AB).
     trigger_time_utc
@@ -91,7 +92,7 @@ def lightcurve_figure(
 
     if units not in ("mag", "flux"):
         raise ValueError(f"units must be 'mag' or 'flux', got {units!r}")
-    table = one_per_frame(table)
+    table = one_per_frame(covered_rows(table))
     fig = Figure(figsize=(8.0, 5.0), dpi=120)
     ax = fig.add_subplot()
     mjd = filled(table, "mjd") if len(table) else np.zeros(0)

@@ -75,7 +75,7 @@ def test_targets_are_measured_and_summarised(tmp_path, capsys) -> None:
     assert code == 0
     assert "blank r=" in out
     assert "upper limit" in out
-    assert "far: not measured (OFF_FRAME)" in out
+    assert "far: not covered (off frame)" in out
 
 
 def test_target_on_frame_without_wcs_is_an_error(tmp_path, capsys) -> None:

@@ -5,10 +5,12 @@ its footprint (``frames.footprint_json``: the sky corners of the pixel grid and 
 the part inside the edge buffer). :func:`extract_lightcurve` opens only the tables
 of frames whose footprint holds the position (frames without WCS never do), finds
 the position in each with :func:`extract_target` (nearest extracted source within
-the radius, one row per frame) and, where the frame *covers* the position (inside
-the edge buffer, and not marked not covered by a forced row there) but has no
-source, adds an upper-limit row at the frame's limiting magnitude. Frames processed
-before footprints were stored fall back to the bounding box of their sources.
+the radius, one row per frame) and, where the frame has no source there, adds an
+upper-limit row at the frame's limiting magnitude. A frame that did not *cover* the
+position gives no row at all: outside its covered part (off the frame or in the
+edge buffer, so no table is opened), or marked not covered by a forced row of a
+target there (masked pixels). Frames processed before footprints were stored fall
+back to the bounding box of their sources.
 :func:`backfill_target` stores that lightcurve as a target's measurements (for a
 target added after the frames were processed); backfilled points raise no alerts.
 
@@ -148,23 +150,21 @@ def extract_lightcurve(
         if int(frame.get("flags") or 0) & Flag.NO_WCS:
             continue
         footprint = frame.get("footprint")
-        if footprint is not None and not footprint_contains(footprint[0], ra_deg, dec_deg):
+        # Off the frame, or in its edge buffer: the frame did not cover the position.
+        if footprint is not None and not footprint_contains(footprint[1], ra_deg, dec_deg):
             continue
         try:
             table = read_table(frame["catalog_path"])
         except SoapdError as exc:
             logger.warning("frame %d: field-wide table skipped: %s", frame["frame_id"], exc)
             continue
+        if _not_covered_at(table, ra_deg, dec_deg, radius_arcsec):
+            continue  # a target measured there was not covered (masked pixels)
         found = extract_target(
             table, ra_deg, dec_deg, radius_arcsec=radius_arcsec, target_name=name
         )
         if len(found) == 0:
-            inside = (
-                footprint_contains(footprint[1], ra_deg, dec_deg)
-                if footprint is not None
-                else covers(table, ra_deg, dec_deg)
-            )
-            if not inside or _not_covered_at(table, ra_deg, dec_deg, radius_arcsec):
+            if footprint is None and not covers(table, ra_deg, dec_deg):
                 continue
             found = Table(rows=[_limit_row(frame, ra_deg, dec_deg, name)])
         found["frame_id"] = np.full(len(found), frame["frame_id"], dtype=np.int64)

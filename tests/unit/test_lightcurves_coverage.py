@@ -120,7 +120,9 @@ def test_extract_uses_footprints_and_covered_parts(tmp_path: Path, caplog) -> No
                           covered=inner)  # fmt: skip
         limit = _frame(store, tmp_path, 1, AROUND, footprint=big, covered=inner)
         # the position is in the edge buffer of this frame: no limit
-        _frame(store, tmp_path, 2, AROUND, footprint=_box(0.1, ra=east), covered=_box(0.09, east))
+        # (a truncated source there is no measurement either)
+        edge = [(RA0, DEC0, 17.0), *AROUND]
+        _frame(store, tmp_path, 2, edge, footprint=_box(0.1, ra=east), covered=_box(0.09, east))
         # another field: its table is never opened (the path does not even exist)
         _frame(store, tmp_path, 3, AROUND, footprint=_box(0.1, ra=200.0), covered=_box(0.09, 200.0),
                table_path=str(tmp_path / "missing.parquet"))  # fmt: skip
@@ -131,7 +133,7 @@ def test_extract_uses_footprints_and_covered_parts(tmp_path: Path, caplog) -> No
             store,
             tmp_path,
             5,
-            AROUND,
+            [(RA0 + 1 / 3600, DEC0, 19.0), *AROUND],
             footprint=big,
             covered=inner,
             forced={

@@ -11,7 +11,8 @@ one reason bit, checked in this order:
 ``NEAR_EDGE``         it is within the edge buffer, ``max(radii, photometry.edge_margin_px)``;
 ``MASKED_APERTURE``   fewer than :data:`MIN_VALID_APERTURE_FRACTION` of the largest
                       aperture's pixels are valid (or, with ``photometry.local_sky``,
-                      fewer than :data:`MIN_VALID_ANNULUS_FRACTION` of the annulus').
+                      fewer than :data:`MIN_VALID_ANNULUS_FRACTION` of the annulus');
+                      pixels count by their centres, off-frame ones as not valid.
 
 Not-covered rows get no flux and no limit (the ``table`` stage blanks them). The
 photometry itself is done with the detections by the ``photometry`` stage.
@@ -107,49 +108,70 @@ def _place(wcs: WCS, shape: tuple[int, int], ra_deg: F64, dec_deg: F64) -> tuple
     return x, y
 
 
-def _valid_fraction(valid: F64, x: F64, y: F64, r_in: float, r_out: float) -> F64:
-    """Return the valid fraction of the circle (``r_in`` 0) or annulus at each position.
-
-    ``valid`` is 1.0 on valid pixels and 0.0 elsewhere; pixels off the frame count as
-    not valid. Exact overlap (sep ``subpix=0``).
-    """
-    if r_in > 0:
-        area = math.pi * (r_out**2 - r_in**2)
-        total, _, _ = sep_wrapper.sum_circann(valid, x, y, r_in, r_out, subpix=0)
-    else:
-        area = math.pi * r_out**2
-        total, _, _ = sep_wrapper.sum_circle(valid, x, y, r_out, subpix=0)
-    return np.asarray(total, np.float64) / area
-
-
-def coverage_flags(  # noqa: PLR0917 - the frame planes and the geometry are the data
+def _valid_fraction(
+    mask: npt.NDArray[np.bool_],
+    saturated: npt.NDArray[np.bool_] | None,
     x: F64,
     y: F64,
-    shape: tuple[int, int],
-    invalid: npt.NDArray[np.bool_],
+    radii_px: tuple[float, float],
+) -> F64:
+    """Return the valid fraction of the circle (``r_in`` 0) or annulus at each position.
+
+    Pixels whose centres lie in the circle or annulus are counted; a pixel is valid
+    when it is on the frame and not in ``mask`` (saturated pixels are valid). Only
+    the pixels around the positions are read. ``radii_px`` = (r_in, r_out), r_in 0
+    for a circle.
+    """
+    r_in, r_out = radii_px
+    ny, nx = mask.shape
+    half = math.ceil(r_out) + 1
+    step = np.arange(-half, half + 1)
+    dx, dy = (g.ravel() for g in np.meshgrid(step, step))
+    px = np.round(x)[:, None] + dx[None, :]
+    py = np.round(y)[:, None] + dy[None, :]
+    rr = (px - x[:, None]) ** 2 + (py - y[:, None]) ** 2
+    inside = rr <= r_out**2
+    if r_in > 0:
+        inside &= rr >= r_in**2
+    on = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
+    ix = np.clip(px, 0, nx - 1).astype(np.intp)
+    iy = np.clip(py, 0, ny - 1).astype(np.intp)
+    bad = mask[iy, ix]
+    if saturated is not None:
+        bad &= ~saturated[iy, ix]
+    valid = inside & on & ~bad
+    return np.asarray(valid.sum(axis=1) / np.maximum(inside.sum(axis=1), 1), np.float64)
+
+
+def coverage_flags(
+    x: F64,
+    y: F64,
+    mask: npt.NDArray[np.bool_],
+    *,
     margin_px: float,
     radius_px: float,
+    saturated: npt.NDArray[np.bool_] | None = None,
     annulus_px: tuple[float, float] | None = None,
 ) -> I64:
     """Return NOT_COVERED plus its reason bit for the positions that cannot be measured.
 
-    ``x, y`` are 0-based px (NaN: not placed); ``invalid`` marks unusable pixels (NaN,
-    bad; not saturated ones); ``margin_px`` is the edge buffer, ``radius_px`` the
-    largest aperture, ``annulus_px`` the sky annulus (None: the background map is the
-    sky). Covered positions get 0. See the module docstring for the order of reasons.
+    ``x, y`` are 0-based px (NaN: not placed); ``mask`` marks unusable pixels (the
+    frame's mask), ``saturated`` those of them that are only saturated (valid for
+    coverage); ``margin_px`` is the edge buffer, ``radius_px`` the largest aperture,
+    ``annulus_px`` the sky annulus (None: the background map is the sky). Covered
+    positions get 0. See the module docstring for the order of reasons.
     """
-    dist = edge_distance_px(x, y, shape)
+    dist = edge_distance_px(x, y, mask.shape)
     off = ~np.isfinite(dist) | (dist < 0)
     edge = ~off & (dist < margin_px)
     masked = np.zeros(len(x), bool)
     inside = np.flatnonzero(~off & ~edge)
-    if inside.size and (annulus_px is not None or invalid.any()):
+    if inside.size:
         xi, yi = x[inside], y[inside]
-        valid = (~invalid).astype(np.float64)
-        frac = _valid_fraction(valid, xi, yi, 0.0, radius_px)
+        frac = _valid_fraction(mask, saturated, xi, yi, (0.0, radius_px))
         bad = frac < MIN_VALID_APERTURE_FRACTION
         if annulus_px is not None:
-            sky = _valid_fraction(valid, xi, yi, *annulus_px)
+            sky = _valid_fraction(mask, saturated, xi, yi, annulus_px)
             bad |= sky < MIN_VALID_ANNULUS_FRACTION
         masked[inside] = bad
     flag = np.zeros(len(x), np.int64)
@@ -190,11 +212,11 @@ def stage_forced(ctx: Context) -> Context:
         flag |= coverage_flags(
             x,
             y,
-            frame.shape,
-            frame.mask & ~frame.saturated,
-            edge_margin(ctx),
-            max(aps.radii_px),
-            (ph.annulus_inner_px, ph.annulus_outer_px) if ph.local_sky else None,
+            frame.mask,
+            saturated=frame.saturated,
+            margin_px=edge_margin(ctx),
+            radius_px=max(aps.radii_px),
+            annulus_px=(ph.annulus_inner_px, ph.annulus_outer_px) if ph.local_sky else None,
         )
         notes += _coverage_notes(flag, edge_margin(ctx))
     measurable = (flag & int(Flag.NOT_COVERED)) == 0

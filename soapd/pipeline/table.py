@@ -278,7 +278,9 @@ def _apply_coverage(cols: dict[str, Any]) -> dict[str, Any]:
                 out[name] = np.where(gone, np.nan, np.asarray(value, np.float64))
         out["is_detection"] = np.asarray(cols["is_detection"], bool) & ~gone
         out["flag"] = np.where(gone, flag & _KEPT_WHEN_NOT_COVERED, flag)
-    out["coverage"] = np.array([coverage_of(v) for v in out["flag"]], dtype=str)
+    # a handful of distinct flag words: name each once
+    words, where = np.unique(np.asarray(out["flag"], np.int64), return_inverse=True)
+    out["coverage"] = np.array([coverage_of(int(v)) for v in words], dtype=str)[where]
     return out
 
 

@@ -182,7 +182,7 @@ def test_coverage_flags_reasons_and_thresholds() -> None:
     invalid[80, 80] = True  # one bad pixel in the aperture of (80, 80)
     x = np.array([np.nan, -3.0, 3.0, 50.0, 80.0, 20.0])
     y = np.array([np.nan, 50.0, 50.0, 50.0, 80.0, 50.0])
-    flags = coverage_flags(x, y, shape, invalid, 5.0, 4.0)
+    flags = coverage_flags(x, y, invalid, margin_px=5.0, radius_px=4.0)
     assert [coverage_of(f) for f in flags] == [
         "off_frame",
         "off_frame",
@@ -192,14 +192,21 @@ def test_coverage_flags_reasons_and_thresholds() -> None:
         "covered",
     ]
     # with a sky annulus (12, 20) px: pi (20^2 - 12^2) ~ 804 px, the block takes < 200
-    flags = coverage_flags(x, y, shape, invalid, 5.0, 4.0, (12.0, 20.0))
+    flags = coverage_flags(x, y, invalid, margin_px=5.0, radius_px=4.0, annulus_px=(12.0, 20.0))
     assert coverage_of(flags[5]) == "covered"
     invalid[30:70, 0:35] = True  # now most of that annulus is bad, but not the aperture
     invalid[44:57, 14:27] = False
-    flags = coverage_flags(x, y, shape, invalid, 5.0, 4.0, (12.0, 20.0))
+    flags = coverage_flags(x, y, invalid, margin_px=5.0, radius_px=4.0, annulus_px=(12.0, 20.0))
     assert coverage_of(flags[5]) == "masked"
     assert flags[5] & Flag.MASKED_APERTURE
-    assert coverage_of(coverage_flags(x, y, shape, invalid, 5.0, 4.0)[5]) == "covered"
+    assert coverage_of(coverage_flags(x, y, invalid, margin_px=5.0, radius_px=4.0)[5]) == "covered"
+    # saturated pixels are valid: a saturated star is covered (and flagged SATURATED)
+    sat = np.zeros(shape, bool)
+    sat[45:56, 45:56] = True
+    flags = coverage_flags(x, y, invalid | sat, margin_px=5.0, radius_px=4.0, saturated=sat)
+    assert coverage_of(flags[3]) == "covered"
+    flags = coverage_flags(x, y, invalid | sat, margin_px=5.0, radius_px=4.0)
+    assert coverage_of(flags[3]) == "masked"
     assert 0.5 <= MIN_VALID_ANNULUS_FRACTION < MIN_VALID_APERTURE_FRACTION < 1.0
 
 

@@ -110,14 +110,16 @@ def contamination_e(
     if len(neighbours_xy) == 0 or not ok_pos.any():
         return out
     reach = radius_px + profile.r_total_px
-    tree = cKDTree(neighbours_xy)
     d_grid = np.arange(0.0, reach + 0.25, 0.25)
     f_grid = offset_fraction(profile, radius_px, d_grid)
-    for i in np.flatnonzero(ok_pos):
-        idx = np.asarray(tree.query_ball_point([x_px[i], y_px[i]], reach), np.int64)
-        if len(idx) == 0:
-            continue
-        d = np.hypot(neighbours_xy[idx, 0] - x_px[i], neighbours_xy[idx, 1] - y_px[i])
-        keep = d > SELF_MATCH_PX
-        out[i] = float(np.interp(d[keep], d_grid, f_grid) @ flux[idx[keep]])
+    where = np.flatnonzero(ok_pos)
+    lists = cKDTree(neighbours_xy).query_ball_point(np.column_stack([x_px, y_px])[where], reach)
+    counts = np.fromiter((len(n) for n in lists), np.int64, count=len(lists))
+    if counts.sum() == 0:
+        return out
+    nb = np.concatenate([np.asarray(n, np.int64) for n in lists])
+    owner = where[np.repeat(np.arange(len(where)), counts)]
+    d = np.hypot(neighbours_xy[nb, 0] - x_px[owner], neighbours_xy[nb, 1] - y_px[owner])
+    light = np.where(d > SELF_MATCH_PX, np.interp(d, d_grid, f_grid) * flux[nb], 0.0)
+    out += np.bincount(owner, weights=light, minlength=len(out))
     return out

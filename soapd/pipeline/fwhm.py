@@ -11,12 +11,12 @@ half-light radius ``r50`` (through :mod:`soapd.pipeline.sep_wrapper`). Then:
 * **the stellar locus**: stars share one size while galaxies spread over many, so
   the locus is the densest window of +-15 % in ``r50`` (most members, then the
   highest summed S/N), re-centred on its median twice;
-* **the FWHM** is the median over the locus stars of a circular Gaussian fitted to
-  each star's core (:func:`core_fwhm`, the pixels within one FWHM). Real PSFs have wings that a
-  half-light radius feels and a FWHM does not: on the NTT frame of sep's SExtractor
-  set, ``2 r50`` gives 2.5-2.7 px for stars whose fitted FWHM is 2.2-2.3 px. For a
-  Gaussian both agree (``FWHM = 2 r50``), which is the fallback when no core fit
-  succeeds.
+* **the FWHM** is the median over the (at most 25 brightest) locus stars of a
+  circular Gaussian fitted to each star's core (:func:`core_fwhm`, the pixels within
+  one FWHM). Real PSFs have wings that a half-light radius feels and a FWHM does not:
+  on the NTT frame of sep's SExtractor set, ``2 r50`` gives 2.6-3.0 px for stars whose
+  fitted FWHM is 2.2-2.3 px. For a Gaussian both agree (``FWHM = 2 r50``), which is
+  the fallback when no core fit succeeds.
 
 With fewer than :data:`MIN_LOCUS_STARS` on the locus the FWHM is not measured: the
 stage then uses ``photometry.fallback_fwhm_px`` (``source = "configured"``) and says
@@ -56,6 +56,8 @@ MIN_LOCUS_STARS = 2
 LOCUS_HALF_WIDTH = 0.15
 #: A candidate whose peak share exceeds this many times a Gaussian's of its r50 is no star.
 MAX_SHARPNESS = 2.0
+#: The FWHM is the median core fit of at most this many of the brightest locus stars.
+MAX_CORE_FITS = 25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,7 +207,7 @@ def measure_fwhm(
         return none
     x, y = obj["x"][sel], obj["y"][sel]
     rmax = np.maximum(4.0 * GAUSS_FWHM_PER_SIGMA * np.sqrt(obj["a"][sel] * obj["b"][sel]), 3.0)
-    r50, rflag = sep_wrapper.flux_radius(data_sub_e, x, y, rmax, 0.5, mask=mask, subpix=5)
+    r50, rflag = sep_wrapper.flux_radius(data_sub_e, x, y, rmax, 0.5, mask=mask, subpix=2)
     core, _, _ = sep_wrapper.sum_circle(
         data_sub_e, x, y, np.maximum(2.0 * np.nan_to_num(r50), 0.5), mask=mask, subpix=2
     )
@@ -219,7 +221,8 @@ def measure_fwhm(
         return replace(none, n_stars=len(members))
     r50_star = float(np.median(r50[members]))
     index = np.sort(sel[members])
-    fits = core_fwhm(data_sub_e, obj["x"][index], obj["y"][index], r50_star)
+    brightest = sel[members][:MAX_CORE_FITS]  # sel is sorted by S/N, brightest first
+    fits = core_fwhm(data_sub_e, obj["x"][brightest], obj["y"][brightest], r50_star)
     fits = fits[np.isfinite(fits)]
     return FwhmEstimate(
         fwhm_px=float(np.median(fits)) if len(fits) else 2.0 * r50_star,

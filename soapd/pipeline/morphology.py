@@ -110,6 +110,34 @@ def _concentration(
     return np.asarray(conc, np.float64), np.asarray(err, np.float64)
 
 
+def _extended(  # noqa: PLR0917 - the image, positions and their inner sums
+    data_sub_e: F64,
+    x: F64,
+    y: F64,
+    mask: npt.NDArray[np.bool_] | None,
+    core_e: F64,
+    core_var_e2: F64,
+    pixel_var_e2: F64,
+    star_rows: I64,
+    *,
+    fwhm_px: float,
+) -> tuple[F64, npt.NDArray[np.bool_], float]:
+    """Return the concentration and EXTENDED state of these detections, and the stars'.
+
+    The detections are the bright, judged, not-cosmic-ray ones (and the stars, at
+    ``star_rows`` among them); the concentration is ``core_e`` (within one FWHM) over
+    the flux within two FWHM.
+    """
+    outer, _, _ = sep_wrapper.sum_circle(data_sub_e, x, y, 2.0 * fwhm_px, mask=mask, subpix=1)
+    outer_var = 4.0 * math.pi * fwhm_px**2 * pixel_var_e2 + np.clip(outer, 0, None)
+    conc, conc_err = _concentration(core_e, core_var_e2, outer, outer_var)
+    c_star = float(np.nanmedian(conc[star_rows]))
+    with np.errstate(invalid="ignore"):
+        ext = (outer >= EXT_MIN_SNR * np.sqrt(outer_var)) & (conc < EXT_CONCENTRATION * c_star)
+        ext &= c_star - conc > EXT_NSIGMA * conc_err
+    return conc, np.asarray(ext, bool), c_star
+
+
 def classify(
     data_sub_e: F64,
     rms_e: F64,
@@ -156,29 +184,22 @@ def classify(
         s_star = float(np.median(sharp[stars]))
     else:
         s_star = float(gaussian_peak_fraction(min_star_fwhm_px / 2.0, fwhm_px))
-    c_star = GAUSS_CONCENTRATION
     with np.errstate(invalid="ignore"):
         cr = judged & (sharp > CR_SHARPNESS * s_star) & (sharp - s_star > CR_NSIGMA * sharp_err)
     conc = np.full(n, np.nan)
     ext = np.zeros(n, bool)
+    c_star = GAUSS_CONCENTRATION
     if len(stars):
-        # only the bright, judged, not-cosmic-ray detections are worth the wider sum
         with np.errstate(invalid="ignore"):
             bright = np.flatnonzero(judged & ~cr & (f1 >= 0.7 * EXT_MIN_SNR * np.sqrt(var1)))
         bright = np.union1d(bright, stars)
-        f2, _, _ = sep_wrapper.sum_circle(
-            data_sub_e, x[bright], y[bright], 2.0 * fwhm_px, mask=any_mask, subpix=2
-        )
-        var2 = 4.0 * math.pi * fwhm_px**2 * pixel_var[bright] + np.clip(f2, 0, None)
-        c, c_err = _concentration(f1[bright], var1[bright], f2, var2)
-        conc[bright] = c
-        c_star = float(np.nanmedian(conc[stars]))
-        with np.errstate(invalid="ignore"):
-            ext[bright] = (f2 >= EXT_MIN_SNR * np.sqrt(var2)) & ~cr[bright] & judged[bright]
-            ext[bright] &= (c < EXT_CONCENTRATION * c_star) & (c_star - c > EXT_NSIGMA * c_err)
+        conc[bright], ext[bright], c_star = _extended(
+            data_sub_e, x[bright], y[bright], any_mask, f1[bright], var1[bright],
+            pixel_var[bright], np.searchsorted(bright, stars), fwhm_px=fwhm_px,
+        )  # fmt: skip
     flag = np.zeros(n, np.int64)
     flag[cr] |= int(Flag.COSMIC_RAY)
-    flag[ext] |= int(Flag.EXTENDED)
+    flag[ext & ~cr] |= int(Flag.EXTENDED)
     return Morphology(
         flag=flag,
         sharpness=sharp,

@@ -25,7 +25,7 @@ def test_ntt_fwhm_is_the_stellar_fwhm(config) -> None:
     """Reference: 2.2 px, the stellar FWHM of the issue (stars 2.15-2.27 px); Gaussian fits
     (astropy LevMarLSQ, 2-D Gaussian + constant) of the two brightest isolated unsaturated
     stars, at (148.2, 32.5) and (75.6, 150.2), give 2.27 and 2.18 px. Tolerance 15 %.
-    Measured: 2.24 px from 3 locus stars (core fits 2.24, 2.27, 2.22; 2 r50 of the same
+    Measured: 2.23 px from 3 locus stars (core fits 2.23, 2.26, 2.22; 2 r50 of the same
     stars: 2.6-3.0 px, their wings count).
     """
     s = process_frame(NTT, config=config()).summary
@@ -39,7 +39,7 @@ def test_saao_raw_fwhm_is_the_stellar_fwhm_and_its_cosmic_rays_are_flagged(confi
     (434.8, 433.2) is 9.5 and 9.6 px, their core fits 8.43 and 8.70 px). Tolerance 15 %.
     The frame's other compact detections are cosmic rays (peak / flux 0.3-1.0 against
     0.014 for the stars): at least 8 are flagged COSMIC_RAY, the two stars are not.
-    Measured: 8.56 px from those 2 stars; 12 cosmic rays flagged.
+    Measured: 8.57 px from those 2 stars; 12 cosmic rays flagged.
     """
     result = process_frame(SAAO, config=config(frame={"overscan": True}))
     s, t = result.summary, result.table

@@ -13,7 +13,9 @@ Conventions: pixels 0-based; ``flux``/``flux_err`` in electrons;
 to total flux when aperture correction is on); ``calibrated_mag = ins_mag +
 zeropoint`` for detections. A frame without a zero point (``zeropoint`` NaN) has
 NaN calibrated magnitudes, limits and ``flux_ujy``: its instrumental magnitude is
-in ``ins_mag``. ``mjd``/``jd``/``mid_time_utc`` are mid-exposure UTC.
+in ``ins_mag`` and its instrumental limit in ``limiting_ins_mag`` (the two columns
+that are never calibrated, so never to be compared with calibrated ones).
+``mjd``/``jd``/``mid_time_utc`` are mid-exposure UTC.
 """
 
 from __future__ import annotations
@@ -164,7 +166,14 @@ COLUMNS: tuple[ColumnSpec, ...] = (
         "aperture_id", "i4", None, "index of the radius in the frame's list of radii", "aperture_id"
     ),
     ColumnSpec("aperture_radius", "f8", "pix", "aperture radius", "aperture_px", ".2f"),
-    ColumnSpec("fwhm", "f8", "pix", "frame FWHM (Gaussian) of isolated stars", None, ".2f"),
+    ColumnSpec(
+        "fwhm",
+        "f8",
+        "pix",
+        "frame FWHM (Gaussian core) of stellar-locus stars, or photometry.fallback_fwhm_px",
+        None,
+        ".2f",
+    ),
     ColumnSpec(
         "n_cal_stars", "i4", None, "stars used in the zero-point fit (-1: unknown)", "n_cal_stars"
     ),
@@ -221,6 +230,15 @@ COLUMNS: tuple[ColumnSpec, ...] = (
         ".4g",
     ),
     ColumnSpec("ap_corr_mag", "f8", _MAG, "aperture correction to total flux (<= 0)", None, ".3f"),
+    ColumnSpec(
+        "limiting_ins_mag",
+        "f8",
+        _MAG,
+        "INSTRUMENTAL n-sigma limit (limits.method) on the ins_mag scale (-2.5 log10 e-/s), "
+        "defined with or without a zero point; NaN when the noise is not measurable",
+        None,
+        ".2f",
+    ),
     # --- lightcurve tables only
     ColumnSpec(
         "filter_raw",

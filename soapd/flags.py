@@ -4,8 +4,10 @@ sep's own extraction and aperture flags keep their values (``sep.OBJ_MERGED`` = 
 ``sep.OBJ_TRUNC`` = 2, ``sep.OBJ_DOVERFLOW`` = 4, ``sep.OBJ_SINGU`` = 8,
 ``sep.APER_TRUNC`` = 16, ``sep.APER_HASMASKED`` = 32, ``sep.APER_ALLMASKED`` = 64,
 ``sep.APER_NONPOSITIVE`` = 128) so that a sep flag word can be OR-ed in directly.
-soapd's own bits start at 256. The README's flags table is checked against this
-module by a test.
+soapd's own bits start at 256. The morphology and contamination bits
+(``COSMIC_RAY``, ``EXTENDED``, ``CONTAMINATED``) sit at 2**24-2**26, clear of the
+low bits that other flags grow into. The README's flags table is checked against
+this module by a test.
 
 >>> Flag.SATURATED in Flag(Flag.SATURATED | Flag.NEAR_EDGE)
 True
@@ -59,6 +61,16 @@ class Flag(IntFlag):
     #: (``calibration.unfiltered_band``); magnitudes are on that band's scale, not a
     #: standard system.
     CAL_UNFILTERED = 65536
+    #: soapd: a cosmic ray, not a star: sharper than the frame's PSF (peak over aperture flux
+    #: well above the stars'). On a forced row: a cosmic-ray detection in the aperture holds
+    #: at least half of the flux, or the flux without it is below the detection threshold.
+    COSMIC_RAY = 1 << 24
+    #: soapd: an extended source (galaxy, blend): significantly less concentrated than the
+    #: frame's stars. Never used for the FWHM or as a calibrator.
+    EXTENDED = 1 << 25
+    #: soapd: light from neighbouring detections (their flux times the PSF's enclosed fraction
+    #: at that distance) exceeds ``photometry.contamination_max_sigma`` of the aperture noise.
+    CONTAMINATED = 1 << 26
 
 
 def describe(value: int) -> list[str]:

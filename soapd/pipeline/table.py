@@ -202,17 +202,33 @@ def _magnitude_columns(
     }
 
 
+def _calibrated_limit(ins_lim_mag: F64, zp_mag: F64) -> F64:
+    """Return the calibrated limit ``ins_lim + zp`` (mag).
+
+    NaN without a zero point, and without a finite, positive limiting flux
+    (``flux_to_mag`` gives NaN then): never a number made of those.
+    """
+    lim = np.asarray(ins_lim_mag + zp_mag, np.float64)
+    return np.where(np.isfinite(lim), lim, np.nan)
+
+
 def _limit_columns(ctx: Context, ri: I64, pi: I64, zp_mag: F64, ap_corr: F64) -> dict[str, F64]:
-    """Return the analytic, robust and chosen limiting magnitudes of the rows."""
+    """Return the analytic, robust and chosen limiting magnitudes of the rows.
+
+    ``limiting_ins_mag`` is the chosen limit on the instrumental scale (no zero point);
+    a limiting flux that is not finite or not positive gives NaN everywhere.
+    """
     limits = need(ctx.limits, "limits")
     t = need(ctx.frame, "frame").exptime_s
-    lim_a = flux_to_mag(limits.analytic_flux_e[ri, pi], t, 0.0, ap_corr) + zp_mag
-    lim_r = flux_to_mag(limits.robust_flux_e[ri, pi], t, 0.0, ap_corr) + zp_mag
-    use_robust = (ctx.config.limits.method == "robust") & np.isfinite(lim_r)
+    ins_a = flux_to_mag(limits.analytic_flux_e[ri, pi], t, 0.0, ap_corr)
+    ins_r = flux_to_mag(limits.robust_flux_e[ri, pi], t, 0.0, ap_corr)
+    use_robust = (ctx.config.limits.method == "robust") & np.isfinite(ins_r)
+    ins = np.where(use_robust, ins_r, ins_a)
     return {
-        "limiting_mag_analytic": lim_a,
-        "limiting_mag_robust": lim_r,
-        "limiting_mag": np.where(use_robust, lim_r, lim_a),
+        "limiting_mag_analytic": _calibrated_limit(ins_a, zp_mag),
+        "limiting_mag_robust": _calibrated_limit(ins_r, zp_mag),
+        "limiting_mag": _calibrated_limit(ins, zp_mag),
+        "limiting_ins_mag": ins,
     }
 
 
@@ -272,8 +288,8 @@ def _columns(ctx: Context, ri: I64, pi: I64) -> dict[str, Any]:
     }
 
 
-def _frame_limits(ctx: Context, main: Calibration) -> tuple[float, float]:
-    """Return the frame's analytic and robust limiting magnitudes at the calibration radius."""
+def _frame_limits(ctx: Context) -> tuple[float, float]:
+    """Return the frame's analytic and robust *instrumental* limits at the calibration radius."""
     aps = need(ctx.apertures, "apertures")
     limits = need(ctx.limits, "limits")
     bkg = need(ctx.background, "background")
@@ -287,9 +303,9 @@ def _frame_limits(ctx: Context, main: Calibration) -> tuple[float, float]:
             np.array([bkg.global_rms_e**2]), r_cal, np.array([mesh]), cfg.limits.n_sigma
         )[0]
     )
-    lim_frame = float(flux_to_mag(f_lim, t, main.zp_mag, a_cal))
+    lim_frame = float(flux_to_mag(f_lim, t, 0.0, a_cal))
     robust_sigma = limits.blank.sigma_e.get(r_cal, math.nan) if limits.blank else math.nan
-    lim_robust = float(flux_to_mag(cfg.limits.n_sigma * robust_sigma, t, main.zp_mag, a_cal))
+    lim_robust = float(flux_to_mag(cfg.limits.n_sigma * robust_sigma, t, 0.0, a_cal))
     return lim_frame, lim_robust
 
 
@@ -299,7 +315,10 @@ def _summary(ctx: Context, main: Calibration) -> FrameSummary:
     blocks = need(ctx.blocks, "blocks")
     fwhm = need(ctx.fwhm, "fwhm")
     bkg = need(ctx.background, "background")
-    lim_frame, lim_robust = _frame_limits(ctx, main)
+    ins_frame, ins_robust = _frame_limits(ctx)
+    zp = np.array([main.zp_mag])
+    lim_frame = float(_calibrated_limit(np.array([ins_frame]), zp)[0])
+    lim_robust = float(_calibrated_limit(np.array([ins_robust]), zp)[0])
     if frame.wcs is not None:
         c_ra, c_dec, _ = frame_footprint(frame.wcs, frame.shape)
     else:
@@ -334,6 +353,10 @@ def _summary(ctx: Context, main: Calibration) -> FrameSummary:
         center_dec_deg=c_dec,
         flags=frame_flags,
         notes=ctx.notes,
+        fwhm_source=fwhm.source,
+        cal_reason="" if main.ok else (main.reason or "calibration failed"),
+        lim_ins_mag=ins_frame,
+        lim_ins_mag_robust=ins_robust,
     )
 
 
@@ -358,6 +381,7 @@ def _meta(ctx: Context, main: Calibration) -> dict[str, Any]:
         "overscan_adu": frame.overscan_adu,
         "fwhm_px": fwhm.fwhm_px,
         "n_fwhm_stars": fwhm.n_stars,
+        "fwhm_source": fwhm.source,
         "aperture_radii_px": list(aps.radii_px),
         "ap_corr_mag": list(aps.ap_corr_mag),
         "cog_stars": aps.cog.n_stars if aps.cog is not None else 0,

@@ -35,6 +35,7 @@ from astropy.table import Table, vstack
 from soapd.api.select import date_bounds, extract_target, row_bands, row_mjd
 from soapd.columns import column_or
 from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
+from soapd.output.export import write_table
 from soapd.timeutil import TimeLike, to_datetime, to_mjd
 
 if TYPE_CHECKING:
@@ -261,19 +262,19 @@ class PhotometryResult:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write the rows as CSV (units are lost: use ECSV to keep them); return the path."""
-        return _write(self._table, path, "csv")
+        return write_table(self._table, path, "csv")
 
     def to_ecsv(self, path: str | Path) -> Path:
         """Write the rows as ECSV (keeps units, types and metadata); return the path."""
-        return _write(self._table, path, "ecsv")
+        return write_table(self._table, path, "ecsv")
 
     def to_parquet(self, path: str | Path) -> Path:
         """Write the rows as Parquet (keeps units and types); return the path."""
-        return _write(self._table, path, "parquet")
+        return write_table(self._table, path, "parquet")
 
     def to_json(self, path: str | Path) -> Path:
         """Write the rows as JSON (see :func:`soapd.output.export.write_table`); return the path."""
-        return _write(self._table, path, "json")
+        return write_table(self._table, path, "json")
 
     def _single_position(self, what: str) -> None:
         """Raise ValueError unless there is at most one row per frame and aperture."""
@@ -446,13 +447,3 @@ PhotometryTarget = TargetLightcurve
 def _as_datetime(value: TimeLike | None) -> datetime | None:
     """Return ``value`` as an aware UTC datetime (None stays None)."""
     return None if value is None else to_datetime(value)
-
-
-def _write(table: Table, path: str | Path, fmt: str) -> Path:
-    """Write ``table`` to ``path`` in ``fmt`` through :func:`soapd.output.export.write_table`."""
-    from soapd.output.export import write_table
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_table(table, out, fmt=fmt)
-    return out

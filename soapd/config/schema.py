@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+
+from soapd.config.fields import _FROZEN, _opt, to_dict
 
 __all__ = [
     "AlertsConfig",
@@ -32,23 +34,6 @@ __all__ = [
     "TargetConfig",
     "to_dict",
 ]
-
-_FROZEN = {"frozen": True, "slots": True, "kw_only": True}
-
-
-def _opt(
-    default: Any,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    factory: bool = False,
-) -> Any:
-    """Return a dataclass field with validation metadata (range or enum)."""
-    meta = {"min": lo, "max": hi, "choices": choices}
-    if factory:
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass(**_FROZEN)
@@ -442,20 +427,3 @@ class Config:
 
 
 _SCIENCE_SECTIONS = ("frame", "extraction", "photometry", "limits", "calibration")
-
-
-def to_dict(obj: Any) -> Any:
-    """Return ``obj`` (a config dataclass, list, dict or scalar) as plain TOML-able data."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            f.name: to_dict(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
-            if f.name != "source"
-        }
-    if isinstance(obj, list | tuple):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_dict(v) for k, v in obj.items()}
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

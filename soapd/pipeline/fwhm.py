@@ -11,7 +11,7 @@ half-light radius ``r50`` (through :mod:`soapd.pipeline.sep_wrapper`). Then:
 * **the stellar locus**: stars share one size while galaxies spread over many, so
   the locus is the densest window of +-15 % in ``r50`` (most members, then the
   highest summed S/N), re-centred on its median twice;
-* **the FWHM** is the median over the (at most 25 brightest) locus stars of a
+* **the FWHM** is the median over the (at most 15 brightest) locus stars of a
   circular Gaussian fitted to each star's core (:func:`core_fwhm`, the pixels within
   one FWHM). Real PSFs have wings that a half-light radius feels and a FWHM does not:
   on the NTT frame of sep's SExtractor set, ``2 r50`` gives 2.6-3.0 px for stars whose
@@ -36,7 +36,7 @@ from soapd.flags import Flag
 from soapd.pipeline import sep_wrapper
 from soapd.pipeline.background import Background
 from soapd.pipeline.context import Context, need
-from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA, Detections, nearest_neighbour_px
+from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA, Detections
 
 __all__ = [
     "MIN_LOCUS_STARS",
@@ -57,7 +57,7 @@ LOCUS_HALF_WIDTH = 0.15
 #: A candidate whose peak share exceeds this many times a Gaussian's of its r50 is no star.
 MAX_SHARPNESS = 2.0
 #: The FWHM is the median core fit of at most this many of the brightest locus stars.
-MAX_CORE_FITS = 25
+MAX_CORE_FITS = 15
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,9 +133,10 @@ def core_fwhm(data_sub_e: F64, x: F64, y: F64, r50_px: float) -> F64:
 
 
 def _candidates(
-    obj: npt.NDArray[np.void], mask: npt.NDArray[np.bool_], snr: F64, min_snr: float
+    detections: Detections, mask: npt.NDArray[np.bool_], snr: F64, min_snr: float
 ) -> I64:
     """Return detections that may be stars: clean, isolated, unmasked, inside, bright."""
+    obj = detections.objects
     ny, nx = mask.shape
     x, y, a, b = obj["x"], obj["y"], obj["a"], obj["b"]
     size = 4.0 * (a + b)
@@ -144,7 +145,7 @@ def _candidates(
     margin = np.maximum(size, 5.0)
     ok = (
         (obj["flag"] == 0)
-        & (nearest_neighbour_px(x, y) > size)
+        & (detections.nn_px > size)
         & ~mask[iy, ix]
         & (x > margin)
         & (y > margin)
@@ -188,7 +189,7 @@ def measure_fwhm(
     *,
     min_snr: float,
     min_star_fwhm_px: float,
-    max_stars: int = 60,
+    max_stars: int = 40,
 ) -> FwhmEstimate:
     """Return the FWHM (px, Gaussian) of the frame's stars (module docstring).
 
@@ -201,7 +202,7 @@ def measure_fwhm(
         return none
     noise2 = obj["npix"] * background.global_rms_e**2 + np.clip(obj["flux"], 0, None)
     snr = obj["flux"] / np.sqrt(np.maximum(noise2, 1e-30))
-    sel = _candidates(obj, mask, snr, min_snr)
+    sel = _candidates(detections, mask, snr, min_snr)
     sel = sel[np.argsort(-snr[sel])][:max_stars]
     if len(sel) == 0:
         return none

@@ -5,9 +5,13 @@ centre, away from the edge, isolated and bright (S/N >= ``extraction.fwhm_min_sn
 relaxed to 10 when fewer than 3 pass). For each, ``sep.flux_radius`` gives the
 half-light radius ``r50`` (through :mod:`soapd.pipeline.sep_wrapper`). Then:
 
-* **not cosmic rays**: ``r50`` below ``extraction.min_star_fwhm_px / 2``, or a peak
+* **not cosmic rays**: ``r50`` below ``extraction.min_star_fwhm_px / 2``, a peak
   pixel holding more than twice the share of the light a Gaussian of that ``r50``
-  puts there (:func:`gaussian_peak_fraction`), is sharper than any star;
+  puts there (:func:`gaussian_peak_fraction`), or no wings (the light within one
+  FWHM is more than 2 % and 3 sigma above a Gaussian's 15/16 of the light within two:
+  a 3-6 px cosmic-ray blob has r50 ~ 0.8-1 px like an undersampled star, but nothing
+  around it) is no star; a locus star whose core fit is narrower than
+  ``min_star_fwhm_px`` does not count either;
 * **the stellar locus**: stars share one size while galaxies spread over many, so
   the locus is the densest window of +-15 % in ``r50`` (most members, then the
   highest summed S/N), re-centred on its median twice;
@@ -56,6 +60,8 @@ MIN_LOCUS_STARS = 2
 LOCUS_HALF_WIDTH = 0.15
 #: A candidate whose peak share exceeds this many times a Gaussian's of its r50 is no star.
 MAX_SHARPNESS = 2.0
+#: Light of a Gaussian within one FWHM over that within two.
+_GAUSS_CORE = (1.0 - 2.0**-4) / (1.0 - 2.0**-16)
 #: The FWHM is the median core fit of at most this many of the brightest locus stars.
 MAX_CORE_FITS = 15
 
@@ -209,13 +215,15 @@ def measure_fwhm(
     x, y = obj["x"][sel], obj["y"][sel]
     rmax = np.maximum(4.0 * GAUSS_FWHM_PER_SIGMA * np.sqrt(obj["a"][sel] * obj["b"][sel]), 3.0)
     r50, rflag = sep_wrapper.flux_radius(data_sub_e, x, y, rmax, 0.5, mask=mask, subpix=2)
-    core, _, _ = sep_wrapper.sum_circle(
-        data_sub_e, x, y, np.maximum(2.0 * np.nan_to_num(r50), 0.5), mask=mask, subpix=2
-    )
+    r_core = np.maximum(2.0 * np.nan_to_num(r50), 0.5)
+    core, _, _ = sep_wrapper.sum_circle(data_sub_e, x, y, r_core, mask=mask, subpix=2)
+    outer, _, _ = sep_wrapper.sum_circle(data_sub_e, x, y, 2.0 * r_core, mask=mask, subpix=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         sharp = (obj["peak"][sel] / core) / gaussian_peak_fraction(r50)
+        ring_err = np.sqrt(3.0 * math.pi * r_core**2) * background.global_rms_e
+        wingless = core / outer - _GAUSS_CORE > np.maximum(3.0 * ring_err / outer, 0.02)
     good = ((rflag & ~int(Flag.APER_TRUNC)) == 0) & np.isfinite(r50) & (core > 0)
-    good &= (r50 >= 0.5 * min_star_fwhm_px) & (sharp <= MAX_SHARPNESS)
+    good &= (r50 >= 0.5 * min_star_fwhm_px) & (sharp <= MAX_SHARPNESS) & ~wingless
     sel, r50 = sel[good], r50[good]
     members = _locus(r50, snr[sel])
     if len(members) < MIN_LOCUS_STARS:
@@ -225,6 +233,9 @@ def measure_fwhm(
     brightest = sel[members][:MAX_CORE_FITS]  # sel is sorted by S/N, brightest first
     fits = core_fwhm(data_sub_e, obj["x"][brightest], obj["y"][brightest], r50_star)
     fits = fits[np.isfinite(fits)]
+    if np.count_nonzero(fits >= min_star_fwhm_px) < min(MIN_LOCUS_STARS, len(fits)):
+        return replace(none, n_stars=int(np.count_nonzero(fits >= min_star_fwhm_px)))
+    fits = fits[fits >= min_star_fwhm_px]
     return FwhmEstimate(
         fwhm_px=float(np.median(fits)) if len(fits) else 2.0 * r50_star,
         n_stars=len(members),

@@ -46,11 +46,16 @@ GAUSS_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Detections:
-    """sep's object catalogue (structured array) and the segmentation map."""
+    """sep's object catalogue (structured array) and the segmentation map.
+
+    ``nn_px`` is each object's distance (px) to its nearest other object (inf when
+    alone), computed once here for the FWHM, curve-of-growth and crowding tests.
+    """
 
     objects: npt.NDArray[np.void]
     segmap: npt.NDArray[np.int32]
     pixstack: int
+    nn_px: npt.NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -118,7 +123,12 @@ def extract_sources(
                 f"sep: internal pixel buffer full even with pixstack = {pixstack}; "
                 "raise extraction.pixstack or extraction.thresh_sigma"
             ) from exc
-    return Detections(objects=objects, segmap=segmap, pixstack=pixstack)
+    return Detections(
+        objects=objects,
+        segmap=segmap,
+        pixstack=pixstack,
+        nn_px=nearest_neighbour_px(objects["x"], objects["y"]),
+    )
 
 
 def nearest_neighbour_px(x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -5,13 +5,17 @@ centre, away from the edge, isolated and bright (S/N >= ``extraction.fwhm_min_sn
 relaxed to 10 when fewer than 3 pass). For each, ``sep.flux_radius`` gives the
 half-light radius ``r50`` (through :mod:`soapd.pipeline.sep_wrapper`). Then:
 
-* **not cosmic rays**: ``r50`` below ``extraction.min_star_fwhm_px / 2``, or a peak
+* **not cosmic rays**: ``r50`` below ``extraction.min_star_fwhm_px / 2``, a peak
   pixel holding more than twice the share of the light a Gaussian of that ``r50``
-  puts there (:func:`gaussian_peak_fraction`), is sharper than any star;
+  puts there (:func:`gaussian_peak_fraction`), or no wings (the light within one
+  FWHM is more than 2 % and 3 sigma above a Gaussian's 15/16 of the light within two:
+  a 3-6 px cosmic-ray blob has r50 ~ 0.8-1 px like an undersampled star, but nothing
+  around it) is no star; a locus star whose core fit is narrower than
+  ``min_star_fwhm_px`` does not count either;
 * **the stellar locus**: stars share one size while galaxies spread over many, so
   the locus is the densest window of +-15 % in ``r50`` (most members, then the
   highest summed S/N), re-centred on its median twice;
-* **the FWHM** is the median over the (at most 25 brightest) locus stars of a
+* **the FWHM** is the median over the (at most 15 brightest) locus stars of a
   circular Gaussian fitted to each star's core (:func:`core_fwhm`, the pixels within
   one FWHM). Real PSFs have wings that a half-light radius feels and a FWHM does not:
   on the NTT frame of sep's SExtractor set, ``2 r50`` gives 2.6-3.0 px for stars whose
@@ -36,7 +40,7 @@ from soapd.flags import Flag
 from soapd.pipeline import sep_wrapper
 from soapd.pipeline.background import Background
 from soapd.pipeline.context import Context, need
-from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA, Detections, nearest_neighbour_px
+from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA, Detections
 
 __all__ = [
     "MIN_LOCUS_STARS",
@@ -56,8 +60,10 @@ MIN_LOCUS_STARS = 2
 LOCUS_HALF_WIDTH = 0.15
 #: A candidate whose peak share exceeds this many times a Gaussian's of its r50 is no star.
 MAX_SHARPNESS = 2.0
+#: Light of a Gaussian within one FWHM over that within two.
+_GAUSS_CORE = (1.0 - 2.0**-4) / (1.0 - 2.0**-16)
 #: The FWHM is the median core fit of at most this many of the brightest locus stars.
-MAX_CORE_FITS = 25
+MAX_CORE_FITS = 15
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,9 +139,10 @@ def core_fwhm(data_sub_e: F64, x: F64, y: F64, r50_px: float) -> F64:
 
 
 def _candidates(
-    obj: npt.NDArray[np.void], mask: npt.NDArray[np.bool_], snr: F64, min_snr: float
+    detections: Detections, mask: npt.NDArray[np.bool_], snr: F64, min_snr: float
 ) -> I64:
     """Return detections that may be stars: clean, isolated, unmasked, inside, bright."""
+    obj = detections.objects
     ny, nx = mask.shape
     x, y, a, b = obj["x"], obj["y"], obj["a"], obj["b"]
     size = 4.0 * (a + b)
@@ -144,7 +151,7 @@ def _candidates(
     margin = np.maximum(size, 5.0)
     ok = (
         (obj["flag"] == 0)
-        & (nearest_neighbour_px(x, y) > size)
+        & (detections.nn_px > size)
         & ~mask[iy, ix]
         & (x > margin)
         & (y > margin)
@@ -188,7 +195,7 @@ def measure_fwhm(
     *,
     min_snr: float,
     min_star_fwhm_px: float,
-    max_stars: int = 60,
+    max_stars: int = 40,
 ) -> FwhmEstimate:
     """Return the FWHM (px, Gaussian) of the frame's stars (module docstring).
 
@@ -201,20 +208,22 @@ def measure_fwhm(
         return none
     noise2 = obj["npix"] * background.global_rms_e**2 + np.clip(obj["flux"], 0, None)
     snr = obj["flux"] / np.sqrt(np.maximum(noise2, 1e-30))
-    sel = _candidates(obj, mask, snr, min_snr)
+    sel = _candidates(detections, mask, snr, min_snr)
     sel = sel[np.argsort(-snr[sel])][:max_stars]
     if len(sel) == 0:
         return none
     x, y = obj["x"][sel], obj["y"][sel]
     rmax = np.maximum(4.0 * GAUSS_FWHM_PER_SIGMA * np.sqrt(obj["a"][sel] * obj["b"][sel]), 3.0)
     r50, rflag = sep_wrapper.flux_radius(data_sub_e, x, y, rmax, 0.5, mask=mask, subpix=2)
-    core, _, _ = sep_wrapper.sum_circle(
-        data_sub_e, x, y, np.maximum(2.0 * np.nan_to_num(r50), 0.5), mask=mask, subpix=2
-    )
+    r_core = np.maximum(2.0 * np.nan_to_num(r50), 0.5)
+    core, _, _ = sep_wrapper.sum_circle(data_sub_e, x, y, r_core, mask=mask, subpix=2)
+    outer, _, _ = sep_wrapper.sum_circle(data_sub_e, x, y, 2.0 * r_core, mask=mask, subpix=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         sharp = (obj["peak"][sel] / core) / gaussian_peak_fraction(r50)
+        ring_err = np.sqrt(3.0 * math.pi * r_core**2) * background.global_rms_e
+        wingless = core / outer - _GAUSS_CORE > np.maximum(3.0 * ring_err / outer, 0.02)
     good = ((rflag & ~int(Flag.APER_TRUNC)) == 0) & np.isfinite(r50) & (core > 0)
-    good &= (r50 >= 0.5 * min_star_fwhm_px) & (sharp <= MAX_SHARPNESS)
+    good &= (r50 >= 0.5 * min_star_fwhm_px) & (sharp <= MAX_SHARPNESS) & ~wingless
     sel, r50 = sel[good], r50[good]
     members = _locus(r50, snr[sel])
     if len(members) < MIN_LOCUS_STARS:
@@ -224,6 +233,9 @@ def measure_fwhm(
     brightest = sel[members][:MAX_CORE_FITS]  # sel is sorted by S/N, brightest first
     fits = core_fwhm(data_sub_e, obj["x"][brightest], obj["y"][brightest], r50_star)
     fits = fits[np.isfinite(fits)]
+    if np.count_nonzero(fits >= min_star_fwhm_px) < min(MIN_LOCUS_STARS, len(fits)):
+        return replace(none, n_stars=int(np.count_nonzero(fits >= min_star_fwhm_px)))
+    fits = fits[fits >= min_star_fwhm_px]
     return FwhmEstimate(
         fwhm_px=float(np.median(fits)) if len(fits) else 2.0 * r50_star,
         n_stars=len(members),

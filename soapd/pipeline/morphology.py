@@ -12,9 +12,9 @@ Two cheap numbers per detection, both relative to the stars of the stellar locus
   that of the sharpest possible star (a Gaussian of ``extraction.min_star_fwhm_px``).
 * **concentration** ``c = F(FWHM) / F(2 FWHM)``: a star's is fixed by the PSF (0.94
   for a Gaussian); a galaxy's is lower. ``EXTENDED`` when ``c < EXT_CONCENTRATION
-  c_star`` and ``c_star - c`` exceeds ``EXT_NSIGMA`` of its error, at S/N >= 10. Only
-  with a measured FWHM (the reference must come from stars); a cosmic ray is never
-  also EXTENDED.
+  c_star`` and ``c_star - c`` exceeds ``EXT_NSIGMA`` of its error, at S/N >= 10 (within
+  one FWHM and within two). Only with a measured FWHM (the reference must come from
+  stars); a cosmic ray is never also EXTENDED.
 
 Detections whose FWHM aperture holds a masked (saturated or bad) pixel are not
 judged. Flagged detections are never FWHM stars, never curve-of-growth stars (those
@@ -191,7 +191,7 @@ def classify(
     c_star = GAUSS_CONCENTRATION
     if len(stars):
         with np.errstate(invalid="ignore"):
-            bright = np.flatnonzero(judged & ~cr & (f1 >= 0.7 * EXT_MIN_SNR * np.sqrt(var1)))
+            bright = np.flatnonzero(judged & ~cr & (f1 >= EXT_MIN_SNR * np.sqrt(var1)))
         bright = np.union1d(bright, stars)
         conc[bright], ext[bright], c_star = _extended(
             data_sub_e, x[bright], y[bright], any_mask, f1[bright], var1[bright],

@@ -32,7 +32,6 @@ from soapd.flags import Flag
 from soapd.pipeline import sep_wrapper
 from soapd.pipeline.contamination import contamination_e, enclosed_profile
 from soapd.pipeline.context import Blocks, Context, need
-from soapd.pipeline.detect import nearest_neighbour_px
 from soapd.pipeline.morphology import cosmic_ray_dominated
 
 __all__ = [
@@ -140,9 +139,13 @@ def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the
         subpix=subpix,
     )
     flag = flag.astype(np.int64)
-    if any_mask and saturated.any():
-        _, _, sat = sep_wrapper.sum_circle(data_sub_e, x, y, radius_px, mask=saturated, subpix=1)
-        flag |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
+    # saturated pixels are masked, so only apertures holding masked pixels can hold them
+    some = np.flatnonzero(flag & int(Flag.APER_HASMASKED))
+    if len(some) and saturated.any():
+        _, _, sat = sep_wrapper.sum_circle(
+            data_sub_e, x[some], y[some], radius_px, mask=saturated, subpix=1
+        )
+        flag[some] |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
     ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
     iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
     pixel_var = (rms_scale * rms_e[iy, ix]) ** 2
@@ -188,7 +191,8 @@ class _Positions:
 def _positions(ctx: Context) -> _Positions:
     """Return every position to measure, its sky coordinates and its radius-free flags."""
     frame = need(ctx.frame, "frame")
-    obj = need(ctx.detections, "detections").objects
+    det = need(ctx.detections, "detections")
+    obj = det.objects
     forced = need(ctx.forced, "forced")
     n_det = len(obj)
     x = np.concatenate([obj["x"].astype(np.float64), forced.x_px])
@@ -214,36 +218,34 @@ def _positions(ctx: Context) -> _Positions:
         names=np.array([""] * n_det + list(forced.names), dtype=str),
         measurable=measurable,
         base_flag=base_flag,
-        nn_px=_nearest_other(det_xy, np.column_stack([x, y]), n_det),
+        nn_px=_nearest_other(det_xy, np.column_stack([x, y]), det.nn_px),
     )
 
 
-def _nearest_other(det_xy: F64, xy: F64, n_det: int) -> F64:
+def _nearest_other(det_xy: F64, xy: F64, det_nn_px: F64) -> F64:
     """Distance from each position to the nearest detection other than itself.
 
-    Detections (the first ``n_det`` positions) skip themselves; forced positions
-    skip a detection within 1.5 px (the target itself).
+    The first ``len(det_nn_px)`` positions are the detections, whose distances are
+    given; forced positions skip a detection within 1.5 px (the target itself).
     """
-    n = len(xy)
+    n, n_det = len(xy), len(det_nn_px)
     out = np.full(n, np.inf)
-    if len(det_xy) == 0 or n == 0:
+    out[:n_det] = det_nn_px
+    if len(det_xy) == 0 or n == n_det:
         return out
-    if n_det:
-        out[:n_det] = nearest_neighbour_px(det_xy[:, 0], det_xy[:, 1])
-    if n > n_det:
-        from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree
 
-        tree = cKDTree(det_xy)
-        pts = xy[n_det:]
-        ok = np.all(np.isfinite(pts), axis=1)
-        k = min(2, len(det_xy))
-        dist, _ = tree.query(pts[ok], k=k)
-        dist = dist.reshape(len(pts[ok]), k)
-        first = dist[:, 0]
-        second = dist[:, 1] if k == 2 else np.full(len(first), np.inf)
-        out_forced = np.full(len(pts), np.inf)
-        out_forced[ok] = np.where(first <= 1.5, second, first)
-        out[n_det:] = out_forced
+    tree = cKDTree(det_xy)
+    pts = xy[n_det:]
+    ok = np.all(np.isfinite(pts), axis=1)
+    k = min(2, len(det_xy))
+    dist, _ = tree.query(pts[ok], k=k)
+    dist = dist.reshape(len(pts[ok]), k)
+    first = dist[:, 0]
+    second = dist[:, 1] if k == 2 else np.full(len(first), np.inf)
+    out_forced = np.full(len(pts), np.inf)
+    out_forced[ok] = np.where(first <= 1.5, second, first)
+    out[n_det:] = out_forced
     return out
 
 

@@ -202,6 +202,11 @@ def _magnitude_columns(
     }
 
 
+def _finite(mag: F64) -> F64:
+    """Return ``mag`` with every non-finite value NaN (an infinite limiting flux is no limit)."""
+    return np.where(np.isfinite(mag), mag, np.nan)
+
+
 def _calibrated_limit(ins_lim_mag: F64, zp_mag: F64) -> F64:
     """Return the calibrated limit ``ins_lim + zp`` (mag).
 
@@ -220,8 +225,8 @@ def _limit_columns(ctx: Context, ri: I64, pi: I64, zp_mag: F64, ap_corr: F64) ->
     """
     limits = need(ctx.limits, "limits")
     t = need(ctx.frame, "frame").exptime_s
-    ins_a = flux_to_mag(limits.analytic_flux_e[ri, pi], t, 0.0, ap_corr)
-    ins_r = flux_to_mag(limits.robust_flux_e[ri, pi], t, 0.0, ap_corr)
+    ins_a = _finite(flux_to_mag(limits.analytic_flux_e[ri, pi], t, 0.0, ap_corr))
+    ins_r = _finite(flux_to_mag(limits.robust_flux_e[ri, pi], t, 0.0, ap_corr))
     use_robust = (ctx.config.limits.method == "robust") & np.isfinite(ins_r)
     ins = np.where(use_robust, ins_r, ins_a)
     return {
@@ -303,9 +308,9 @@ def _frame_limits(ctx: Context) -> tuple[float, float]:
             np.array([bkg.global_rms_e**2]), r_cal, np.array([mesh]), cfg.limits.n_sigma
         )[0]
     )
-    lim_frame = float(flux_to_mag(f_lim, t, 0.0, a_cal))
+    lim_frame = float(_finite(flux_to_mag(f_lim, t, 0.0, a_cal)))
     robust_sigma = limits.blank.sigma_e.get(r_cal, math.nan) if limits.blank else math.nan
-    lim_robust = float(flux_to_mag(cfg.limits.n_sigma * robust_sigma, t, 0.0, a_cal))
+    lim_robust = float(_finite(flux_to_mag(cfg.limits.n_sigma * robust_sigma, t, 0.0, a_cal)))
     return lim_frame, lim_robust
 
 

@@ -104,3 +104,39 @@ def test_absurd_zero_point_leaves_the_frame_uncalibrated_with_the_reason(
     assert np.all(np.isnan(t["limiting_mag"]))
     assert np.all(t["cal_mag_system"] == "none")
     assert np.all(np.isfinite(t["limiting_ins_mag"]))
+
+
+def test_a_limit_from_a_broken_noise_estimate_is_never_reported(tmp_path, config) -> None:
+    """Limiting fluxes that are negative, zero, NaN or infinite (a broken noise estimate)
+    give NaN in every limit column, calibrated or instrumental, never a number."""
+    from dataclasses import replace
+
+    from soapd.pipeline import STAGES, run_frame
+    from soapd.pipeline.context import Context
+    from soapd.pipeline.limits import stage_limits
+
+    bad = np.array([-5.0, 0.0, np.nan, np.inf])
+
+    def broken_limits(ctx: Context) -> Context:
+        ctx = stage_limits(ctx)
+        assert ctx.limits is not None
+        shape = ctx.limits.analytic_flux_e.shape
+        fluxes = np.resize(bad, shape)
+        return replace(
+            ctx, limits=replace(ctx.limits, analytic_flux_e=fluxes, robust_flux_e=fluxes.copy())
+        )
+
+    stages = tuple((n, broken_limits if n == "limits" else s) for n, s in STAGES)
+    path, _, targets = _frame(tmp_path)
+    ctx, _ = run_frame(
+        Context(path=path, config=config(), targets=tuple(targets), zeropoint=23.0), stages
+    )
+    assert ctx.result is not None
+    t = ctx.result.table
+    for name in (
+        "limiting_mag",
+        "limiting_mag_analytic",
+        "limiting_mag_robust",
+        "limiting_ins_mag",
+    ):
+        assert np.all(np.isnan(t[name])), name

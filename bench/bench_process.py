@@ -10,9 +10,10 @@ for VizieR for both soapd (``calibration.catalog_files``) and skynetsoap (its
 Cases, all measured in one process run, interleaved per frame size:
 
 * **sep floor (soapd settings)**: read the FITS file, ``sep.Background`` (64 px mesh,
-  3x3 filter), subtract it, ``sep.extract`` at soapd's default threshold (3 sigma,
-  minarea 5) against the background RMS *map*, ``sep.sum_circle`` at 5 px with that
-  map as error. Nothing else: no WCS, no FWHM, no calibration, no table.
+  3x3 filter), subtract it, ``sep.extract`` at soapd's default threshold (SExtractor's
+  DETECT_THRESH 1.5 with the 3x3 filter, ``filter_type="conv"``, minarea 5) against the
+  background RMS *map*, ``sep.sum_circle`` at 5 px with that map as error. Nothing
+  else: no WCS, no FWHM, no morphology, no calibration, no table.
 * **sep floor (global RMS)**: the same with the scalar global RMS as error (what
   skynetsoap does); cheaper, shown for reference.
 * **soapd process_frame**, in-process, default config (+ local catalog) and
@@ -155,7 +156,8 @@ def sep_floor(
     err = bkg.rms() if rms_map else bkg.globalrms
     bkg.subfrom(data)
     sep.set_extract_pixstack(pixstack)
-    objects = sep.extract(data, thresh, err=err, minarea=minarea)
+    # soapd's threshold semantics (issue #10): the filtered image against the pixel RMS
+    objects = sep.extract(data, thresh, err=err, minarea=minarea, filter_type="conv")
     sep.sum_circle(data, objects["x"], objects["y"], radius_px, err=err, gain=GAIN)
     return len(objects)
 
@@ -408,7 +410,7 @@ def run(
         rows.append(
             Row(
                 "process",
-                f"{label}: sep floor, soapd settings (RMS map, 3 sigma)",
+                f"{label}: sep floor, soapd settings (RMS map, {ex.thresh_sigma:g} sigma)",
                 times["floor_map"],
                 note=f"{n_det_map} detections; CPU {fmt_s(statistics.median(cpu['floor_map']))}",
             )
@@ -416,7 +418,7 @@ def run(
         rows.append(
             Row(
                 "process",
-                f"{label}: sep floor, global RMS (3 sigma)",
+                f"{label}: sep floor, global RMS ({ex.thresh_sigma:g} sigma)",
                 times["floor_global"],
                 note=f"{n_det_global} detections; CPU {fmt_s(statistics.median(cpu['floor_global']))}",
             )
@@ -633,14 +635,73 @@ def _projections(
     return rows
 
 
+def stage_medians(
+    workdir: Path, size: int, *, n_targets: int, reps: int, seed: int = 0
+) -> dict[str, float]:
+    """Median ms per stage (and in total) of ``process_frame`` on the seeded frame of ``size``.
+
+    ``n_targets`` forced positions 1" east of random true stars (so that they sit in the
+    wings: the contamination test has work to do). One warm-up run is not counted. Works
+    with any checkout on ``PYTHONPATH`` (stages it lacks are simply absent), so two
+    checkouts can be compared stage by stage by alternating runs of ``--stages``.
+    """
+    from astropy.table import Table
+
+    from soapd.catalogs.service import CatalogService
+    from soapd.config import load_config
+    from soapd.models import Target
+    from soapd.pipeline import process_frame
+
+    frame = make_frames(workdir, (size,))[0]
+    cfg = load_config(frame.config_path)
+    catalogs = CatalogService(cfg.calibration, cfg.paths.cache_dir)
+    truth = Table.read(frame.truth_path)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(truth), n_targets, replace=False) if n_targets else []
+    targets = [
+        Target(
+            name=f"t{i}", ra_deg=float(truth["ra"][j]) + 1 / 3600, dec_deg=float(truth["dec"][j])
+        )
+        for i, j in enumerate(pick)
+    ]
+    logs: list[dict[str, float]] = []
+    totals: list[float] = []
+    for k in range(reps + 1):
+        start = time.perf_counter()
+        result = process_frame(frame.path, config=cfg, catalogs=catalogs, targets=targets)
+        if k:  # the first run warms caches up
+            totals.append(time.perf_counter() - start)
+            logs.append(result.timings_s)
+    out = {name: 1000 * statistics.median(log[name] for log in logs) for name in logs[0]}
+    out["total"] = 1000 * statistics.median(totals)
+    out["n_sources"] = float(result.summary.n_sources)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python bench/bench_process.py --floor FILE``: the sep floor as a whole process."""
+    """``--floor FILE``: the sep floor as a whole process; ``--stages SIZE``: stage medians.
+
+    ``PYTHONPATH=<checkout> python bench/bench_process.py --stages 2048 --targets 300``
+    prints one JSON line of per-stage medians (ms) of that checkout (see ``stage_medians``).
+    """
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--floor", metavar="FILE", required=True, help="FITS frame to measure")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--floor", metavar="FILE", help="FITS frame to measure")
+    what.add_argument("--stages", metavar="SIZE", type=int, help="frame size (1024, 2048, 4096)")
     parser.add_argument("--global-rms", action="store_true", help="scalar RMS instead of the map")
+    parser.add_argument("--targets", type=int, default=0, help="forced positions (--stages)")
+    parser.add_argument("--reps", type=int, default=5, help="counted runs (--stages)")
+    parser.add_argument("--workdir", help="folder for the frames (--stages; default: a temp dir)")
     args = parser.parse_args(argv)
+    if args.stages:
+        import tempfile
+
+        workdir = Path(args.workdir or tempfile.mkdtemp(prefix="soapd-bench-stages-"))
+        medians = stage_medians(workdir, args.stages, n_targets=args.targets, reps=args.reps)
+        print(json.dumps(medians))
+        return 0
     from soapd.config import Config
 
     ex = Config().extraction

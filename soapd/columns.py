@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from soapd.flags import UNMEASURED
+
 if TYPE_CHECKING:
     from astropy.table import Table
 
@@ -43,6 +45,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ColumnSpec",
     "column_or",
+    "covered_mask",
     "filled",
     "spec",
     "text_cell",
@@ -170,7 +173,14 @@ COLUMNS: tuple[ColumnSpec, ...] = (
         "aperture_id", "i4", None, "index of the radius in the frame's list of radii", "aperture_id"
     ),
     ColumnSpec("aperture_radius", "f8", "pix", "aperture radius", "aperture_px", ".2f"),
-    ColumnSpec("fwhm", "f8", "pix", "frame FWHM (Gaussian) of isolated stars", None, ".2f"),
+    ColumnSpec(
+        "fwhm",
+        "f8",
+        "pix",
+        "frame FWHM (Gaussian core) of stellar-locus stars, or photometry.fallback_fwhm_px",
+        None,
+        ".2f",
+    ),
     ColumnSpec(
         "n_cal_stars", "i4", None, "stars used in the zero-point fit (-1: unknown)", "n_cal_stars"
     ),
@@ -386,3 +396,13 @@ def column_or(table: Table, name: str, default: Any) -> npt.NDArray[Any]:
         return np.full(len(table), default)
     data = table[name]
     return np.asarray(np.ma.filled(np.ma.asarray(getattr(data, "value", data)), default))
+
+
+def covered_mask(table: Table) -> npt.NDArray[np.bool_]:
+    """Return True for the rows of frames that measured their position (detections, limits).
+
+    False where the ``flag`` column has NOT_COVERED, or OFF_FRAME (tables written before
+    coverage was a state); all True without a ``flag`` column.
+    """
+    flags = column_or(table, "flag", 0).astype(np.int64)
+    return np.asarray((flags & UNMEASURED) == 0, dtype=bool)

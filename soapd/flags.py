@@ -5,8 +5,10 @@ sep's own extraction and aperture flags keep their values (``sep.OBJ_MERGED`` = 
 ``sep.APER_TRUNC`` = 16, ``sep.APER_HASMASKED`` = 32, ``sep.APER_ALLMASKED`` = 64,
 ``sep.APER_NONPOSITIVE`` = 128) so that a sep flag word can be OR-ed in directly.
 soapd's own bits start at 256. The coverage bits (``NOT_COVERED``,
-``MASKED_APERTURE``) are 2**17 and 2**18. The README's flags table is checked
-against this module by a test.
+``MASKED_APERTURE``) are 2**17 and 2**18; the morphology and contamination bits
+(``COSMIC_RAY``, ``EXTENDED``, ``CONTAMINATED``) sit at 2**24-2**26, clear of the
+low bits that other flags grow into. The README's flags table is checked against
+this module by a test.
 
 Coverage is a state, not a limit: a forced row is a detection, an upper limit, or
 *not covered* (``NOT_COVERED`` plus the bit that says why: ``NO_WCS``, ``OFF_FRAME``,
@@ -90,6 +92,16 @@ class Flag(IntFlag):
     #: soapd: too few valid (finite, not bad) pixels in the aperture or its sky annulus
     #: for a measurement; set with NOT_COVERED.
     MASKED_APERTURE = 1 << 18
+    #: soapd: a cosmic ray, not a star: sharper than the frame's PSF (peak over aperture flux
+    #: well above the stars'). On a forced row: a cosmic-ray detection in the aperture holds
+    #: at least half of the flux, or the flux without it is below the detection threshold.
+    COSMIC_RAY = 1 << 24
+    #: soapd: an extended source (galaxy, blend): significantly less concentrated than the
+    #: frame's stars. Never used for the FWHM or as a calibrator.
+    EXTENDED = 1 << 25
+    #: soapd: light from neighbouring detections (their flux times the PSF's enclosed fraction
+    #: at that distance) exceeds ``photometry.contamination_max_sigma`` of the aperture noise.
+    CONTAMINATED = 1 << 26
 
 
 def describe(value: int) -> list[str]:

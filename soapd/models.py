@@ -126,9 +126,15 @@ class FrameSummary:
 
     The zero point is per second of exposure in electrons:
     ``m = -2.5 log10(F_e / t_s) + zp``. When the frame has no zero point
-    (``zp_mag`` NaN) the limits ``lim_mag``/``lim_mag_robust`` are NaN too, and so
-    are the table's calibrated magnitudes; instrumental magnitudes are in the
-    table's ``ins_mag``.
+    (``zp_mag`` NaN; ``cal_reason`` says why, e.g. a fit rejected by
+    ``calibration.max_zp_err_mag``) the limits ``lim_mag``/``lim_mag_robust`` are NaN
+    too, and so are the table's calibrated magnitudes; instrumental magnitudes are in
+    the table's ``ins_mag`` and the instrumental limits in ``lim_ins_mag`` /
+    ``lim_ins_mag_robust`` (and the table's ``limiting_ins_mag``).
+
+    ``fwhm_px`` is measured on ``n_fwhm_stars`` stars of the stellar locus
+    (``fwhm_source`` "stars"), or is ``photometry.fallback_fwhm_px`` when too few
+    stars qualified (``fwhm_source`` "configured", ``n_fwhm_stars`` 0).
 
     ``footprint_deg`` holds the sky corners (RA, Dec in degrees) of the pixel grid, in
     order; ``covered_footprint_deg`` those of the part where a position can be
@@ -162,6 +168,13 @@ class FrameSummary:
     center_dec_deg: float
     flags: int
     notes: tuple[str, ...] = ()
+    #: "stars" (measured) or "configured" (photometry.fallback_fwhm_px).
+    fwhm_source: str = "stars"
+    #: Why the frame has no zero point ("" when it has one).
+    cal_reason: str = ""
+    #: Analytic and robust n-sigma limits on the instrumental scale (mag, -2.5 log10 e-/s).
+    lim_ins_mag: float = float("nan")
+    lim_ins_mag_robust: float = float("nan")
     footprint_deg: tuple[tuple[float, float], ...] = ()
     covered_footprint_deg: tuple[tuple[float, float], ...] = ()
 

@@ -34,20 +34,17 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from soapd.columns import column_or
+from soapd.columns import column_or, covered_mask
 from soapd.filters import AB_MINUS_VEGA, normalise_filter
-from soapd.flags import UNMEASURED, flag_words
+from soapd.flags import flag_words
 from soapd.timeutil import datetime_from_mjd, mjd_of
 
 __all__ = ["circular", "covered_rows", "epochs", "gcn_json", "one_per_frame"]
 
 
 def covered_rows(table: Table) -> Table:
-    """Return the rows of frames that measured the position (not NOT_COVERED / OFF_FRAME)."""
-    if len(table) == 0 or "flag" not in table.colnames:
-        return table
-    flags = column_or(table, "flag", 0).astype(np.int64)
-    keep = (flags & UNMEASURED) == 0
+    """Return the rows of frames that measured the position (:func:`soapd.columns.covered_mask`)."""
+    keep = covered_mask(table)
     return table if keep.all() else table[keep]
 
 

@@ -13,11 +13,7 @@ extraction and export methods with its bugs fixed:
 * :func:`extract_target` keeps one row per frame, and turns forced rows below
   the S/N threshold into **upper limits** (``is_detection`` False, the
   ``UPPER_LIMIT`` flag set, no magnitude; the limit is in ``limiting_mag``)
-  instead of dropping them or giving them a magnitude (skynetsoap §11);
-* a frame that did not cover a forced position (off the frame, edge buffer, masked
-  pixels, no WCS) gives a **not-covered** row (flag ``NOT_COVERED``, ``coverage``
-  says why, NaN limit): never a limit. Detections, limits, GCN drafts and plots
-  use covered rows only.
+  instead of dropping them or giving them a magnitude (skynetsoap §11).
 
 Every method returns a new object; the wrapped table is never modified. This
 module does no pixel work and no I/O beyond the ``to_*`` exports and ``plot``.
@@ -37,9 +33,9 @@ import numpy as np
 from astropy.table import Table, vstack
 
 from soapd.api.select import date_bounds, extract_target, row_bands, row_mjd
-from soapd.columns import column_or
+from soapd.columns import column_or, covered_mask
 from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
-from soapd.flags import UNMEASURED
+from soapd.output.export import write_table
 from soapd.timeutil import TimeLike, to_datetime, to_mjd
 
 if TYPE_CHECKING:
@@ -266,19 +262,19 @@ class PhotometryResult:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write the rows as CSV (units are lost: use ECSV to keep them); return the path."""
-        return _write(self._table, path, "csv")
+        return write_table(self._table, path, "csv")
 
     def to_ecsv(self, path: str | Path) -> Path:
         """Write the rows as ECSV (keeps units, types and metadata); return the path."""
-        return _write(self._table, path, "ecsv")
+        return write_table(self._table, path, "ecsv")
 
     def to_parquet(self, path: str | Path) -> Path:
         """Write the rows as Parquet (keeps units and types); return the path."""
-        return _write(self._table, path, "parquet")
+        return write_table(self._table, path, "parquet")
 
     def to_json(self, path: str | Path) -> Path:
         """Write the rows as JSON (see :func:`soapd.output.export.write_table`); return the path."""
-        return _write(self._table, path, "json")
+        return write_table(self._table, path, "json")
 
     def _single_position(self, what: str) -> None:
         """Raise ValueError unless there is at most one row per frame and aperture."""
@@ -316,14 +312,13 @@ class PhotometryResult:
         self._single_position("a GCN circular")
         trigger = _as_datetime(trigger_time_utc)
         target = name or self._target_name()
-        covered = self._table[_covered_mask(self._table)]
-        text: str = circular(covered, target_name=target, trigger_time_utc=trigger)
+        text: str = circular(self._table, target_name=target, trigger_time_utc=trigger)
         if path is not None:
             out = Path(path)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text, encoding="utf-8")
             if out.suffix.lower() != ".json":
-                doc = gcn_json(covered, target_name=target, trigger_time_utc=trigger)
+                doc = gcn_json(self._table, target_name=target, trigger_time_utc=trigger)
                 out.with_suffix(".json").write_text(
                     json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8"
                 )
@@ -352,7 +347,7 @@ class PhotometryResult:
         if units not in ("calibrated_mag", "ins_mag", "flux"):
             raise ValueError(f"units must be calibrated_mag, ins_mag or flux, got {units!r}")
         self._single_position("a lightcurve plot")
-        table = self._table[_covered_mask(self._table)]
+        table = self._table
         if units == "ins_mag":
             table = table.copy()
             zp = column_or(table, "zeropoint", np.nan).astype(float)
@@ -374,10 +369,8 @@ class TargetLightcurve(PhotometryResult):
 
     Returned by :meth:`PhotometryResult.extract_target` (skynetsoap's
     ``PhotometryTarget``). ``is_detection`` tells detections (magnitude with error)
-    from upper limits (``limiting_mag``); rows of frames that did not cover the
-    position are in :attr:`not_covered` (no flux, no limit) and never among the
-    limits; ``trigger_time_utc`` (optional) gives GCN drafts and plots their time
-    since trigger.
+    from upper limits (``limiting_mag``); ``trigger_time_utc`` (optional) gives GCN
+    drafts and plots their time since trigger.
     """
 
     def __init__(
@@ -405,12 +398,10 @@ class TargetLightcurve(PhotometryResult):
         )
 
     def __repr__(self) -> str:
-        n_det = len(self.detections)
-        n_lim = len(self.upper_limits)
-        gone = len(self) - n_det - n_lim
+        n_det, n_lim = len(self.detections), len(self.upper_limits)
         return (
             f"<TargetLightcurve {self.name!r} at ({self.ra_deg:.5f}, {self.dec_deg:+.5f}): "
-            f"{n_det} detections, {n_lim} limits" + (f", {gone} not covered>" if gone else ">")
+            f"{n_det} detections, {n_lim} limits, {len(self) - n_det - n_lim} not covered>"
         )
 
     def to_gcn(
@@ -444,41 +435,15 @@ class TargetLightcurve(PhotometryResult):
 
     @property
     def upper_limits(self) -> Self:
-        """The rows that are upper limits (covered non-detections)."""
+        """The upper limits: non-detections of frames that covered the position (``coverage``)."""
         mask = column_or(self._table, "is_detection", default=False).astype(bool)
-        return self._new(self._table[~mask & _covered_mask(self._table)])
-
-    @property
-    def covered(self) -> Self:
-        """The rows of frames that measured the position (detections and limits)."""
-        return self._new(self._table[_covered_mask(self._table)])
-
-    @property
-    def not_covered(self) -> Self:
-        """The rows of frames that did not measure the position (``coverage`` says why)."""
-        return self._new(self._table[~_covered_mask(self._table)])
+        return self._new(self._table[~mask & covered_mask(self._table)])
 
 
 #: skynetsoap's name for a target's lightcurve.
 PhotometryTarget = TargetLightcurve
 
 
-def _covered_mask(table: Table) -> np.ndarray:
-    """Return True for rows that are not flagged NOT_COVERED (or OFF_FRAME, in old tables)."""
-    flags = column_or(table, "flag", default=0).astype(np.int64)
-    return np.asarray((flags & UNMEASURED) == 0, dtype=bool)
-
-
 def _as_datetime(value: TimeLike | None) -> datetime | None:
     """Return ``value`` as an aware UTC datetime (None stays None)."""
     return None if value is None else to_datetime(value)
-
-
-def _write(table: Table, path: str | Path, fmt: str) -> Path:
-    """Write ``table`` to ``path`` in ``fmt`` through :func:`soapd.output.export.write_table`."""
-    from soapd.output.export import write_table
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_table(table, out, fmt=fmt)
-    return out

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
+
+from soapd.config.fields import _FROZEN, _opt, to_dict
 
 __all__ = [
     "AlertsConfig",
@@ -32,23 +34,6 @@ __all__ = [
     "TargetConfig",
     "to_dict",
 ]
-
-_FROZEN = {"frozen": True, "slots": True, "kw_only": True}
-
-
-def _opt(
-    default: Any,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    factory: bool = False,
-) -> Any:
-    """Return a dataclass field with validation metadata (range or enum)."""
-    meta = {"min": lo, "max": hi, "choices": choices}
-    if factory:
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass(**_FROZEN)
@@ -174,15 +159,13 @@ class FrameConfig:
 class ExtractionConfig:
     """sep background and source extraction."""
 
-    #: Detection threshold in units of the per-pixel background RMS.
-    thresh_sigma: float = _opt(3.0, lo=0.1, hi=1000.0)
-    #: Noise the threshold is measured against: "map" (sep's per-pixel RMS map) or "global"
-    #: (one scalar RMS for the frame, as in sep's SExtractor comparison).
+    #: SExtractor's DETECT_THRESH: filtered pixels above this x the per-pixel RMS are detected.
+    thresh_sigma: float = _opt(1.5, lo=0.1, hi=1000.0)
+    #: Noise the threshold is measured against: "map" (sep's RMS map) or "global" (one RMS).
     noise: str = _opt("map", choices=("map", "global"))
     #: Minimum number of connected pixels above threshold.
     minarea_px: int = _opt(5, lo=1, hi=10000)
-    #: Matched-filter kernel: "default" (SExtractor's 3x3 pyramid), "gauss" (Gaussian of the
-    #: frame's expected FWHM) or "none".
+    #: Detection filter: "default" (SExtractor's 3x3 pyramid), "gauss" (filter_fwhm_px), "none".
     filter_kernel: str = _opt("default", choices=("default", "gauss", "none"))
     #: FWHM in px of the "gauss" filter kernel.
     filter_fwhm_px: float = _opt(3.0, lo=0.5, hi=50.0)
@@ -198,14 +181,14 @@ class ExtractionConfig:
     back_size_px: int = _opt(64, lo=4, hi=4096)
     #: Background median-filter size in meshes.
     back_filter_size: int = _opt(3, lo=1, hi=15)
-    #: Shift sep's background to the mean of blank-sky pixels and scale its RMS map to their
-    #: scatter (sep's mode estimator sits below the mean sky of Poisson noise, which biases
-    #: faint-star fluxes high by up to a few per cent). Off reproduces SExtractor exactly.
+    #: Correct sep's background (a mode) to the mean blank sky, its RMS to their scatter (off: sep).
     blank_sky_correction: bool = True
     #: sep pixel stack (doubled once when sep reports "internal pixel buffer full").
     pixstack: int = _opt(1_000_000, lo=10_000, hi=100_000_000)
-    #: Minimum S/N of a star used to measure the FWHM.
+    #: Minimum S/N of a star used to measure the FWHM (relaxed to 10 when too few pass).
     fwhm_min_snr: float = _opt(30.0, lo=3.0, hi=1e6)
+    #: Smallest FWHM in px a star can have on this camera; anything sharper is a cosmic ray.
+    min_star_fwhm_px: float = _opt(1.5, lo=0.3, hi=50.0)
 
 
 @dataclass(**_FROZEN)
@@ -216,8 +199,7 @@ class PhotometryConfig:
     aperture_mode: str = _opt("fwhm_scaled", choices=("fixed", "fwhm_scaled", "optimal", "multi"))
     #: Radius in px for the "fixed" mode.
     fixed_radius_px: float = _opt(5.0, lo=0.5, hi=500.0)
-    #: Radius in units of the frame FWHM for the "fwhm_scaled" mode (1.25 = skynetsoap's
-    #: scale 2.5 on the diameter).
+    #: Radius in FWHMs for the "fwhm_scaled" mode (1.25 = skynetsoap's 2.5 on the diameter).
     fwhm_factor: float = _opt(1.25, lo=0.2, hi=20.0)
     #: Smallest radius in px any mode may use.
     min_radius_px: float = _opt(2.0, lo=0.5, hi=500.0)
@@ -229,8 +211,7 @@ class PhotometryConfig:
     radii_px: list[float] = _opt(lambda: [3.0, 5.0, 7.0], factory=True)
     #: "multi" mode: keep a row per radius (true) or only the best-S/N radius per source.
     keep_all: bool = True
-    #: Measure the sky in a local annulus around each source instead of using the
-    #: background map alone.
+    #: Measure the sky in a local annulus around each source, not from the background map alone.
     local_sky: bool = False
     #: Inner radius of the sky annulus in px.
     annulus_inner_px: float = _opt(15.0, lo=1.0, hi=1000.0)
@@ -238,8 +219,7 @@ class PhotometryConfig:
     annulus_outer_px: float = _opt(25.0, lo=1.0, hi=1000.0)
     #: Correct every aperture to total flux with the curve of growth of bright isolated stars.
     aperture_correction: bool = True
-    #: Scale the sky part of flux errors by the ratio (>= 1) of the blank-sky aperture scatter
-    #: to the white-noise prediction, so correlated pixel noise is in the errors.
+    #: Scale the sky part of flux errors by the blank-sky over white-noise aperture scatter (>= 1).
     correlated_noise: bool = True
     #: Distance from the edge in px below which a row is flagged NEAR_EDGE.
     edge_margin_px: float = _opt(5.0, lo=0.0, hi=1000.0)
@@ -251,6 +231,10 @@ class PhotometryConfig:
     recenter_radius_px: float = _opt(2.0, lo=0.1, hi=50.0)
     #: Sub-pixel sampling of aperture edges (sep's `subpix`; 0 = exact overlap).
     subpix: int = _opt(0, lo=0, hi=20)
+    #: FWHM in px used when too few stars measure it (4 px: the 5 px radius of fwhm_factor 1.25).
+    fallback_fwhm_px: float = _opt(4.0, lo=0.5, hi=100.0)
+    #: Flag CONTAMINATED when neighbours' light in the aperture exceeds this many flux errors.
+    contamination_max_sigma: float = _opt(0.5, lo=0.0, hi=1000.0)
 
 
 @dataclass(**_FROZEN)
@@ -280,8 +264,7 @@ class CalibrationConfig:
 
     #: Fit a zero point against reference catalogs.
     enabled: bool = True
-    #: Catalogs tried in order for each band (band -> list of catalog names); bands not
-    #: listed use the built-in chain.
+    #: Catalogs tried in order per band (band -> catalog names); other bands: the built-in chain.
     chains: dict[str, list[str]] = _opt(dict, factory=True)
     #: Band used to calibrate unfiltered frames (Open, Clear, Lum): "G" (Gaia) or "r".
     unfiltered_band: str = _opt("r", choices=("G", "r", "V", "R"))
@@ -311,6 +294,8 @@ class CalibrationConfig:
     sigma_clip: float = _opt(3.0, lo=1.0, hi=100.0)
     #: Clipping iterations at most.
     max_iter: int = _opt(10, lo=1, hi=100)
+    #: A zero point with a larger error (mag) is rejected: the frame stays uncalibrated.
+    max_zp_err_mag: float = _opt(0.2, lo=0.001, hi=10.0)
     #: Systematic floor in mag added in quadrature to the zero-point error.
     zp_floor_mag: float = _opt(0.01, lo=0.0, hi=1.0)
     #: Fit a colour term together with the zero point.
@@ -442,20 +427,3 @@ class Config:
 
 
 _SCIENCE_SECTIONS = ("frame", "extraction", "photometry", "limits", "calibration")
-
-
-def to_dict(obj: Any) -> Any:
-    """Return ``obj`` (a config dataclass, list, dict or scalar) as plain TOML-able data."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            f.name: to_dict(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
-            if f.name != "source"
-        }
-    if isinstance(obj, list | tuple):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_dict(v) for k, v in obj.items()}
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

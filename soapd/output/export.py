@@ -200,12 +200,13 @@ def _read_csv(path: Path) -> Table:
 def write_table(table: Table, path: str | Path, fmt: str | None = None) -> Path:
     """Write ``table`` to ``path`` (format from ``fmt`` or the suffix); return the path.
 
-    Overwrites an existing file. Raise SoapdError for an unknown format or when
-    the file cannot be written.
+    Creates missing parent folders and overwrites an existing file. Raise
+    SoapdError for an unknown format or when the file cannot be written.
     """
     out = Path(path)
     kind = format_for(out, fmt)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         if kind == "ecsv":
             table.write(out, format="ascii.ecsv", overwrite=True)
         elif kind == "csv":

@@ -8,7 +8,8 @@ the stage name. :func:`process_frame` is the public entry point (the one-shot
 
 Where things live: stage ``name`` is ``stage_<name>`` in module ``<name>.py``
 (``load``, ``quality``, ``background``, ``detect``, ``skymask``, ``fwhm``,
-``apertures``, ``forced``, ``photometry``, ``limits``, ``calibrate``, ``table``).
+``morphology``, ``apertures``, ``forced``, ``photometry``, ``limits``, ``calibrate``,
+``table``).
 Helpers they share: ``context.py`` (the Context and its records), ``frame.py``
 (FITS reading), ``apcorr.py`` (curve of growth), ``crossmatch.py`` and
 ``zeropoint.py`` (calibration), ``sep_wrapper.py`` (every call into sep; its C
@@ -40,6 +41,7 @@ from soapd.pipeline.forced import stage_forced
 from soapd.pipeline.fwhm import stage_fwhm
 from soapd.pipeline.limits import stage_limits
 from soapd.pipeline.load import stage_load
+from soapd.pipeline.morphology import stage_morphology
 from soapd.pipeline.photometry import stage_photometry
 from soapd.pipeline.quality import stage_quality
 from soapd.pipeline.skymask import stage_skymask
@@ -58,6 +60,7 @@ STAGES: tuple[Stage, ...] = (
     ("detect", stage_detect),
     ("skymask", stage_skymask),
     ("fwhm", stage_fwhm),
+    ("morphology", stage_morphology),
     ("apertures", stage_apertures),
     ("forced", stage_forced),
     ("photometry", stage_photometry),

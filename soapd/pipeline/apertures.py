@@ -15,7 +15,6 @@ import numpy.typing as npt
 from soapd.config import PhotometryConfig
 from soapd.pipeline.apcorr import CurveOfGrowth, choose_radii, curve_of_growth
 from soapd.pipeline.context import Apertures, Context, need
-from soapd.pipeline.detect import nearest_neighbour_px
 
 __all__ = ["stage_apertures"]
 
@@ -34,8 +33,7 @@ def _cog_stars(ctx: Context, r_total_px: float) -> npt.NDArray[np.int64]:
     Isolated: no other detection within ``r_total_px``. At most ``_COG_MAX_STARS``.
     """
     idx = need(ctx.fwhm, "fwhm").index
-    obj = need(ctx.detections, "detections").objects
-    nn = nearest_neighbour_px(obj["x"], obj["y"])[idx]
+    nn = need(ctx.detections, "detections").nn_px[idx]
     isolated = idx[nn > r_total_px]
     if len(isolated) >= 5:
         idx = isolated

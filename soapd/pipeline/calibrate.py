@@ -29,8 +29,12 @@ calibrators used. ``zp_mag`` is then the zero point **at that median colour**:
 applying ``zp_mag`` alone to a target of typical colour is unbiased, and the
 exact magnitude of a target of colour c is ``ins_mag + zp_mag + color_term (c - c_ref)``.
 
-A frame that cannot be calibrated keeps a Calibration with NaN zero point, the
-NO_CALIBRATION flag and a ``reason`` naming every catalog tried and why it failed.
+**Sanity gate** (:func:`~soapd.pipeline.zeropoint.implausible`): a fit with a
+non-finite zero point or error, an error above ``max_zp_err_mag`` or fewer than
+``min_stars`` calibrators is rejected, and the next catalog is tried. A frame that
+cannot be calibrated keeps a Calibration with NaN zero point, the NO_CALIBRATION
+flag and a ``reason`` naming every catalog tried and why it failed; the reason is
+logged and goes into the frame summary (``cal_reason``).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from soapd.pipeline.context import Context, need
 from soapd.pipeline.crossmatch import Selection, column, select_calibrators
 from soapd.pipeline.forced import frame_footprint
 from soapd.pipeline.photometry import MAG_PER_REL_FLUX
-from soapd.pipeline.zeropoint import ZeroPointFit, fit_zero_point
+from soapd.pipeline.zeropoint import ZeroPointFit, fit_zero_point, implausible
 
 if TYPE_CHECKING:
     from soapd.config import CalibrationConfig
@@ -239,6 +243,8 @@ def _try_catalog(
     cal = _fit_catalog(
         sources, stars, sel, name=name, ref_band=ref_band, flags=flags, config=config
     )
+    if cal.ok and (why := implausible(cal.zp_mag, cal.zp_err_mag, cal.n_stars, config)):
+        cal = _failed(why, flags=flags, ref_band=ref_band, n_matched=sel.n_matched)
     if not cal.ok:
         logger.warning("calibration: %s: %s; trying the next catalog", name, cal.reason)
         return None, f"{name}: {cal.reason}", sel.n_matched
@@ -413,7 +419,7 @@ def stage_calibrate(ctx: Context) -> Context:
     aps = need(ctx.apertures, "apertures")
     n_r = len(aps.radii_px)
     cal_cfg = ctx.config.calibration
-    if ctx.zeropoint is not None:
+    if ctx.zeropoint is not None and np.isfinite(ctx.zeropoint):
         cal = Calibration(
             zp_mag=float(ctx.zeropoint),
             zp_err_mag=0.0,
@@ -436,4 +442,5 @@ def stage_calibrate(ctx: Context) -> Context:
     main = cals[aps.cal_index]
     if not main.ok:
         notes += (f"no zero point: {main.reason or 'calibration failed'}",)
+        logger.info("%s: no zero point: %s", frame.path.name, main.reason or "calibration failed")
     return replace(ctx, calibrations=cals, notes=notes)

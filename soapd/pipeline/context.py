@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from soapd.pipeline.frame import Frame
     from soapd.pipeline.fwhm import FwhmEstimate
     from soapd.pipeline.limits import BlankSky
+    from soapd.pipeline.morphology import Morphology
 
 __all__ = ["Apertures", "Blocks", "Context", "Forced", "Limits", "need"]
 
@@ -113,6 +114,7 @@ class Context:
     detections: Detections | None = None
     exclude: npt.NDArray[np.bool_] | None = None
     fwhm: FwhmEstimate | None = None
+    morphology: Morphology | None = None
     apertures: Apertures | None = None
     forced: Forced | None = None
     blocks: Blocks | None = None

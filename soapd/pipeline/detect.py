@@ -1,7 +1,16 @@
 """Stage ``detect``: sep source extraction on the background-subtracted image.
 
-The threshold is a multiple of the per-pixel background RMS (or the global RMS);
-the "internal pixel buffer full" overflow is retried once with twice the pixel
+The threshold means what SExtractor's ``DETECT_THRESH`` means: the image is
+convolved with the (unit-sum) filter kernel and a pixel belongs to a source when
+its filtered value exceeds ``thresh_sigma`` times the *unfiltered* per-pixel
+background RMS (the RMS map, or the global RMS). sep is asked for this with
+``filter_type="conv"``; its default, the matched filter, would compare the filtered
+image with the *filtered* noise, which for SExtractor's 3x3 default kernel is 0.375
+of the pixel noise, so that a threshold of 3 would behave like ``DETECT_THRESH``
+1.1 (50 spurious sources on a pure-noise 2k frame). Conversion: a matched-filter
+significance ``nu`` equals ``thresh_sigma / sqrt(sum K^2)`` for a unit-sum kernel
+``K`` (``thresh_sigma`` 1.5 = 4.0 filtered sigma for the default kernel).
+The "internal pixel buffer full" overflow is retried once with twice the pixel
 stack. Pixel values are in electrons and coordinates are 0-based (sep's
 convention: the centre of the first pixel is 0.0). sep is called through
 :mod:`soapd.pipeline.sep_wrapper`.
@@ -37,11 +46,16 @@ GAUSS_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Detections:
-    """sep's object catalogue (structured array) and the segmentation map."""
+    """sep's object catalogue (structured array) and the segmentation map.
+
+    ``nn_px`` is each object's distance (px) to its nearest other object (inf when
+    alone), computed once here for the FWHM, curve-of-growth and crowding tests.
+    """
 
     objects: npt.NDArray[np.void]
     segmap: npt.NDArray[np.int32]
     pixstack: int
+    nn_px: npt.NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -68,8 +82,9 @@ def extract_sources(
 ) -> Detections:
     """Run ``sep.extract`` on the background-subtracted image (electrons).
 
-    The threshold is ``thresh_sigma`` times the per-pixel RMS map (or the global
-    RMS when ``config.noise == "global"``). Masked pixels are ignored. The pixel
+    A pixel of the filtered image is above threshold when it exceeds ``thresh_sigma``
+    times the per-pixel RMS map (or the global RMS when ``config.noise == "global"``):
+    SExtractor's ``DETECT_THRESH`` (module docstring). Masked pixels are ignored. The pixel
     stack is set from config; on "internal pixel buffer full" it is doubled and
     extraction retried once. Raise ExtractionError on any sep failure.
     """
@@ -86,6 +101,7 @@ def extract_sources(
         "clean": config.clean,
         "clean_param": config.clean_param,
         "segmentation_map": True,
+        "filter_type": "conv",
     }
     if kernel is None:
         kwargs["filter_kernel"] = None
@@ -107,7 +123,12 @@ def extract_sources(
                 f"sep: internal pixel buffer full even with pixstack = {pixstack}; "
                 "raise extraction.pixstack or extraction.thresh_sigma"
             ) from exc
-    return Detections(objects=objects, segmap=segmap, pixstack=pixstack)
+    return Detections(
+        objects=objects,
+        segmap=segmap,
+        pixstack=pixstack,
+        nn_px=nearest_neighbour_px(objects["x"], objects["y"]),
+    )
 
 
 def nearest_neighbour_px(x: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -23,13 +23,14 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from astropy.coordinates import angular_separation
 from astropy.wcs import WCS
 
-from soapd.flags import Flag
+from soapd.flags import Flag, coverage_of
 from soapd.pipeline import sep_wrapper
 from soapd.pipeline.context import Context, Forced, need
 from soapd.pipeline.detect import GAUSS_FWHM_PER_SIGMA
@@ -38,6 +39,7 @@ from soapd.pipeline.photometry import edge_distance_px, measure_apertures, sky_s
 __all__ = [
     "MIN_VALID_ANNULUS_FRACTION",
     "MIN_VALID_APERTURE_FRACTION",
+    "apply_coverage",
     "coverage_flags",
     "footprint_corners",
     "frame_footprint",
@@ -255,6 +257,53 @@ def _coverage_notes(flag: I64, margin_px: float) -> tuple[str, ...]:
     if not parts:
         return ()
     return (f"target(s) not covered, so not measured: {'; '.join(parts)}",)
+
+
+#: Columns that hold a measurement, blanked (NaN) on not-covered rows; so is every
+#: ``limiting_*`` column.
+_MEASURED = (
+    "flux",
+    "flux_err",
+    "snr",
+    "ins_mag",
+    "ins_mag_err",
+    "calibrated_mag",
+    "calibrated_mag_err",
+    "flux_ujy",
+    "flux_ujy_err",
+)
+#: Bits a not-covered row keeps: coverage, and the frame's calibration state.
+_KEPT_WHEN_NOT_COVERED = int(
+    Flag.NOT_COVERED
+    | Flag.NO_WCS
+    | Flag.OFF_FRAME
+    | Flag.NEAR_EDGE
+    | Flag.MASKED_APERTURE
+    | Flag.NO_CALIBRATION
+    | Flag.CAL_UNFILTERED
+)
+
+
+def apply_coverage(cols: dict[str, Any]) -> dict[str, Any]:
+    """Return result-table columns with not-covered rows blanked and a ``coverage`` column.
+
+    ``cols`` maps column names to row arrays (the ``table`` stage's). Not-covered rows
+    get NaN measurements and limits, ``is_detection`` False and only the coverage and
+    calibration-state bits (:data:`_KEPT_WHEN_NOT_COVERED`).
+    """
+    flag = np.asarray(cols["flag"], np.int64)
+    gone = (flag & int(Flag.NOT_COVERED)) != 0
+    out = dict(cols)
+    if gone.any():
+        for name, value in cols.items():
+            if name in _MEASURED or name.startswith("limiting_"):
+                out[name] = np.where(gone, np.nan, np.asarray(value, np.float64))
+        out["is_detection"] = np.asarray(cols["is_detection"], bool) & ~gone
+        out["flag"] = np.where(gone, flag & _KEPT_WHEN_NOT_COVERED, flag)
+    # a handful of distinct flag words: name each once
+    words, where = np.unique(np.asarray(out["flag"], np.int64), return_inverse=True)
+    out["coverage"] = np.array([coverage_of(int(v)) for v in words], dtype=str)[where]
+    return out
 
 
 def _recenter(ctx: Context, forced: Forced) -> Forced:

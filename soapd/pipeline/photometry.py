@@ -30,8 +30,9 @@ import numpy.typing as npt
 
 from soapd.flags import Flag
 from soapd.pipeline import sep_wrapper
+from soapd.pipeline.contamination import contamination_e, enclosed_profile
 from soapd.pipeline.context import Blocks, Context, need
-from soapd.pipeline.detect import nearest_neighbour_px
+from soapd.pipeline.morphology import cosmic_ray_dominated
 
 __all__ = [
     "MAG_PER_REL_FLUX",
@@ -138,9 +139,13 @@ def measure_apertures(  # noqa: PLR0917 - the image planes and positions are the
         subpix=subpix,
     )
     flag = flag.astype(np.int64)
-    if any_mask and saturated.any():
-        _, _, sat = sep_wrapper.sum_circle(data_sub_e, x, y, radius_px, mask=saturated, subpix=1)
-        flag |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
+    # saturated pixels are masked, so only apertures holding masked pixels can hold them
+    some = np.flatnonzero(flag & int(Flag.APER_HASMASKED))
+    if len(some) and saturated.any():
+        _, _, sat = sep_wrapper.sum_circle(
+            data_sub_e, x[some], y[some], radius_px, mask=saturated, subpix=1
+        )
+        flag[some] |= np.where(sat & int(Flag.APER_HASMASKED), int(Flag.SATURATED), 0)
     ix = np.clip(np.round(x).astype(np.int64), 0, nx - 1)
     iy = np.clip(np.round(y).astype(np.int64), 0, ny - 1)
     pixel_var = (rms_scale * rms_e[iy, ix]) ** 2
@@ -186,7 +191,8 @@ class _Positions:
 def _positions(ctx: Context) -> _Positions:
     """Return every position to measure, its sky coordinates and its radius-free flags."""
     frame = need(ctx.frame, "frame")
-    obj = need(ctx.detections, "detections").objects
+    det = need(ctx.detections, "detections")
+    obj = det.objects
     forced = need(ctx.forced, "forced")
     n_det = len(obj)
     x = np.concatenate([obj["x"].astype(np.float64), forced.x_px])
@@ -197,7 +203,8 @@ def _positions(ctx: Context) -> _Positions:
     else:
         ra_d = dec_d = np.full(n_det, np.nan)
     measurable = np.concatenate([np.ones(n_det, bool), forced.measurable])
-    base_flag = np.concatenate([obj["flag"].astype(np.int64), forced.flag])
+    morph = need(ctx.morphology, "morphology").flag
+    base_flag = np.concatenate([obj["flag"].astype(np.int64) | morph, forced.flag])
     edge = edge_distance_px(x, y, frame.shape)
     near = measurable & (edge < ctx.config.photometry.edge_margin_px)
     base_flag |= np.where(near, int(Flag.NEAR_EDGE), 0)
@@ -211,44 +218,79 @@ def _positions(ctx: Context) -> _Positions:
         names=np.array([""] * n_det + list(forced.names), dtype=str),
         measurable=measurable,
         base_flag=base_flag,
-        nn_px=_nearest_other(det_xy, np.column_stack([x, y]), n_det),
+        nn_px=_nearest_other(det_xy, np.column_stack([x, y]), det.nn_px),
     )
 
 
-def _nearest_other(det_xy: F64, xy: F64, n_det: int) -> F64:
+def _nearest_other(det_xy: F64, xy: F64, det_nn_px: F64) -> F64:
     """Distance from each position to the nearest detection other than itself.
 
-    Detections (the first ``n_det`` positions) skip themselves; forced positions
-    skip a detection within 1.5 px (the target itself).
+    The first ``len(det_nn_px)`` positions are the detections, whose distances are
+    given; forced positions skip a detection within 1.5 px (the target itself).
     """
-    n = len(xy)
+    n, n_det = len(xy), len(det_nn_px)
     out = np.full(n, np.inf)
-    if len(det_xy) == 0 or n == 0:
+    out[:n_det] = det_nn_px
+    if len(det_xy) == 0 or n == n_det:
         return out
-    if n_det:
-        out[:n_det] = nearest_neighbour_px(det_xy[:, 0], det_xy[:, 1])
-    if n > n_det:
-        from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree
 
-        tree = cKDTree(det_xy)
-        pts = xy[n_det:]
-        ok = np.all(np.isfinite(pts), axis=1)
-        k = min(2, len(det_xy))
-        dist, _ = tree.query(pts[ok], k=k)
-        dist = dist.reshape(len(pts[ok]), k)
-        first = dist[:, 0]
-        second = dist[:, 1] if k == 2 else np.full(len(first), np.inf)
-        out_forced = np.full(len(pts), np.inf)
-        out_forced[ok] = np.where(first <= 1.5, second, first)
-        out[n_det:] = out_forced
+    tree = cKDTree(det_xy)
+    pts = xy[n_det:]
+    ok = np.all(np.isfinite(pts), axis=1)
+    k = min(2, len(det_xy))
+    dist, _ = tree.query(pts[ok], k=k)
+    dist = dist.reshape(len(pts[ok]), k)
+    first = dist[:, 0]
+    second = dist[:, 1] if k == 2 else np.full(len(first), np.inf)
+    out_forced = np.full(len(pts), np.inf)
+    out_forced[ok] = np.where(first <= 1.5, second, first)
+    out[n_det:] = out_forced
+    return out
+
+
+def _forced_flags(ctx: Context, pos: _Positions, flux: F64, err: F64) -> npt.NDArray[np.int64]:
+    """Return COSMIC_RAY / CONTAMINATED bits of the forced positions, shape (n_radii, n_forced).
+
+    COSMIC_RAY: :func:`~soapd.pipeline.morphology.cosmic_ray_dominated`; CONTAMINATED:
+    the neighbours' light (:func:`~soapd.pipeline.contamination.contamination_e`) exceeds
+    ``photometry.contamination_max_sigma`` times the flux error.
+    """
+    aps = need(ctx.apertures, "apertures")
+    obj = need(ctx.detections, "detections").objects
+    morph = need(ctx.morphology, "morphology")
+    ph = ctx.config.photometry
+    n_det = len(obj)
+    forced = np.flatnonzero(pos.is_forced)
+    out = np.zeros((len(aps.radii_px), len(forced)), np.int64)
+    if len(forced) == 0 or n_det == 0:
+        return out
+    is_cr = (morph.flag & int(Flag.COSMIC_RAY)) != 0
+    profile = enclosed_profile(aps.cog, need(ctx.fwhm, "fwhm").fwhm_px)
+    r_cal = aps.radii_px[aps.cal_index]
+    total = flux[aps.cal_index, :n_det] / max(profile.enclosed(r_cal), 1e-3)
+    xy = np.column_stack([obj["x"], obj["y"]]).astype(np.float64)
+    fx, fy = pos.x_px[forced], pos.y_px[forced]
+    for i, r in enumerate(aps.radii_px):
+        f, e = flux[i, forced], err[i, forced]
+        dominated = cosmic_ray_dominated(
+            fx, fy, f, e, r, xy[is_cr, 0], xy[is_cr, 1], morph.core_flux_e[is_cr],
+            snr_threshold=ph.forced_snr_threshold,
+        )  # fmt: skip
+        light = contamination_e(fx, fy, r, xy[~is_cr], total[~is_cr], profile=profile)
+        with np.errstate(invalid="ignore"):
+            contaminated = light > ph.contamination_max_sigma * e
+        out[i] = np.where(dominated, int(Flag.COSMIC_RAY), 0)
+        out[i] |= np.where(contaminated, int(Flag.CONTAMINATED), 0)
     return out
 
 
 def stage_photometry(ctx: Context) -> Context:
     """Measure every detection and every measurable forced position at every radius.
 
-    Rows get the sep and position flags, and BLENDED when another detection lies
-    within the radius plus one FWHM.
+    Rows get the sep and position flags, the detections' morphology flags, BLENDED
+    when another detection lies within the radius plus one FWHM, and forced rows
+    COSMIC_RAY / CONTAMINATED (:func:`_forced_flags`).
     """
     frame = need(ctx.frame, "frame")
     bkg = need(ctx.background, "background")
@@ -288,6 +330,7 @@ def stage_photometry(ctx: Context) -> Context:
         nsky[i, idx] = sums.n_sky_px
         flag[i] |= pos.base_flag
         flag[i] |= np.where(pos.nn_px < r + blend_radius_extra, int(Flag.BLENDED), 0)
+    flag[:, pos.is_forced] |= _forced_flags(ctx, pos, flux, err)
     blocks = Blocks(
         x_px=pos.x_px,
         y_px=pos.y_px,

@@ -16,7 +16,17 @@ import numpy.typing as npt
 from soapd.pipeline import sep_wrapper
 from soapd.pipeline.context import Context, need
 
-__all__ = ["blank_sky_residual", "exclusion_mask", "stage_skymask"]
+__all__ = [
+    "MAX_RMS_SCALE",
+    "MIN_RMS_SCALE",
+    "blank_sky_residual",
+    "exclusion_mask",
+    "stage_skymask",
+]
+
+#: Blank-sky over sep RMS outside this range means sep's RMS map is broken, not biased.
+MIN_RMS_SCALE = 0.2
+MAX_RMS_SCALE = 5.0
 
 
 def exclusion_mask(
@@ -97,6 +107,13 @@ def stage_skymask(ctx: Context) -> Context:
     if not ctx.config.extraction.blank_sky_correction:
         return replace(ctx, exclude=exclude)
     offset, scale = blank_sky_residual(need(ctx.data_sub_e, "data"), bkg.rms_e, exclude)
+    notes = ctx.notes
+    if not MIN_RMS_SCALE <= scale <= MAX_RMS_SCALE:
+        # sep's RMS map is broken (e.g. an 8-bit frame whose sky is one constant value:
+        # near-zero and negative RMS): a correction by this factor would be nonsense
+        bounds = f"[{MIN_RMS_SCALE}, {MAX_RMS_SCALE}]"
+        notes += (f"blank-sky RMS correction x{scale:.3g} out of {bounds}: not applied",)
+        offset, scale = 0.0, 1.0
     bkg = replace(
         bkg,
         global_back_e=bkg.global_back_e + offset,
@@ -104,4 +121,4 @@ def stage_skymask(ctx: Context) -> Context:
         offset_e=offset,
         rms_scale=scale,
     )
-    return replace(ctx, exclude=exclude, background=bkg)
+    return replace(ctx, exclude=exclude, background=bkg, notes=notes)

@@ -27,11 +27,16 @@ from astropy.table import Column, Table
 from soapd import __version__
 from soapd.columns import COLUMN_DESCRIPTIONS, COLUMN_DTYPES, COLUMN_UNITS, RESULT_COLUMNS
 from soapd.filters import AB_MINUS_VEGA
-from soapd.flags import Flag, coverage_of
+from soapd.flags import Flag
 from soapd.models import FrameResult, FrameSummary
 from soapd.pipeline.calibrate import Calibration
 from soapd.pipeline.context import Context, need
-from soapd.pipeline.forced import edge_margin, footprint_corners, frame_footprint
+from soapd.pipeline.forced import (
+    apply_coverage,
+    edge_margin,
+    footprint_corners,
+    frame_footprint,
+)
 from soapd.pipeline.limits import analytic_limit_flux, flux_to_mag
 from soapd.pipeline.photometry import MAG_PER_REL_FLUX, sky_sample_size
 from soapd.timeutil import jd_from_mjd
@@ -209,17 +214,38 @@ def _magnitude_columns(
     }
 
 
+def _finite(mag: F64) -> F64:
+    """Return ``mag`` with every non-finite value NaN (an infinite limiting flux is no limit)."""
+    return np.where(np.isfinite(mag), mag, np.nan)
+
+
+def _calibrated_limit(ins_lim_mag: F64, zp_mag: F64) -> F64:
+    """Return the calibrated limit ``ins_lim + zp`` (mag).
+
+    NaN without a zero point, and without a finite, positive limiting flux
+    (``flux_to_mag`` gives NaN then): never a number made of those.
+    """
+    lim = np.asarray(ins_lim_mag + zp_mag, np.float64)
+    return np.where(np.isfinite(lim), lim, np.nan)
+
+
 def _limit_columns(ctx: Context, ri: I64, pi: I64, zp_mag: F64, ap_corr: F64) -> dict[str, F64]:
-    """Return the analytic, robust and chosen limiting magnitudes of the rows."""
+    """Return the analytic, robust and chosen limiting magnitudes of the rows.
+
+    ``limiting_ins_mag`` is the chosen limit on the instrumental scale (no zero point);
+    a limiting flux that is not finite or not positive gives NaN everywhere.
+    """
     limits = need(ctx.limits, "limits")
     t = need(ctx.frame, "frame").exptime_s
-    lim_a = flux_to_mag(limits.analytic_flux_e[ri, pi], t, 0.0, ap_corr) + zp_mag
-    lim_r = flux_to_mag(limits.robust_flux_e[ri, pi], t, 0.0, ap_corr) + zp_mag
-    use_robust = (ctx.config.limits.method == "robust") & np.isfinite(lim_r)
+    ins_a = _finite(flux_to_mag(limits.analytic_flux_e[ri, pi], t, 0.0, ap_corr))
+    ins_r = _finite(flux_to_mag(limits.robust_flux_e[ri, pi], t, 0.0, ap_corr))
+    use_robust = (ctx.config.limits.method == "robust") & np.isfinite(ins_r)
+    ins = np.where(use_robust, ins_r, ins_a)
     return {
-        "limiting_mag_analytic": lim_a,
-        "limiting_mag_robust": lim_r,
-        "limiting_mag": np.where(use_robust, lim_r, lim_a),
+        "limiting_mag_analytic": _calibrated_limit(ins_a, zp_mag),
+        "limiting_mag_robust": _calibrated_limit(ins_r, zp_mag),
+        "limiting_mag": _calibrated_limit(ins, zp_mag),
+        "limiting_ins_mag": ins,
     }
 
 
@@ -240,48 +266,6 @@ def _flux_density_columns(
         flux_ujy = flux * scale
         flux_ujy_err = np.hypot(flux_err * scale, flux_ujy * zp_err / MAG_PER_REL_FLUX)
     return {"flux_ujy": flux_ujy, "flux_ujy_err": flux_ujy_err}
-
-
-#: Columns that hold a measurement, blanked (NaN) on not-covered rows; so is every
-#: ``limiting_*`` column.
-_MEASURED = (
-    "flux",
-    "flux_err",
-    "snr",
-    "ins_mag",
-    "ins_mag_err",
-    "calibrated_mag",
-    "calibrated_mag_err",
-    "flux_ujy",
-    "flux_ujy_err",
-)
-#: Bits a not-covered row keeps: coverage, and the frame's calibration state.
-_KEPT_WHEN_NOT_COVERED = int(
-    Flag.NOT_COVERED
-    | Flag.NO_WCS
-    | Flag.OFF_FRAME
-    | Flag.NEAR_EDGE
-    | Flag.MASKED_APERTURE
-    | Flag.NO_CALIBRATION
-    | Flag.CAL_UNFILTERED
-)
-
-
-def _apply_coverage(cols: dict[str, Any]) -> dict[str, Any]:
-    """Blank the measurements of not-covered rows and add the ``coverage`` column."""
-    flag = np.asarray(cols["flag"], np.int64)
-    gone = (flag & int(Flag.NOT_COVERED)) != 0
-    out = dict(cols)
-    if gone.any():
-        for name, value in cols.items():
-            if name in _MEASURED or name.startswith("limiting_"):
-                out[name] = np.where(gone, np.nan, np.asarray(value, np.float64))
-        out["is_detection"] = np.asarray(cols["is_detection"], bool) & ~gone
-        out["flag"] = np.where(gone, flag & _KEPT_WHEN_NOT_COVERED, flag)
-    # a handful of distinct flag words: name each once
-    words, where = np.unique(np.asarray(out["flag"], np.int64), return_inverse=True)
-    out["coverage"] = np.array([coverage_of(int(v)) for v in words], dtype=str)[where]
-    return out
 
 
 def _columns(ctx: Context, ri: I64, pi: I64) -> dict[str, Any]:
@@ -321,8 +305,8 @@ def _columns(ctx: Context, ri: I64, pi: I64) -> dict[str, Any]:
     }
 
 
-def _frame_limits(ctx: Context, main: Calibration) -> tuple[float, float]:
-    """Return the frame's analytic and robust limiting magnitudes at the calibration radius."""
+def _frame_limits(ctx: Context) -> tuple[float, float]:
+    """Return the frame's analytic and robust *instrumental* limits at the calibration radius."""
     aps = need(ctx.apertures, "apertures")
     limits = need(ctx.limits, "limits")
     bkg = need(ctx.background, "background")
@@ -336,9 +320,9 @@ def _frame_limits(ctx: Context, main: Calibration) -> tuple[float, float]:
             np.array([bkg.global_rms_e**2]), r_cal, np.array([mesh]), cfg.limits.n_sigma
         )[0]
     )
-    lim_frame = float(flux_to_mag(f_lim, t, main.zp_mag, a_cal))
+    lim_frame = float(_finite(flux_to_mag(f_lim, t, 0.0, a_cal)))
     robust_sigma = limits.blank.sigma_e.get(r_cal, math.nan) if limits.blank else math.nan
-    lim_robust = float(flux_to_mag(cfg.limits.n_sigma * robust_sigma, t, main.zp_mag, a_cal))
+    lim_robust = float(_finite(flux_to_mag(cfg.limits.n_sigma * robust_sigma, t, 0.0, a_cal)))
     return lim_frame, lim_robust
 
 
@@ -348,7 +332,10 @@ def _summary(ctx: Context, main: Calibration) -> FrameSummary:
     blocks = need(ctx.blocks, "blocks")
     fwhm = need(ctx.fwhm, "fwhm")
     bkg = need(ctx.background, "background")
-    lim_frame, lim_robust = _frame_limits(ctx, main)
+    ins_frame, ins_robust = _frame_limits(ctx)
+    zp = np.array([main.zp_mag])
+    lim_frame = float(_calibrated_limit(np.array([ins_frame]), zp)[0])
+    lim_robust = float(_calibrated_limit(np.array([ins_robust]), zp)[0])
     footprint: tuple[tuple[float, float], ...] = ()
     covered: tuple[tuple[float, float], ...] = ()
     if frame.wcs is not None:
@@ -387,6 +374,10 @@ def _summary(ctx: Context, main: Calibration) -> FrameSummary:
         center_dec_deg=c_dec,
         flags=frame_flags,
         notes=ctx.notes,
+        fwhm_source=fwhm.source,
+        cal_reason="" if main.ok else (main.reason or "calibration failed"),
+        lim_ins_mag=ins_frame,
+        lim_ins_mag_robust=ins_robust,
         footprint_deg=footprint,
         covered_footprint_deg=covered,
     )
@@ -413,6 +404,7 @@ def _meta(ctx: Context, main: Calibration) -> dict[str, Any]:
         "overscan_adu": frame.overscan_adu,
         "fwhm_px": fwhm.fwhm_px,
         "n_fwhm_stars": fwhm.n_stars,
+        "fwhm_source": fwhm.source,
         "aperture_radii_px": list(aps.radii_px),
         "ap_corr_mag": list(aps.ap_corr_mag),
         "cog_stars": aps.cog.n_stars if aps.cog is not None else 0,
@@ -431,5 +423,5 @@ def stage_table(ctx: Context) -> Context:
     aps = need(ctx.apertures, "apertures")
     ri, pi = _select(ctx)
     main = ctx.calibrations[aps.cal_index]
-    table = build_table(_apply_coverage(_columns(ctx, ri, pi)), len(ri), _meta(ctx, main))
+    table = build_table(apply_coverage(_columns(ctx, ri, pi)), len(ri), _meta(ctx, main))
     return replace(ctx, result=FrameResult(summary=_summary(ctx, main), table=table))

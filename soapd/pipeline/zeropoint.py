@@ -11,12 +11,16 @@ See :mod:`soapd.pipeline.calibrate` for the conventions. Pure numpy; no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from astropy.stats import mad_std
 
-__all__ = ["ZeroPointFit", "fit_zero_point", "robust_sigma"]
+if TYPE_CHECKING:
+    from soapd.config import CalibrationConfig
+
+__all__ = ["ZeroPointFit", "fit_zero_point", "implausible", "robust_sigma"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -124,3 +128,27 @@ def fit_zero_point(
         keep=keep,
         chi2_red=chi2_red,
     )
+
+
+def implausible(zp_mag: float, zp_err_mag: float, n_stars: int, config: CalibrationConfig) -> str:
+    """Return why a fitted zero point is not credible, or "" when it passes the sanity gate.
+
+    Not credible: a non-finite zero point or error, an error above
+    ``config.max_zp_err_mag`` (mag), or fewer than ``config.min_stars`` calibrators.
+    The SA 112 mini frames (8-bit rescaled, no real noise) gave ``12.53 +- 9e22`` mag
+    from 3 stars before this gate.
+
+    >>> from soapd.config import CalibrationConfig
+    >>> implausible(12.53, 9e22, 3, CalibrationConfig())
+    'zero point 12.530 rejected: error 9e+22 mag > calibration.max_zp_err_mag = 0.2'
+    """
+    if not (np.isfinite(zp_mag) and np.isfinite(zp_err_mag)):
+        return f"zero point not finite ({zp_mag} +- {zp_err_mag})"
+    if zp_err_mag > config.max_zp_err_mag:
+        return (
+            f"zero point {zp_mag:.3f} rejected: error {zp_err_mag:.3g} mag > "
+            f"calibration.max_zp_err_mag = {config.max_zp_err_mag:g}"
+        )
+    if n_stars < config.min_stars:
+        return f"zero point from {n_stars} star(s); calibration.min_stars = {config.min_stars}"
+    return ""

@@ -44,7 +44,11 @@ def open_database(path: Path | str) -> sqlite_utils.Database:
                 f"(application_id {app_id:#x}); point paths.state_dir elsewhere"
             )
         if str(path) != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            # WAL is stored in the file: switch only once. Switching needs an exclusive
+            # lock, so asking again at every open failed with "database is locked"
+            # while the daemon held a transaction.
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the soapd database: {exc}") from None

@@ -20,7 +20,6 @@ EXPTIME/2.
 
 from __future__ import annotations
 
-import bz2
 import math
 import warnings
 from collections.abc import Sequence
@@ -34,6 +33,8 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 from scipy.special import erf
+
+from soapd.testing.synth_files import wcs_of, write_frame
 
 __all__ = [
     "SynthFrame",
@@ -383,42 +384,6 @@ def make_frame(
     return SynthFrame(data, header, truth)
 
 
-def write_frame(
-    path: str | Path,
-    data: npt.ArrayLike,
-    header: fits.Header | None = None,
-    *,
-    overwrite: bool = True,
-) -> Path:
-    """Write ``data`` with ``header`` to ``path`` and return the path.
-
-    The suffix decides the container: ``.fits``/``.fit``/``.fts`` plain,
-    ``.gz`` gzip, ``.bz2`` bzip2, ``.fz`` a tile-compressed image extension
-    (lossless: RICE for integers, GZIP_2 without quantisation for floats) behind an
-    empty primary HDU.
-    """
-    path = Path(path)
-    array = np.asarray(data)
-    hdr = header.copy() if header is not None else fits.Header()
-    if path.suffix == ".fz":
-        lossless = {"compression_type": "GZIP_2", "quantize_level": 0.0}
-        if np.issubdtype(array.dtype, np.integer):
-            lossless = {"compression_type": "RICE_1"}
-        comp = fits.CompImageHDU(array, header=hdr, **lossless)
-        fits.HDUList([fits.PrimaryHDU(), comp]).writeto(path, overwrite=overwrite)
-    elif path.suffix == ".bz2":
-        if path.exists() and not overwrite:
-            raise FileExistsError(path)
-        hdul = fits.HDUList([fits.PrimaryHDU(array, header=hdr)])
-        tmp = path.with_suffix(".tmp")
-        hdul.writeto(tmp, overwrite=True)
-        path.write_bytes(bz2.compress(tmp.read_bytes()))
-        tmp.unlink()
-    else:
-        fits.PrimaryHDU(array, header=hdr).writeto(path, overwrite=overwrite)
-    return path
-
-
 def write_synthetic(path: str | Path, **kwargs: Any) -> tuple[Path, Table]:
     """Make a frame with :func:`make_frame` (same keywords), write it; return (path, truth)."""
     frame = make_frame(**kwargs)
@@ -449,10 +414,3 @@ def inject_stars(
     base = np.asarray(data_adu, dtype=np.float64)
     model_e = render_stars(base.shape, x_px, y_px, flux_e, fwhm_px=fwhm_px)
     return base + rng.poisson(model_e).astype(np.float64) / gain_e_per_adu
-
-
-def wcs_of(header: fits.Header) -> WCS:
-    """Return the celestial WCS of a synthetic header (astropy's FITSFixedWarning silenced)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(header)

@@ -105,3 +105,60 @@ def test_sa112_zero_point_from_aij_counts_against_landolt_r(tmp_path):
     assert cal.n_stars == 5
     assert cal.zp_mag == pytest.approx(19.92, abs=0.03)
     assert svc.network_calls == 0
+
+
+@pytest.mark.parametrize("band", ["B", "V", "R", "I"])
+@pytest.mark.parametrize("min_stars", [3, 1])
+def test_sa112_minis_never_calibrated_with_an_absurd_zero_point(
+    tmp_path, config, band, min_stars
+) -> None:
+    """Issue #10: the 8-bit SA 112 minis (sky a constant 11 ADU, no real noise) gave
+    ``ZP 12.526 +- 9e22 (4 stars)`` and limits of -49.5 mag, stored as calibrated.
+
+    Reference: a credible zero point has a finite value and error, an error <=
+    calibration.max_zp_err_mag (0.2 mag) and >= min_stars calibrators; a frame without
+    one is flagged NO_CALIBRATION with the reason in the summary, and has no calibrated
+    magnitude or limit. Same matching as the AIJ test above (15", isolation 20",
+    mag_min 8), with min_stars 3 (default) and 1 (the setting that let 2-star fits in).
+    Measured before #10 (same settings): R 12.527 +- 9.2e22 (3 stars), limit -49.48; I
+    (min_stars 1) 11.330 +- 1.5e24, limit -54.75; sky RMS up to 1.8e26 e-. Now: all four
+    uncalibrated with min_stars 3; with min_stars 1, V 12.134 +- 0.072 and I 11.315 +-
+    0.060 (one star each), B and R uncalibrated; sky RMS 0.08-0.17 e-.
+    """
+    from soapd.flags import Flag
+    from soapd.pipeline import process_frame
+
+    cfg = config(
+        calibration={
+            "catalog_files": [str(LANDOLT)],
+            "chains": {band: ["landolt"]},
+            "online": False,
+            "match_radius_arcsec": 15.0,
+            "isolation_arcsec": 20.0,
+            "mag_min": 8.0,
+            "min_stars": min_stars,
+        }
+    )
+    svc = CatalogService(cfg.calibration, tmp_path / "cache")
+    frame = DATA / "feder_sa112" / f"SA112-SF1-001{band}1_mini.fit.gz"
+    result = process_frame(frame, config=cfg, catalogs=svc)
+    s, t = result.summary, result.table
+    assert np.isfinite(s.lim_ins_mag)  # the instrumental limit survives without a zero point
+    if np.isfinite(s.zp_mag):
+        assert np.isfinite(s.zp_err_mag)
+        assert s.zp_err_mag <= cfg.calibration.max_zp_err_mag
+        assert s.n_cal_stars >= min_stars
+        assert s.cal_reason == ""
+        assert np.isfinite(s.lim_mag)
+        assert s.lim_mag == pytest.approx(s.lim_ins_mag + s.zp_mag)
+    else:
+        assert s.flags & Flag.NO_CALIBRATION
+        assert s.cal_reason
+        assert any("no zero point" in n for n in s.notes)
+        assert np.isnan(s.lim_mag)
+        assert np.isnan(s.lim_mag_robust)
+        assert np.all(np.isnan(t["calibrated_mag"]))
+        assert np.all(np.isnan(t["limiting_mag"]))
+    # 8-bit data: the sky RMS is a fraction of an ADU (gain 1); the blank-sky correction
+    # made it 4e24 e- before it was refused when absurd
+    assert 0.0 < s.sky_rms_e < 10.0

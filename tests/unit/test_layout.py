@@ -23,11 +23,7 @@ MAX_MODULE_LINES = 450
 
 #: Modules over the limit that other branches of issue #9 split; each may not grow.
 #: Delete an entry once its module is under the limit.
-KNOWN_LONG_MODULES = {
-    "soapd/api/results.py": 470,
-    "soapd/config/schema.py": 461,
-    "soapd/testing/synth.py": 458,
-}
+KNOWN_LONG_MODULES: dict[str, int] = {}
 
 #: The layers below soapd.pipeline (and soapd itself, for ``__version__``).
 PIPELINE_MAY_IMPORT = {

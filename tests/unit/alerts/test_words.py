@@ -16,6 +16,7 @@ from soapd.alerts.gcn import circular, covered_rows, epochs, gcn_json
 from soapd.api.results import PhotometryResult
 from soapd.cli.lightcurve import text_table
 from soapd.cli.process import target_line
+from soapd.columns import covered_mask
 from soapd.flags import Flag
 from soapd.pipeline.table import build_table
 from soapd.testing.lightcurves import target_result
@@ -165,10 +166,11 @@ def test_api_target_lightcurve_keeps_not_covered_rows_apart() -> None:
     assert len(lc) == 3
     assert len(lc.detections) == 1
     assert len(lc.upper_limits) == 1
-    assert len(lc.not_covered) == 1
-    assert len(lc.covered) == 2
-    assert np.isnan(lc.not_covered.table["limiting_mag"][0])
-    assert "1 not covered" in repr(lc)
+    gone = lc.table[~covered_mask(lc.table)]
+    assert len(gone) == 1
+    assert int(gone["flag"][0]) & Flag.NOT_COVERED
+    assert np.isnan(gone["limiting_mag"][0])
+    assert "1 detections, 1 limits, 1 not covered" in repr(lc)
     text = lc.to_gcn(name="GRB")
     assert "FEDER" not in text
     assert text.count("P5") >= 2

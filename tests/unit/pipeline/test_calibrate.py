@@ -332,3 +332,36 @@ def test_fit_zero_point_floor_added_in_quadrature():
 
 def test_fit_zero_point_too_few_returns_none():
     assert fit_zero_point(np.array([20.0, 20.1]), np.array([0.01, 0.01]), min_stars=3) is None
+
+
+def test_zero_point_with_a_large_error_is_rejected_and_the_next_catalog_tried(rng, caplog):
+    """Sanity gate (#10): 6 calibrators whose catalog magnitudes scatter by 1 mag give a
+    zero-point error above calibration.max_zp_err_mag (0.2): rejected, logged, and the
+    next catalog (the clean one) is used."""
+    sources, stars = make_field(rng)
+    scattered = stars[:6].copy()
+    scattered["mag"] = scattered["mag"] + rng.normal(0.0, 1.0, 6)
+    with caplog.at_level(logging.WARNING):
+        bad = run(sources, Provider({"ps1": scattered}))
+    assert not bad.ok
+    assert bad.flags & Flag.NO_CALIBRATION
+    assert "max_zp_err_mag" in bad.reason
+    assert "rejected" in caplog.text
+    loose = run(sources, Provider({"ps1": scattered}), max_zp_err_mag=5.0)
+    assert loose.ok  # the same fit passes a looser gate: the gate, not the fit, refused it
+    assert loose.zp_err_mag > 0.2
+    chain = run(sources, Provider({"ps1": scattered, "apass": stars}))
+    assert chain.ok
+    assert chain.catalog == "apass"
+    assert abs(chain.zp_mag - ZP) < 3 * chain.zp_err_mag
+
+
+def test_implausible_zero_points() -> None:
+    from soapd.pipeline.zeropoint import implausible
+
+    cfg = CalibrationConfig(min_stars=3, max_zp_err_mag=0.2)
+    assert implausible(23.0, 0.05, 10, cfg) == ""
+    assert "not finite" in implausible(float("nan"), 0.05, 10, cfg)
+    assert "not finite" in implausible(23.0, float("inf"), 10, cfg)
+    assert "max_zp_err_mag" in implausible(12.526, 9e22, 4, cfg)
+    assert "min_stars" in implausible(23.0, 0.05, 2, cfg)

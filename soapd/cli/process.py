@@ -176,7 +176,7 @@ def target_line(row: Any) -> str:
     name = row["target_name"]
     flag = int(row["flag"])
     if not is_covered(flag):
-        return f"  {name}: {flag_text(flag)}, not measured"
+        return f"  {name}: {flag_text(flag)} (no flux, no limit)"
     words = flag_words(flag)
     r = f"r={row['aperture_radius']:g}"
     snr = f"S/N {_fmt(row['snr'], '.1f')}"

@@ -132,7 +132,7 @@ def test_process_summary_says_flags_next_to_the_number() -> None:
             flag=int(Flag.NOT_COVERED | Flag.MASKED_APERTURE),
         )
     )
-    assert gone == "  T: not covered (masked pixels), not measured"
+    assert gone == "  T: not covered (masked pixels) (no flux, no limit)"
     assert "> " not in gone
     ins = target_line(_forced(calibrated_mag=math.nan, flag=int(Flag.NO_CALIBRATION)))
     assert "-10.400 ± 0.010 (instrumental)" in ins

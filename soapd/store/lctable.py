@@ -47,7 +47,8 @@ INT_FILL = -1
 
 #: Measurement columns copied, in this order, into ``measurements.packed`` (float64 LE).
 #: Stored rows hold this layout (migration m006 re-packed every row with the same
-#: literals, codes included): changing it needs a migration that re-packs every row.
+#: literals, codes included, and m007 appended the instrumental values): changing it
+#: needs a migration that re-packs every row.
 PACKED_FIELDS: tuple[str, ...] = (
     "mjd",
     "flux_e",
@@ -71,6 +72,9 @@ PACKED_FIELDS: tuple[str, ...] = (
     "zp_err_mag",
     "n_cal_stars",
     "mag_system",
+    "ins_mag",
+    "ins_mag_err",
+    "lim_ins_mag",
 )
 
 #: Text fields packed as codes: field -> its values, the code being the index. A row

@@ -279,41 +279,51 @@ def m006_measurements_packed_calibration(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m007_frame_footprint_and_coverage(db: sqlite_utils.Database) -> None:
-    """Store each frame's footprint, instrumental limits, and mark old unmeasured rows (issue 10).
+    """Store frame footprints and instrumental values; mark old unmeasured rows (issue 10).
 
     ``frames.footprint_json``: the sky corners (RA, Dec in degrees) of the frame's pixel
     grid and of its covered part (inside the edge buffer), as
     ``{"corners": [[ra, dec] x 4], "covered": [[ra, dec] x 4]}``; NULL without WCS or
     for frames processed before. ``measurements.lim_ins_mag``: the instrumental limit.
 
+    ``measurements.packed`` grows from 22 to 25 float64: m006's fields, then
+    ins_mag, ins_mag_err and lim_ins_mag (NaN for the rows stored before), so that
+    lightcurves read the instrumental values without per-row columns.
+
     Rows stored before coverage was a state and that measured nothing (a forced
     position off the frame or without WCS, in the edge buffer with no flux, or under
     an all-masked aperture) held the frame's limit with UPPER_LIMIT. They become
     NOT_COVERED (bit 131072, UPPER_LIMIT 2048 cleared, no limit, not a detection),
-    in the columns and in the packed blob (m006 layout: lim_mag at 8, is_detection
-    at 10, flags at 13).
+    in the columns and in the blob (lim_mag at 8, is_detection at 10, flags at 13).
     """
     import numpy as np
 
     db.execute("ALTER TABLE frames ADD COLUMN footprint_json TEXT")
     db.execute("ALTER TABLE measurements ADD COLUMN lim_ins_mag REAL")
-    where = (
+    unmeasured = (
         "is_forced = 1 AND (flags & 131072) = 0 AND ((flags & (1024 | 32768 | 64)) != 0 "
         "OR ((flags & 512) != 0 AND flux_e IS NULL))"
     )
-    rows = db.execute(f"SELECT measurement_id, packed FROM measurements WHERE {where}").fetchall()
+    rows = db.execute(
+        f"SELECT measurement_id, packed, ins_mag, ins_mag_err, {unmeasured} FROM measurements"
+    ).fetchall()
     updates = []
-    for measurement_id, blob in rows:
-        packed = None
-        if blob is not None:
-            values = np.frombuffer(blob, dtype="<f8").copy()
+    for measurement_id, blob, ins_mag, ins_mag_err, gone in rows:
+        if blob is None:
+            continue
+        values = np.concatenate(
+            [
+                np.frombuffer(blob, dtype="<f8")[:22],
+                np.array([ins_mag, ins_mag_err, None], dtype=float),
+            ]
+        )
+        if gone:
             values[8] = np.nan
             values[10] = 0.0
             values[13] = float((int(values[13]) | 131072) & ~2048)
-            packed = values.tobytes()
-        updates.append((packed, measurement_id))
-    db.conn.executemany(
+        updates.append((values.astype("<f8").tobytes(), measurement_id))
+    db.conn.executemany("UPDATE measurements SET packed = ? WHERE measurement_id = ?", updates)
+    db.execute(
         "UPDATE measurements SET flags = (flags | 131072) & ~2048, lim_mag = NULL, "
-        "is_detection = 0, packed = ? WHERE measurement_id = ?",
-        updates,
+        f"is_detection = 0 WHERE {unmeasured}"
     )

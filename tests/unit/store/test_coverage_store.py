@@ -20,6 +20,7 @@ from soapd.store.frame_rows import footprint_from_json
 from soapd.testing.lightcurves import register_frame, target_result
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+ZP = 22.0
 CORNERS = ((150.1, -30.1), (149.9, -30.1), (149.9, -29.9), (150.1, -29.9))
 COVERED = ((150.09, -30.09), (149.91, -30.09), (149.91, -29.91), (150.09, -29.91))
 
@@ -149,7 +150,7 @@ def test_migration_m007_marks_old_unmeasured_rows_not_covered(tmp_path: Path) ->
         s.db.execute("UPDATE frames SET state = 'processed', mjd = 61368.125")
         for tid, (name, (flags, flux, lim, det, mag)) in enumerate(old_rows.items(), start=1):
             s.upsert_target(Target(name=name, ra_deg=1.0, dec_deg=2.0))
-            values = dict.fromkeys(PACKED_FIELDS, np.nan)
+            values = dict.fromkeys(PACKED_FIELDS[:22], np.nan)  # m006's layout
             values.update(
                 mjd=61368.125,
                 flux_e=np.nan if flux is None else flux,
@@ -163,13 +164,13 @@ def test_migration_m007_marks_old_unmeasured_rows_not_covered(tmp_path: Path) ->
                 frame_id=fid,
                 mag_system=2,
             )
-            blob = np.array([values[f] for f in PACKED_FIELDS], dtype="<f8").tobytes()
+            blob = np.array([values[f] for f in PACKED_FIELDS[:22]], dtype="<f8").tobytes()
             s.db.execute(
                 "INSERT INTO measurements (frame_id, target_id, aperture_mpx, config_hash, mjd, "
                 "aperture_id, aperture_px, flux_e, mag, lim_mag, is_detection, is_forced, flags, "
-                "mag_system, packed, created_at, updated_at) VALUES (?, ?, 4000, 'h', "
-                "61368.125, 0, 4.0, ?, ?, ?, ?, 1, ?, 'Vega', ?, 'x', 'x')",
-                [fid, tid, flux, mag, lim, det, flags, blob],
+                "mag_system, packed, ins_mag, created_at, updated_at) VALUES (?, ?, 4000, 'h', "
+                "61368.125, 0, 4.0, ?, ?, ?, ?, 1, ?, 'Vega', ?, ?, 'x', 'x')",
+                [fid, tid, flux, mag, lim, det, flags, blob, None if mag is None else mag - ZP],
             )
         migrations.apply(s.db)
         refresh_views(s.db)
@@ -192,5 +193,11 @@ def test_migration_m007_marks_old_unmeasured_rows_not_covered(tmp_path: Path) ->
         assert not bool(old["is_detection"][0])
         assert float(s.lightcurve("LIM")["limiting_mag"][0]) == 19.5
         assert int(s.lightcurve("LIM")["flag"][0]) == int(Flag.UPPER_LIMIT)
-        assert float(s.lightcurve("DET")["calibrated_mag"][0]) == 15.0
+        det_lc = s.lightcurve("DET")
+        assert float(det_lc["calibrated_mag"][0]) == 15.0
+        # the blob grew by the instrumental values: ins_mag from its column, no limit
+        assert float(det_lc["ins_mag"][0]) == 15.0 - ZP
+        assert math.isnan(float(det_lc["limiting_ins_mag"][0]))
+        blobs = s.db.execute("SELECT packed FROM measurements").fetchall()
+        assert {len(b[0]) for b in blobs} == {8 * len(PACKED_FIELDS)}
         assert bool(s.lightcurve("DET")["is_detection"][0])

@@ -124,6 +124,7 @@ def _limit_row(frame: dict[str, Any], ra_deg: float, dec_deg: float, name: str) 
         "aperture_radius": math.nan,
         "target_name": name,
         "separation_arcsec": math.nan,
+        "coverage": "covered",
     }
 
 

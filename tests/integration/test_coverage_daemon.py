@@ -322,3 +322,4 @@ def test_daemon_reports_only_what_was_measured(tmp_path: Path, fake: FakeSkynet)
     table_lines = [ln for ln in gcn.splitlines() if "Prompt5" in ln and " x 30" in ln]
     assert len(table_lines) == 1
     assert extracted["frame_id"].tolist() == [fid["f1"]]
+    assert extracted["coverage"].tolist() == ["covered"]

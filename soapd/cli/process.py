@@ -154,6 +154,11 @@ def summarise(result: FrameResult) -> list[str]:
         f"FWHM {_fmt(s.fwhm_px, '.2f')} px ({s.n_fwhm_stars} stars), r = {radii} px, {zp}, "
         f"limit {_fmt(s.lim_mag_robust, '.2f')} (robust) / {_fmt(s.lim_mag, '.2f')} (analytic)"
     )
+    if not math.isfinite(s.lim_mag) and math.isfinite(s.lim_ins_mag):
+        first = first.rsplit(", limit ", 1)[0] + (
+            f", instrumental limit {_fmt(s.lim_ins_mag_robust, '.2f')} (robust) / "
+            f"{_fmt(s.lim_ins_mag, '.2f')} (analytic)"
+        )
     lines = [first]
     table = result.table
     lines.extend(target_line(row) for row in table[table["is_forced"]])

@@ -15,11 +15,14 @@ from astropy.table import Table, vstack
 from soapd.alerts.gcn import circular, covered_rows, epochs, gcn_json
 from soapd.api.results import PhotometryResult
 from soapd.cli.lightcurve import text_table
-from soapd.cli.process import target_line
+from soapd.cli.process import summarise, target_line
 from soapd.columns import covered_mask
+from soapd.config import Config
 from soapd.flags import Flag
+from soapd.pipeline import process_frame
 from soapd.pipeline.table import build_table
 from soapd.testing.lightcurves import target_result
+from soapd.testing.synth import make_frame, write_frame
 from soapd.timeutil import mjd_of
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
@@ -174,3 +177,16 @@ def test_api_target_lightcurve_keeps_not_covered_rows_apart() -> None:
     text = lc.to_gcn(name="GRB")
     assert "FEDER" not in text
     assert text.count("P5") >= 2
+
+
+def test_process_first_line_gives_instrumental_limits_without_a_zero_point(tmp_path) -> None:
+    f = make_frame((256, 256), stars=20, seed=3)
+    path = write_frame(tmp_path / "f.fits", f.data_adu, f.header)
+    config = Config()
+    first = summarise(process_frame(path, config=config))[0]
+    assert "no ZP (instrumental)" in first
+    assert "instrumental limit -" in first
+    assert "nan" not in first
+    first = summarise(process_frame(path, zeropoint=23.0, config=config))[0]
+    assert "instrumental" not in first
+    assert "limit 2" in first

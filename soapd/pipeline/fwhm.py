@@ -70,10 +70,11 @@ MAX_CORE_FITS = 15
 class FwhmEstimate:
     """The FWHM (px, Gaussian) used for the frame and where it came from.
 
-    ``source`` is "stars" (``n_stars`` locus stars, detections ``index``, median
-    half-light radius ``r50_px``) or "configured" (``photometry.fallback_fwhm_px``;
-    ``n_stars`` 0). :func:`measure_fwhm` returns NaN and source "none" when too few
-    stars qualify; the stage replaces that by the configured value.
+    ``source`` is "stars" (``n_stars`` locus stars, detections ``index`` brightest
+    first, median half-light radius ``r50_px``) or "configured"
+    (``photometry.fallback_fwhm_px``; ``n_stars`` 0). :func:`measure_fwhm` returns NaN
+    and source "none" when too few stars qualify; the stage replaces that by the
+    configured value.
     """
 
     fwhm_px: float
@@ -229,9 +230,9 @@ def measure_fwhm(
     if len(members) < MIN_LOCUS_STARS:
         return replace(none, n_stars=len(members))
     r50_star = float(np.median(r50[members]))
-    index = np.sort(sel[members])
-    brightest = sel[members][:MAX_CORE_FITS]  # sel is sorted by S/N, brightest first
-    fits = core_fwhm(data_sub_e, obj["x"][brightest], obj["y"][brightest], r50_star)
+    index = sel[members]  # sel is sorted by S/N: brightest first
+    best = index[:MAX_CORE_FITS]
+    fits = core_fwhm(data_sub_e, obj["x"][best], obj["y"][best], r50_star)
     fits = fits[np.isfinite(fits)]
     if np.count_nonzero(fits >= min_star_fwhm_px) < min(MIN_LOCUS_STARS, len(fits)):
         return replace(none, n_stars=int(np.count_nonzero(fits >= min_star_fwhm_px)))

@@ -168,7 +168,7 @@ def classify(
         )
     x, y = objects["x"], objects["y"]
     any_mask = mask if mask.any() else None
-    f1, _, flag1 = sep_wrapper.sum_circle(data_sub_e, x, y, fwhm_px, mask=any_mask, subpix=2)
+    f1, _, flag1 = sep_wrapper.sum_circle(data_sub_e, x, y, fwhm_px, mask=any_mask, subpix=1)
     ny, nx = data_sub_e.shape
     centre = (np.clip(np.round(y).astype(np.int64), 0, ny - 1),
               np.clip(np.round(x).astype(np.int64), 0, nx - 1))  # fmt: skip

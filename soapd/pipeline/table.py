@@ -76,7 +76,7 @@ def build_table(columns: Mapping[str, Any], n_rows: int, meta: Mapping[str, Any]
                 description=COLUMN_DESCRIPTIONS.get(name),
             )
         )
-    return Table(cols, meta=dict(meta))
+    return Table(cols, meta=dict(meta), copy=False)  # the columns are new: no second copy
 
 
 def empty_table() -> Table:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from soapd.downloads import Fetched, download_backoff, exposure_of, record_download
-from soapd.errors import FrameError, FrameUnreadable, SkynetAuthError, SkynetUnavailable
+from soapd.errors import FrameError, SkynetAuthError, SkynetUnavailable
 from soapd.logs import FrameLogger
 from soapd.models import FrameRow
 from soapd.skynet.fetcher import Fetcher, FetchResult
@@ -126,6 +126,9 @@ def _record_downloads(ctx: JobContext, results: list[FetchResult]) -> tuple[int,
             log.warning("download postponed, Skynet is unavailable: %s", exc)
             stop = True
             continue
+        except Exception:  # unit-of-work boundary: a bug in one download, the others are kept
+            log.exception("download ended with an unexpected error; the frame stays 'seen'")
+            continue
         arrived += _log_download(ctx, log, got, result.duration_s)
     return arrived, stop
 
@@ -205,12 +208,13 @@ def _register_inbox_file(ctx: JobContext, path: Path) -> RegisteredFile | None:
         if not (path.exists() or path.is_symlink()):
             logger.info("inbox: %s is gone", path.name)
             return None
+        why = str(exc).removeprefix(f"{path}: ")
         try:
-            moved = reject(path, inbox, str(exc)) if inbox is not None else None
+            moved = reject(path, inbox, why) if inbox is not None else None
         except OSError as err:
-            moved, exc = None, FrameUnreadable(f"{exc}; could not move it aside: {err}")
-        where = f"; moved to {moved.parent}" if moved is not None else ""
-        logger.warning("inbox: %s not registered: %s%s", path.name, exc, where)
+            moved, why = None, f"{why}; could not move it aside: {err}"
+        where = f"; moved to {moved.parent}/" if moved is not None else ""
+        logger.warning("inbox: %s not registered: %s%s", path.name, why, where)
         return None
     except OSError as exc:  # a full disk, an I/O error: not the file's fault, try again
         fault = ctx.inbox_retry.failed(path)

@@ -1,6 +1,6 @@
 """The checker process: frame files are decompressed and read there, never in the daemon.
 
-:class:`FileChecker` keeps one child process (``python -m soapd.ingest.unpack``)
+:class:`FileChecker` keeps one child process (:func:`soapd.ingest.unpack.main`)
 and hands it one request at a time over a pipe (JSON lines): check a FITS file
 in place, or decompress a gzip/bzip2 file into a ``.part`` file and check that.
 What a hostile file can do is therefore limited to the child: a decompression
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 TIMEOUT_S = 300.0
 #: Requests one child serves before it is replaced (bounds memory creep).
 MAX_REQUESTS = 500
+#: What the child runs (``-c``, not ``-m``: the package imports the module first).
+_CHILD_CODE = "import sys; from soapd.ingest.unpack import main; sys.exit(main())"
 _SECRET_MARKS = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIALS_DIRECTORY")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -157,7 +159,7 @@ class FileChecker:
         if self._proc is not None:
             self._reap(self._proc)
         self._proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "soapd.ingest.unpack"],
+            [sys.executable, "-P", "-c", _CHILD_CODE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=_child_env(),

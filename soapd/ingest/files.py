@@ -149,8 +149,10 @@ def register_file(
             else:
                 digest, size = copy_to_part(real, part)
                 check = checker.check(part, max_bytes=max_bytes)
-        except FrameError as exc:
-            text = str(exc).split(": ", 1)[-1]
+        except FrameError as exc:  # name the file as the caller knows it
+            text = str(exc)
+            for name in {real.name, part.name}:
+                text = text.removeprefix(f"{name}: ").removeprefix(f"{name} ")
             raise type(exc)(f"{src}: {text}") from None
         existing = _find_stored(frames_dir, digest, size)
         already = existing is not None

@@ -2,8 +2,8 @@
 
 soapd never decompresses or reads a frame's pixels in the daemon's own process:
 a 1 MB ``.fits.gz`` can hold 1 GB of zeros. :class:`soapd.ingest.checker.FileChecker`
-runs this module as a separate process (``python -m soapd.ingest.unpack``) and
-sends it one request per line; the functions here are what that process does:
+runs :func:`main` in a separate process and sends it one request per line;
+the functions here are what that process does:
 
 :func:`unpack`  stream-decompress a gzip or bzip2 file into a ``.part`` file,
                 stopping with :class:`~soapd.errors.FrameRejected` as soon as the
@@ -82,7 +82,7 @@ def too_big(what: str, n_bytes: float, max_bytes: int, *, stopped: bool = False)
 
     ``stopped``: ``n_bytes`` is where decompression was stopped, not a declared size.
     """
-    size = f"stopped at {n_bytes / _MB:.1f} MB" if stopped else f"{n_bytes / _MB:.1f} MB"
+    size = "stopped there" if stopped else f"{n_bytes / _MB:.1f} MB"
     return FrameRejected(
         f"{what} more than {max_bytes / _MB:g} MB ({size}), the limit "
         f"[frame] max_decompressed_mb = {max_bytes / _MB:g}: rejected unread (a decompression "
@@ -293,7 +293,3 @@ def main() -> int:
         out.write(json.dumps(answer) + "\n")
         out.flush()
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - run by FileChecker in its own process
-    sys.exit(main())

@@ -156,6 +156,8 @@ def _received(
                 raise TooSlow(f"received {size} of {expected if expected is not None else '?'}")
             yield chunk
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if stop is not None and stop.is_set():  # the client was closed under the transfer
+            raise Stopped(f"exposure {exp_id}: download interrupted, soapd is stopping") from None
         raise Truncated(
             f"download truncated: connection closed after {size} of "
             f"{expected if expected is not None else '?'} bytes ({type(exc).__name__})"

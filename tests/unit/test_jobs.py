@@ -26,8 +26,8 @@ from soapd.daemon.jobs import (
 from soapd.daemon.pool import WorkerPool
 from soapd.frames import TaskOutcome
 from soapd.ingest.retry import Backoff
-from soapd.skynet.fetcher import Fetcher
 from soapd.skynet.client import SkynetClient
+from soapd.skynet.fetcher import Fetcher
 from soapd.store import Store
 from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
 from soapd.testing.synth import make_frame, write_frame

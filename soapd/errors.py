@@ -7,7 +7,9 @@
     ├── SkynetError                                the archive API failed
     │   ├── SkynetAuthError                        401/403: bad or expired token; no retry
     │   ├── SkynetNotFound     (also LookupError)  404: no such observation/exposure
-    │   └── SkynetUnavailable                      transport errors and 5xx after retries
+    │   ├── SkynetUnavailable                      transport errors and 5xx after retries
+    │   └── SkynetBadAnswer                        a 200 that is not the file (HTML page, truncated
+    │                                              or unreadable body, too slow): transient
     ├── FrameError                                 a FITS frame cannot be used
     │   ├── FrameUnreadable                        not FITS, truncated, no image HDU, no data
     │   └── FrameRejected                          readable but unusable (e.g. all NaN)
@@ -34,6 +36,7 @@ __all__ = [
     "FrameUnreadable",
     "NotifyError",
     "SkynetAuthError",
+    "SkynetBadAnswer",
     "SkynetError",
     "SkynetNotFound",
     "SkynetUnavailable",
@@ -69,6 +72,15 @@ class SkynetNotFound(SkynetError, LookupError):
 
 class SkynetUnavailable(SkynetError):
     """The Skynet API could not be reached or answered 5xx, after retries."""
+
+
+class SkynetBadAnswer(SkynetError):
+    """A download answered 200 but not with the file: transient, retried with backoff.
+
+    An HTML page (a proxy or maintenance page), a truncated or unreadable body, or a
+    transfer past ``skynet.download_deadline_s``. No try is counted until
+    ``skynet.download_budget_s`` has passed since the frame's first such answer.
+    """
 
 
 class FrameError(SoapdError):

@@ -4,7 +4,7 @@ A frame moves through the ledger in five steps, one function each; the daemon
 (:mod:`soapd.daemon.jobs`) and ``Soap`` (:mod:`soapd.api.soap`) both call these,
 so a frame handled by either is handled the same way:
 
-``download_one``   fetch a 'seen' frame's file and record it, or count the failed try
+``download_one``   fetch a 'seen' frame's file and record it, or its fault (:mod:`soapd.downloads`)
 ``start_task``     move a 'downloaded' frame to 'processing' (counting the try); its task
 ``run_task``       run the pipeline and write the field-wide table; the outcome by value
 ``apply_outcome``  write an outcome to the ledger (``record_result`` when it is ok)
@@ -14,12 +14,10 @@ The daemon runs ``run_task`` in its worker processes and applies the outcomes
 on its scheduler thread; ``Soap`` calls :func:`process_one`, which runs it in the
 calling process and applies the outcome. What each failure does:
 
-* download: a refused token (``SkynetAuthError``) is raised, no try counted; an
-  unavailable archive (``SkynetUnavailable``: network, 5xx after retries) is
-  noted on the frame ("download postponed"), raised, no try counted; any other
-  archive error (404, other HTTP errors) or a bad file (``FrameUnreadable``:
-  truncated, not FITS) counts a try, and the frame is 'failed' at
-  ``service.max_tries``.
+* download: see :mod:`soapd.downloads` (a refused token or an unavailable archive
+  counts no try; an answer that is not the file is retried with backoff and
+  counts a try only after ``skynet.download_budget_s``; 404 and other HTTP
+  errors count a try; the frame is 'failed' at ``service.max_tries``).
 * processing: ``FrameRejected`` -> 'rejected' (never retried); ``FrameUnreadable``
   -> 'failed'; any other ``SoapdError`` or an ``OSError`` -> retried ('downloaded'
   again, 'failed' at ``service.max_tries``); an unexpected exception (a bug) ->
@@ -39,22 +37,13 @@ from typing import TYPE_CHECKING, Literal
 
 from soapd import __version__
 from soapd.config import Config
-from soapd.errors import (
-    FrameRejected,
-    FrameUnreadable,
-    SkynetAuthError,
-    SkynetError,
-    SkynetUnavailable,
-    SoapdError,
-    StoreError,
-)
+from soapd.downloads import Fetched, download_one
+from soapd.errors import FrameRejected, FrameUnreadable, SoapdError
 from soapd.logs import frame_context
 from soapd.models import ExposureMeta, FrameResult, Target
 
 if TYPE_CHECKING:
-    from soapd.models import FrameRow
     from soapd.pipeline.calibrate import ReferenceProvider
-    from soapd.skynet.source import ExposureSource
     from soapd.store import Store
 
 __all__ = [
@@ -70,6 +59,7 @@ __all__ = [
     "run_task",
     "start_task",
     "table_path_for",
+    "verify_file",
     "without_off_footprint_rows",
 ]
 
@@ -80,12 +70,17 @@ Outcome = Literal["ok", "rejected", "failed", "retry"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrameTask:
-    """One frame to process: what ``run_task`` needs besides the config and catalogs."""
+    """One frame to process: what ``run_task`` needs besides the config and catalogs.
+
+    ``sha256`` is the checksum the ledger registered for ``path``: the worker
+    checks the file still has it before reading a pixel (None: not checked).
+    """
 
     frame_id: int
     path: Path
     meta: ExposureMeta
     targets: tuple[Target, ...]
+    sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,75 +99,6 @@ class TaskOutcome:
 Processor = Callable[[FrameTask, Config, "ReferenceProvider | None"], TaskOutcome]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fetched:
-    """What :func:`download_one` did with one frame.
-
-    ``path`` is the file now holding the frame's bytes (None when the download
-    failed); ``frame_id`` the frame that owns them (another frame when the same
-    bytes were known already; ``reason`` says why); ``new`` is True when this call
-    added a frame to process; ``error`` is why the download failed (a try was
-    counted) and ``state`` the frame's ledger state afterwards.
-    """
-
-    frame_id: int
-    path: Path | None
-    new: bool
-    state: str
-    error: str = ""
-    reason: str = ""
-
-
-# ----------------------------------------------------------------------- download
-def download_one(
-    store: Store, source: ExposureSource, row: FrameRow, frames_dir: Path, *, max_tries: int
-) -> Fetched:
-    """Download a 'seen' archive frame into ``frames_dir`` and record it in the ledger.
-
-    Raise SkynetAuthError (token refused) or SkynetUnavailable (archive down;
-    noted on the frame as "download postponed"), counting no try. Any other
-    download failure counts a try (the frame is 'failed' at ``max_tries``) and
-    comes back as ``Fetched.error``. Bytes already known (another frame, or a file
-    that came in by the inbox) are kept once: the extra copy is deleted.
-    """
-    from soapd.skynet.records import Exposure
-
-    if row.exp_id is None:
-        raise StoreError(f"frame {row.frame_id} has no Skynet exposure to download")
-    exp = Exposure(exp_id=row.exp_id, obs_id=row.obs_id, state="archived", meta=row.meta)
-    try:
-        got = source.download(exp, frames_dir)
-    except SkynetAuthError:
-        raise
-    except SkynetUnavailable as exc:
-        store.note_error(row.frame_id, f"download postponed: {exc}")
-        raise
-    except (SkynetError, FrameUnreadable) as exc:
-        state = store.mark_download_failed(row.frame_id, str(exc), max_tries=max_tries)
-        return Fetched(frame_id=row.frame_id, path=None, new=False, state=state, error=str(exc))
-    try:
-        rec = store.mark_downloaded(row.frame_id, got.path, got.sha256, got.size_bytes)
-    except StoreError:  # another process (the daemon, or a Soap) recorded it meanwhile
-        now = store.frame(row.frame_id)
-        if now is None or now.path is None:
-            raise
-        if now.path != got.path:
-            got.path.unlink(missing_ok=True)
-        reason = "recorded by another process meanwhile"
-        return Fetched(
-            frame_id=now.frame_id, path=now.path, new=False, state=now.state, reason=reason
-        )
-    if rec.created:
-        return Fetched(frame_id=rec.frame_id, path=got.path, new=True, state="downloaded")
-    owner = store.frame(rec.frame_id)
-    path = got.path
-    if owner is not None and owner.path is not None and owner.path != got.path:
-        got.path.unlink(missing_ok=True)
-        path = owner.path
-    state = owner.state if owner is not None else "downloaded"
-    return Fetched(frame_id=rec.frame_id, path=path, new=False, state=state, reason=rec.reason)
-
-
 # --------------------------------------------------------------------- processing
 def start_task(store: Store, frame_id: int, targets: Sequence[Target]) -> FrameTask:
     """Move a 'downloaded' frame to 'processing' (counting the try); return its task.
@@ -186,8 +112,26 @@ def start_task(store: Store, frame_id: int, targets: Sequence[Target]) -> FrameT
         store.mark_failed(frame_id, why)
         raise FrameUnreadable(why)
     return FrameTask(
-        frame_id=frame_id, path=started.path, meta=started.meta, targets=tuple(targets)
+        frame_id=frame_id,
+        path=started.path,
+        meta=started.meta,
+        targets=tuple(targets),
+        sha256=started.sha256,
     )
+
+
+def verify_file(task: FrameTask) -> None:
+    """Raise FrameUnreadable when the task's file no longer has the registered checksum."""
+    from soapd.fileio import sha256_file
+
+    if task.sha256 is None:
+        return
+    digest, _size = sha256_file(task.path)
+    if digest != task.sha256:
+        raise FrameUnreadable(
+            f"{task.path.name} changed since it was registered (sha256 {digest[:16]}..., "
+            f"the ledger has {task.sha256[:16]}...); not processed"
+        )
 
 
 def table_path_for(config: Config, frame_id: int) -> Path:
@@ -214,6 +158,7 @@ def run_task(
     out: Path | None = None
     with frame_context(task.frame_id):
         try:
+            verify_file(task)
             result = process_frame(
                 task.path,
                 targets=list(task.targets),

@@ -180,7 +180,7 @@ class Soap:
                     "(or $SKYNET_API_TOKEN, or skynet.token_file in the config)"
                 )
             self._source = SkynetClient.from_config(
-                self.config.skynet, token, transport=self._transport
+                self.config.skynet, token, transport=self._transport, frame=self.config.frame
             )
             self._owns_source = True
         return self._source

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from soapd.config import Config, load_config
+from soapd.downloads import Fetched, download_backoff, download_one
 from soapd.errors import FrameUnreadable, SoapdError, StoreError
-from soapd.frames import Fetched, download_one
 from soapd.timeutil import to_mjd
 
 if TYPE_CHECKING:
@@ -198,7 +198,14 @@ def fetch_file(store: Store, client: ExposureSource, exp: Exposure, *, config: C
         raise StoreError(f"exposure {exp.exp_id} vanished from the ledger")
     if row.state == "seen":
         frames_dir = config.paths.frames_dir
-        return download_one(store, client, row, frames_dir, max_tries=config.service.max_tries)
+        return download_one(
+            store,
+            client,
+            row,
+            frames_dir,
+            max_tries=config.service.max_tries,
+            backoff=download_backoff(config.skynet),
+        )
     path = row.path if row.path is not None and row.path.exists() else None
     if path is None:
         logger.warning(

@@ -237,6 +237,7 @@ def status_info(store: Store, cfg: Config, *, n_errors: int = 5) -> dict[str, An
         "alerts": alerts,
         "catalog_cache": _cache_usage(cfg.paths.catalog_cache_dir),
         "recent_errors": store.recent_errors(n_errors),
+        "inbox_rejected": _rejected(cfg),
     }
 
 
@@ -273,7 +274,20 @@ def format_status(info: dict[str, Any]) -> str:
                 f"  frame {e['frame_id']}{exp} {e['state']} (tries {e['tries']}) "
                 f"{e['updated_at'][:19]}: {e['last_error']}"
             )
+    rejected = info.get("inbox_rejected") or []
+    if rejected:
+        lines.append(
+            f"inbox rejected {len(rejected)} file(s) in inbox/rejected/ (reasons beside them)"
+        )
+        lines += [f"  {r['rejected_utc'] or '?'} {r['name']}: {r['reason']}" for r in rejected[:10]]
     return "\n".join(lines)
+
+
+def _rejected(cfg: Config) -> list[dict[str, Any]]:
+    """Return the inbox files soapd refused (moved to ``<inbox>/rejected/``), newest first."""
+    from soapd.ingest.rejected import list_rejected
+
+    return list_rejected(cfg.paths.inbox_dir)
 
 
 def _alive(pid: int) -> bool:

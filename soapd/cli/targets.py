@@ -15,6 +15,7 @@ from typing import Any
 from soapd.alerts.rules import validate_overrides
 from soapd.cli import HelpFormatter, add_config_option, open_store, parse_position
 from soapd.config import load_config
+from soapd.config.fields import name_problem
 from soapd.errors import UsageError
 from soapd.models import Target
 from soapd.store import Store
@@ -136,6 +137,9 @@ def register(sub: Any) -> None:
 def run_add(args: argparse.Namespace) -> int:
     """Add the target; with --backfill, measure it on the kept field-wide tables."""
     cfg = load_config(args.config)
+    problem = name_problem(args.name.strip())
+    if problem:
+        raise UsageError(problem)
     ra, dec = parse_position(args.ra, args.dec)
     target = Target(
         name=args.name.strip(),

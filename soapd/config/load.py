@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from soapd.config.fields import name_problem
 from soapd.config.schema import Config, PathsConfig
 from soapd.errors import ConfigError
 
@@ -129,6 +130,9 @@ def _check_logic(cfg: Config, where: str) -> None:
     names = [t.name for t in cfg.targets]
     if any(not n.strip() for n in names):
         raise ConfigError(f"{where}: every [[targets]] entry needs a name")
+    for i, problem in enumerate(map(name_problem, names)):
+        if problem:
+            raise ConfigError(f"{where}: targets[{i}].name: {problem}")
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: [[targets]] names must be unique")
     for i, n in enumerate(cfg.notifiers):

@@ -3,8 +3,8 @@
 Defaults live only here. Each field carries its meaning and unit in a ``#:``
 comment, and its constraints in the field metadata (``min``, ``max``,
 ``choices``); :mod:`soapd.config.load` reads TOML into these classes and
-:mod:`soapd.config.secrets` reads the token. This package imports nothing from
-soapd but ``errors``.
+:mod:`soapd.config.secrets` reads the token; field helpers live in
+:mod:`soapd.config.fields`. This package imports nothing from soapd but ``errors``.
 """
 
 from __future__ import annotations
@@ -67,6 +67,16 @@ class SkynetConfig:
     reconcile_interval_s: float = _opt(3600.0, lo=60.0, hi=604800.0)
     #: Seconds between polls after the API rejected the token (401/403).
     auth_retry_interval_s: float = _opt(900.0, lo=10.0, hi=86400.0)
+    #: Downloads run at the same time, each on its own thread (the scheduler only records
+    #: their results, so the inbox and processing go on meanwhile).
+    download_threads: int = _opt(2, lo=1, hi=16)
+    #: Seconds one download may take in all, retries included: a transfer drip-fed just
+    #: under read_timeout_s is given up then (no try counted) and resumed later.
+    download_deadline_s: float = _opt(600.0, lo=1.0, hi=86400.0)
+    #: Seconds an exposure may keep coming back unusable (an HTML page with status 200, a
+    #: truncated or non-FITS body, the deadline passed) while it is retried with backoff and
+    #: no try is counted; after that each such failure counts a try.
+    download_budget_s: float = _opt(3600.0, lo=0.0, hi=604800.0)
     #: Ask the archive for reduced frames (sent as `reducequiet=1`).
     reduced: bool = True
     #: Verify the API's TLS certificate (turn off only for a host whose certificate is
@@ -153,6 +163,9 @@ class FrameConfig:
     read_noise_e: float = _opt(10.0, lo=0.0, hi=1e3)
     #: Subtract the overscan (BIASSEC) and trim (TRIMSEC) when the header has them.
     overscan: bool = False
+    #: Largest size in MB a frame's data may have once decompressed (.gz, .bz2, tile-compressed
+    #: .fz): a larger frame is rejected with the reason, checked in a separate process.
+    max_decompressed_mb: float = _opt(1024.0, lo=1.0, hi=1048576.0)
 
 
 @dataclass(**_FROZEN)
@@ -384,7 +397,7 @@ class LoggingConfig:
 class TargetConfig:
     """One watched target (``[[targets]]``), upserted by name at start-up."""
 
-    #: Unique name, e.g. "GRB 261124A".
+    #: Unique name, e.g. "GRB 261124A" (printable characters only, at most 200).
     name: str = ""
     #: Right ascension in degrees (ICRS).
     ra_deg: float = _opt(0.0, lo=0.0, hi=360.0)
@@ -418,6 +431,8 @@ class Config:
     def fingerprint(self) -> str:
         """Return the SHA-256 (hex) of the science-relevant sections, for provenance."""
         science = {k: to_dict(getattr(self, k)) for k in _SCIENCE_SECTIONS}
+        for section, key in _NOT_SCIENCE:
+            science[section].pop(key)
         blob = json.dumps(science, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -427,3 +442,5 @@ class Config:
 
 
 _SCIENCE_SECTIONS = ("frame", "extraction", "photometry", "limits", "calibration")
+#: Keys of those sections that cannot change a result (left out of the fingerprint).
+_NOT_SCIENCE = (("frame", "max_decompressed_mb"),)

@@ -8,8 +8,9 @@ Each frame's steps (download, start, outcome, record) are those of
 :mod:`soapd.frames`, which the Python API uses too.
 
 ``poll_skynet``      list followed observations/telescopes, record new exposures
-``download_frames``  fetch a few 'seen' frames, then wake itself while more remain
-``drain_inbox``      register files the inbox watcher queued
+``download_frames``  start downloads on their threads, record those that ended (in
+                     :mod:`soapd.daemon.intake`, with ``drain_inbox``)
+``drain_inbox``      register files the inbox watcher queued (and retry those due)
 ``process_pending``  collect finished worker results, submit more 'downloaded' frames
 ``flush_alerts``     send the alert outbox
 ``reconcile``        re-list the last ``reconcile_window_h`` and requeue what is missing
@@ -30,19 +31,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from soapd.config import Config, Token, read_token
+from soapd.daemon.intake import download_frames, drain_inbox
 from soapd.daemon.pool import WorkerPool
 from soapd.errors import (
     FrameUnreadable,
     SkynetAuthError,
     SkynetError,
     SkynetNotFound,
-    SkynetUnavailable,
     SoapdError,
     StoreError,
 )
-from soapd.frames import TaskOutcome, apply_outcome, download_one, start_task
+from soapd.frames import TaskOutcome, apply_outcome, start_task
+from soapd.ingest.retry import Backoff
 from soapd.logs import FrameLogger
 from soapd.models import FrameRow
+from soapd.skynet.fetcher import Fetcher
 from soapd.skynet.records import Exposure
 from soapd.skynet.source import ExposureSource
 from soapd.store import Store
@@ -83,7 +86,9 @@ class JobContext:
 
     ``source_factory`` builds the archive client from a token (tests pass one
     that talks to the fake server); ``wake(job_id)`` asks the scheduler to run a
-    job now; ``inbox`` is filled by the watcher thread.
+    job now; ``inbox`` is filled by the watcher thread; ``fetcher`` runs the
+    downloads on their own threads (made by ``download_frames``); ``inbox_retry``
+    holds inbox files to copy again later (a full disk).
     """
 
     config: Config
@@ -97,6 +102,8 @@ class JobContext:
     source: ExposureSource | None = None
     auth_blocked_until: float = 0.0
     counters: Counter[str] = field(default_factory=Counter)
+    fetcher: Fetcher | None = None
+    inbox_retry: Backoff[Path] = field(default_factory=lambda: Backoff(base_s=5.0, cap_s=600.0))
 
     @property
     def max_tries(self) -> int:
@@ -213,92 +220,6 @@ def _list_tel(source: ExposureSource, telescope: str, since: datetime) -> list[E
 def _in_window(exp: Exposure, since: datetime) -> bool:
     when = exp.meta.mid_time_utc or exp.time_archived_utc
     return when is None or when >= since
-
-
-def download_frames(ctx: JobContext, *, limit: int | None = None) -> int:
-    """Download up to ``limit`` (default: one per worker) 'seen' frames. Return how many arrived.
-
-    A bad file (truncated, not FITS) or a 404 counts a try and leaves the frame
-    'seen' (failed at max tries); an unavailable archive (network, 5xx after
-    retries) counts no try and ends this run; a refused token pauses polling.
-    Wakes itself while more remain.
-    """
-    rows = ctx.store.frames_to_download(limit or ctx.pool.n_workers)
-    if not rows:
-        return 0
-    source = ctx.get_source()
-    if source is None:
-        return 0
-    got = 0
-    for row in rows:
-        try:
-            got += _download_one(ctx, source, row)
-        except SkynetAuthError as exc:
-            ctx.auth_failed(exc)
-            return got
-        except SkynetUnavailable as exc:
-            # The archive is down: no try is counted (the frame notes why), and the next
-            # periodic run retries.
-            ctx.counters["postponed"] += 1
-            logger.warning("downloads postponed, Skynet is unavailable: %s", exc)
-            if got:
-                ctx.wake("process_pending")
-            return got
-    if got:
-        ctx.wake("process_pending")
-    if ctx.store.frames_to_download(1) and ctx.source is not None:
-        ctx.wake("download_frames")
-    return got
-
-
-def _download_one(ctx: JobContext, source: ExposureSource, row: FrameRow) -> int:
-    log = FrameLogger(logger, {"frame_id": row.frame_id, "exp_id": row.exp_id})
-    got = download_one(ctx.store, source, row, ctx.config.paths.frames_dir, max_tries=ctx.max_tries)
-    if got.error:
-        log.warning(
-            "download failed (%s)%s", got.error, "; giving up" if got.state == "failed" else ""
-        )
-        return 0
-    if not got.new:
-        log.info("same file as frame %d (%s); not processed again", got.frame_id, got.reason)
-        return 0
-    log.debug("downloaded %s", got.path.name if got.path else "")
-    return 1
-
-
-def drain_inbox(ctx: JobContext) -> int:
-    """Register every file the inbox watcher queued. Return how many became new work.
-
-    Each file is checked and copied (or moved) into the frames folder, then
-    recorded; the ledger's checksum identity drops one already known (dropped
-    twice, or also downloaded from Skynet) and its extra copy is deleted.
-    """
-    from soapd.ingest.files import register_file
-
-    paths = ctx.config.paths
-    added = 0
-    while True:
-        try:
-            path = ctx.inbox.get_nowait()
-        except queue.Empty:
-            break
-        try:
-            reg = register_file(path, paths.frames_dir, action=paths.inbox_action)
-        except (SoapdError, OSError) as exc:
-            logger.warning("inbox: %s not registered: %s", path.name, exc)
-            continue
-        rec = ctx.store.record_local(reg.path, reg.sha256, reg.size_bytes, source="inbox")
-        if rec.created:
-            added += 1
-            logger.info("inbox: %s registered as frame %d", path.name, rec.frame_id)
-            continue
-        owner = ctx.store.frame(rec.frame_id)
-        if owner is not None and owner.path is not None and owner.path != reg.path:
-            reg.path.unlink(missing_ok=True)
-        logger.info("inbox: %s is frame %d already (%s)", path.name, rec.frame_id, rec.reason)
-    if added:
-        ctx.wake("process_pending")
-    return added
 
 
 def process_pending(ctx: JobContext, *, wait_s: float = 0.0) -> int:

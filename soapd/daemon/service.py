@@ -337,7 +337,9 @@ class Service:
             self._alerts_store = None
         ctx.pool.shutdown()
         if ctx.source is not None:
-            ctx.source.close()
+            ctx.source.close()  # also ends downloads in progress
+        if ctx.fetcher is not None:
+            ctx.fetcher.close()
         ctx.store.set_status(stopped_utc=ctx.store.now())
         ctx.store.close()
         self.sd.close()
@@ -376,7 +378,7 @@ def _skynet_factory(config: Config) -> Callable[[Token], ExposureSource]:
     def build(token: Token) -> ExposureSource:
         from soapd.skynet.client import SkynetClient
 
-        return SkynetClient.from_config(config.skynet, token)
+        return SkynetClient.from_config(config.skynet, token, frame=config.frame)
 
     return build
 

@@ -8,7 +8,10 @@ file may still be half-written. A folder moved in is scanned. Suffixes are
 filtered here (``.fits .fit .fts`` and their ``.gz .bz2 .fz`` forms; names
 starting with a dot are ignored), not with watchdog patterns, whose semantics
 changed in watchdog 7. :meth:`InboxWatcher.scan` is the start-up scan for files
-that arrived while soapd was down.
+that arrived while soapd was down. The ``rejected/`` folder (files soapd will
+not take, :mod:`soapd.ingest.rejected`) is never watched for work, and a
+folder that is a symbolic link is not entered (a link to a file is handed on;
+the drain job refuses one that leads out of the inbox).
 
 The event handler runs on the observer thread and does only two things: put
 the path on a queue and call the wake callback. It never touches the database;
@@ -36,6 +39,7 @@ from watchdog.events import (
 )
 
 from soapd.ingest.fitscheck import has_fits_suffix
+from soapd.ingest.rejected import REJECTED_DIR, is_rejected_path
 
 __all__ = ["InboxHandler", "InboxWatcher", "is_candidate", "scan_dir"]
 
@@ -49,15 +53,21 @@ def is_candidate(path: Path) -> bool:
     return not path.name.startswith(".") and has_fits_suffix(path.name)
 
 
-def scan_dir(directory: Path) -> Iterator[Path]:
-    """Yield candidate FITS files under ``directory`` (recursively), in sorted order."""
+def scan_dir(directory: Path, *, inbox: Path | None = None) -> Iterator[Path]:
+    """Yield candidate FITS files under ``directory`` (recursively), in sorted order.
+
+    Folders reached through symbolic links are not entered (``os.walk`` does
+    not follow them); a symbolic link to a file is yielded for the drain job
+    to judge. With ``inbox``, its ``rejected/`` folder is skipped.
+    """
     if not directory.is_dir():
         return
+    skip = None if inbox is None else inbox / REJECTED_DIR
     for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and Path(root) / d != skip)
         for name in sorted(files):
             path = Path(root) / name
-            if is_candidate(path) and path.is_file():
+            if is_candidate(path) and (path.is_file() or path.is_symlink()):
                 yield path
 
 
@@ -68,13 +78,28 @@ def _path(raw: bytes | str) -> Path:
 class InboxHandler(FileSystemEventHandler):
     """watchdog handler: enqueue finished FITS files and wake the drain job."""
 
-    def __init__(self, paths: queue.Queue[Path], wake: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        paths: queue.Queue[Path],
+        wake: Callable[[], None] | None = None,
+        *,
+        inbox: Path | None = None,
+    ) -> None:
         super().__init__()
         self._paths = paths
         self._wake = wake
+        self._inbox = inbox
+
+    def _ignored(self, path: Path) -> bool:
+        return self._inbox is not None and is_rejected_path(path, self._inbox)
 
     def enqueue(self, path: Path) -> None:
-        """Put ``path`` on the queue and call the wake callback (errors in it are logged)."""
+        """Put ``path`` on the queue and call the wake callback (errors in it are logged).
+
+        Paths in the inbox's ``rejected/`` folder are ignored.
+        """
+        if self._ignored(path):
+            return
         self._paths.put(path)
         if self._wake is not None:
             try:
@@ -98,9 +123,10 @@ class InboxHandler(FileSystemEventHandler):
         its close event; a file seen twice is registered once (checksum identity).
         Bare file creation is ignored: files are taken when closed or moved in.
         """
-        if not event.is_directory:
+        folder = _path(event.src_path)
+        if not event.is_directory or folder.is_symlink() or self._ignored(folder):
             return
-        for path in scan_dir(_path(event.src_path)):
+        for path in scan_dir(folder, inbox=self._inbox):
             logger.debug("inbox: %s found in a new folder", path)
             self.enqueue(path)
 
@@ -110,7 +136,9 @@ class InboxHandler(FileSystemEventHandler):
             return
         dest = _path(event.dest_path)
         if event.is_directory:
-            for path in scan_dir(dest):
+            if dest.is_symlink() or self._ignored(dest):
+                return
+            for path in scan_dir(dest, inbox=self._inbox):
                 logger.debug("inbox: %s moved in with its folder", path)
                 self.enqueue(path)
         elif is_candidate(dest):
@@ -148,7 +176,7 @@ class InboxWatcher:
     ) -> None:
         self.inbox_dir = inbox_dir
         self.paths = paths
-        self._handler = InboxHandler(paths, wake)
+        self._handler = InboxHandler(paths, wake, inbox=inbox_dir)
         self._observer: Any = None
 
     def start(self) -> Self:
@@ -170,7 +198,7 @@ class InboxWatcher:
         missed; a file seen both ways is enqueued twice and registered once.
         """
         count = 0
-        for path in scan_dir(self.inbox_dir):
+        for path in scan_dir(self.inbox_dir, inbox=self.inbox_dir):
             self._handler.enqueue(path)
             count += 1
         if count:

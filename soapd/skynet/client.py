@@ -9,13 +9,21 @@ message; explicit connect/read timeouts; snake_case, lower-case parameters
 needs with ``include=`` and page with ``offset``/``limit`` until a short page.
 Transport errors, HTTP 5xx and 429 are retried with exponential backoff
 (tenacity); 401/403 (:class:`SkynetAuthError`) and 404 (:class:`SkynetNotFound`)
-never are. Downloads stream to ``<name>.part``, are checked (size against
-Content-Length, readable FITS), fsynced and renamed into place.
+never are. Downloads (:mod:`soapd.skynet.download`) are stored as
+``r<exp_id>.fits``, stream to a ``.part`` file, are checked (HTML pages refused,
+size against Content-Length, readable FITS in the checker process within
+``[frame] max_decompressed_mb``), fsynced and renamed into place. One download
+call, retries included, ends by ``skynet.download_deadline_s``, and each read
+waits at most that long too. An answer that is not the file (a page with status
+200, a body truncated on every attempt or unreadable, the deadline passed) is
+:class:`~soapd.errors.SkynetBadAnswer`: transient, the caller retries later.
+:meth:`SkynetClient.close` interrupts downloads in progress (from any thread).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,15 +40,16 @@ from tenacity import (
     wait_exponential,
 )
 
-from soapd.config import SkynetConfig, Token
+from soapd.config import FrameConfig, SkynetConfig, Token
 from soapd.errors import (
-    FrameUnreadable,
     SkynetAuthError,
+    SkynetBadAnswer,
     SkynetError,
     SkynetNotFound,
     SkynetUnavailable,
 )
-from soapd.skynet.download import Truncated, save_response
+from soapd.ingest.checker import FileChecker, mb_to_bytes
+from soapd.skynet.download import Stopped, TooSlow, Truncated, save_response
 from soapd.skynet.records import EXPOSURE_FIELDS, Exposure, exposure_from_json, format_api_time
 from soapd.skynet.source import DownloadedFile
 
@@ -108,7 +117,8 @@ class SkynetClient:
 
     Build it with :meth:`from_config`; close it with :meth:`close` or a ``with``
     block. ``transport`` replaces the network (``httpx.MockTransport`` in
-    tests); ``sleep`` replaces ``time.sleep`` between retries.
+    tests); ``sleep`` replaces ``time.sleep`` between retries; ``checker`` the
+    shared file-checker process. Downloads may run on several threads at once.
     """
 
     def __init__(
@@ -123,10 +133,23 @@ class SkynetClient:
         page_size: int = 100,
         reduced: bool = True,
         verify_tls: bool = True,
+        download_deadline_s: float = 600.0,
+        max_frame_mb: float | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        checker: FileChecker | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        self._deadline_s = max(0.001, download_deadline_s)
+        self._max_bytes = mb_to_bytes(max_frame_mb or FrameConfig().max_decompressed_mb)
+        self._checker = checker
+        self._closing = threading.Event()
+        self._download_timeout = httpx.Timeout(
+            connect=connect_timeout_s,
+            read=min(read_timeout_s, self._deadline_s),
+            write=read_timeout_s,
+            pool=connect_timeout_s,
+        )
         self._auth = _TokenAuth(token)
         self._max_attempts = max(1, max_attempts)
         self._backoff_s = max(0.0, backoff_s)
@@ -157,8 +180,12 @@ class SkynetClient:
         *,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        frame: FrameConfig | None = None,
     ) -> Self:
-        """Given the [skynet] section and the token, return a client."""
+        """Given the [skynet] section and the token, return a client.
+
+        ``frame`` gives ``max_decompressed_mb`` (the default [frame] section's otherwise).
+        """
         return cls(
             api_url=cfg.api_url,
             token=token,
@@ -169,6 +196,8 @@ class SkynetClient:
             page_size=cfg.page_size,
             reduced=cfg.reduced,
             verify_tls=cfg.verify_tls,
+            download_deadline_s=cfg.download_deadline_s,
+            max_frame_mb=None if frame is None else frame.max_decompressed_mb,
             transport=transport,
             sleep=sleep,
         )
@@ -183,7 +212,8 @@ class SkynetClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool. Safe to call twice."""
+        """Interrupt downloads in progress and close the connection pool. Safe to call twice."""
+        self._closing.set()
         self._http.close()
 
     def set_token(self, token: Token) -> None:
@@ -203,17 +233,36 @@ class SkynetClient:
     def download(self, exp: Exposure, dest_dir: Path) -> DownloadedFile:
         """Download ``exp``'s FITS file into ``dest_dir``; return its path, sha256 and size.
 
-        The file appears under its final name only when complete, FITS-readable
-        and fsynced; on any failure nothing but earlier complete files is left.
-        Raise FrameUnreadable (truncated after retries, or not FITS),
-        SkynetAuthError, SkynetNotFound or SkynetUnavailable.
+        The file is ``dest_dir/r<exp_id>.fits``; it appears under that name only
+        when complete, FITS-readable and fsynced; on any failure nothing but
+        earlier complete files is left. The whole call, retries included, ends
+        by ``skynet.download_deadline_s``. Raise SkynetBadAnswer (a page instead
+        of the file, truncated on every attempt, unreadable, too slow: transient),
+        FrameRejected (its data exceed ``[frame] max_decompressed_mb``),
+        SkynetAuthError, SkynetNotFound or SkynetUnavailable (also when the
+        client is closed meanwhile).
         """
         dest_dir.mkdir(parents=True, exist_ok=True)
         params = {"image": exp.image_id}
         if self._reduced:
             params["reducequiet"] = "1"
         what = f"download of exposure {exp.exp_id}"
-        return self._retrying(lambda: self._download_once(exp, dest_dir, params), what)
+        deadline_s = time.monotonic() + self._deadline_s
+        try:
+            return self._retrying(
+                lambda: self._download_once(exp, dest_dir, params, deadline_s), what
+            )
+        except TooSlow as exc:
+            raise SkynetBadAnswer(
+                f"{what}: not done after {self._deadline_s:g} s "
+                f"(skynet.download_deadline_s; {exc} bytes); given up, soapd will try again"
+            ) from None
+        except Stopped as exc:
+            raise SkynetUnavailable(str(exc)) from None
+        except RuntimeError:  # httpx: the client was closed by another thread
+            if not self._closing.is_set():
+                raise
+            raise SkynetUnavailable(f"{what}: interrupted, the client was closed") from None
 
     # -- other calls --------------------------------------------------------------
 
@@ -269,6 +318,9 @@ class SkynetClient:
             exp = exposure_from_json(rec)
         except SkynetError as exc:
             logger.warning("%s; skipped", exc)
+            return None
+        if not isinstance(rec.get("state"), str):
+            logger.warning("exposure %s: Skynet sent a record without a state; skipped", exp.exp_id)
             return None
         if not exp.is_archived:
             logger.debug("exposure %s is %r, not archived; skipped", exp.exp_id, exp.state)
@@ -337,7 +389,7 @@ class SkynetClient:
                 f"{what}: Skynet answered {exc} {tries}; it may be down, soapd will try again"
             ) from None
         except Truncated as exc:
-            raise FrameUnreadable(f"{what}: {exc} {tries}") from None
+            raise SkynetBadAnswer(f"{what}: {exc} {tries}; soapd will try again") from None
 
     def _log_retry(self, state: RetryCallState, what: str) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -353,11 +405,24 @@ class SkynetClient:
         )
 
     def _download_once(
-        self, exp: Exposure, dest_dir: Path, params: Mapping[str, str]
+        self, exp: Exposure, dest_dir: Path, params: Mapping[str, str], deadline_s: float
     ) -> DownloadedFile:
         """One download attempt (see :func:`soapd.skynet.download.save_response`)."""
-        with self._http.stream("GET", "/download/fits", params=dict(params)) as response:
+        if time.monotonic() > deadline_s:
+            raise TooSlow("no attempt left before the deadline: received 0 of ?")
+        with self._http.stream(
+            "GET", "/download/fits", params=dict(params), timeout=self._download_timeout
+        ) as response:
             if response.status_code != 200:
                 response.read()
                 self._check_status(response, f"download of exposure {exp.exp_id}")
-            return save_response(response, exp.exp_id, dest_dir, reduced=self._reduced)
+            return save_response(
+                response,
+                exp.exp_id,
+                dest_dir,
+                reduced=self._reduced,
+                max_bytes=self._max_bytes,
+                deadline_s=deadline_s,
+                stop=self._closing,
+                checker=self._checker,
+            )

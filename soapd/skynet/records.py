@@ -24,6 +24,7 @@ from soapd.timeutil import iso_utc, parse_utc
 
 __all__ = [
     "EXPOSURE_FIELDS",
+    "MAX_ID",
     "Exposure",
     "exposure_from_json",
     "format_api_time",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Largest id soapd accepts: ids are stored as SQLite INTEGER, a signed 64-bit number.
+MAX_ID = 2**63 - 1
 
 #: The exposure fields asked for with ``include=`` (skynet_api.md §4.1 and §7).
 EXPOSURE_FIELDS: tuple[str, ...] = (
@@ -148,6 +152,27 @@ def _int(value: Any) -> int | None:
     return None
 
 
+def _id(rec: Mapping[str, Any], key: str, *, required: bool) -> int | None:
+    """Return ``rec[key]`` as an id: an integer in [1, 2**63 - 1] (a SQLite INTEGER).
+
+    A missing (or null) optional id gives None. Raise SkynetError naming the
+    field when a required id is missing, or any id is not such an integer (an
+    id of 2**64 would overflow the ledger's column).
+    """
+    value = rec.get(key)
+    if value is None and not required:
+        return None
+    number = _int(value)
+    if number is None:
+        raise SkynetError(f"Skynet sent an exposure record without an integer {key}: {rec!r:.200}")
+    if not 1 <= number <= MAX_ID:
+        raise SkynetError(
+            f"Skynet sent an exposure record whose {key} {number} is outside 1..2**63-1: "
+            f"{rec!r:.200}"
+        )
+    return number
+
+
 def _name(value: Any) -> str | None:
     """Return the ``name`` of a nested ``{id, name}`` object (or a bare string)."""
     if isinstance(value, Mapping):
@@ -203,11 +228,12 @@ def exposure_from_json(rec: Mapping[str, Any]) -> Exposure:
     when it is absent but ``timeTaken`` (the start) and the exposure length are
     known it is their sum with half the length, and ``meta.extra`` says so.
     Gain and read noise come from the record or its ``camera``. Raise
-    SkynetError if ``id`` is missing or not an integer.
+    SkynetError if ``id`` is missing or not an integer in [1, 2**63 - 1], or
+    ``obsId`` is present but not such an integer.
     """
-    exp_id = _int(rec.get("id"))
-    if exp_id is None:
-        raise SkynetError(f"Skynet sent an exposure record without an integer id: {rec!r:.200}")
+    exp_id = _id(rec, "id", required=True)
+    obs_id = _id(rec, "obsId", required=False)
+    assert exp_id is not None
     camera = rec.get("camera") if isinstance(rec.get("camera"), Mapping) else {}
     assert isinstance(camera, Mapping)
     exptime_used = _positive(rec.get("expLengthUsed"))
@@ -225,7 +251,7 @@ def exposure_from_json(rec: Mapping[str, Any]) -> Exposure:
     read_noise = _number(rec.get("readNoise"))
     meta = ExposureMeta(
         exp_id=exp_id,
-        obs_id=_int(rec.get("obsId")),
+        obs_id=obs_id,
         telescope=_name(rec.get("telescope")),
         filter=_name(rec.get("filterName")) or _name(rec.get("filterUsed")),
         exptime_s=exptime_s,

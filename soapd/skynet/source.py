@@ -22,6 +22,9 @@ __all__ = ["DownloadedFile", "ExposureSource"]
 class DownloadedFile:
     """A frame file safely on disk: complete, FITS-readable, fsynced.
 
+    ``sha256`` and ``size_bytes`` are those of the stored (decompressed) file,
+    computed while it was written; ``server_filename`` is metadata only.
+
     ``reduction`` says what the file shows about server-side calibration:
     ``"reduced"`` (calibration keywords present), ``"probably_unreduced"``
     (integer pixels and no calibration keywords although reduction was asked
@@ -42,8 +45,10 @@ class ExposureSource(Protocol):
     ``iter_*`` yield archived exposures (downloadable files) and use no time
     cursor for observations: the ledger decides what is new. Errors:
     SkynetAuthError (token refused; do not retry quickly), SkynetNotFound,
-    SkynetUnavailable (network or server failure after retries), FrameUnreadable
-    (a downloaded file is truncated or not FITS).
+    SkynetUnavailable (network or server failure after retries), SkynetBadAnswer
+    (a download answered with something else than the file: a page, a truncated
+    or unreadable body, too slow; transient), FrameRejected (the file's data
+    are too big). ``download`` may be called from several threads at once.
     """
 
     def iter_archived(self, obs_id: int) -> Iterator[Exposure]:
@@ -55,7 +60,10 @@ class ExposureSource(Protocol):
         ...
 
     def download(self, exp: Exposure, dest_dir: Path) -> DownloadedFile:
-        """Download ``exp``'s FITS file into ``dest_dir`` atomically; return what was stored."""
+        """Download ``exp``'s FITS file into ``dest_dir`` atomically; return what was stored.
+
+        The file is named after the exposure id (``r<exp_id>.fits``), never after the server.
+        """
         ...
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from soapd import timeutil
 from soapd.config import TargetConfig
+from soapd.config.fields import name_problem
 from soapd.errors import ConfigError
 from soapd.models import Target
 from soapd.store.base import Repository, utc_iso
@@ -40,8 +41,9 @@ def parse_utc(text: str | datetime | None, *, what: str = "time") -> datetime | 
 
 
 def _check_position(name: str, ra_deg: float, dec_deg: float) -> None:
-    if not name.strip():
-        raise ConfigError("a target needs a non-empty name")
+    problem = name_problem(name)
+    if problem:
+        raise ConfigError(problem)
     if not (math.isfinite(ra_deg) and 0.0 <= ra_deg < 360.0):
         raise ConfigError(f"target {name!r}: RA must be in [0, 360) deg, got {ra_deg}")
     if not (math.isfinite(dec_deg) and -90.0 <= dec_deg <= 90.0):

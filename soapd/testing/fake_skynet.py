@@ -12,10 +12,14 @@ one (``reduceQuiet``) fails loudly here instead of silently in production.
 Exposures are added as ``completed`` (taken, no file yet) and become
 ``archived`` one at a time (:meth:`FakeSkynet.release_next`, or a timer). Fault
 switches: random 503s (seeded), slow responses, truncated downloads, a token
-change (:meth:`FakeSkynet.rotate_token`: the old token then gets 401) and any
-bytes as a "frame" (not FITS). Every request is logged without its token. All
-waits are bounded and :meth:`FakeSkynet.stop` closes open connections, so
-nothing can hang.
+change (:meth:`FakeSkynet.rotate_token`: the old token then gets 401), any
+bytes as a "frame" (not FITS), an HTML page with status 200 instead of the file
+for a while (:meth:`FakeSkynet.serve_html`, a proxy's maintenance page),
+drip-fed downloads (:meth:`FakeSkynet.drip_next_download`), one server file
+name for every exposure (:meth:`FakeSkynet.collide_names`) and raw, malformed
+listing records (:meth:`FakeSkynet.add_record`). Every request is logged
+without its token. All waits are bounded and :meth:`FakeSkynet.stop` closes
+open connections, so nothing can hang.
 """
 
 from __future__ import annotations
@@ -25,18 +29,21 @@ import logging
 import random
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from soapd.testing.fake_skynet_faults import HTML_PAGE, MAX_DELAY_S, Faults, FaultSwitches
 from soapd.testing.fake_skynet_http import (
     DOWNLOAD_PARAMS,
     EXPS_PARAMS,
     OBS_PARAMS,
     BadRequest,
+    Drip,
     Handler,
     LoggedRequest,
     Server,
@@ -47,7 +54,7 @@ from soapd.testing.fake_skynet_http import (
 )
 from soapd.timeutil import iso_utc
 
-__all__ = ["API_PREFIX", "NOT_FITS_BYTES", "FakeSkynet", "LoggedRequest"]
+__all__ = ["API_PREFIX", "HTML_PAGE", "NOT_FITS_BYTES", "Drip", "FakeSkynet", "LoggedRequest"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +63,6 @@ API_PREFIX = "/2.0"
 #: Bytes that are certainly not FITS (an HTML error page sent with status 200).
 NOT_FITS_BYTES = b"<html><body>Internal error while reducing the image</body></html>\n"
 _AUTH_HEADER = "Authentication-Token"
-_MAX_DELAY_S = 30.0
 
 
 @dataclass(slots=True)
@@ -67,14 +73,7 @@ class _Exp:
     released: bool = False
 
 
-@dataclass(slots=True)
-class _Faults:
-    fail_rate: float = 0.0
-    slow: list[float] = field(default_factory=list)
-    truncate: int = 0
-
-
-class FakeSkynet:
+class FakeSkynet(FaultSwitches):
     """A threaded fake Skynet API v2 on 127.0.0.1 (ephemeral port); use it as a context manager.
 
     ``token`` is the token the fake accepts; ``seed`` drives the random 503s;
@@ -99,9 +98,10 @@ class FakeSkynet:
         self._stop = threading.Event()
         self._obs: dict[int, str] = {}
         self._exps: dict[int, _Exp] = {}
+        self._raw: dict[int, dict[str, Any]] = {}
         self._order: list[int] = []
         self._next_id = 900_000_001
-        self._faults = _Faults()
+        self._faults = Faults()
         self._log: list[LoggedRequest] = []
         self._conns: set[socket.socket] = set()
         self._server: Server | None = None
@@ -140,7 +140,7 @@ class FakeSkynet:
                     conn.shutdown(socket.SHUT_RDWR)
             server.server_close()
         for thread in self._threads:
-            thread.join(timeout=_MAX_DELAY_S + 5)
+            thread.join(timeout=MAX_DELAY_S + 5)
         self._threads.clear()
 
     def __enter__(self) -> Self:
@@ -245,6 +245,17 @@ class FakeSkynet:
                 self._archive(exp_id)
         return exp_id
 
+    def add_record(self, record: Mapping[str, Any]) -> None:
+        """Add a raw exposure record to the listings, exactly as given (no file behind it).
+
+        For malformed answers: an id of 2**64, a missing field, a wrong type. It
+        is listed like the others (filters read it with ``.get``) and sorted by id.
+        """
+        with self._lock:
+            key = -len(self._raw) - 1
+            self._raw[key] = dict(record)
+            self._order.append(key)
+
     def _archive(self, exp_id: int) -> None:
         exp = self._exps[exp_id]
         exp.released = True
@@ -255,7 +266,7 @@ class FakeSkynet:
         """Archive the next completed exposure (in the order added); return its id or None."""
         with self._lock:
             for exp_id in self._order:
-                if not self._exps[exp_id].released:
+                if exp_id in self._exps and not self._exps[exp_id].released:
                     self._archive(exp_id)
                     return exp_id
         return None
@@ -288,26 +299,7 @@ class FakeSkynet:
     def archived_ids(self) -> list[int]:
         """Ids of the archived exposures, in the order added."""
         with self._lock:
-            return [i for i in self._order if self._exps[i].released]
-
-    # -- faults -------------------------------------------------------------------
-
-    def set_fail_rate(self, rate: float) -> None:
-        """Answer this fraction of requests with 503 (seeded, repeatable)."""
-        if not 0.0 <= rate < 1.0:
-            raise ValueError("fail rate must be in [0, 1)")
-        with self._lock:
-            self._faults.fail_rate = rate
-
-    def slow_next(self, delay_s: float, count: int = 1) -> None:
-        """Delay the next ``count`` responses by ``delay_s`` seconds (at most 30 s)."""
-        with self._lock:
-            self._faults.slow.extend([min(max(delay_s, 0.0), _MAX_DELAY_S)] * count)
-
-    def truncate_next_download(self, count: int = 1) -> None:
-        """Send only half of the next ``count`` files, then close the connection."""
-        with self._lock:
-            self._faults.truncate += count
+            return [i for i in self._order if i in self._exps and self._exps[i].released]
 
     def rotate_token(self, new_token: str) -> None:
         """Accept only ``new_token`` from now on: clients with the old one get 401."""
@@ -394,7 +386,7 @@ class FakeSkynet:
 
     def _visible(self) -> Iterator[dict[str, Any]]:
         for exp_id in self._order:
-            yield self._exps[exp_id].record
+            yield self._exps[exp_id].record if exp_id in self._exps else self._raw[exp_id]
 
     def _exps_list(self, req: Handler, params: dict[str, str]) -> int:
         check_params(params, EXPS_PARAMS)
@@ -416,7 +408,7 @@ class FakeSkynet:
                     {"web2py_error": "skynet.api.errors.ResourceNotFoundError"},
                 )
                 return 404
-            exps = [dict(r) for r in self._visible() if r["obsId"] == obs_id]
+            exps = [dict(r) for r in self._visible() if r.get("obsId") == obs_id]
             record = {"id": obs_id, "name": self._obs[obs_id], "state": "active", "exps": exps}
         include = params.get("include") or "*"
         req.send_json(project(record, include, params.get("exclude")))
@@ -435,9 +427,13 @@ class FakeSkynet:
                     {"web2py_error": "skynet.api.errors.ResourceNotFoundError"},
                 )
                 return 404
+            if time.monotonic() < self._faults.html_until_s:
+                req.send_body(200, HTML_PAGE, "text/html; charset=utf-8")
+                return 200
             truncate = self._faults.truncate > 0
             if truncate:
                 self._faults.truncate -= 1
-            data, filename = exp.data, exp.filename
-        req.send_file(data, filename, truncate=truncate)
+            drip = self._faults.drip.pop(0) if self._faults.drip else None
+            data, filename = exp.data, self._faults.same_name or exp.filename
+        req.send_file(data, filename, truncate=truncate, drip=drip, pause=self._stop.wait)
         return 200

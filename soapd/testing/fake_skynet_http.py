@@ -28,6 +28,7 @@ __all__ = [
     "MAX_LIMIT",
     "OBS_PARAMS",
     "BadRequest",
+    "Drip",
     "Handler",
     "LoggedRequest",
     "Server",
@@ -66,6 +67,14 @@ class LoggedRequest:
     auth: str
 
 
+@dataclass(frozen=True, slots=True)
+class Drip:
+    """How a drip-fed download is sent: ``chunk_bytes`` every ``interval_s`` seconds."""
+
+    chunk_bytes: int
+    interval_s: float
+
+
 class BadRequest(Exception):
     """A request the real API would refuse with 400."""
 
@@ -98,15 +107,16 @@ def matches(
     """Return True when exposure record ``rec`` passes the ``/exps`` filters in ``params``."""
     if "obs" in params:
         wanted = {v.strip() for v in params["obs"].split(",")}
-        name = obs_names.get(rec["obsId"], "")
-        if str(rec["obsId"]) not in wanted and name not in wanted:
+        obs_id = rec.get("obsId")
+        name = obs_names.get(obs_id, "") if isinstance(obs_id, int) else ""
+        if str(obs_id) not in wanted and name not in wanted:
             return False
     if "scope" in params:
         wanted = {v.strip() for v in params["scope"].split(",")}
         tel = rec.get("telescope") or {}
         if str(tel.get("id")) not in wanted and tel.get("name") not in wanted:
             return False
-    if "state" in params and rec["state"] not in params["state"].split(","):
+    if "state" in params and rec.get("state") not in params["state"].split(","):
         return False
     if params.get("wcs_present") == "1" and rec.get("wcsState") != "completed":
         return False
@@ -209,6 +219,15 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def send_body(self, status: int, body: bytes, content_type: str) -> None:
+        """Send ``body`` with ``status`` and ``content_type`` (an HTML page sent as a file)."""
+        self._status(status)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def send_json(self, payload: Any) -> None:
         """Send a 200 JSON answer."""
         body = json.dumps(payload).encode()
@@ -219,8 +238,20 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def send_file(self, data: bytes, filename: str, *, truncate: bool) -> None:
-        """Send a file with Content-Disposition; ``truncate`` sends half and drops the link."""
+    def send_file(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        truncate: bool,
+        drip: Drip | None = None,
+        pause: Callable[[float], bool] | None = None,
+    ) -> None:
+        """Send a file with Content-Disposition; ``truncate`` sends half and drops the link.
+
+        ``drip`` sends it ``drip.chunk_bytes`` at a time with ``pause(drip.interval_s)``
+        between chunks; ``pause`` returning True (the server stops) ends the answer.
+        """
         self._status(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/fits")
@@ -232,6 +263,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_WR)
+            return
+        if drip is not None:
+            for start in range(0, len(data), drip.chunk_bytes):
+                if start and pause is not None and pause(drip.interval_s):
+                    self.close_connection = True
+                    return
+                self.wfile.write(data[start : start + drip.chunk_bytes])
+                self.wfile.flush()
             return
         self.wfile.write(data)
 

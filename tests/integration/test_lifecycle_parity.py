@@ -124,7 +124,15 @@ def _archive(demo: DemoField, root: Path) -> Iterator[tuple[Config, FakeSkynet, 
         ]
         cfg = parse_config(
             {
-                "skynet": {"api_url": fake.url, "max_attempts": MAX_ATTEMPTS, "backoff_s": 0.0},
+                "skynet": {
+                    "api_url": fake.url,
+                    "max_attempts": MAX_ATTEMPTS,
+                    "backoff_s": 0.0,
+                    # C (not FITS) counts a try at each answer, as before #15's budget,
+                    # and downloads go one at a time: the fault script is sequential.
+                    "download_budget_s": 0.0,
+                    "download_threads": 1,
+                },
                 "paths": {"state_dir": str(root / "state"), "cache_dir": str(root / "cache")},
                 "service": {"workers": 1, "max_tries": MAX_TRIES},
                 "calibration": {"catalog_files": [str(demo.catalog_path)], "online": False},
@@ -154,12 +162,14 @@ def _run_daemon(cfg: Config, source: ScriptedSource, obs_id: int) -> None:
         store.follow_observation(obs_id)
         poll_skynet(ctx)
         for _ in range(ROUNDS):
-            download_frames(ctx, limit=10)
+            download_frames(ctx, limit=10, wait_s=60.0)
         for _ in range(120):
             process_pending(ctx, wait_s=1.0)
             if not pool.inflight and not store.pending_frames(1):
                 break
     finally:
+        if ctx.fetcher is not None:
+            ctx.fetcher.close()
         pool.shutdown()
         store.close()
 

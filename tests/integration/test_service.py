@@ -47,6 +47,9 @@ def service_config(tmp_path: Path, demo: DemoField, api_url: str, **overrides: A
             "max_attempts": 3,
             "read_timeout_s": 2.0,
             "auth_retry_interval_s": 10.0,
+            # A page or an unreadable body counts a try at once here (the frame that is
+            # not FITS must fail within the test); test_download_faults.py tests the budget.
+            "download_budget_s": 0.0,
         },
         "paths": {
             "state_dir": str(tmp_path / "state"),

@@ -7,6 +7,7 @@ done; the outcome then goes through the daemon's ``finish`` and through
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -56,7 +57,8 @@ def fixture_store(cfg: Config) -> Iterator[Store]:
         (fid,) = store.record_seen(
             [Exposure(exp_id=1, obs_id=OBS, state="archived", meta=ExposureMeta(obs_id=OBS))]
         )
-        store.mark_downloaded(fid, frame, "0" * 64, frame.stat().st_size)
+        digest = hashlib.sha256(frame.read_bytes()).hexdigest()  # the worker checks it (#15)
+        store.mark_downloaded(fid, frame, digest, frame.stat().st_size)
         yield store
 
 

@@ -76,8 +76,10 @@ def test_soap_download_skips_downloaded_and_survives_one_bad_exposure(
         row = soap.store.find_frame(exp_id=bad)
         assert row is not None
         assert row.state == "seen"
-        assert row.tries == 1
-        assert row.last_error
+        # #15: an HTML page instead of the file is transient: no try counted within
+        # skynet.download_budget_s (test_download_faults.py covers the budget).
+        assert row.tries == 0
+        assert (row.last_error or "").startswith("download postponed: ")
         for exp_id in good:
             done = soap.store.find_frame(exp_id=exp_id)
             assert done is not None

@@ -109,10 +109,11 @@ def test_soap_run_b13_date_range_selects_frames(
     with Soap(demo.obs_id, config=demo_config(), token=served.token, processor=counter) as soap:
         res = soap.run(after=cut.replace(tzinfo=None).isoformat())  # naive ISO: UTC
     assert len(counter.frames) == len(demo.frames) - 2
-    names = {
-        str(n).rsplit("_", 2)[-2] + "_" + str(n).rsplit("_", 1)[-1] for n in res.table["image_file"]
+    # Downloads are named r<exp_id>.fits (#15); load_into gave frame i the id obs*100+i+1.
+    indexes = {
+        int(str(n).removeprefix("r").split(".")[0]) % 100 - 1 for n in res.table["image_file"]
     }
-    assert names == {f.path.name for f in demo.frames[2:]}
+    assert {demo.frames[i].path.name for i in indexes} == {f.path.name for f in demo.frames[2:]}
 
 
 def test_soap_run_forced_target_absent_then_present_gives_limits_then_detections(

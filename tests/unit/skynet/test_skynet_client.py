@@ -22,6 +22,7 @@ from soapd.config import SkynetConfig, Token
 from soapd.errors import (
     FrameUnreadable,
     SkynetAuthError,
+    SkynetBadAnswer,
     SkynetError,
     SkynetNotFound,
     SkynetUnavailable,
@@ -30,7 +31,7 @@ from soapd.ingest.fitscheck import has_fits_suffix
 from soapd.skynet import Exposure, ExposureSource, SkynetClient
 from soapd.skynet import client as client_module
 from soapd.skynet.client import AUTH_HEADER
-from soapd.skynet.download import filename_from_disposition
+from soapd.skynet.download import local_name, server_filename
 from soapd.skynet.records import EXPOSURE_FIELDS, exposure_from_json
 
 MakeClient = Callable[..., tuple[SkynetClient, Any]]
@@ -320,8 +321,10 @@ def test_download_truncated_leaves_nothing_and_says_so(
         return httpx.Response(200, content=data[:1000], headers=headers)
 
     client, rec = make_client(answer, max_attempts=3)
+    # #15: a body truncated on every attempt is a transient fault (SkynetBadAnswer), not
+    # a bad frame: the caller retries later without counting a try.
     with pytest.raises(
-        FrameUnreadable, match=rf"truncated: received 1000 of {len(data)} bytes.*after 3 attempt"
+        SkynetBadAnswer, match=rf"truncated: received 1000 of {len(data)} bytes.*after 3 attempt"
     ):
         client.download(_exp(), tmp_path)
     assert len(rec.requests) == 3
@@ -356,11 +359,18 @@ def test_download_stream_error_midway_is_retried(
     assert len(rec.requests) == 2
 
 
-def test_download_not_fits_is_unreadable_without_retry(
-    make_client: MakeClient, tmp_path: Path
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html>reduction failed</html>", r"exposure 55.*HTML page instead of a FITS file"),
+        (b"\x00\x01garbage" * 300, r"exposure 55.*not usable FITS.*SIMPLE"),
+    ],
+)
+def test_download_not_fits_is_a_bad_answer_without_retry(
+    make_client: MakeClient, tmp_path: Path, body: bytes, message: str
 ) -> None:
-    client, rec = make_client(lambda r: _file(b"<html>reduction failed</html>"))
-    with pytest.raises(FrameUnreadable, match=r"exposure 55.*not usable FITS"):
+    client, rec = make_client(lambda r: _file(body))
+    with pytest.raises(SkynetBadAnswer, match=message):
         client.download(_exp(), tmp_path)
     assert len(rec.requests) == 1
     assert list(tmp_path.iterdir()) == []
@@ -368,7 +378,7 @@ def test_download_not_fits_is_unreadable_without_retry(
 
 def test_download_empty_file_is_unreadable(make_client: MakeClient, tmp_path: Path) -> None:
     client, _ = make_client(lambda r: _file(b""))
-    with pytest.raises(FrameUnreadable, match="empty file"):
+    with pytest.raises(SkynetBadAnswer, match="empty file"):
         client.download(_exp(), tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -389,30 +399,42 @@ def test_download_without_disposition_uses_exposure_name(
 
 
 @pytest.mark.parametrize(
-    ("header", "expected"),
+    "header",
     [
-        (None, "r7.fits"),
-        ("", "r7.fits"),
-        ('attachment; filename="r7.fits"', "r7.fits"),
-        ('inline; filename="Prompt5_r7_V.fits.fz"', "Prompt5_r7_V.fits.fz"),
-        ('attachment; filename="../../etc/passwd"', "r7_passwd.fits"),
-        ('attachment; filename="..\\..\\evil.fits"', "r7_evil.fits"),
-        ('attachment; filename="..."', "r7.fits"),
-        ('attachment; filename="/"', "r7.fits"),
-        ("attachment; filename=plain_r7.fit", "plain_r7.fit"),
-        ('attachment; filename="r71.fits"', "r7_r71.fits"),
-        ('attachment; filename="obs17_r7-V.fits"', "obs17_r7-V.fits"),
-        ("attachment; filename*=UTF-8''caf%C3%A9%20r7.fits", "caf__r7.fits"),
-        ('attachment; filename=".hidden.fits"', "r7_hidden.fits"),
-        ('attachment; filename="image.jpg"', "r7_image.jpg.fits"),
+        None,
+        "",
+        'attachment; filename="r55.fits"',
+        'inline; filename="Prompt5_r55_V.fits.fz"',
+        'attachment; filename="../../etc/passwd"',
+        'attachment; filename="..\\..\\evil.fits"',
+        'attachment; filename="..."',
+        'attachment; filename="/"',
+        "attachment; filename=plain_r55.fit",
+        'attachment; filename="r56.fits"',
+        'attachment; filename="obs17_r55-V.fits"',
+        "attachment; filename*=UTF-8''caf%C3%A9%20r55.fits",
+        'attachment; filename=".hidden.fits"',
+        'attachment; filename="image.jpg"',
     ],
 )
-def test_filename_from_disposition_is_safe(header: str | None, expected: str) -> None:
-    name = filename_from_disposition(7, header)
-    assert name == expected
-    assert "/" not in name
-    assert "\\" not in name
-    assert not name.startswith(".")
+def test_download_name_is_built_from_the_exposure_id_only(
+    make_client: MakeClient,
+    tmp_path: Path,
+    fits_bytes: Callable[..., bytes],
+    header: str | None,
+) -> None:
+    """#15: server names are not used for files (two exposures once shared one)."""
+    data = fits_bytes()
+    headers = {"Content-Length": str(len(data))}
+    if header is not None:
+        headers["Content-Disposition"] = header
+    client, _ = make_client(lambda r: httpx.Response(200, content=data, headers=headers))
+    got = client.download(_exp(), tmp_path)
+    assert got.path == tmp_path / "r55.fits"
+    assert got.path.read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["r55.fits"]  # no .part left over
+    if header and header.count('"') >= 2:
+        assert got.server_filename == header[header.index('"') + 1 : header.rindex('"')]
 
 
 # -- the token never leaks ---------------------------------------------------------
@@ -516,14 +538,11 @@ def test_get_observation_non_object_raises(make_client: MakeClient) -> None:
         client.get_observation(3)
 
 
-@given(st.integers(min_value=1, max_value=10**12), st.text(max_size=300))
-def test_filename_from_disposition_any_header_is_safe(exp_id: int, text: str) -> None:
+@given(st.integers(min_value=1, max_value=2**63 - 1), st.text(max_size=300))
+def test_local_name_ignores_any_header(exp_id: int, text: str) -> None:
+    name = local_name(exp_id)
+    assert name == f"r{exp_id}.fits"
+    assert re.fullmatch(r"r[0-9]+\.fits", name)
+    assert has_fits_suffix(name)
     for header in (text, f'attachment; filename="{text}"', f"inline; filename*=UTF-8''{text}"):
-        name = filename_from_disposition(exp_id, header)
-        assert name
-        assert "/" not in name
-        assert "\\" not in name
-        assert not name.startswith(".")
-        assert re.fullmatch(r"[A-Za-z0-9._+-]+", name)
-        assert has_fits_suffix(name)
-        assert re.search(rf"(?<!\d){exp_id}(?!\d)", name)
+        server_filename(header)  # metadata only: any text is accepted, never a path

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from soapd.config import SkynetConfig, Token
-from soapd.errors import FrameUnreadable, SkynetAuthError, SkynetNotFound, SkynetUnavailable
+from soapd.errors import SkynetAuthError, SkynetBadAnswer, SkynetNotFound, SkynetUnavailable
 from soapd.skynet import SkynetClient
 from soapd.skynet.records import exposure_from_json
 from soapd.testing.fake_skynet import NOT_FITS_BYTES, FakeSkynet
@@ -98,7 +98,8 @@ def test_fake_download_roundtrip(
     (exp,) = client.iter_archived(5)
     got = client.download(exp, tmp_path)
     assert got.path.read_bytes() == data
-    assert got.path.name == f"fake_{exp_id}.fits"
+    assert got.path.name == f"r{exp_id}.fits"  # the exposure id names it, not the server
+    assert got.server_filename == f"fake_{exp_id}.fits"
     assert fake.requests[-1].params == {"image": f"r{exp_id}", "reducequiet": "1"}
 
 
@@ -127,7 +128,7 @@ def test_fake_random_503s_are_ridden_out(
     assert [e.exp_id for e in exps] == ids
     for exp in exps:
         client.download(exp, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"fake_{i}.fits" for i in ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"r{i}.fits" for i in ids)
     assert any(r.status == 503 for r in fake.requests)
 
 
@@ -171,7 +172,7 @@ def test_fake_truncated_download_without_retries_leaves_nothing(
     fake.truncate_next_download(5)
     client = connect(max_attempts=2)
     (exp,) = client.iter_archived(5)
-    with pytest.raises(FrameUnreadable, match="truncated"):
+    with pytest.raises(SkynetBadAnswer, match="truncated"):
         client.download(exp, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -183,7 +184,7 @@ def test_fake_not_fits_frame_is_unreadable(
     fake.release_all()
     client = connect()
     (exp,) = client.iter_archived(5)
-    with pytest.raises(FrameUnreadable, match="not usable FITS"):
+    with pytest.raises(SkynetBadAnswer, match="HTML page instead of a FITS file"):
         client.download(exp, tmp_path)
     assert fake.count("/download/fits") == 1
     assert list(tmp_path.iterdir()) == []

@@ -166,3 +166,27 @@ def test_with_extra_adds_without_mutating() -> None:
     new = with_extra(meta, reduction="reduced")
     assert new.extra == {"a": 1, "reduction": "reduced"}
     assert meta.extra == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"id": 2**64, "state": "archived"}, "id"),
+        ({"id": 2**63, "state": "archived"}, "id"),
+        ({"id": str(2**64), "state": "archived"}, "id"),
+        ({"id": 0, "state": "archived"}, "id"),
+        ({"id": -5, "state": "archived"}, "id"),
+        ({"id": 7, "obsId": 2**64, "state": "archived"}, "obsId"),
+        ({"id": 7, "obsId": "x", "state": "archived"}, "obsId"),
+    ],
+)
+def test_ids_must_fit_the_ledger(record: dict[str, object], field: str) -> None:
+    """Ids are SQLite INTEGERs: 2**64 used to raise OverflowError when the ledger stored it."""
+    with pytest.raises(SkynetError, match=field):
+        exposure_from_json(record)
+
+
+def test_largest_id_and_missing_obs_id_are_fine() -> None:
+    exp = exposure_from_json({"id": 2**63 - 1, "state": "archived"})
+    assert exp.exp_id == 2**63 - 1
+    assert exp.obs_id is None

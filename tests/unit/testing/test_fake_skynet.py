@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from soapd.testing.fake_skynet import API_PREFIX, NOT_FITS_BYTES, FakeSkynet
+from soapd.testing.fake_skynet import API_PREFIX, HTML_PAGE, NOT_FITS_BYTES, FakeSkynet
 
 TOKEN = "fake-test-token-0123456789abcdef"
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
@@ -233,3 +233,83 @@ def test_fake_url_before_start_raises() -> None:
 
 def test_fake_not_fits_bytes_are_not_fits() -> None:
     assert not NOT_FITS_BYTES.startswith(b"SIMPLE")
+
+
+def test_fake_serve_html_answers_200_with_a_page_for_a_while(
+    fake: FakeSkynet, http: httpx.Client
+) -> None:
+    fake.release_all()
+    fake.serve_html(30.0)
+    page = http.get("/download/fits", params={"image": "r100"})
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert page.content == HTML_PAGE
+    assert "Content-Disposition" not in page.headers
+    fake.serve_html(0.0)  # the page is gone
+    assert http.get("/download/fits", params={"image": "r100"}).content == b"DATA0"
+
+
+def test_fake_drip_sends_the_whole_file_in_small_pieces(fake: FakeSkynet) -> None:
+    fake.release_all()
+    fake.drip_next_download(chunk_bytes=2, interval_s=0.05)
+    pieces: list[bytes] = []
+    with (
+        httpx.Client(base_url=fake.url, headers={"Authentication-Token": TOKEN}) as http,
+        http.stream("GET", "/download/fits", params={"image": "r101"}) as response,
+    ):
+        pieces.extend(response.iter_raw())
+    assert b"".join(pieces) == b"DATA1"
+    assert len(pieces) >= 2  # b"DA", b"TA", b"1" written apart (a busy reader may join two)
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        fake.drip_next_download(chunk_bytes=0)
+
+
+def test_fake_stop_interrupts_a_drip() -> None:
+    fake = FakeSkynet(token=TOKEN).start()
+    fake.add_exposure(5, b"x" * 100, center_time_utc=T0, exp_id=100, archived=True)
+    fake.drip_next_download(chunk_bytes=1, interval_s=20.0)
+    result: list[object] = []
+
+    def call() -> None:
+        try:
+            with httpx.Client(
+                base_url=fake.url, headers={"Authentication-Token": TOKEN}, timeout=30.0
+            ) as http:
+                result.append(http.get("/download/fits", params={"image": "r100"}).content)
+        except httpx.HTTPError as exc:
+            result.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    while not fake.requests:
+        time.sleep(0.01)
+    fake.stop()
+    caller.join(timeout=10)
+    assert not caller.is_alive()
+    assert len(result) == 1
+    assert result[0] != b"x" * 100  # cut short
+
+
+def test_fake_collide_names_sends_one_name_for_every_file(
+    fake: FakeSkynet, http: httpx.Client
+) -> None:
+    fake.release_all()
+    fake.collide_names("image.fits")
+    names = {
+        http.get("/download/fits", params={"image": f"r{i}"}).headers["Content-Disposition"]
+        for i in (100, 101, 200)
+    }
+    assert names == {'attachment; filename="image.fits"'}
+    fake.collide_names(None)
+    got = http.get("/download/fits", params={"image": "r101"}).headers["Content-Disposition"]
+    assert got == 'attachment; filename="fake_101.fits"'
+
+
+def test_fake_add_record_lists_it_as_given(fake: FakeSkynet, http: httpx.Client) -> None:
+    fake.release_all()
+    fake.add_record({"id": 2**64, "obsId": 5, "state": "archived"})
+    fake.add_record({"state": "archived", "obsId": 5})
+    rows = http.get("/exps", params={"obs": "5", "include": "*"}).json()
+    assert [r.get("id") for r in rows] == [100, 101, 102, 2**64, None]
+    assert http.get("/exps", params={"obs": "6"}).json() == [{"id": 200}]
+    assert fake.archived_ids() == [100, 101, 102, 200]

@@ -362,8 +362,9 @@ class StacksConfig:
     #: (reproject_exact for every frame) or "adaptive" (reproject_adaptive for every frame).
     reproject_method: str = _opt("auto", choices=("auto", "exact", "adaptive"))
     #: "auto" alignment: largest departure in px from a pure translation, over the cutout, that
-    #: still counts as a translation.
-    shift_tolerance_px: float = _opt(0.02, lo=0.0, hi=1.0)
+    #: still counts as a translation (0.05 px at the corners of a 256 px box is a rotation of
+    #: 0.016 degrees; at the target, in the centre, the shift is exact).
+    shift_tolerance_px: float = _opt(0.05, lo=0.0, hi=1.0)
     #: Weights of the co-add: "inverse_variance" (of each frame scaled to the common zero point)
     #: or "equal" (a plain mean, as Skynet's classic stacks).
     weighting: str = _opt("inverse_variance", choices=("inverse_variance", "equal"))

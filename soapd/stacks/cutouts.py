@@ -375,35 +375,65 @@ def _shift(cutout: Cutout, dx: float, dy: float, shape: tuple[int, int]) -> Alig
     return Aligned(data_e=out, mask=out_mask, saturated=out_sat, method="shift")
 
 
+def _nearest_input(
+    cutout: Cutout, grid: WCS, shape: tuple[int, int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], B]:
+    """Return the nearest input pixel (iy, ix) of each grid pixel's centre, and if it is inside."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    xi, yi = _map_points(
+        grid, cutout.wcs, xx.ravel().astype(np.float64), yy.ravel().astype(np.float64)
+    )
+    ix = np.round(np.nan_to_num(xi, nan=-1.0)).astype(np.int64)
+    iy = np.round(np.nan_to_num(yi, nan=-1.0)).astype(np.int64)
+    h, w = cutout.shape
+    inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
+    return iy, ix, inside
+
+
+def _touched(
+    plane: B, nearest: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], B], reach_px: int
+) -> npt.NDArray[np.bool_]:
+    """Return (flat) which grid pixels land within ``reach_px`` input px of a True pixel."""
+    from scipy.ndimage import binary_dilation
+
+    iy, ix, inside = nearest
+    out = np.zeros(ix.shape, bool)
+    if plane.any():
+        grown = binary_dilation(plane, np.ones((2 * reach_px + 1,) * 2, bool))
+        out[inside] = grown[iy[inside], ix[inside]]
+    return out
+
+
 def _reproject(cutout: Cutout, grid: WCS, shape: tuple[int, int], method: str) -> Aligned:
-    """Resample with ``reproject`` (flux-conserving), aligning the mask footprint too."""
+    """Resample with ``reproject`` (flux-conserving); masks follow by nearest-pixel mapping.
+
+    Only the pixels go through reproject; an output pixel is masked (saturated) when
+    a masked (saturated) input pixel lies within the reach of its footprint, i.e.
+    ``ceil(scale / 2 + 0.5)`` input px of where its centre lands (``scale``: output
+    over input pixel size), or when it falls outside the input.
+    """
     from reproject import reproject_adaptive, reproject_exact
 
-    planes = np.stack(
-        [
-            np.where(cutout.mask, 0.0, cutout.data_e),
-            cutout.mask.astype(np.float64),
-            cutout.saturated.astype(np.float64),
-        ]
-    )
+    data_in = np.where(cutout.mask, 0.0, cutout.data_e)
+    area = proj_plane_pixel_area(grid.celestial) / proj_plane_pixel_area(cutout.wcs.celestial)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
         if method == "exact":
-            out, footprint = reproject_exact((planes, cutout.wcs), grid, shape_out=shape)
-            area = proj_plane_pixel_area(grid.celestial) / proj_plane_pixel_area(
-                cutout.wcs.celestial
-            )
-            out[0] *= area
+            out, footprint = reproject_exact((data_in, cutout.wcs), grid, shape_out=shape)
+            # reproject_exact returns surface brightness: back to electrons per pixel.
+            out = out * area
         else:
             out, footprint = reproject_adaptive(
-                (planes, cutout.wcs), grid, shape_out=shape, conserve_flux=True
+                (data_in, cutout.wcs), grid, shape_out=shape, conserve_flux=True
             )
-    out = np.nan_to_num(np.asarray(out, np.float64), nan=0.0)
-    fp = np.asarray(footprint, np.float64)
-    fp = fp[0] if fp.ndim == 3 else fp
-    mask = (out[1] > 1e-6) | (fp <= 0)
-    data = np.where(mask, 0.0, out[0])
-    return Aligned(data_e=data, mask=mask, saturated=out[2] > 1e-6, method=method)
+    reach = math.ceil(math.sqrt(area) / 2.0 + 0.5)
+    nearest = _nearest_input(cutout, grid, shape)
+    mask = (_touched(cutout.mask, nearest, reach) | ~nearest[2]).reshape(shape)
+    mask |= ~np.isfinite(out) | (np.asarray(footprint, np.float64) <= 0)
+    saturated = _touched(cutout.saturated, nearest, reach).reshape(shape)
+    data = np.where(mask, 0.0, np.nan_to_num(np.asarray(out, np.float64), nan=0.0))
+    return Aligned(data_e=data, mask=mask, saturated=saturated, method=method)
 
 
 def align(

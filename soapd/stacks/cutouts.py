@@ -43,7 +43,7 @@ from astropy.wcs.utils import proj_plane_pixel_area
 from soapd.config import FrameConfig
 from soapd.errors import SoapdError
 from soapd.models import ExposureMeta
-from soapd.pipeline.detect import measure_background
+from soapd.pipeline.background import measure_background
 from soapd.pipeline.frame import load_frame
 from soapd.pipeline.photometry import edge_distance_px
 

@@ -24,9 +24,8 @@ import numpy.typing as npt
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from soapd.columns import FrameResult
 from soapd.config import Config
-from soapd.models import Target
+from soapd.models import FrameResult, Target
 from soapd.pipeline import STAGES, Stage, run_frame
 from soapd.pipeline.calibrate import Calibration
 from soapd.pipeline.context import Context

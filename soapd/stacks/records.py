@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from soapd.columns import FrameResult
 from soapd.flags import Flag
+from soapd.models import FrameResult
 
 __all__ = ["Candidate", "StackResult", "candidate_from_result"]
 

@@ -33,8 +33,9 @@ from astropy.wcs import WCS
 from soapd.config import Config
 from soapd.models import Target
 from soapd.pipeline.calibrate import Calibration
+from soapd.stacks.align import Aligned, align
 from soapd.stacks.combine import coadd, scale_factor, weighted_mean
-from soapd.stacks.cutouts import Aligned, Cutout, align, load_cutout, subtract_background
+from soapd.stacks.cutouts import Cutout, load_cutout, subtract_background
 from soapd.stacks.epochs import Epoch
 from soapd.stacks.measure import measure_stack, stack_frame
 from soapd.stacks.records import Candidate, StackResult
@@ -319,6 +320,10 @@ def build_stack(
         snr=num("snr"),
         flux_e=num("flux"),
         flux_err_e=num("flux_err"),
+        flux_ujy=num("flux_ujy"),
+        flux_ujy_err=num("flux_ujy_err"),
+        fwhm_px=result.summary.fwhm_px,
+        aperture_px=num("aperture_radius"),
         is_detection=bool(row["is_detection"]) if row is not None else False,
         flags=int(row["flag"]) if row is not None else 0,
         single_detections=sum(1 for c in members if c.single_detection),

@@ -4,8 +4,9 @@ When a frame joins an epoch the epoch's stack is rebuilt; without a cache every
 member's whole FITS file would be read again. :func:`cached_loader` keeps, per
 frame and target, a box somewhat larger than the stack (``pad_px`` on each side,
 in the frame's own grid, centred on the target) in an ``.npz`` file: pixels in
-electrons (float32, as frames are stored), the mask and saturation planes, the
-box's WCS and the frame's exposure time and mid-time. A frame that cannot be used
+electrons (float32, as frames are stored), the mask and saturation planes (bits),
+the box's WCS and the frame's exposure time and mid-time: about 0.4 MB per frame
+and target for the default 256 px stack. A frame that cannot be used
 is cached as its reason. Later requests are cut from the cached box; a request the
 box cannot cover (a frame rotated against the stack's grid) reads the file again.
 
@@ -61,11 +62,15 @@ class CutoutCache:
                     warnings.simplefilter("ignore", AstropyWarning)
                     # wcslib parses the header text directly (no card verification).
                     wcs = WCS(str(z["wcs"]))
+                data = np.asarray(z["data_e"], np.float64)
+                n = data.size
                 return Cutout(
                     frame_id=frame_id,
-                    data_e=np.asarray(z["data_e"], np.float64),
-                    mask=np.asarray(z["mask"], bool),
-                    saturated=np.asarray(z["saturated"], bool),
+                    data_e=data,
+                    mask=np.unpackbits(z["mask"], count=n).astype(bool).reshape(data.shape),
+                    saturated=np.unpackbits(z["saturated"], count=n)
+                    .astype(bool)
+                    .reshape(data.shape),
                     wcs=wcs,
                     x_px=float(z["x_px"]),
                     y_px=float(z["y_px"]),
@@ -87,8 +92,8 @@ class CutoutCache:
                 np.savez(
                     fh,
                     data_e=item.data_e.astype(np.float32),
-                    mask=item.mask,
-                    saturated=item.saturated,
+                    mask=np.packbits(item.mask),
+                    saturated=np.packbits(item.saturated),
                     wcs=np.str_(item.wcs.to_header(relax=True).tostring()),
                     x_px=item.x_px,
                     y_px=item.y_px,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from soapd.stacks.cutouts import Aligned
+from soapd.stacks.align import Aligned
 
 __all__ = ["CoAdd", "coadd", "scale_factor"]
 

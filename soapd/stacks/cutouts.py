@@ -6,22 +6,9 @@ pixel holds the target; every other frame's box is just large enough to cover
 that grid (its corners mapped through the two WCSs, plus a margin).
 
 Each cutout is background-subtracted on its own pixels (sep, as single frames:
-:func:`soapd.pipeline.detect.measure_background`), then aligned:
-
-* **shift** (``method = "auto"``, when the frame's grid differs from the stack's by
-  a translation within ``shift_tolerance_px`` over the whole box): each output
-  pixel is the overlap-area-weighted mean of the (up to four) input pixels it
-  covers. For a translation these weights are exactly the bilinear ones, so the
-  result equals ``reproject_exact``'s and conserves flux, at a fraction of its cost;
-* **exact**: ``reproject.reproject_exact`` (spherical-polygon overlaps; it returns
-  surface brightness, so the result is multiplied by the ratio of pixel areas to
-  conserve flux);
-* **adaptive**: ``reproject.reproject_adaptive(conserve_flux=True)`` (any other
-  geometry under ``"auto"``: rotation, scale, distortion).
-
-Masked input pixels (NaN, saturated, off the frame) are set to 0 (the sky, after
-subtraction) and their footprint is aligned too: an output pixel touched by one is
-masked. Pixel coordinates are 0-based.
+:func:`soapd.pipeline.background.measure_background`), then aligned onto the grid
+(:mod:`soapd.stacks.align`). Masked pixels (NaN, saturated, off the frame) are 0
+in ``data_e`` and True in ``mask``. Pixel coordinates are 0-based.
 """
 
 from __future__ import annotations
@@ -38,7 +25,6 @@ import numpy.typing as npt
 from astropy.nddata import Cutout2D
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
-from astropy.wcs.utils import proj_plane_pixel_area
 
 from soapd.config import FrameConfig
 from soapd.errors import SoapdError
@@ -48,15 +34,14 @@ from soapd.pipeline.frame import load_frame
 from soapd.pipeline.photometry import edge_distance_px
 
 __all__ = [
-    "Aligned",
     "Cutout",
     "Pixels",
-    "align",
     "cut_frame",
     "grid_box",
+    "grid_points",
     "load_cutout",
+    "map_points",
     "subtract_background",
-    "translation_px",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -133,16 +118,6 @@ class Cutout:
         return (int(self.data_e.shape[0]), int(self.data_e.shape[1]))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Aligned:
-    """A cutout on the stack's grid: electrons (background removed), mask, saturated, method."""
-
-    data_e: F64
-    mask: B
-    saturated: B
-    method: str
-
-
 def _pixel(wcs: WCS, ra_deg: float, dec_deg: float) -> tuple[float, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
@@ -150,14 +125,14 @@ def _pixel(wcs: WCS, ra_deg: float, dec_deg: float) -> tuple[float, float]:
     return float(x[0]), float(y[0])
 
 
-def _grid_points(shape: tuple[int, int], n: int = 5) -> tuple[F64, F64]:
+def grid_points(shape: tuple[int, int], n: int = 5) -> tuple[F64, F64]:
     """Return an n x n lattice of 0-based pixel positions spanning a box (edges included)."""
     ny, nx = shape
     gx, gy = np.meshgrid(np.linspace(-0.5, nx - 0.5, n), np.linspace(-0.5, ny - 0.5, n))
     return gx.ravel(), gy.ravel()
 
 
-def _map_points(src: WCS, dst: WCS, x: F64, y: F64) -> tuple[F64, F64]:
+def map_points(src: WCS, dst: WCS, x: F64, y: F64) -> tuple[F64, F64]:
     """Map 0-based pixels of ``src`` to 0-based pixels of ``dst`` through the sky."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
@@ -250,7 +225,7 @@ def grid_box(
     is added. None when the grid does not map onto ``wcs`` (not finite).
     """
     gwcs, gshape = grid
-    xs, ys = _map_points(gwcs, wcs, *_grid_points(gshape))
+    xs, ys = map_points(gwcs, wcs, *grid_points(gshape))
     if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
         return None
     x_lo, x_hi = math.floor(xs.min()) - _MARGIN_PX, math.ceil(xs.max()) + _MARGIN_PX
@@ -319,141 +294,3 @@ def subtract_background(cutout: Cutout, *, back_size_px: int, back_filter_size: 
         background_subtracted=True,
         sky_rms_e=rms,
     )
-
-
-def translation_px(src: WCS, dst: WCS, shape: tuple[int, int]) -> tuple[float, float, float]:
-    """Return (dx, dy, departure): ``dst`` pixel = grid pixel of ``src`` + (dx, dy).
-
-    The offsets are taken at the box centre; ``departure`` (px) is the largest
-    difference from that translation over an 5 x 5 lattice spanning the box, i.e. how
-    far the mapping is from a pure shift (rotation, scale, distortion).
-    """
-    gx, gy = _grid_points(shape)
-    xo, yo = _map_points(src, dst, gx, gy)
-    ny, nx = shape
-    cx, cy = _map_points(src, dst, np.array([(nx - 1) / 2.0]), np.array([(ny - 1) / 2.0]))
-    dx, dy = float(cx[0] - (nx - 1) / 2.0), float(cy[0] - (ny - 1) / 2.0)
-    departure = float(np.max(np.hypot(xo - gx - dx, yo - gy - dy)))
-    return dx, dy, departure
-
-
-def _window(
-    array: npt.NDArray[np.generic], corner: tuple[int, int], shape: tuple[int, int], fill: object
-) -> npt.NDArray[np.generic]:
-    """Return ``array[y0:y0+ny, x0:x0+nx]``, padded with ``fill`` where it leaves the array."""
-    (y0, x0), (ny, nx) = corner, shape
-    out = np.full((ny, nx), fill, dtype=array.dtype)
-    ay0, ax0 = max(y0, 0), max(x0, 0)
-    ay1, ax1 = min(y0 + ny, array.shape[0]), min(x0 + nx, array.shape[1])
-    if ay1 > ay0 and ax1 > ax0:
-        out[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = array[ay0:ay1, ax0:ax1]
-    return out
-
-
-def _shift(cutout: Cutout, dx: float, dy: float, shape: tuple[int, int]) -> Aligned:
-    """Resample by a pure translation with exact pixel-overlap (bilinear) weights."""
-    ny, nx = shape
-    ix, iy = math.floor(dx), math.floor(dy)
-    fx, fy = dx - ix, dy - iy
-    box = (ny + 1, nx + 1)
-    data = _window(cutout.data_e, (iy, ix), box, 0.0).astype(np.float64)
-    mask = _window(cutout.mask, (iy, ix), box, fill=True).astype(bool)
-    sat = _window(cutout.saturated, (iy, ix), box, fill=False).astype(bool)
-    out = np.zeros(shape, np.float64)
-    out_mask = np.zeros(shape, bool)
-    out_sat = np.zeros(shape, bool)
-    for oy, wy in ((0, 1.0 - fy), (1, fy)):
-        for ox, wx in ((0, 1.0 - fx), (1, fx)):
-            w = wy * wx
-            if w <= 1e-12:
-                continue
-            sl = (slice(oy, oy + ny), slice(ox, ox + nx))
-            out += w * data[sl]
-            out_mask |= mask[sl]
-            out_sat |= sat[sl]
-    out[out_mask] = 0.0
-    return Aligned(data_e=out, mask=out_mask, saturated=out_sat, method="shift")
-
-
-def _nearest_input(
-    cutout: Cutout, grid: WCS, shape: tuple[int, int]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], B]:
-    """Return the nearest input pixel (iy, ix) of each grid pixel's centre, and if it is inside."""
-    ny, nx = shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    xi, yi = _map_points(
-        grid, cutout.wcs, xx.ravel().astype(np.float64), yy.ravel().astype(np.float64)
-    )
-    ix = np.round(np.nan_to_num(xi, nan=-1.0)).astype(np.int64)
-    iy = np.round(np.nan_to_num(yi, nan=-1.0)).astype(np.int64)
-    h, w = cutout.shape
-    inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
-    return iy, ix, inside
-
-
-def _touched(
-    plane: B, nearest: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], B], reach_px: int
-) -> npt.NDArray[np.bool_]:
-    """Return (flat) which grid pixels land within ``reach_px`` input px of a True pixel."""
-    from scipy.ndimage import binary_dilation
-
-    iy, ix, inside = nearest
-    out = np.zeros(ix.shape, bool)
-    if plane.any():
-        grown = binary_dilation(plane, np.ones((2 * reach_px + 1,) * 2, bool))
-        out[inside] = grown[iy[inside], ix[inside]]
-    return out
-
-
-def _reproject(cutout: Cutout, grid: WCS, shape: tuple[int, int], method: str) -> Aligned:
-    """Resample with ``reproject`` (flux-conserving); masks follow by nearest-pixel mapping.
-
-    Only the pixels go through reproject; an output pixel is masked (saturated) when
-    a masked (saturated) input pixel lies within the reach of its footprint, i.e.
-    ``ceil(scale / 2 + 0.5)`` input px of where its centre lands (``scale``: output
-    over input pixel size), or when it falls outside the input.
-    """
-    from reproject import reproject_adaptive, reproject_exact
-
-    data_in = np.where(cutout.mask, 0.0, cutout.data_e)
-    area = proj_plane_pixel_area(grid.celestial) / proj_plane_pixel_area(cutout.wcs.celestial)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyWarning)
-        if method == "exact":
-            out, footprint = reproject_exact((data_in, cutout.wcs), grid, shape_out=shape)
-            # reproject_exact returns surface brightness: back to electrons per pixel.
-            out = out * area
-        else:
-            out, footprint = reproject_adaptive(
-                (data_in, cutout.wcs), grid, shape_out=shape, conserve_flux=True
-            )
-    reach = math.ceil(math.sqrt(area) / 2.0 + 0.5)
-    nearest = _nearest_input(cutout, grid, shape)
-    mask = (_touched(cutout.mask, nearest, reach) | ~nearest[2]).reshape(shape)
-    mask |= ~np.isfinite(out) | (np.asarray(footprint, np.float64) <= 0)
-    saturated = _touched(cutout.saturated, nearest, reach).reshape(shape)
-    data = np.where(mask, 0.0, np.nan_to_num(np.asarray(out, np.float64), nan=0.0))
-    return Aligned(data_e=data, mask=mask, saturated=saturated, method=method)
-
-
-def align(
-    cutout: Cutout,
-    grid: WCS,
-    shape: tuple[int, int],
-    *,
-    method: str,
-    shift_tolerance_px: float,
-) -> Aligned:
-    """Return ``cutout`` resampled onto ``grid`` of ``shape`` (see the module docstring).
-
-    ``method``: "auto", "exact" or "adaptive". Raise SoapdError when reproject fails.
-    """
-    if method == "auto":
-        dx, dy, departure = translation_px(grid, cutout.wcs, shape)
-        if departure <= shift_tolerance_px:
-            return _shift(cutout, dx, dy, shape)
-        method = "adaptive"
-    try:
-        return _reproject(cutout, grid, shape, method)
-    except (ValueError, RuntimeError) as exc:
-        raise SoapdError(f"reproject ({method}) failed on frame {cutout.frame_id}: {exc}") from exc

@@ -102,6 +102,10 @@ class StackResult:
     snr: float = math.nan
     flux_e: float = math.nan
     flux_err_e: float = math.nan
+    flux_ujy: float = math.nan
+    flux_ujy_err: float = math.nan
+    fwhm_px: float = math.nan
+    aperture_px: float = math.nan
     is_detection: bool = False
     flags: int = 0
     single_detections: int = 0

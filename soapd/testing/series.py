@@ -29,7 +29,7 @@ from soapd.testing.synth import (
     write_frame,
 )
 
-__all__ = ["SeriesFrame", "field_stars", "write_series"]
+__all__ = ["SeriesFrame", "field_stars", "write_catalog", "write_series"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,3 +142,35 @@ def write_series(
         path = write_frame(directory / f"{stem}{i:03d}.fits", frame.data_adu, frame.header)
         out.append(SeriesFrame(path=path, mid_time_utc=mid, zeropoint_mag=zps[i], source_mag=mag))
     return out
+
+
+def write_catalog(
+    stars: Table,
+    path: Path,
+    *,
+    rng: np.random.Generator,
+    mag_max: float = 17.0,
+    b_minus_v: float = 0.6,
+    scatter_mag: float = 0.02,
+) -> Path:
+    """Write the field's bright stars as an APASS DR9-like ECSV (VizieR names); return the path.
+
+    ``stars`` hold true V magnitudes (``mag``); every star has ``B - V = b_minus_v``
+    (frames in B should be drawn with ``mag + b_minus_v``). Catalog magnitudes
+    scatter around the truth by ``scatter_mag``; for ``calibration.catalog_files``.
+    """
+    bright = stars[np.asarray(stars["mag"]) <= mag_max]
+    n = len(bright)
+    v = np.asarray(bright["mag"], np.float64) + rng.normal(0.0, scatter_mag, n)
+    cat = Table(meta={"ID": "II/336/apass9", "name": "II/336/apass9"})
+    cat["RAJ2000"] = np.asarray(bright["ra"], np.float64)
+    cat["DEJ2000"] = np.asarray(bright["dec"], np.float64)
+    for name, offset in (("Vmag", 0.0), ("Bmag", b_minus_v)):
+        cat[name] = v + offset
+        cat[f"e_{name}"] = np.full(n, scatter_mag)
+    cat["B-V"] = np.full(n, b_minus_v)
+    cat["e_B-V"] = np.full(n, scatter_mag * 1.4)
+    cat["nobs"] = np.full(n, 10, dtype=np.int32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cat.write(path, overwrite=True)
+    return path

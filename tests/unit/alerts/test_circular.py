@@ -193,10 +193,10 @@ def test_detection_circular_and_time_rounding() -> None:
     c = compose(_detection_rows(), target_name="GRB261124a", trigger_time_utc=t0)
     assert c.subject == "GRB 261124A: Skynet/PROMPT-8 optical detection"
     text = c.body.replace("\n", " ")
-    assert "first detection is r = 17.42 +/- 0.04 mag at 0.200 h after the trigger" in text
+    assert "first detection is r = 17.42 +/- 0.04 mag at 0.2 h after the trigger" in text
     _, body = _table_body(c.body, 3)
-    assert _cells(body[0])[:5] == ["0.200", "PROMPT-8", "8 x 60", "r", "17.42 +/- 0.04"]
-    assert _cells(body[1])[0] == "2.00"
+    assert _cells(body[0])[:5] == ["0.2", "PROMPT-8", "8 x 60", "r", "17.42 +/- 0.04"]
+    assert _cells(body[1])[0] == "2.0"
     assert _cells(body[2])[:5] == ["20.0", "PROMPT-8", "8 x 60", "r", "> 21.3"]
     assert "AB (r) system, calibrated to field stars from ATLAS-RefCat2" in text
     assert c.text.startswith(f"SUBJECT: {c.subject}\n\n")

@@ -12,7 +12,7 @@ from astropy.wcs import WCS
 from soapd.config import Config
 from soapd.pipeline.frame import load_frame
 from soapd.stacks import Cutout, align, coadd, cut_frame, scale_factor, subtract_background
-from soapd.stacks.cutouts import Aligned, translation_px
+from soapd.stacks.align import Aligned, translation_px
 from soapd.testing.synth import make_frame, make_header, render_stars, wcs_of, write_frame
 
 WHEN = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)

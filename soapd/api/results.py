@@ -298,37 +298,29 @@ class PhotometryResult:
         trigger_time_utc: TimeLike | None = None,
         *,
         name: str = "",
-        stacks: Sequence[Any] | None = None,
-        single_frames: bool = False,
+        **options: Any,
     ) -> str:
         """Return a GCN circular draft of this one-position lightcurve; write it if ``path``.
 
-        See :meth:`gcn_draft` for the rows. With ``path``, also ``<path>.json`` (the
-        GCN-schema sidecar) and ``<path>.url`` (GCN's prefilled submission form).
-        Raise ValueError for a field-wide result (extract a target first).
+        ``options`` and rows as for :meth:`gcn_draft`. With ``path``, also ``<path>.json``
+        (GCN-schema sidecar), ``<path>.url`` (GCN's prefilled form). ValueError if field-wide.
         """
         from soapd.alerts.circular import write_draft
 
-        draft = self.gcn_draft(
-            trigger_time_utc, name=name, stacks=stacks, single_frames=single_frames
-        )
+        draft = self.gcn_draft(trigger_time_utc, name=name, **options)
         if path is not None:
             write_draft(draft, path)
         return draft.circular.text
 
     def gcn_draft(
-        self,
-        trigger_time_utc: TimeLike | None = None,
-        *,
-        name: str = "",
-        stacks: Sequence[Any] | None = None,
-        single_frames: bool = False,
+        self, trigger_time_utc: TimeLike | None = None, *, name: str = "", **options: Any
     ) -> Draft:
         """Return the circular (``.circular.url``: GCN's prefilled form) and its JSON sidecar.
 
         Mid-exposure times (hours since the trigger), normalised filters, ``> m_lim`` for
-        limits (skynetsoap B17); rows: the stacked epochs in ``stacks`` (e.g.
-        ``Store.stacked(name)``), else this table's frames combined per epoch in flux.
+        limits (skynetsoap B17). ``options`` of :func:`soapd.alerts.circular.draft_from_table`:
+        ``stacks`` (e.g. ``Store.stacked(name)``) gives the rows, else this table's frames,
+        combined per epoch in flux (one row per frame with ``single_frames``).
         """
         from soapd.alerts.circular import draft_from_table
 
@@ -340,8 +332,7 @@ class PhotometryResult:
             trigger_time_utc=_as_datetime(trigger),
             ra_deg=getattr(self, "ra_deg", None),
             dec_deg=getattr(self, "dec_deg", None),
-            stacks=stacks,
-            single_frames=single_frames,
+            **options,
         )
 
     def _target_name(self) -> str:

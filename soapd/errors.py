@@ -17,7 +17,9 @@
     ├── CatalogError                               VizieR, network, VOTable or local catalog failure
     ├── CalibrationError                           too few stars, no band, fit failed
     ├── StoreError                                 SQLite problems
-    └── NotifyError                                a notifier could not deliver an alert
+    ├── NotifyError                                a notifier could not deliver an alert
+    └── CircularError                              no GCN circular can be drafted (event name,
+                                                   nothing observed) or its JSON is invalid
 
 This module must not import anything from soapd: it sits at the bottom of the
 dependency graph. Messages say what went wrong and what to do next; they never
@@ -29,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "CalibrationError",
     "CatalogError",
+    "CircularError",
     "ConfigError",
     "ExtractionError",
     "FrameError",
@@ -113,3 +116,7 @@ class StoreError(SoapdError):
 
 class NotifyError(SoapdError):
     """A notifier could not deliver an alert; the outbox retries later."""
+
+
+class CircularError(SoapdError):
+    """A GCN circular cannot be drafted as asked (event name, no data, invalid sidecar)."""

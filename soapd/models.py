@@ -22,6 +22,7 @@ __all__ = [
     "FrameResult",
     "FrameRow",
     "FrameSummary",
+    "StackRecord",
     "Target",
 ]
 
@@ -189,3 +190,67 @@ class FrameResult:
     summary: FrameSummary
     table: Table
     timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StackRecord:
+    """One stacked measurement of a target: an epoch's frames co-added (see :mod:`soapd.stacks`).
+
+    An epoch is one telescope, band and time bin (``epoch_key``); ``members`` are the
+    frames co-added, with their normalised ``weights`` (``mid_time_utc`` is the same
+    weighted mean of their mid-exposure times, ``mean_mid_time_utc`` the plain mean);
+    ``considered`` every frame of the epoch looked at (members and ``excluded``, each
+    with its reason). Magnitudes are calibrated (``mag_system``), ``lim_mag`` is
+    ``lim_nsigma``-sigma; ``zp_err_mag`` is the statistical and ``zp_scatter_mag`` the
+    systematic calibration uncertainty. The store keeps every ``version`` of an epoch,
+    the older ones ``superseded``.
+    """
+
+    target_name: str
+    epoch_key: str
+    telescope: str
+    band: str
+    bin_start_utc: datetime
+    bin_end_utc: datetime
+    mid_time_utc: datetime
+    mean_mid_time_utc: datetime
+    start_utc: datetime
+    stop_utc: datetime
+    exptime_s: float
+    total_exptime_s: float
+    members: tuple[int, ...]
+    weights: tuple[float, ...]
+    considered: tuple[int, ...]
+    excluded: tuple[tuple[int, str], ...] = ()
+    mag: float = float("nan")
+    mag_err: float = float("nan")
+    lim_mag: float = float("nan")
+    lim_nsigma: float = 5.0
+    snr: float = float("nan")
+    flux_e: float = float("nan")
+    flux_err_e: float = float("nan")
+    flux_ujy: float = float("nan")
+    flux_ujy_err: float = float("nan")
+    is_detection: bool = False
+    flags: int = 0
+    zp_mag: float = float("nan")
+    zp_err_mag: float = float("nan")
+    zp_scatter_mag: float = float("nan")
+    n_cal_stars: int = 0
+    cal_catalog: str = ""
+    mag_system: str = "none"
+    predicted_lim_mag: float = float("nan")
+    single_detections: int = 0
+    best_single_lim_mag: float = float("nan")
+    fwhm_px: float = float("nan")
+    aperture_px: float = float("nan")
+    alignment: str = ""
+    config_hash: str = ""
+    stack_id: int | None = None
+    version: int = 0
+    superseded: bool = False
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames co-added."""
+        return len(self.members)

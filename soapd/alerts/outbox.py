@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from soapd.alerts.gcn import circular, gcn_json
+from soapd.alerts.circular import draft_for_target
 from soapd.alerts.notifiers import AlertMessage, Notifier, build_notifiers
-from soapd.config import AlertsConfig
+from soapd.config import AlertsConfig, CircularConfig
 from soapd.errors import SoapdError
 from soapd.timeutil import parse_utc
 
@@ -52,8 +52,15 @@ def _parse(text: str) -> datetime:
     return parse_utc(text)
 
 
-def build_message(store: Store, batch: Sequence[StoredAlert]) -> AlertMessage:
-    """Return the message of one batch: alert lines, a GCN draft of the target, and JSON."""
+def build_message(
+    store: Store, batch: Sequence[StoredAlert], *, circular: CircularConfig | None = None
+) -> AlertMessage:
+    """Return the message of one batch: alert lines, the target's circular draft, and JSON.
+
+    The draft (:func:`soapd.alerts.circular.draft_for_target`: stacked epochs) comes
+    with GCN's prefilled submission link; ``data`` carries the schema JSON (``gcn``),
+    the link (``gcn_submission_url``) and the subject. soapd never submits it.
+    """
     name = batch[0].target_name
     lines = [a.message for a in batch]
     data: dict[str, Any] = {
@@ -65,21 +72,20 @@ def build_message(store: Store, batch: Sequence[StoredAlert]) -> AlertMessage:
     }
     text = "\n".join(lines) + "\n"
     try:
-        target = store.get_target(name)
-        trigger = target.trigger_time_utc if target else None
-        lc = store.lightcurve(name)
-        text += "\nGCN circular draft:\n\n" + circular(
-            lc, target_name=name, trigger_time_utc=trigger
-        )
-        data["gcn"] = gcn_json(
-            lc,
-            target_name=name,
-            trigger_time_utc=trigger,
-            ra_deg=target.ra_deg if target else None,
-            dec_deg=target.dec_deg if target else None,
-        )
+        draft = draft_for_target(store, name, config=circular)
     except (SoapdError, ValueError, KeyError) as exc:
         logger.warning("alert for %s: no GCN draft attached: %s", name, exc)
+        text += f"\nGCN circular draft: none ({exc}).\n"
+    else:
+        c = draft.circular
+        text += (
+            "\nGCN circular draft (review it, then submit it yourself with the link below):\n\n"
+            f"{c.text}\nSubmit (opens GCN's form, prefilled): {c.url}\n"
+        )
+        text += "".join(f"Note: {w}\n" for w in c.warnings)
+        data["gcn"] = draft.sidecar
+        data["gcn_subject"] = c.subject
+        data["gcn_submission_url"] = c.url
     rules = sorted({a.rule for a in batch})
     return AlertMessage(
         target_name=name,
@@ -97,8 +103,12 @@ def flush(
     *,
     config: AlertsConfig,
     now: datetime | None = None,
+    circular: CircularConfig | None = None,
 ) -> FlushStats:
-    """Send every due alert once to every notifier that has not yet delivered it."""
+    """Send every due alert once to every notifier that has not yet delivered it.
+
+    ``circular`` shapes the GCN draft each message carries (default: [circular] defaults).
+    """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     due = store.unsent_alerts(now)
     batches: dict[str, list[StoredAlert]] = {}
@@ -111,7 +121,7 @@ def flush(
         if fresh and now < oldest + timedelta(seconds=config.batch_window_s):
             held += 1
             continue
-        message = build_message(store, batch)
+        message = build_message(store, batch, circular=circular)
         errors: dict[int, list[str]] = {a.alert_id: [] for a in batch}
         for notifier in notifiers:
             todo = [a for a in batch if notifier.key not in a.delivered_to]

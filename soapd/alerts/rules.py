@@ -50,6 +50,7 @@ __all__ = [
     "INSTRUMENTAL",
     "PARAM_NAMES",
     "RULES",
+    "STACK_RULES",
     "Point",
     "RuleHit",
     "RuleParams",
@@ -65,7 +66,16 @@ __all__ = [
 INSTRUMENTAL = "instrumental"
 
 #: Numeric rule parameters a target may override (names of AlertsConfig fields).
-PARAM_NAMES = ("detection_snr", "deeper_limit_margin_mag", "change_min_mag", "change_min_sigma")
+PARAM_NAMES = (
+    "detection_snr",
+    "deeper_limit_margin_mag",
+    "change_min_mag",
+    "change_min_sigma",
+    "stack_deeper_limit_margin_mag",
+)
+
+#: Rules on stacked epochs (:mod:`soapd.alerts.stack_rules`); a target may switch them off.
+STACK_RULES = ("stack_detection", "stack_deeper_limit")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +90,7 @@ class RuleParams:
     deeper_limit_margin_mag: float = 0.5
     change_min_mag: float = 0.3
     change_min_sigma: float = 3.0
+    stack_deeper_limit_margin_mag: float = 0.5
     rules_off: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
@@ -93,6 +104,7 @@ class RuleParams:
             deeper_limit_margin_mag=float(alerts.deeper_limit_margin_mag),
             change_min_mag=float(alerts.change_min_mag),
             change_min_sigma=float(alerts.change_min_sigma),
+            stack_deeper_limit_margin_mag=float(alerts.stack_deeper_limit_margin_mag),
         )
         return base.with_overrides(overrides or {})
 
@@ -102,7 +114,7 @@ class RuleParams:
         changes: dict[str, Any] = {k: float(v) for k, v in overrides.items() if k in PARAM_NAMES}
         if "enabled" in overrides:
             changes["enabled"] = bool(overrides["enabled"]) and self.enabled
-        off = {k for k, v in overrides.items() if k in RULES and not v}
+        off = {k for k, v in overrides.items() if (k in RULES or k in STACK_RULES) and not v}
         return replace(self, **changes, rules_off=self.rules_off | off)
 
 
@@ -276,7 +288,7 @@ RULES = {
 
 def validate_overrides(overrides: Mapping[str, float]) -> None:
     """Raise ConfigError for an unknown rule key or a negative value."""
-    known = set(PARAM_NAMES) | set(RULES) | {"enabled"}
+    known = set(PARAM_NAMES) | set(RULES) | set(STACK_RULES) | {"enabled"}
     for key, value in overrides.items():
         if key not in known:
             raise ConfigError(f"unknown alert rule key {key!r}; known: {', '.join(sorted(known))}")

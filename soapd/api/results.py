@@ -21,7 +21,6 @@ module does no pixel work and no I/O beyond the ``to_*`` exports and ``plot``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from soapd.timeutil import TimeLike, to_datetime, to_mjd
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
 
+    from soapd.alerts.circular import Draft
     from soapd.models import FrameResult
 
 __all__ = [
@@ -298,31 +298,42 @@ class PhotometryResult:
         trigger_time_utc: TimeLike | None = None,
         *,
         name: str = "",
+        **options: Any,
     ) -> str:
         """Return a GCN circular draft of this one-position lightcurve; write it if ``path``.
 
-        Uses :func:`soapd.alerts.gcn.circular`: mid-exposure times (hours since the
-        trigger when one is given), normalised filters, ``> m_lim`` for
-        non-detections (skynetsoap B17). With ``path``, the numbers also go to a
-        JSON sidecar (``path`` with suffix ``.json``). Raise ValueError for a
-        field-wide result (extract a target first).
+        ``options`` and rows as for :meth:`gcn_draft`. With ``path``, also ``<path>.json``
+        (GCN-schema sidecar), ``<path>.url`` (GCN's prefilled form). ValueError if field-wide.
         """
-        from soapd.alerts.gcn import circular, gcn_json
+        from soapd.alerts.circular import write_draft
+
+        draft = self.gcn_draft(trigger_time_utc, name=name, **options)
+        if path is not None:
+            write_draft(draft, path)
+        return draft.circular.text
+
+    def gcn_draft(
+        self, trigger_time_utc: TimeLike | None = None, *, name: str = "", **options: Any
+    ) -> Draft:
+        """Return the circular (``.circular.url``: GCN's prefilled form) and its JSON sidecar.
+
+        Mid-exposure times (hours since the trigger), normalised filters, ``> m_lim`` for
+        limits (skynetsoap B17). ``options`` of :func:`soapd.alerts.circular.draft_from_table`:
+        ``stacks`` (e.g. ``Store.stacked(name)``) gives the rows, else this table's frames,
+        combined per epoch in flux (one row per frame with ``single_frames``).
+        """
+        from soapd.alerts.circular import draft_from_table
 
         self._single_position("a GCN circular")
-        trigger = _as_datetime(trigger_time_utc)
-        target = name or self._target_name()
-        text: str = circular(self._table, target_name=target, trigger_time_utc=trigger)
-        if path is not None:
-            out = Path(path)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-            if out.suffix.lower() != ".json":
-                doc = gcn_json(self._table, target_name=target, trigger_time_utc=trigger)
-                out.with_suffix(".json").write_text(
-                    json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8"
-                )
-        return text
+        trigger = trigger_time_utc or getattr(self, "trigger_time_utc", None)
+        return draft_from_table(
+            self._table,
+            name=name or getattr(self, "name", "") or self._target_name(),
+            trigger_time_utc=_as_datetime(trigger),
+            ra_deg=getattr(self, "ra_deg", None),
+            dec_deg=getattr(self, "dec_deg", None),
+            **options,
+        )
 
     def _target_name(self) -> str:
         names = sorted(set(column_or(self._table, "target_name", "").astype(str)) - {""})
@@ -403,17 +414,6 @@ class TargetLightcurve(PhotometryResult):
             f"<TargetLightcurve {self.name!r} at ({self.ra_deg:.5f}, {self.dec_deg:+.5f}): "
             f"{n_det} detections, {n_lim} limits, {len(self) - n_det - n_lim} not covered>"
         )
-
-    def to_gcn(
-        self,
-        path: str | Path | None = None,
-        trigger_time_utc: TimeLike | None = None,
-        *,
-        name: str = "",
-    ) -> str:
-        """As :meth:`PhotometryResult.to_gcn`, with this target's name and trigger time."""
-        trigger = trigger_time_utc if trigger_time_utc is not None else self.trigger_time_utc
-        return super().to_gcn(path, trigger, name=name or self.name)
 
     def plot(
         self,

@@ -3,15 +3,18 @@
 Both print a text table (detections as ``mag +/- err``, limits as ``> lim``) or
 a table in csv, ecsv or json to standard output, or write ``--out FILE`` (also
 parquet; through :mod:`soapd.output.export`; the ``is_detection`` column keeps
-detections and limits apart), or ``gcn`` (a GCN circular draft; with ``--out
-X.gcn`` also the sidecar ``X.gcn.json`` with the same numbers, never a file the
-user did not name). ``--plot`` also draws the lightcurve to a PNG.
+detections and limits apart), or ``gcn`` (a GCN circular draft from the stacked
+epochs, :mod:`soapd.alerts.circular`; the prefilled GCN submission link goes to
+standard error; with ``--out X.gcn`` also the sidecar ``X.gcn.json``, the same
+numbers in GCN's JSON schema, and ``X.gcn.url``, the link: never a file the user
+did not name). ``--stacks`` outputs a target's stacked epochs instead of its frames;
+``--frames`` makes the circular list single frames. ``--plot`` also draws the
+lightcurve to a PNG, stacked epochs with their own marker.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from datetime import datetime
@@ -29,6 +32,9 @@ from soapd.timeutil import mjd_of
 
 if TYPE_CHECKING:
     from astropy.table import Table
+
+    from soapd.alerts.circular import Draft
+    from soapd.config import CircularConfig
 
 __all__ = ["register", "text_table", "write_output"]
 
@@ -52,6 +58,11 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         "--all-apertures",
         action="store_true",
         help="output every aperture (default: each frame's first aperture)",
+    )
+    p.add_argument(
+        "--frames",
+        action="store_true",
+        help="gcn: one row per frame instead of the stacked epochs",
     )
     add_config_option(p)
 
@@ -79,6 +90,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also the frames that had the target in their footprint but could not measure "
         "it (edge buffer, masked pixels; flag NOT_COVERED, the notes say why)",
+    )
+    p.add_argument(
+        "--stacks",
+        action="store_true",
+        help="output the stacked epochs (one row per telescope, band and epoch) instead",
     )
     _add_output_options(p)
     p.set_defaults(func=run_lightcurve)
@@ -165,11 +181,18 @@ def write_output(
     trigger: datetime | None,
     ra_deg: float | None = None,
     dec_deg: float | None = None,
+    draft: Draft | None = None,
+    stacks: Table | None = None,
+    circular: CircularConfig | None = None,
 ) -> None:
-    """Write ``table`` as asked by --format/--out/--plot."""
-    from soapd.alerts.gcn import circular, gcn_json, one_per_frame
+    """Write ``table`` as asked by --format/--out/--plot.
 
-    if not args.all_apertures:
+    ``draft``: the circular for ``gcn`` (else drafted from ``table``); ``stacks``:
+    stacked epochs drawn over the frames by ``--plot``.
+    """
+    from soapd.alerts.gcn import one_per_frame
+
+    if not args.all_apertures and "is_stack" not in table.colnames:
         table = one_per_frame(table)
     fmt = args.format
     if fmt is None:
@@ -178,18 +201,30 @@ def write_output(
         if fmt not in FORMATS:
             raise ConfigError(f"--out {args.out}: unknown suffix; give --format")
     if fmt == "gcn":
-        text = circular(table, target_name=name, trigger_time_utc=trigger)
-        sidecar = gcn_json(
-            table, target_name=name, trigger_time_utc=trigger, ra_deg=ra_deg, dec_deg=dec_deg
-        )
+        from soapd.alerts.circular import draft_from_table, write_draft
+
+        if draft is None:
+            draft = draft_from_table(
+                table,
+                name=name,
+                trigger_time_utc=trigger,
+                ra_deg=ra_deg,
+                dec_deg=dec_deg,
+                single_frames=bool(getattr(args, "frames", False)),
+                config=circular,
+            )
         if args.out:
-            out = Path(args.out)
-            side = out.with_name(out.name + ".json")  # X.gcn -> X.gcn.json: never X.json
-            out.write_text(text, encoding="utf-8")
-            side.write_text(json.dumps(sidecar, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-            print(f"wrote {out} and {side}", file=sys.stderr)
+            # X.gcn -> X.gcn.json and X.gcn.url: never a file the user did not name.
+            out, side, link = write_draft(draft, args.out)
+            print(f"wrote {out}, {side} and {link}", file=sys.stderr)
         else:
-            print(text, end="")
+            print(draft.circular.text, end="")
+        for warning in draft.circular.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(
+            f"submit (review it first; soapd never submits): {draft.circular.url}",
+            file=sys.stderr,
+        )
     elif fmt == "text":
         body = text_table(table, trigger)
         if args.out:
@@ -206,13 +241,19 @@ def write_output(
     if args.plot:
         from soapd.output.plots import plot_lightcurve
 
-        plot_lightcurve(table, args.plot, units=args.units, trigger_time_utc=trigger, title=name)
+        plot_lightcurve(
+            table, args.plot, units=args.units, trigger_time_utc=trigger, title=name, stacks=stacks
+        )
         print(f"wrote {args.plot}")
 
 
 def run_lightcurve(args: argparse.Namespace) -> int:
-    """Print or export a target's lightcurve."""
+    """Print or export a target's lightcurve (its frames, or with --stacks its stacked epochs)."""
+    from soapd.alerts.circular import draft_for_target
+    from soapd.stacks.table import stack_table
+
     cfg = load_config(args.config)
+    since = parse_utc(args.since, what="--since")
     with open_store(cfg) as store:
         target = store.get_target(args.name)
         if target is None:
@@ -220,17 +261,36 @@ def run_lightcurve(args: argparse.Namespace) -> int:
         table = store.lightcurve(
             args.name,
             band=args.band,
-            since_utc=parse_utc(args.since, what="--since"),
+            since_utc=since,
             include_superseded=args.include_superseded,
             include_not_covered=args.include_not_covered,
         )
+        records = store.stacked(target.name, include_superseded=args.include_superseded)
+        if args.band is not None:
+            records = [r for r in records if r.band == args.band]
+        if since is not None:
+            records = [r for r in records if r.mid_time_utc >= since]
+        stacks = stack_table(records, trigger_time_utc=target.trigger_time_utc)
+        draft = None
+        if args.format == "gcn" or (args.format is None and str(args.out).endswith(".gcn")):
+            draft = draft_for_target(
+                store,
+                target.name,
+                config=cfg.circular,
+                single_frames=args.frames,
+                band=args.band,
+                since_utc=since,
+            )
     write_output(
-        table,
+        stacks if args.stacks else table,
         args,
         name=target.name,
         trigger=target.trigger_time_utc,
         ra_deg=target.ra_deg,
         dec_deg=target.dec_deg,
+        draft=draft,
+        stacks=None if args.stacks else stacks,
+        circular=cfg.circular,
     )
     return 0
 
@@ -260,5 +320,6 @@ def run_extract(args: argparse.Namespace) -> int:
         trigger=parse_utc(args.trigger_time, what="--trigger-time"),
         ra_deg=ra,
         dec_deg=dec,
+        circular=cfg.circular,
     )
     return 0

@@ -13,6 +13,7 @@ from soapd.config.load import parse_config
 from soapd.config.schema import (
     AlertsConfig,
     CalibrationConfig,
+    CircularConfig,
     Config,
     ExtractionConfig,
     FrameConfig,
@@ -23,6 +24,7 @@ from soapd.config.schema import (
     PhotometryConfig,
     ServiceConfig,
     SkynetConfig,
+    StacksConfig,
     TargetConfig,
     to_dict,
 )
@@ -31,6 +33,7 @@ from soapd.config.secrets import Token, read_token
 __all__ = [
     "AlertsConfig",
     "CalibrationConfig",
+    "CircularConfig",
     "Config",
     "ExtractionConfig",
     "FrameConfig",
@@ -42,6 +45,7 @@ __all__ = [
     "SOAPConfig",
     "ServiceConfig",
     "SkynetConfig",
+    "StacksConfig",
     "TargetConfig",
     "Token",
     "load_config",

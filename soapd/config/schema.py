@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any, Self
 
 from soapd.config.fields import _FROZEN, _opt, to_dict
+from soapd.config.notifiers import NotifierConfig
+from soapd.config.stacking import CircularConfig, StacksConfig
 
 __all__ = [
     "AlertsConfig",
     "CalibrationConfig",
+    "CircularConfig",
     "Config",
     "ExtractionConfig",
     "FrameConfig",
@@ -31,6 +34,7 @@ __all__ = [
     "PhotometryConfig",
     "ServiceConfig",
     "SkynetConfig",
+    "StacksConfig",
     "TargetConfig",
     "to_dict",
 ]
@@ -339,6 +343,9 @@ class AlertsConfig:
     detection_snr: float = _opt(5.0, lo=1.0, hi=1000.0)
     #: Deeper limit: a limit deeper than the best so far by at least this many mag.
     deeper_limit_margin_mag: float = _opt(0.5, lo=0.0, hi=20.0)
+    #: Deeper stacked limit: a stacked epoch's limit deeper than every single-frame and other
+    #: stacked limit of the band so far by at least this many mag (once per epoch).
+    stack_deeper_limit_margin_mag: float = _opt(0.5, lo=0.0, hi=20.0)
     #: Brightening/fading: a change of at least this many mag ...
     change_min_mag: float = _opt(0.3, lo=0.0, hi=20.0)
     #: ... at this significance in sigma, against the previous detection in the same band.
@@ -349,38 +356,6 @@ class AlertsConfig:
     max_attempts: int = _opt(10, lo=1, hi=1000)
     #: First retry delay in seconds; it doubles on each attempt.
     backoff_s: float = _opt(30.0, lo=0.0, hi=86400.0)
-
-
-@dataclass(**_FROZEN)
-class NotifierConfig:
-    """One notifier (``[[notifiers]]``)."""
-
-    #: "log", "file", "email", "webhook" or "apprise".
-    kind: str = _opt("log", choices=("log", "file", "email", "webhook", "apprise"))
-    #: file: folder where each alert is written as GCN text and JSON.
-    directory: Path | None = None
-    #: email: SMTP host.
-    smtp_host: str = "localhost"
-    #: email: SMTP port.
-    smtp_port: int = _opt(25, lo=1, hi=65535)
-    #: email: use STARTTLS.
-    starttls: bool = False
-    #: email: user name for SMTP AUTH (empty: no login).
-    username: str = ""
-    #: email: file holding the SMTP password (never the password itself).
-    password_file: Path | None = None
-    #: email: sender address.
-    sender: str = "soapd@localhost"
-    #: email: recipients.
-    recipients: list[str] = _opt(list, factory=True)
-    #: webhook: URL the alert JSON is POSTed to.
-    url: str = ""
-    #: webhook: allow plain http:// URLs (otherwise HTTPS only).
-    allow_http: bool = False
-    #: apprise: notification URLs (Slack, Matrix, ntfy, ...).
-    apprise_urls: list[str] = _opt(list, factory=True)
-    #: Seconds before one delivery attempt is abandoned.
-    timeout_s: float = _opt(10.0, lo=0.1, hi=600.0)
 
 
 @dataclass(**_FROZEN)
@@ -422,6 +397,8 @@ class Config:
     limits: LimitsConfig = _opt(LimitsConfig, factory=True)
     calibration: CalibrationConfig = _opt(CalibrationConfig, factory=True)
     alerts: AlertsConfig = _opt(AlertsConfig, factory=True)
+    stacks: StacksConfig = _opt(StacksConfig, factory=True)
+    circular: CircularConfig = _opt(CircularConfig, factory=True)
     notifiers: list[NotifierConfig] = _opt(list, factory=True)
     logging: LoggingConfig = _opt(LoggingConfig, factory=True)
     targets: list[TargetConfig] = _opt(list, factory=True)

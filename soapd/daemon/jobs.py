@@ -11,7 +11,8 @@ Each frame's steps (download, start, outcome, record) are those of
 ``download_frames``  start downloads on their threads, record those that ended (in
                      :mod:`soapd.daemon.intake`, with ``drain_inbox``)
 ``drain_inbox``      register files the inbox watcher queued (and retry those due)
-``process_pending``  collect finished worker results, submit more 'downloaded' frames
+``process_pending``  collect finished worker results (frames, then stacked epochs), submit more
+                     'downloaded' frames, then the stacks of epochs that frames joined
 ``flush_alerts``     send the alert outbox
 ``reconcile``        re-list the last ``reconcile_window_h`` and requeue what is missing
 ``heartbeat``        one INFO line with the backlog and counters
@@ -48,6 +49,7 @@ from soapd.models import FrameRow
 from soapd.skynet.fetcher import Fetcher
 from soapd.skynet.records import Exposure
 from soapd.skynet.source import ExposureSource
+from soapd.stacks.plan import StackTask
 from soapd.store import Store
 
 if TYPE_CHECKING:
@@ -104,6 +106,12 @@ class JobContext:
     counters: Counter[str] = field(default_factory=Counter)
     fetcher: Fetcher | None = None
     inbox_retry: Backoff[Path] = field(default_factory=lambda: Backoff(base_s=5.0, cap_s=600.0))
+    #: Stacked epochs waiting for a worker, by (target name, epoch key); the newest plan wins.
+    stack_queue: dict[tuple[str, str], StackTask] = field(default_factory=dict)
+    #: Epochs built this run with nothing to stack (considered frames, config hash).
+    stack_empty: dict[tuple[str, str], tuple[frozenset[int], str]] = field(default_factory=dict)
+    #: Whether the start-up sweep for out-of-date stacks has run.
+    stacks_swept: bool = False
 
     @property
     def max_tries(self) -> int:
@@ -223,20 +231,32 @@ def _in_window(exp: Exposure, since: datetime) -> bool:
 
 
 def process_pending(ctx: JobContext, *, wait_s: float = 0.0) -> int:
-    """Store the results of finished frames, then keep the workers busy. Return frames stored.
+    """Store the results of finished frames and stacks, then keep the workers busy.
 
-    ``wait_s`` waits that long for the first finished frame (``--until-idle``).
+    Return frames stored. ``wait_s`` waits that long for the first finished frame
+    (``--until-idle``). Frames go to the workers first; stacked epochs that frames
+    joined (and, once after start, every out-of-date epoch) get what capacity is left.
     """
     done = 0
     for outcome in ctx.pool.collect(timeout_s=wait_s):
         finish(ctx, outcome)
         done += 1
+    from soapd.daemon.stack_jobs import finish_stack, plan_stacks, submit_stacks
+
+    # With no frame in flight, the wait (--until-idle) is for the oldest stack instead.
+    stack_wait = wait_s if not ctx.pool.inflight and not done else 0.0
+    for stack_outcome in ctx.pool.collect_stacks(timeout_s=stack_wait):
+        finish_stack(ctx, stack_outcome)
     room = ctx.pool.capacity
     if room:
         rows = ctx.store.pending_frames(room)
         targets = tuple(ctx.store.active_targets()) if rows else ()
         for row in rows:
             _submit(ctx, row, targets)
+    if not ctx.stacks_swept:
+        ctx.stacks_swept = True
+        plan_stacks(ctx)
+    submit_stacks(ctx)
     return done
 
 
@@ -267,6 +287,9 @@ def finish(ctx: JobContext, out: TaskOutcome) -> None:
     )
     out, state = apply_outcome(ctx.store, out, config=ctx.config)
     if state == "processed":
+        from soapd.daemon.stack_jobs import plan_stacks
+
+        plan_stacks(ctx, out.frame_id, _target_names(out))
         ctx.counters["processed"] += 1
         ctx.store.set_status(last_success_utc=ctx.store.now())
         log.info("%s", frame_line(out))
@@ -281,6 +304,14 @@ def finish(ctx: JobContext, out: TaskOutcome) -> None:
         ctx.counters["failed" if state == "failed" else "retried"] += 1
         verdict = "failed for good" if state == "failed" else "will retry"
         log.warning("error in %.2f s (%s): %s", out.duration_s, verdict, out.error)
+
+
+def _target_names(out: TaskOutcome) -> set[str]:
+    """Return the names of the targets a processed frame has rows for."""
+    table = out.result.table if out.result is not None else None
+    if table is None or "target_name" not in table.colnames:
+        return set()
+    return {str(n) for n in table["target_name"]} - {""}
 
 
 def frame_line(out: TaskOutcome) -> str:
@@ -304,7 +335,9 @@ def flush_alerts(ctx: JobContext, store: Store | None = None) -> None:
     """
     from soapd.alerts import outbox
 
-    outbox.flush(store or ctx.store, ctx.notifiers, config=ctx.config.alerts)
+    outbox.flush(
+        store or ctx.store, ctx.notifiers, config=ctx.config.alerts, circular=ctx.config.circular
+    )
 
 
 def reconcile(ctx: JobContext) -> int:
@@ -327,8 +360,12 @@ def heartbeat(ctx: JobContext) -> str:
     """Log one INFO line with the backlog per state and the counters since start; return it."""
     backlog = ctx.store.backlog()
     states = " ".join(f"{k}={v}" for k, v in backlog.items())
-    counts = " ".join(f"{k}={ctx.counters[k]}" for k in ("seen", "processed", "failed"))
-    line = f"heartbeat: frames {states}; in flight {len(ctx.pool.inflight)}; since start {counts}"
+    counts = " ".join(f"{k}={ctx.counters[k]}" for k in ("seen", "processed", "failed", "stacks"))
+    line = (
+        f"heartbeat: frames {states}; in flight {len(ctx.pool.inflight)}; "
+        f"stacks queued {len(ctx.stack_queue)}, building {len(ctx.pool.stacks_inflight)}; "
+        f"since start {counts}"
+    )
     ctx.store.set_status(heartbeat_utc=ctx.store.now())
     logger.info("%s", line)
     return line

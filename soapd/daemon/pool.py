@@ -1,5 +1,10 @@
 """Pixel work in a process pool (DESIGN §4.3a): one frame per task, results back by value.
 
+Stacked epochs are built in the same pool: :meth:`WorkerPool.submit_stack` sends a
+:class:`~soapd.stacks.plan.StackTask`, :meth:`WorkerPool.collect_stacks` returns
+the :class:`~soapd.stacks.plan.StackOutcome` values; frames and stacks share the
+workers (``capacity`` counts both).
+
 The scheduler thread submits :class:`~soapd.frames.FrameTask` values; a worker
 process runs :func:`soapd.frames.run_task` on it (``pipeline.process_frame`` plus
 the frame's field-wide Parquet table, written atomically under
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING
 from soapd.config import Config
 from soapd.frames import FrameTask, TaskOutcome, run_task
 from soapd.logs import setup_logging
+from soapd.stacks.plan import StackOutcome, StackTask, run_stack_task
 
 if TYPE_CHECKING:
     from soapd.pipeline.calibrate import ReferenceProvider
@@ -42,6 +48,7 @@ _PRELOAD = (
     "soapd.pipeline",
     "soapd.output.export",
     "soapd.catalogs",
+    "soapd.stacks.plan",
 )
 
 #: Environment variables that cap math-library threads in the workers.
@@ -72,6 +79,11 @@ def _run_in_worker(task: FrameTask) -> TaskOutcome:
     """Run ``task`` with the config and catalogs this worker process was given."""
     state = _WORKER[0]
     return run_task(task, state.config, state.catalogs)
+
+
+def _stack_in_worker(task: StackTask) -> StackOutcome:
+    """Build one stacked epoch with the config this worker process was given."""
+    return run_stack_task(task, _WORKER[0].config)
 
 
 #: Serialises starting the fork server (it briefly changes this process's environment).
@@ -117,6 +129,15 @@ class InFlight:
     submitted_s: float
 
 
+@dataclass(slots=True)
+class StackInFlight:
+    """A submitted stack task and when it was submitted (monotonic seconds)."""
+
+    task: StackTask
+    future: Future[StackOutcome]
+    submitted_s: float
+
+
 class WorkerPool:
     """A ``ProcessPoolExecutor`` of ``service.workers`` processes and the tasks in flight.
 
@@ -139,11 +160,13 @@ class WorkerPool:
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.inflight: dict[int, InFlight] = {}
+        self.stacks_inflight: dict[tuple[str, str], StackInFlight] = {}
 
     @property
     def capacity(self) -> int:
         """How many more tasks may be submitted now (keeps each worker one task ahead)."""
-        return max(0, 2 * self.n_workers - len(self.inflight))
+        busy = len(self.inflight) + len(self.stacks_inflight)
+        return max(0, 2 * self.n_workers - busy)
 
     def _ensure(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -181,6 +204,44 @@ class WorkerPool:
         if self._on_done is not None:
             callback = self._on_done
             future.add_done_callback(lambda _f: callback())
+
+    def submit_stack(self, task: StackTask) -> None:
+        """Send a stack task to a worker process (one per target and epoch at a time)."""
+        future = self._ensure().submit(_stack_in_worker, task)
+        with self._lock:
+            self.stacks_inflight[task.key] = StackInFlight(task, future, time.monotonic())
+        if self._on_done is not None:
+            callback = self._on_done
+            future.add_done_callback(lambda _f: callback())
+
+    def collect_stacks(self, *, timeout_s: float = 0.0) -> list[StackOutcome]:
+        """Return finished stack outcomes in submission order (a dead worker: an error outcome).
+
+        ``timeout_s`` waits that long for the oldest one.
+        """
+        from concurrent.futures import wait
+
+        with self._lock:
+            items = list(self.stacks_inflight.values())
+        if items and timeout_s > 0:
+            wait([items[0].future], timeout=timeout_s)
+        outcomes: list[StackOutcome] = []
+        broken = False
+        for item in items:
+            if not item.future.done():
+                break
+            exc = None if item.future.cancelled() else item.future.exception()
+            if item.future.cancelled() or exc is not None:
+                broken = broken or isinstance(exc, BrokenProcessPool)
+                why = "cancelled" if exc is None else f"{type(exc).__name__}: {exc}"
+                outcomes.append(StackOutcome(task=item.task, error=f"worker process died ({why})"))
+            else:
+                outcomes.append(item.future.result())
+            with self._lock:
+                del self.stacks_inflight[item.task.key]
+        if broken:
+            self._discard_executor()
+        return outcomes
 
     def collect(self, *, timeout_s: float = 0.0) -> list[TaskOutcome]:
         """Return finished outcomes **in submission order** (waiting up to ``timeout_s``).
@@ -231,12 +292,20 @@ class WorkerPool:
         """Seconds the oldest task in flight has been waiting or running (0 when idle)."""
         with self._lock:
             starts = [i.submitted_s for i in self.inflight.values()]
+            starts += [i.submitted_s for i in self.stacks_inflight.values()]
         return time.monotonic() - min(starts) if starts else 0.0
 
     def cancel_queued(self) -> list[int]:
-        """Cancel tasks not yet started; return their frame ids (to be abandoned)."""
+        """Cancel tasks not yet started; return their frame ids (to be abandoned).
+
+        Stack tasks not yet started are dropped too (the database still shows their
+        epochs as out of date, so the next start builds them).
+        """
         cancelled: list[int] = []
         with self._lock:
+            for key, stack in list(self.stacks_inflight.items()):
+                if stack.future.cancel():
+                    del self.stacks_inflight[key]
             for frame_id, item in list(self.inflight.items()):
                 if item.future.cancel():
                     cancelled.append(frame_id)

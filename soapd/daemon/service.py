@@ -33,6 +33,7 @@ from soapd.daemon import jobs
 from soapd.daemon.health import Health, Waker
 from soapd.daemon.jobs import JobContext
 from soapd.daemon.pool import WorkerPool
+from soapd.daemon.stack_jobs import finish_stack
 from soapd.daemon.systemd import SystemdNotifier
 from soapd.errors import ConfigError
 from soapd.skynet.source import ExposureSource
@@ -297,7 +298,13 @@ class Service:
     def _idle(ctx: JobContext, *, downloads: bool) -> bool:
         waiting = downloads and ctx.store.frames_to_download(1) and ctx.get_source() is not None
         return not (
-            ctx.pool.inflight or ctx.store.pending_frames(1) or waiting or not ctx.inbox.empty()
+            ctx.pool.inflight
+            or ctx.pool.stacks_inflight
+            or ctx.stack_queue
+            or not ctx.stacks_swept
+            or ctx.store.pending_frames(1)
+            or waiting
+            or not ctx.inbox.empty()
         )
 
     # ----------------------------------------------------------------- stopping
@@ -353,6 +360,8 @@ class Service:
         while ctx.pool.inflight and time.monotonic() < deadline:
             for outcome in ctx.pool.collect(timeout_s=1.0):
                 jobs.finish(ctx, outcome)
+            for stack in ctx.pool.collect_stacks():
+                finish_stack(ctx, stack)
         if ctx.pool.inflight:
             logger.warning(
                 "%d frame(s) still running at exit; they will be redone at the next start",

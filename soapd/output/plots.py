@@ -3,7 +3,10 @@
 Detections are points with error bars; upper limits are downward arrows
 (towards fainter magnitudes, or lower flux) starting at the limit. Each band
 has a fixed colour (:data:`BAND_COLOURS`). The x axis is hours since trigger
-when a trigger time is given, else MJD (mid-exposure, UTC).
+when a trigger time is given, else MJD (mid-exposure, UTC). Stacked epochs
+(``stacks``, a :func:`soapd.stacks.table.stack_table`) are drawn over the single
+frames with their own marker: large diamonds with a black edge, and limits as
+thick bars with a hollow triangle, at their weighted mid-exposure time.
 """
 
 from __future__ import annotations
@@ -55,13 +58,16 @@ def plot_lightcurve(
     units: str = "mag",
     trigger_time_utc: datetime | None = None,
     title: str = "",
+    stacks: Table | None = None,
 ) -> Path:
     """Plot a lightcurve table to ``path`` (PNG, PDF or SVG by suffix); return the path.
 
     See :func:`lightcurve_figure` for the parameters.
     """
     out = Path(path)
-    fig = lightcurve_figure(table, units=units, trigger_time_utc=trigger_time_utc, title=title)
+    fig = lightcurve_figure(
+        table, units=units, trigger_time_utc=trigger_time_utc, title=title, stacks=stacks
+    )
     fig.savefig(out)
     return out
 
@@ -72,6 +78,7 @@ def lightcurve_figure(
     units: str = "mag",
     trigger_time_utc: datetime | None = None,
     title: str = "",
+    stacks: Table | None = None,
 ) -> Any:
     """Return the matplotlib Figure of a lightcurve (Agg; nothing is shown).
 
@@ -87,6 +94,8 @@ def lightcurve_figure(
         ``"mag"`` (y inverted) or ``"flux"`` (microjansky, AB).
     trigger_time_utc
         If given, x is hours since this time; else MJD.
+    stacks
+        Stacked epochs to draw over the frames (same columns, one row per epoch).
     """
     from matplotlib.figure import Figure
 
@@ -161,6 +170,13 @@ def lightcurve_figure(
                 color=colour,
                 label=f"{band} limit" if j == 0 else None,
             )
+    if stacks is not None and len(stacks):
+        sx, sy, slim = _draw_stacks(ax, stacks, units=units, trigger_time_utc=trigger_time_utc)
+        x = np.concatenate([x, sx])
+        y = np.concatenate([y, sy])
+        det = np.concatenate([det, np.isfinite(sy)])
+        lim = np.concatenate([lim, slim])
+        arrow_end = np.concatenate([arrow_end, slim])
     ax.ticklabel_format(axis="x", useOffset=False)
     if len(x) and np.isfinite(x).any():
         span = float(np.nanmax(x) - np.nanmin(x)) or 1.0
@@ -174,9 +190,66 @@ def lightcurve_figure(
             ax.set_ylim(hi + pad, lo - pad)
         else:
             ax.set_ylim(min(0.0, lo - pad), hi + pad)
-    if len(table):
+    if len(table) or (stacks is not None and len(stacks)):
         ax.legend(loc="best", fontsize="small")
     ax.grid(visible=True, alpha=0.3)
     ax.set_title(title or (str(table.meta.get("target_name", "")) if table.meta else ""))
     fig.tight_layout()
     return fig
+
+
+def _draw_stacks(
+    ax: Any, stacks: Table, *, units: str, trigger_time_utc: datetime | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw stacked epochs; return their x, y (NaN for limits) and limits (NaN for detections)."""
+    mjd = filled(stacks, "mjd")
+    x = (mjd - mjd_of(trigger_time_utc)) * 24.0 if trigger_time_utc is not None else mjd
+    bands = np.asarray(stacks["band"]).astype(str)
+    det = np.asarray(stacks["is_detection"], dtype=bool)
+    if units == "mag":
+        y, yerr = filled(stacks, "calibrated_mag"), filled(stacks, "calibrated_mag_err")
+        lim = filled(stacks, "limiting_mag")
+    else:
+        y, yerr = filled(stacks, "flux_ujy"), filled(stacks, "flux_ujy_err")
+        vega = np.asarray(stacks["cal_mag_system"]).astype(str) == "Vega"
+        shift = np.array([AB_MINUS_VEGA.get(str(b), 0.0) for b in bands]) * vega
+        lim = 10 ** (-0.4 * (filled(stacks, "limiting_mag") + shift - 23.9))
+    y = np.where(det, y, np.nan)
+    lim = np.where(det, np.nan, lim)
+    extra = 0
+    for band in sorted(set(bands.tolist())):
+        if band not in BAND_COLOURS:
+            extra += 1
+        colour = band_colour(band, extra)
+        sel = (bands == band) & np.isfinite(y)
+        if sel.any():
+            ax.errorbar(
+                x[sel],
+                y[sel],
+                yerr=np.nan_to_num(yerr[sel]),
+                fmt="D",
+                color=colour,
+                mec="black",
+                ms=9,
+                capsize=3,
+                elinewidth=2,
+                label=f"{band} stack",
+                gid=f"stack-detections:{band}",
+                zorder=3,
+            )
+        sel = (bands == band) & np.isfinite(lim)
+        if sel.any():
+            ax.plot(
+                x[sel],
+                lim[sel],
+                marker="v",
+                ls="none",
+                ms=10,
+                mfc="none",
+                mec=colour,
+                mew=2,
+                label=f"{band} stack limit",
+                gid=f"stack-limits:{band}",
+                zorder=3,
+            )
+    return x, y, lim

@@ -9,6 +9,7 @@ connection (``store.db``):
 ``store.targets``             watched targets (:mod:`.targets`)
 ``store.measurements``        target measurements and lightcurve reads (:mod:`.measurements`)
 ``store.outbox``              the alerts outbox (:mod:`.outbox`)
+``store.stacks``              stacked epochs of targets (:mod:`.stacks`)
 ``store.observations``        followed Skynet observations (:mod:`.observations`)
 ``store.status``              service status for ``soapd status`` (:mod:`.status`)
 ============================  =====================================================
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, Self, TypeVar
 import sqlite_utils
 
 from soapd.errors import StoreError
-from soapd.models import AlertDraft, FrameResult
+from soapd.models import AlertDraft, FrameResult, StackRecord
 from soapd.store.base import utc_iso
 from soapd.store.connection import open_database
 from soapd.store.ledger import Ledger
@@ -39,6 +40,7 @@ from soapd.store.measurements import Measurements
 from soapd.store.migrations import migrations
 from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
+from soapd.store.stacks import Stacks
 from soapd.store.status import ServiceStatus
 from soapd.store.targets import Targets
 from soapd.store.views import refresh_views
@@ -90,6 +92,7 @@ class Store:
         self.targets = Targets(self.db)
         self.measurements = Measurements(self.db)
         self.outbox = Outbox(self.db)
+        self.stacks = Stacks(self.db)
         self.observations = Observations(self.db)
         self.status = ServiceStatus(self.db)
 
@@ -209,6 +212,34 @@ class Store:
             include_not_covered=include_not_covered,
         )
 
+    def save_stack(
+        self, record: StackRecord, *, alerts: Sequence[AlertDraft] = ()
+    ) -> tuple[int, list[int]]:
+        """Store a stacked epoch and the alerts it raised in one transaction.
+
+        The stack becomes the epoch's newest version (older ones are superseded).
+        Return (stack_id, ids of new alerts). Raise StoreError for an unknown target.
+        """
+        ids = self.targets.target_ids()
+        target_id = ids.get(record.target_name)
+        if target_id is None:
+            raise StoreError(f"no target named {record.target_name!r}; see `soapd targets list`")
+        with self.db.atomic():
+            stack_id, _ = self.stacks.insert_stack(target_id, record)
+            return stack_id, self.outbox.insert(None, alerts, ids)
+
+    def stacked(self, target_name: str, *, include_superseded: bool = False) -> list[StackRecord]:
+        """Return the stacked epochs of ``target_name`` by mid-time (newest versions only).
+
+        Raise StoreError if there is no such target.
+        """
+        target = self.targets.get_target(target_name)
+        if target is None or target.target_id is None:
+            raise StoreError(f"no target named {target_name!r}; see `soapd targets list`")
+        return self.stacks.stacks_of(
+            target.target_id, target.name, include_superseded=include_superseded
+        )
+
     # ---------------------------------------------------------------- ledger
     frame = _Via("ledger", Ledger.frame)
     find_frame = _Via("ledger", Ledger.find_frame)
@@ -242,6 +273,10 @@ class Store:
     sync_config_targets = _Via("targets", Targets.sync_config_targets)
     # ---------------------------------------------------------- measurements
     rule_history = _Via("measurements", Measurements.rule_history)
+    # ---------------------------------------------------------------- stacks
+    stacks_of = _Via("stacks", Stacks.stacks_of)
+    stack_inputs = _Via("stacks", Stacks.stack_inputs)
+    stack_candidates = _Via("stacks", Stacks.stack_candidates)
     # ---------------------------------------------------------------- outbox
     unsent_alerts = _Via("outbox", Outbox.unsent_alerts)
     mark_alert_delivered = _Via("outbox", Outbox.mark_alert_delivered)

@@ -327,3 +327,76 @@ def m007_frame_footprint_and_coverage(db: sqlite_utils.Database) -> None:
         "UPDATE measurements SET flags = (flags | 131072) & ~2048, lim_mag = NULL, "
         f"is_detection = 0 WHERE {unmeasured}"
     )
+
+
+@migrations()
+def m008_stacks(db: sqlite_utils.Database) -> None:
+    """Create ``stacks`` and ``stack_members``: stacked epochs of targets (issue 12).
+
+    One row per target x epoch (``epoch_key``: telescope|band|time bin) x ``version``;
+    building an epoch again (a frame joined it, or the config changed) adds the next
+    version and marks the older ones ``superseded = 1``. ``considered`` is the JSON
+    list of the epoch's frame ids that were looked at, ``excluded_json`` the ones left
+    out with their reason; ``stack_members`` links each version to the frames co-added
+    and their normalised weights. Times are ISO-8601 UTC text; ``mjd`` is the weighted
+    mean mid-exposure time.
+    """
+    db.execute("""
+        CREATE TABLE stacks (
+            stack_id INTEGER PRIMARY KEY,
+            target_id INTEGER NOT NULL REFERENCES targets (target_id),
+            epoch_key TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            superseded INTEGER NOT NULL DEFAULT 0,
+            telescope TEXT NOT NULL,
+            band TEXT NOT NULL,
+            bin_start_utc TEXT NOT NULL,
+            bin_end_utc TEXT NOT NULL,
+            mid_time_utc TEXT NOT NULL,
+            mean_mid_time_utc TEXT NOT NULL,
+            start_utc TEXT NOT NULL,
+            stop_utc TEXT NOT NULL,
+            mjd REAL NOT NULL,
+            n_frames INTEGER NOT NULL,
+            exptime_s REAL,
+            total_exptime_s REAL NOT NULL,
+            mag REAL,
+            mag_err REAL,
+            lim_mag REAL,
+            lim_nsigma REAL,
+            snr REAL,
+            flux_e REAL,
+            flux_err_e REAL,
+            flux_ujy REAL,
+            flux_ujy_err REAL,
+            is_detection INTEGER NOT NULL,
+            flags INTEGER NOT NULL DEFAULT 0,
+            zp_mag REAL,
+            zp_err_mag REAL,
+            zp_scatter_mag REAL,
+            n_cal_stars INTEGER,
+            cal_catalog TEXT,
+            mag_system TEXT,
+            predicted_lim_mag REAL,
+            single_detections INTEGER NOT NULL DEFAULT 0,
+            best_single_lim_mag REAL,
+            fwhm_px REAL,
+            aperture_px REAL,
+            alignment TEXT,
+            considered TEXT NOT NULL,
+            excluded_json TEXT NOT NULL,
+            config_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (target_id, epoch_key, version)
+        )
+    """)
+    db.execute("CREATE INDEX stacks_lc ON stacks (target_id, superseded, mjd)")
+    db.execute("""
+        CREATE TABLE stack_members (
+            stack_id INTEGER NOT NULL REFERENCES stacks (stack_id),
+            frame_id INTEGER NOT NULL REFERENCES frames (frame_id),
+            weight REAL NOT NULL,
+            PRIMARY KEY (stack_id, frame_id)
+        )
+    """)
+    db.execute("CREATE INDEX stack_members_frame ON stack_members (frame_id)")

@@ -48,6 +48,8 @@ def test_example_config_documents_every_key() -> None:
         "limits": C.LimitsConfig,
         "calibration": C.CalibrationConfig,
         "alerts": C.AlertsConfig,
+        "stacks": C.StacksConfig,
+        "circular": C.CircularConfig,
         "logging": C.LoggingConfig,
         "notifiers": C.NotifierConfig,
         "targets": C.TargetConfig,

@@ -123,7 +123,8 @@ def test_lightcurve_text_and_gcn_output(cfg: Path, tmp_path: Path, capsys) -> No
     )
     assert "1 x 80" in (tmp_path / "c.txt").read_text()
     doc = json.loads((tmp_path / "c.txt.json").read_text())  # sidecar: never c.json
-    assert [r["is_detection"] for r in doc["rows"]] == [False, True, True]
+    # GCN schema (boom/alert): detections carry "mag", upper limits only "limiting_mag".
+    assert ["mag" in p for p in doc["data"]["photometry"]] == [False, True, True]
     assert not (tmp_path / "c.json").exists()
     capsys.readouterr()
     assert main(["lightcurve", "GRB 261124A", "--since", "2026-11-24T05:30:00Z"]) == 0

@@ -67,8 +67,10 @@ def test_to_gcn_b17_mid_exposure_limits_and_normalised_filter(field: Table, tmp_
     assert [r[5] for r in rows] == ["r", "r", "V"]  # "rprime" normalised
     assert rows[1][6:8] == [">", "19.9"]
     assert "rprime" not in text
-    sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert [r["is_detection"] for r in sidecar["rows"]] == [True, False, False]
+    sidecar = json.loads((tmp_path / "gcn.txt.json").read_text())
+    # GCN schema (boom/alert): detections carry "mag", upper limits only "limiting_mag".
+    assert ["mag" in p for p in sidecar["data"]["photometry"]] == [True, False, False]
+    assert (tmp_path / "gcn.txt.url").read_text().startswith("https://gcn.nasa.gov/circulars/new?")
 
 
 def test_to_gcn_and_plot_refuse_field_wide_results(field: Table, tmp_path: Path) -> None:

@@ -31,8 +31,20 @@ CREATE INDEX measurements_lc ON measurements (target_id, superseded, mjd, frame_
 -- index sqlite_autoindex_service_status_1 ON service_status
 (automatic);
 
+-- index sqlite_autoindex_stack_members_1 ON stack_members
+(automatic);
+
+-- index sqlite_autoindex_stacks_1 ON stacks
+(automatic);
+
 -- index sqlite_autoindex_targets_1 ON targets
 (automatic);
+
+-- index stack_members_frame ON stack_members
+CREATE INDEX stack_members_frame ON stack_members (frame_id);
+
+-- index stacks_lc ON stacks
+CREATE INDEX stacks_lc ON stacks (target_id, superseded, mjd);
 
 -- table alert_deliveries ON alert_deliveries
 CREATE TABLE alert_deliveries (
@@ -147,6 +159,63 @@ CREATE TABLE service_status (
             key TEXT PRIMARY KEY,
             value TEXT,
             updated_at TEXT NOT NULL
+        );
+
+-- table stack_members ON stack_members
+CREATE TABLE stack_members (
+            stack_id INTEGER NOT NULL REFERENCES stacks (stack_id),
+            frame_id INTEGER NOT NULL REFERENCES frames (frame_id),
+            weight REAL NOT NULL,
+            PRIMARY KEY (stack_id, frame_id)
+        );
+
+-- table stacks ON stacks
+CREATE TABLE stacks (
+            stack_id INTEGER PRIMARY KEY,
+            target_id INTEGER NOT NULL REFERENCES targets (target_id),
+            epoch_key TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            superseded INTEGER NOT NULL DEFAULT 0,
+            telescope TEXT NOT NULL,
+            band TEXT NOT NULL,
+            bin_start_utc TEXT NOT NULL,
+            bin_end_utc TEXT NOT NULL,
+            mid_time_utc TEXT NOT NULL,
+            mean_mid_time_utc TEXT NOT NULL,
+            start_utc TEXT NOT NULL,
+            stop_utc TEXT NOT NULL,
+            mjd REAL NOT NULL,
+            n_frames INTEGER NOT NULL,
+            exptime_s REAL,
+            total_exptime_s REAL NOT NULL,
+            mag REAL,
+            mag_err REAL,
+            lim_mag REAL,
+            lim_nsigma REAL,
+            snr REAL,
+            flux_e REAL,
+            flux_err_e REAL,
+            flux_ujy REAL,
+            flux_ujy_err REAL,
+            is_detection INTEGER NOT NULL,
+            flags INTEGER NOT NULL DEFAULT 0,
+            zp_mag REAL,
+            zp_err_mag REAL,
+            zp_scatter_mag REAL,
+            n_cal_stars INTEGER,
+            cal_catalog TEXT,
+            mag_system TEXT,
+            predicted_lim_mag REAL,
+            single_detections INTEGER NOT NULL DEFAULT 0,
+            best_single_lim_mag REAL,
+            fwhm_px REAL,
+            aperture_px REAL,
+            alignment TEXT,
+            considered TEXT NOT NULL,
+            excluded_json TEXT NOT NULL,
+            config_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (target_id, epoch_key, version)
         );
 
 -- table targets ON targets

@@ -16,6 +16,7 @@ from soapd.store.measurements import Measurements
 from soapd.store.migrations import migrations
 from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
+from soapd.store.stacks import Stacks
 from soapd.store.status import ServiceStatus
 from soapd.store.targets import Targets
 
@@ -24,11 +25,12 @@ REPOS = {
     "targets": Targets,
     "measurements": Measurements,
     "outbox": Outbox,
+    "stacks": Stacks,
     "observations": Observations,
     "status": ServiceStatus,
 }
 #: Repository methods the facade wraps in its own (multi-repository) methods.
-WRAPPED = {"insert", "upsert", "lightcurve", "record_processed"}
+WRAPPED = {"insert", "upsert", "lightcurve", "record_processed", "insert_stack"}
 
 
 def _public(cls: type) -> set[str]:

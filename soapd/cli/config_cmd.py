@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from soapd.cli import add_config_option
-from soapd.config import load_config, read_token, to_dict
+from soapd.config import load_config, read_token, read_web_token, to_dict
 
 __all__ = ["register"]
 
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     data: dict[str, Any] = to_dict(cfg)
     token = read_token(cfg.skynet)
     data["skynet"]["token"] = "<set, redacted>" if token else "<not set>"
+    data["web"]["token"] = "<set, redacted>" if read_web_token(cfg.web) else "<not set>"
     print(json.dumps(data, indent=2, sort_keys=True))
     print(f"# config fingerprint: {cfg.fingerprint()}")
     return 0

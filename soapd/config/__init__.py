@@ -21,9 +21,10 @@ from soapd.config.schema import (
     ServiceConfig,
     SkynetConfig,
     TargetConfig,
+    WebConfig,
     to_dict,
 )
-from soapd.config.secrets import Token, read_token
+from soapd.config.secrets import Token, read_token, read_web_token
 
 __all__ = [
     "AlertsConfig",
@@ -40,8 +41,10 @@ __all__ = [
     "SkynetConfig",
     "TargetConfig",
     "Token",
+    "WebConfig",
     "load_config",
     "parse_config",
     "read_token",
+    "read_web_token",
     "to_dict",
 ]

@@ -29,7 +29,7 @@ _HEADER = """\
 
 _SECTIONS = (
     "skynet", "paths", "service", "frame", "extraction", "photometry", "limits",
-    "calibration", "alerts", "logging",
+    "calibration", "alerts", "logging", "web",
 )  # fmt: skip
 
 

@@ -203,7 +203,7 @@ def test_web_token_sources_in_order_and_never_shown(tmp_path: Path) -> None:
     assert C.read_web_token(C.WebConfig(token="from-toml"), {}).reveal() == "from-toml"  # type: ignore[union-attr]
     assert C.read_web_token(C.WebConfig(), {}) is None
     assert C.read_web_token(C.WebConfig(token="  "), {}) is None
-    with pytest.raises(ConfigError, match="web.token_file") as err:
+    with pytest.raises(ConfigError, match=r"web\.token_file") as err:
         C.read_web_token(C.WebConfig(token_file=tmp_path / "missing"), {})
     assert "from-" not in str(err.value)
 

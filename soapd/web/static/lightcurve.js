@@ -120,6 +120,7 @@
       uirevision: units + "|" + time,
       margin: { l: 64, r: 16, t: 16, b: 56 },
       hovermode: "closest",
+      showlegend: true,
       legend: { orientation: "h", y: -0.2 },
       xaxis: {
         title: { text: xTitle },

@@ -46,10 +46,17 @@ CHROMIUM_ARGS = (
 
 
 def find_chromium() -> str | None:
-    """Return the Chromium executable ($SOAPD_CHROMIUM, /usr/bin/chromium, PATH), or None."""
-    for candidate in (os.environ.get("SOAPD_CHROMIUM"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+    """Return the Chromium executable, or None.
+
+    ``$SOAPD_CHROMIUM`` when set (and only it), else ``/usr/bin/chromium``, else
+    ``chromium`` or ``chromium-browser`` on the PATH.
+    """
+    chosen = os.environ.get("SOAPD_CHROMIUM")
+    for candidate in [chosen] if chosen else ["/usr/bin/chromium"]:
+        if Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
+    if chosen:
+        return None
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 

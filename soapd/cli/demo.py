@@ -8,6 +8,11 @@ the bundled catalog file (calibration offline), and runs ``soapd run`` **as a
 separate process, unchanged**. When every exposure has been processed it stops
 the daemon with SIGTERM, as systemd would, and prints each target's lightcurve
 and the alerts raised. Nothing leaves 127.0.0.1.
+
+The state (database, frames, alerts, ``demo.toml``) is kept in a named folder,
+``./demo-run`` unless ``--state-dir`` says otherwise, and the demo ends with the
+commands to try next on it, ``soapd web`` (the status and lightcurve pages) among
+them. Running the demo again starts that folder afresh.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,8 @@ from soapd.testing.fake_skynet import FakeSkynet
 __all__ = ["main", "write_demo_config"]
 
 _DONE_STATES = ("processed", "rejected", "failed")
+#: File that marks a folder as the demo's own state (so a new run may empty it).
+_MARKER = ".soapd-demo-state"
 
 
 def _default_cache() -> Path:
@@ -132,6 +139,48 @@ def _report(db: Path, demo: DemoField) -> None:
     soapd_main(["lightcurve", last, "--format", "gcn", "--config", str(cfg)])
 
 
+def _fresh_state_dir(state: Path) -> Path:
+    """Return ``state`` (absolute), emptied when it is an earlier demo's; refuse other folders."""
+    state = state.resolve()
+    if state.exists() and any(state.iterdir()):
+        if not (state / _MARKER).is_file():
+            raise SystemExit(
+                f"demo: {state} exists and is not a soapd demo folder; "
+                "give another --state-dir (the demo empties its folder on each run)"
+            )
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / _MARKER).write_text("written by python -m soapd.cli.demo\n", encoding="utf-8")
+    return state
+
+
+def _shown(path: Path) -> str:
+    """Return ``path`` relative to the current folder when it is inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _next_steps(state: Path, demo: DemoField) -> None:
+    """Print where the state is and the commands to try on it."""
+    exe = Path(sys.executable).with_name("soapd")
+    soapd = _shown(exe) if exe.is_file() else "soapd"
+    cfg = _shown(state / "demo.toml")
+    first = demo.targets[0].name
+    print(
+        f"\ndemo: state kept in {_shown(state)}/ (alerts as GCN text + JSON in "
+        f"{_shown(state / 'alerts')}/; the next `make demo` starts it afresh).\n"
+        "Try next, on the kept state:\n"
+        f"  {soapd} status --config {cfg}\n"
+        f"  {soapd} lightcurve {first} --config {cfg} --plot {first}.png\n"
+        f"  {soapd} web --config {cfg}\n"
+        "      then open http://127.0.0.1:8788/ (status, targets, interactive "
+        "lightcurves; Ctrl-C stops it)",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo and return the daemon's exit code."""
     parser = argparse.ArgumentParser(
@@ -148,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         "--field-dir", type=Path, default=_default_cache(), help="where demo frames are cached"
     )
     parser.add_argument(
-        "--state-dir", type=Path, default=None, help="soapd state folder (default: a temp dir)"
+        "--state-dir",
+        type=Path,
+        default=Path("demo-run"),
+        help="soapd state folder, kept after the demo (emptied first when it holds an "
+        "earlier demo's state)",
     )
     parser.add_argument("--timeout", type=float, default=180.0, metavar="S", help="give up after")
     args = parser.parse_args(argv)
@@ -156,32 +209,27 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     print(f"demo: preparing {args.frames} synthetic frames in {args.field_dir} ...", flush=True)
     demo = build_demo_field(args.field_dir, n_frames=args.frames)
-    with tempfile.TemporaryDirectory(prefix="soapd-demo-") as tmp:
-        state = (args.state_dir or Path(tmp) / "state").resolve()
-        state.mkdir(parents=True, exist_ok=True)
-        with FakeSkynet(seed=0) as fake:
-            load_into(fake, demo)
-            cfg = write_demo_config(state / "demo.toml", demo, api_url=fake.url, state_dir=state)
-            env = dict(os.environ, SOAPD_SKYNET_TOKEN=fake.token, SOAPD_CONFIG="")
-            env.pop("CREDENTIALS_DIRECTORY", None)
-            print(
-                f"demo: fake Skynet at {fake.url}; starting `soapd run --config {cfg}`", flush=True
-            )
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "soapd", "run", "--config", str(cfg)], env=env
-            )
-            try:
-                fake.start_releasing(args.release_every)
-                counts = _wait_for(proc, state / "soapd.db", len(demo.frames), args.timeout)
-                time.sleep(3.0)  # let the outbox send the last alerts
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(timeout=120)
-        print(f"\ndemo: daemon stopped with code {code}; frames: {counts}", flush=True)
-        _report(state / "soapd.db", demo)
-        if args.state_dir is not None:
-            print(f"\nstate kept in {state}; alerts as GCN text + JSON in {state / 'alerts'}")
+    state = _fresh_state_dir(args.state_dir)
+    with FakeSkynet(seed=0) as fake:
+        load_into(fake, demo)
+        cfg = write_demo_config(state / "demo.toml", demo, api_url=fake.url, state_dir=state)
+        env = dict(os.environ, SOAPD_SKYNET_TOKEN=fake.token, SOAPD_CONFIG="")
+        env.pop("CREDENTIALS_DIRECTORY", None)
+        print(f"demo: fake Skynet at {fake.url}; starting `soapd run --config {cfg}`", flush=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "soapd", "run", "--config", str(cfg)], env=env
+        )
+        try:
+            fake.start_releasing(args.release_every)
+            counts = _wait_for(proc, state / "soapd.db", len(demo.frames), args.timeout)
+            time.sleep(3.0)  # let the outbox send the last alerts
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)
+    print(f"\ndemo: daemon stopped with code {code}; frames: {counts}", flush=True)
+    _report(state / "soapd.db", demo)
     print(f"\ndemo: done in {time.monotonic() - t0:.0f} s")
+    _next_steps(state, demo)
     return code
 
 

@@ -44,6 +44,7 @@ COMMAND_MODULES = (
     "soapd.cli.lightcurve",
     "soapd.cli.catalogs",
     "soapd.cli.config_cmd",
+    "soapd.cli.web",
 )
 
 logger = logging.getLogger("soapd")

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from soapd.cli import HelpFormatter, add_config_option
-from soapd.config import load_config, read_token, to_dict
+from soapd.config import load_config, read_token, read_web_token, to_dict
 from soapd.config.secrets import redact
 
 __all__ = ["register"]
@@ -36,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     token = read_token(cfg.skynet)
     data["skynet"]["token"] = "<set, redacted>" if token else "<not set>"
     data["fingerprint"] = cfg.fingerprint()
+    data["web"]["token"] = "<set, redacted>" if read_web_token(cfg.web) else "<not set>"
     print(json.dumps(data, indent=2, sort_keys=True))
     return 0

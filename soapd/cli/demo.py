@@ -8,6 +8,11 @@ the bundled catalog file (calibration offline), and runs ``soapd run`` **as a
 separate process, unchanged**. When every exposure has been processed it stops
 the daemon with SIGTERM, as systemd would, and prints each target's lightcurve
 and the alerts raised. Nothing leaves 127.0.0.1.
+
+The state (database, frames, alerts, ``demo.toml``) is kept in a named folder,
+``./demo-run`` unless ``--state-dir`` says otherwise, and the demo ends with the
+commands to try next on it, ``soapd web`` (the status and lightcurve pages) among
+them. Running the demo again starts that folder afresh.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from soapd.testing.fake_skynet import FakeSkynet
 __all__ = ["main", "write_demo_config"]
 
 _DONE_STATES = ("processed", "rejected", "failed")
+#: File that marks a folder as the demo's own state (so a new run may empty it).
+_MARKER = ".soapd-demo-state"
 
 
 def _default_cache() -> Path:
@@ -133,38 +140,45 @@ def _report(db: Path, demo: DemoField) -> None:
     soapd_main(["lightcurve", last, "--format", "gcn", "--config", str(cfg)])
 
 
-#: Marks a folder as the demo's own, so that a later demo may replace it.
-_MARKER = ".soapd-demo"
-
-
 def _fresh_state_dir(state: Path) -> Path:
-    """Return ``state`` emptied for a new demo; refuse a folder the demo did not make."""
+    """Return ``state`` (absolute), emptied when it is an earlier demo's; refuse other folders."""
+    state = state.resolve()
     if state.exists() and any(state.iterdir()):
-        if not (state / _MARKER).exists():
+        if not (state / _MARKER).is_file():
             raise SystemExit(
-                f"demo: {state} exists and is not a demo folder; give --state-dir NEW_FOLDER"
+                f"demo: {state} exists and is not a soapd demo folder; "
+                "give another --state-dir (the demo empties its folder on each run)"
             )
         shutil.rmtree(state)
     state.mkdir(parents=True, exist_ok=True)
-    (state / _MARKER).write_text("made by python -m soapd.cli.demo; replaced by the next demo\n")
+    (state / _MARKER).write_text("written by python -m soapd.cli.demo\n", encoding="utf-8")
     return state
 
 
-def _print_next_steps(state: Path, cfg: Path, demo: DemoField) -> None:
-    """Tell a newcomer where the state is and what to try on it."""
-    name = demo.targets[-1].name
-    here = Path.cwd()
-    shown = cfg.relative_to(here) if cfg.is_relative_to(here) else cfg
-    c = f"soapd --config {shown}"
+def _shown(path: Path) -> str:
+    """Return ``path`` relative to the current folder when it is inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _next_steps(state: Path, demo: DemoField) -> None:
+    """Print where the state is and the commands to try on it."""
+    exe = Path(sys.executable).with_name("soapd")
+    soapd = _shown(exe) if exe.is_file() else "soapd"
+    cfg = _shown(state / "demo.toml")
+    first = demo.targets[0].name
     print(
-        f"\ndemo: state kept in {state} (alerts as GCN text + JSON in {state / 'alerts'}).\n"
-        "Try (with .venv/bin on PATH, or prefix .venv/bin/):\n"
-        f"  {c} status\n"
-        f"  {c} targets list\n"
-        f"  {c} lightcurve {name!r}\n"
-        f"  {c} lightcurve {name!r} --plot lc.png\n"
-        f"  {c} lightcurve {name!r} --format csv | head\n"
-        f"  {c} extract {demo.targets[0].ra_deg:.5f} {demo.targets[0].dec_deg:+.5f}"
+        f"\ndemo: state kept in {_shown(state)}/ (alerts as GCN text + JSON in "
+        f"{_shown(state / 'alerts')}/; the next `make demo` starts it afresh).\n"
+        "Try next, on the kept state:\n"
+        f"  {soapd} status --config {cfg}\n"
+        f"  {soapd} lightcurve {first} --config {cfg} --plot {first}.png\n"
+        f"  {soapd} web --config {cfg}\n"
+        "      then open http://127.0.0.1:8788/ (status, targets, interactive "
+        "lightcurves; Ctrl-C stops it)",
+        flush=True,
     )
 
 
@@ -186,9 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir",
         type=Path,
-        default=Path("demo-state"),
-        help="soapd state folder, kept after the demo so the other commands can be tried on "
-        "it; a previous demo's folder there is replaced (default: ./demo-state)",
+        default=Path("demo-run"),
+        help="soapd state folder, kept after the demo (emptied first when it holds an "
+        "earlier demo's state)",
     )
     parser.add_argument("--timeout", type=float, default=180.0, metavar="S", help="give up after")
     args = parser.parse_args(argv)
@@ -196,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     print(f"demo: preparing {args.frames} synthetic frames in {args.field_dir} ...", flush=True)
     demo = build_demo_field(args.field_dir, n_frames=args.frames)
-    state = _fresh_state_dir(args.state_dir.resolve())
+    state = _fresh_state_dir(args.state_dir)
     with FakeSkynet(seed=0) as fake:
         load_into(fake, demo)
         cfg = write_demo_config(state / "demo.toml", demo, api_url=fake.url, state_dir=state)
@@ -215,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             code = proc.wait(timeout=120)
     print(f"\ndemo: daemon stopped with code {code}; frames: {counts}", flush=True)
     _report(state / "soapd.db", demo)
-    _print_next_steps(state, cfg, demo)
     print(f"\ndemo: done in {time.monotonic() - t0:.0f} s")
+    _next_steps(state, demo)
     return code
 
 

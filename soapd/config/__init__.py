@@ -26,9 +26,10 @@ from soapd.config.schema import (
     SkynetConfig,
     StacksConfig,
     TargetConfig,
+    WebConfig,
     to_dict,
 )
-from soapd.config.secrets import Token, read_token
+from soapd.config.secrets import Token, read_token, read_web_token
 
 __all__ = [
     "AlertsConfig",
@@ -48,8 +49,10 @@ __all__ = [
     "StacksConfig",
     "TargetConfig",
     "Token",
+    "WebConfig",
     "load_config",
     "parse_config",
     "read_token",
+    "read_web_token",
     "to_dict",
 ]

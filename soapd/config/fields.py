@@ -34,12 +34,17 @@ def _opt(
     hi: float | None = None,
     choices: tuple[str, ...] | None = None,
     factory: bool = False,
+    secret: bool = False,
 ) -> Any:
-    """Return a dataclass field with validation metadata (range or enum)."""
-    meta = {"min": lo, "max": hi, "choices": choices}
+    """Return a dataclass field with validation metadata (range or enum).
+
+    A ``secret`` field is left out of ``repr()`` and marked for redaction
+    (``metadata["secret"]``) wherever the config is printed.
+    """
+    meta = {"min": lo, "max": hi, "choices": choices, "secret": secret}
     if factory:
         return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 def to_dict(obj: Any) -> Any:

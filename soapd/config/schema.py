@@ -36,6 +36,7 @@ __all__ = [
     "SkynetConfig",
     "StacksConfig",
     "TargetConfig",
+    "WebConfig",
     "to_dict",
 ]
 
@@ -369,6 +370,27 @@ class LoggingConfig:
 
 
 @dataclass(**_FROZEN)
+class WebConfig:
+    """The read-only web page and JSON endpoints (``soapd web``)."""
+
+    #: Address `soapd web` listens on. Anything but a loopback address (127.0.0.1, ::1,
+    #: localhost) requires an access token.
+    host: str = "127.0.0.1"
+    #: TCP port `soapd web` listens on.
+    port: int = _opt(8788, lo=1, hi=65535)
+    #: Access token checked on every request (empty: none). Prefer token_file, $SOAPD_WEB_TOKEN
+    #: or the systemd credential `web-token`, which are read first; never printed or logged.
+    token: str = _opt("", secret=True)
+    #: File holding the access token (read when neither $CREDENTIALS_DIRECTORY/web-token nor
+    #: $SOAPD_WEB_TOKEN is set).
+    token_file: Path | None = None
+    #: Seconds between two automatic refreshes of the status and targets pages.
+    refresh_s: float = _opt(10.0, lo=1.0, hi=3600.0)
+    #: Rows of the points table shown on a target's page (all of them are in the downloads).
+    table_rows: int = _opt(500, lo=10, hi=1_000_000)
+
+
+@dataclass(**_FROZEN)
 class TargetConfig:
     """One watched target (``[[targets]]``), upserted by name at start-up."""
 
@@ -401,6 +423,7 @@ class Config:
     circular: CircularConfig = _opt(CircularConfig, factory=True)
     notifiers: list[NotifierConfig] = _opt(list, factory=True)
     logging: LoggingConfig = _opt(LoggingConfig, factory=True)
+    web: WebConfig = _opt(WebConfig, factory=True)
     targets: list[TargetConfig] = _opt(list, factory=True)
     #: The file this config was read from (None for the built-in defaults).
     source: Path | None = None

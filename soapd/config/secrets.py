@@ -1,7 +1,8 @@
-"""Secrets: the Skynet token, read from systemd credentials, the environment or a file.
+"""Secrets: the Skynet and web tokens, read from systemd credentials, the environment or a file.
 
-Secrets never live in the TOML. :class:`Token` never shows its value in
-``repr()``, ``str()`` or logs.
+The Skynet token never lives in the TOML; the web token may (``[web] token``,
+for a quick set-up) but is better kept in a file or a systemd credential.
+:class:`Token` never shows its value in ``repr()``, ``str()`` or logs.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ import os
 import typing
 from pathlib import Path
 
-from soapd.config.schema import SkynetConfig
+from soapd.config.schema import SkynetConfig, WebConfig
 from soapd.errors import ConfigError
 
-__all__ = ["REDACTED", "Token", "read_token", "redact", "redact_url"]
+__all__ = ["REDACTED", "Token", "read_token", "read_web_token", "redact", "redact_url"]
 
 
 class Token:
-    """The Skynet API token: a string that never shows itself in repr(), str() or logs."""
+    """A secret token (Skynet API, web access): never shows itself in repr(), str() or logs."""
 
     __slots__ = ("_value",)
 
@@ -139,3 +140,31 @@ def redact(data: typing.Any, key: str = "") -> typing.Any:
     if "://" in data:
         return redact_url(data, keep_path=True)
     return data
+
+
+def read_web_token(cfg: WebConfig, env: typing.Mapping[str, str] | None = None) -> Token | None:
+    """Return the access token of ``soapd web``, or None when there is none.
+
+    Sources in order: $CREDENTIALS_DIRECTORY/web-token (systemd ``LoadCredential=``),
+    $SOAPD_WEB_TOKEN, ``cfg.token_file``, ``cfg.token``. An empty token counts as
+    none. Raise ConfigError if a named token file cannot be read (the message
+    names the file, never its content).
+    """
+    env = os.environ if env is None else env
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    token: Token | None = None
+    if cred_dir and (Path(cred_dir) / "web-token").is_file():
+        token = Token((Path(cred_dir) / "web-token").read_text(encoding="utf-8"))
+    elif env.get("SOAPD_WEB_TOKEN", "").strip():
+        token = Token(env["SOAPD_WEB_TOKEN"])
+    elif cfg.token_file is not None:
+        try:
+            token = Token(cfg.token_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"web.token_file {cfg.token_file}: cannot read it ({exc.strerror}); "
+                "check the path and that the user running `soapd web` may read it"
+            ) from None
+    elif cfg.token:
+        token = Token(cfg.token)
+    return token or None

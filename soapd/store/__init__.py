@@ -88,6 +88,10 @@ class Store:
         if migrate:
             migrations.apply(self.db)
             refresh_views(self.db)
+        self._attach_repositories()
+
+    def _attach_repositories(self) -> None:
+        """Build one repository per concern on ``self.db``."""
         self.ledger = Ledger(self.db)
         self.targets = Targets(self.db)
         self.measurements = Measurements(self.db)

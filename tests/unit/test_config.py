@@ -51,6 +51,7 @@ def test_example_config_documents_every_key() -> None:
         "stacks": C.StacksConfig,
         "circular": C.CircularConfig,
         "logging": C.LoggingConfig,
+        "web": C.WebConfig,
         "notifiers": C.NotifierConfig,
         "targets": C.TargetConfig,
     }
@@ -238,3 +239,41 @@ apprise_urls = ["{SECRETS["apprise"]}", "{SECRETS["userinfo"]}"]
     assert data["skynet"]["api_url"] == "https://api.example.org/2.0?<redacted>"
     assert data["skynet"]["token"] == "<set, redacted>"
     assert len(data["fingerprint"]) == 64
+
+
+def test_web_token_sources_in_order_and_never_shown(tmp_path: Path) -> None:
+    cred = tmp_path / "cred"
+    cred.mkdir()
+    (cred / "web-token").write_text("from-credential\n")
+    tok_file = tmp_path / "tok"
+    tok_file.write_text("from-file\n")
+    web = C.WebConfig(token_file=tok_file, token="from-toml")
+    both = {"CREDENTIALS_DIRECTORY": str(cred), "SOAPD_WEB_TOKEN": "from-env"}
+    assert C.read_web_token(web, both).reveal() == "from-credential"  # type: ignore[union-attr]
+    assert C.read_web_token(web, {"SOAPD_WEB_TOKEN": "from-env"}).reveal() == "from-env"  # type: ignore[union-attr]
+    assert C.read_web_token(web, {}).reveal() == "from-file"  # type: ignore[union-attr]
+    assert C.read_web_token(C.WebConfig(token="from-toml"), {}).reveal() == "from-toml"  # type: ignore[union-attr]
+    assert C.read_web_token(C.WebConfig(), {}) is None
+    assert C.read_web_token(C.WebConfig(token="  "), {}) is None
+    with pytest.raises(ConfigError, match=r"web\.token_file") as err:
+        C.read_web_token(C.WebConfig(token_file=tmp_path / "missing"), {})
+    assert "from-" not in str(err.value)
+
+
+def test_web_token_is_not_in_repr_and_check_config_redacts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOAPD_WEB_TOKEN", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    p = tmp_path / "c.toml"
+    p.write_text('[web]\nhost = "0.0.0.0"\ntoken = "web-secret-4711"\n')
+    cfg = C.load_config(p)
+    assert cfg.web.token == "web-secret-4711"
+    assert "web-secret-4711" not in repr(cfg)
+    assert "web-secret-4711" not in repr(cfg.web)
+    assert main(["check-config", "--config", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "web-secret-4711" not in out
+    data = json.loads(out.split("\n# config fingerprint")[0])
+    assert data["web"]["token"] == "<set, redacted>"
+    assert data["web"]["host"] == "0.0.0.0"

@@ -144,6 +144,45 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "soapd.service" not in proc.stderr, proc.stderr
 
 
+def test_web_unit_is_read_only_hardened_and_runs_soapd_web() -> None:
+    text = (UNIT_DIR / "soapd-web.service").read_text()
+    settings = _settings(text)
+    assert settings["Type"] == ["exec"]
+    assert settings["User"] == ["soapd"]
+    assert any("soapd web" in v for v in settings["ExecStart"])
+    assert any("check-config" in v for v in settings["ExecStartPre"])
+    assert settings["ProtectSystem"] == ["strict"]
+    assert "StateDirectory" not in settings  # never writable for the web server
+    assert "/var/lib/soapd" in settings["ReadOnlyPaths"][0]
+    assert "#LoadCredential=web-token:/etc/soapd/web-token" in text
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            assert "#" not in line, f"inline comment in a setting line: {line!r}"
+    hardening = text[text.index("# --- Hardening") :]
+    lines = [ln for ln in hardening.splitlines() if ln and not ln.startswith(("#", "["))]
+    assert len(lines) >= 15
+    assert "WantedBy" in lines[-1]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_web_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    soapd = Path(sys.executable).with_name("soapd")
+    if not soapd.exists():
+        pytest.skip("the soapd entry point is not installed in this environment")
+    text = (UNIT_DIR / "soapd-web.service").read_text()
+    unit = tmp_path / "soapd-web.service"
+    unit.write_text(text.replace("/opt/soapd/venv/bin/soapd", str(soapd)))
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "soapd-web.service" not in proc.stderr, proc.stderr
+
+
 def test_sysusers_and_tmpfiles_lines_have_the_expected_fields() -> None:
     users = [
         ln.split(None, 3)

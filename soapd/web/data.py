@@ -1,0 +1,358 @@
+"""What the web pages and the JSON endpoints show, as plain JSON-able data.
+
+Every function takes a read-only store (:class:`~soapd.store.readonly.ReadOnlyStore`)
+and returns dicts and lists of str, int, float, bool and None (NaN becomes
+None), so the same data feeds the Jinja2 templates and ``/api/...``. No SQL
+here: the queries live in :mod:`soapd.store`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from soapd.flags import Flag, describe
+
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+    from soapd.config import Config
+    from soapd.store.readonly import ReadOnlyStore
+
+__all__ = [
+    "flag_meanings",
+    "flag_words",
+    "lightcurve_payload",
+    "status_payload",
+    "target_rows",
+    "target_state",
+]
+
+_MJD0 = datetime(1858, 11, 17, tzinfo=UTC)
+#: Flags that mean "the target was not measured in this frame".
+_NOT_COVERED = int(Flag.OFF_FRAME | Flag.NO_WCS)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _age_s(text: str | None, now: datetime) -> float | None:
+    when = _parse(text)
+    return None if when is None else round((now - when).total_seconds(), 1)
+
+
+def _num(value: Any) -> Any:
+    """Return ``value`` with numpy scalars unwrapped and NaN/inf as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def mjd_to_utc(mjd: float) -> str:
+    """Return an MJD (UTC days) as ISO-8601 UTC text to the second, with a ``Z``."""
+    seconds = (mjd - 40587.0) * 86400.0
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ----------------------------------------------------------------------------- flags
+@functools.cache
+def flag_meanings() -> dict[str, str]:
+    """Return each flag bit's name -> its meaning (the ``#:`` comments of soapd.flags.Flag)."""
+    out: dict[str, str] = {}
+    buf: list[str] = []
+    for line in inspect.getsource(Flag).splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            buf.append(text[2:].strip())
+        elif "=" in text and buf:
+            out[text.split("=")[0].strip()] = " ".join(buf)
+            buf = []
+    return out
+
+
+@functools.cache
+def flag_words(value: int) -> tuple[str, ...]:
+    """Return the bits of a flag word as words, e.g. ``("UPPER_LIMIT: not a detection ...",)``."""
+    meanings = flag_meanings()
+    return tuple(f"{name}: {meanings.get(name, '')}".rstrip(": ") for name in describe(value))
+
+
+# ---------------------------------------------------------------------------- status
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cache_usage(folder: Path) -> dict[str, int]:
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+
+
+def status_payload(
+    store: ReadOnlyStore, cfg: Config, *, notifier_keys: list[str]
+) -> dict[str, Any]:
+    """Return everything the status page shows: daemon, backlog, problems, alerts, cache."""
+    now = _now()
+    values = store.status_values()
+    pid_text = values.get("pid") or ""
+    pid = int(pid_text) if pid_text.isdigit() else 0
+    running = bool(pid) and not values.get("stopped_utc") and _pid_alive(pid)
+    heartbeat_age = _age_s(values.get("heartbeat_utc"), now)
+    stale_after_s = 3.0 * cfg.service.heartbeat_interval_s
+    daemon = {
+        "running": running,
+        "pid": pid if running else None,
+        "soapd_version": values.get("soapd_version"),
+        "started_utc": values.get("started_utc"),
+        "stopped_utc": values.get("stopped_utc"),
+        "heartbeat_utc": values.get("heartbeat_utc"),
+        "heartbeat_age_s": heartbeat_age,
+        "heartbeat_stale": bool(running and heartbeat_age and heartbeat_age > stale_after_s),
+        "last_poll_utc": values.get("last_poll_utc"),
+        "last_poll_age_s": _age_s(values.get("last_poll_utc"), now),
+        "last_poll_ok_utc": values.get("last_poll_ok_utc"),
+        "last_poll_error": values.get("last_poll_error"),
+        "auth_error": values.get("auth_error"),
+        "auth_error_utc": values.get("auth_error_utc"),
+        "last_success_utc": values.get("last_success_utc"),
+    }
+    return {
+        "generated_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "database": str(cfg.paths.db_path),
+        "daemon": daemon,
+        "backlog": store.backlog(),
+        "last_processed_utc": store.last_processed_utc(),
+        "observations": store.observation_activity(),
+        "failed_frames": store.problem_frames("failed"),
+        "rejected_frames": store.problem_frames("rejected"),
+        "alerts": {
+            "counts": store.alert_counts(),
+            "notifiers": store.notifier_alert_counts(notifier_keys),
+        },
+        "catalog_cache": _cache_usage(cfg.paths.catalog_cache_dir),
+        "pending_migrations": store.pending_migrations(),
+    }
+
+
+# --------------------------------------------------------------------------- targets
+def target_state(point: dict[str, Any] | None) -> tuple[str, str]:
+    """Return (state, text) of a target's latest point: detected, limit, not covered, no data.
+
+    ``point`` holds the decoded measurement fields (``is_detection``, ``mag``,
+    ``mag_err``, ``lim_mag``, ``flags``) or is None.
+    """
+    if point is None:
+        return "no data", "-"
+    flags = int(_num(point.get("flags")) or 0)
+    mag, err, lim = (_num(point.get(k)) for k in ("mag", "mag_err", "lim_mag"))
+    if flags & _NOT_COVERED:
+        return "not covered", ", ".join(describe(flags & _NOT_COVERED))
+    if point.get("is_detection") and mag is not None:
+        return "detected", f"{mag:.3f} ± {err:.3f}" if err is not None else f"{mag:.3f}"
+    if lim is not None:
+        return "limit", f"> {lim:.2f}"
+    return "not covered", ", ".join(describe(flags)) or "no limit"
+
+
+def target_rows(store: ReadOnlyStore) -> list[dict[str, Any]]:
+    """Return the targets table: one JSON-able row per target with its latest state."""
+    now = _now()
+    out = []
+    for row in store.target_overview():
+        last = row["last"]
+        state, text = target_state(last)
+        trigger = _parse(row["trigger_time_utc"])
+        last_mjd = _num(row["last_mjd"])
+        out.append(
+            {
+                "name": row["name"],
+                "ra_deg": row["ra_deg"],
+                "dec_deg": row["dec_deg"],
+                "active": bool(row["active"]),
+                "trigger_time_utc": row["trigger_time_utc"],
+                "since_trigger_h": (
+                    round((now - trigger).total_seconds() / 3600.0, 3) if trigger else None
+                ),
+                "n_points": int(row["n_points"]),
+                "state": state,
+                "last_text": text,
+                "last_band": (last or {}).get("band"),
+                "last_mag": _num((last or {}).get("mag")) if state == "detected" else None,
+                "last_mag_err": _num((last or {}).get("mag_err")) if state == "detected" else None,
+                "last_lim_mag": _num((last or {}).get("lim_mag")),
+                "last_frame_id": int(last["frame_id"]) if last else None,
+                "last_mjd": last_mjd,
+                "last_utc": mjd_to_utc(last_mjd) if last_mjd is not None else None,
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------------ lightcurve
+def _floats(table: Table, name: str, digits: int | None = None) -> list[float | None]:
+    if name not in table.colnames:
+        return [None] * len(table)
+    col = table[name]
+    values: np.ndarray = np.ma.filled(
+        np.ma.asarray(getattr(col, "value", col), dtype=float), np.nan
+    )
+    if digits is not None:
+        values = np.round(values, digits)
+    out: list[float | None] = values.tolist()
+    if not np.isfinite(values).all():
+        out = [v if v is not None and math.isfinite(v) else None for v in out]
+    return out
+
+
+def _strs(table: Table, name: str) -> list[str]:
+    if name not in table.colnames:
+        return [""] * len(table)
+    out: list[str] = np.asarray(table[name]).astype(str).tolist()
+    return out
+
+
+def _ints(table: Table, name: str, fill: int = 0) -> list[int]:
+    if name not in table.colnames:
+        return [fill] * len(table)
+    out: list[int] = np.ma.filled(np.ma.asarray(table[name]), fill).astype(np.int64).tolist()
+    return out
+
+
+def _limit_flux_ujy(
+    lim_mag: list[float | None], bands: list[str], systems: list[str]
+) -> list[float | None]:
+    """Return each limit as an AB flux density in microjansky (None when uncalibrated)."""
+    from soapd.filters import AB_MINUS_VEGA
+
+    out: list[float | None] = []
+    for lim, band, system in zip(lim_mag, bands, systems, strict=True):
+        if lim is None or system not in ("AB", "Vega"):
+            out.append(None)
+            continue
+        ab = lim + (AB_MINUS_VEGA.get(band, 0.0) if system == "Vega" else 0.0)
+        out.append(round(10.0 ** (-0.4 * (ab - 23.9)), 4))
+    return out
+
+
+def lightcurve_payload(
+    table: Table,
+    *,
+    target: dict[str, Any],
+    all_apertures: bool = False,
+) -> dict[str, Any]:
+    """Return a lightcurve as column arrays (one point per frame unless ``all_apertures``).
+
+    Parameters
+    ----------
+    table
+        ``Store.lightcurve`` of the target.
+    target
+        The target's name, ra_deg, dec_deg and trigger_time_utc (ISO text or None).
+    all_apertures
+        Keep every aperture's row instead of each frame's lowest ``aperture_id``.
+
+    Returns
+    -------
+    dict
+        ``target``, ``n_points``, ``n_detections``, ``n_limits``, ``units`` (per
+        column) and ``points``: equal-length lists (``mjd`` in days, magnitudes in
+        mag, ``flux_ujy`` and ``lim_flux_ujy`` (the limit as AB flux density) in
+        microjansky, ``t_since_trigger_h`` in hours or None,
+        ``flag_words`` the flag bits in words, ``stacked`` True for rows that
+        combine several frames when the store has such rows). NaN is null.
+    """
+    from soapd.alerts.gcn import one_per_frame
+
+    if not all_apertures:
+        table = one_per_frame(table)
+    n = len(table)
+    mjd = _floats(table, "mjd", 7)
+    trigger = _parse(target.get("trigger_time_utc"))
+    t0 = (trigger - _MJD0).total_seconds() / 86400.0 if trigger else None
+    flags = _ints(table, "flag")
+    words = {v: list(flag_words(v)) for v in set(flags)}
+    is_det = [bool(v) for v in _ints(table, "is_detection")]
+    bands = _strs(table, "band" if "band" in table.colnames else "filter")
+    systems = _strs(table, "cal_mag_system")
+    lim_mag = _floats(table, "limiting_mag", 3)
+    stacked_col = next((c for c in ("is_stacked", "stacked") if c in table.colnames), None)
+    points = {
+        "frame_id": _ints(table, "frame_id", -1),
+        "mjd": mjd,
+        "mid_time_utc": _strs(table, "mid_time_utc"),
+        "t_since_trigger_h": (
+            [None if m is None else round((m - t0) * 24.0, 6) for m in mjd]
+            if t0 is not None
+            else [None] * n
+        ),
+        "band": bands,
+        "telescope": _strs(table, "telescope"),
+        "exptime_s": _floats(table, "exptime", 3),
+        "is_detection": is_det,
+        "mag": _floats(table, "calibrated_mag", 4),
+        "mag_err": _floats(table, "calibrated_mag_err", 4),
+        "lim_mag": lim_mag,
+        "lim_flux_ujy": _limit_flux_ujy(lim_mag, bands, systems),
+        "lim_nsigma": _floats(table, "limiting_nsigma", 2),
+        "flux_ujy": _floats(table, "flux_ujy", 4),
+        "flux_ujy_err": _floats(table, "flux_ujy_err", 4),
+        "snr": _floats(table, "snr", 2),
+        "mag_system": systems,
+        "zp_mag": _floats(table, "zeropoint", 4),
+        "n_cal_stars": _ints(table, "n_cal_stars", -1),
+        "aperture_id": _ints(table, "aperture_id", -1),
+        "aperture_radius_px": _floats(table, "aperture_radius", 3),
+        "flags": flags,
+        "flag_words": [words[v] for v in flags],
+        "image_file": _strs(table, "image_file"),
+        "obs_id": _ints(table, "obs_id", -1),
+        "stacked": [bool(v) for v in _ints(table, stacked_col)] if stacked_col else [False] * n,
+    }
+    n_det = sum(is_det)
+    return {
+        "target": {k: _num(v) for k, v in target.items()},
+        "n_points": n,
+        "n_detections": n_det,
+        "n_limits": n - n_det,
+        "units": {
+            "mjd": "d",
+            "t_since_trigger_h": "h",
+            "exptime_s": "s",
+            "mag": "mag",
+            "mag_err": "mag",
+            "lim_mag": "mag",
+            "flux_ujy": "uJy",
+            "flux_ujy_err": "uJy",
+            "lim_flux_ujy": "uJy",
+            "zp_mag": "mag",
+            "aperture_radius_px": "pix",
+        },
+        "points": points,
+    }

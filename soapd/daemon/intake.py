@@ -55,7 +55,7 @@ def download_frames(ctx: JobContext, *, limit: int | None = None, wait_s: float 
     while True:
         left_s = deadline - time.monotonic()
         results = fetcher.collect(timeout_s=min(left_s, 1.0) if left_s > 0 else 0.0)
-        arrived, halt = _record_downloads(ctx, results)
+        arrived, halt = _record_downloads(ctx, _in_ledger_order(ctx, fetcher, results))
         got, stop = got + arrived, stop or halt
         if not stop and left > len(started):
             started |= _start_downloads(ctx, fetcher, left - len(started), started)
@@ -66,6 +66,27 @@ def download_frames(ctx: JobContext, *, limit: int | None = None, wait_s: float 
     if not fetcher.inflight and ctx.source is not None and _downloadable(ctx, fetcher):
         ctx.wake("download_frames")
     return got
+
+
+def _in_ledger_order(
+    ctx: JobContext, fetcher: Fetcher, results: list[FetchResult]
+) -> list[FetchResult]:
+    """Return the finished downloads that may be recorded now, in frame order.
+
+    Downloads run side by side and end in any order; a frame recorded before an
+    earlier one would be processed first, and alert decisions (a first detection,
+    a deeper limit) depend on that order. A result waits in ``ctx.download_held``
+    while a frame with a smaller id is still downloading. A frame waiting for its
+    backoff holds nothing back: order is kept among downloads in flight.
+    """
+    pending = sorted([*ctx.download_held, *results], key=lambda r: r.frame_id)
+    first_running = min(fetcher.inflight, default=None)
+    if first_running is None:
+        ctx.download_held = []
+        return pending
+    ready = [r for r in pending if r.frame_id < first_running]
+    ctx.download_held = [r for r in pending if r.frame_id >= first_running]
+    return ready
 
 
 def _fetcher(ctx: JobContext) -> Fetcher:
@@ -82,7 +103,8 @@ def _downloadable(
     ctx: JobContext, fetcher: Fetcher, limit: int = 1, done: set[int] | None = None
 ) -> list[FrameRow]:
     """Return up to ``limit`` 'seen' frames to start now (not running, waiting or ``done``)."""
-    skip = fetcher.inflight | fetcher.backoff.waiting() | (done or set())
+    held = {r.frame_id for r in ctx.download_held}
+    skip = fetcher.inflight | fetcher.backoff.waiting() | held | (done or set())
     rows = ctx.store.frames_to_download(limit + len(skip))
     return [r for r in rows if r.frame_id not in skip][:limit]
 

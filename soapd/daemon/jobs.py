@@ -46,7 +46,7 @@ from soapd.frames import TaskOutcome, apply_outcome, start_task
 from soapd.ingest.retry import Backoff
 from soapd.logs import FrameLogger
 from soapd.models import FrameRow
-from soapd.skynet.fetcher import Fetcher
+from soapd.skynet.fetcher import Fetcher, FetchResult
 from soapd.skynet.records import Exposure
 from soapd.skynet.source import ExposureSource
 from soapd.stacks.plan import StackTask
@@ -105,6 +105,9 @@ class JobContext:
     auth_blocked_until: float = 0.0
     counters: Counter[str] = field(default_factory=Counter)
     fetcher: Fetcher | None = None
+    #: Finished downloads held back until every earlier frame still downloading has ended,
+    #: so that frames reach 'downloaded' (and so processing and alerts) in ledger order.
+    download_held: list[FetchResult] = field(default_factory=list)
     inbox_retry: Backoff[Path] = field(default_factory=lambda: Backoff(base_s=5.0, cap_s=600.0))
     #: Stacked epochs waiting for a worker, by (target name, epoch key); the newest plan wins.
     stack_queue: dict[tuple[str, str], StackTask] = field(default_factory=dict)

@@ -275,3 +275,15 @@ def m006_measurements_packed_calibration(db: sqlite_utils.Database) -> None:
         "UPDATE measurements SET packed = ? WHERE measurement_id = ?",
         [(np.array(row[1:], dtype="<f8").tobytes(), row[0]) for row in rows],
     )
+
+
+@migrations()
+def m007_frames_started_at(db: sqlite_utils.Database) -> None:
+    """Record when a worker started a frame in 'processing' (``started_at``, UTC text).
+
+    A frame is 'processing' from the moment the daemon hands it to its worker
+    pool, but a try is charged only when a worker starts it: NULL means queued,
+    not started (after a crash it goes back untouched), a time means the
+    attempt began (its try was counted).
+    """
+    db.execute("ALTER TABLE frames ADD COLUMN started_at TEXT")

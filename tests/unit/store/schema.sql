@@ -93,7 +93,7 @@ CREATE TABLE frames (
             config_hash TEXT,
             catalog_path TEXT,
             meta_json TEXT
-        , image_file TEXT, mjd REAL);
+        , image_file TEXT, mjd REAL, started_at TEXT);
 
 -- table measurements ON measurements
 CREATE TABLE measurements (

@@ -10,7 +10,7 @@ Each frame's steps (download, start, outcome, record) are those of
 ``poll_skynet``      list followed observations/telescopes, record new exposures
 ``download_frames``  fetch a few 'seen' frames, then wake itself while more remain
 ``drain_inbox``      register files the inbox watcher queued
-``process_pending``  collect finished worker results, submit more 'downloaded' frames
+``process_pending``  count the tries of started frames, store finished ones, submit more
 ``flush_alerts``     send the alert outbox
 ``reconcile``        re-list the last ``reconcile_window_h`` and requeue what is missing
 ``heartbeat``        one INFO line with the backlog and counters
@@ -18,10 +18,11 @@ Each frame's steps (download, start, outcome, record) are those of
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,12 +41,12 @@ from soapd.errors import (
     SoapdError,
     StoreError,
 )
-from soapd.frames import TaskOutcome, apply_outcome, download_one, start_task
-from soapd.logs import FrameLogger
+from soapd.frames import TaskOutcome, apply_outcome, claim_task, download_one
+from soapd.logs import FrameLogger, RepeatedErrors
 from soapd.models import FrameRow
 from soapd.skynet.records import Exposure
 from soapd.skynet.source import ExposureSource
-from soapd.store import Store
+from soapd.store import Store, is_busy
 
 if TYPE_CHECKING:
     from soapd.alerts.notifiers import Notifier
@@ -62,6 +63,8 @@ __all__ = [
     "poll_skynet",
     "process_pending",
     "reconcile",
+    "record_outcomes",
+    "save_job_errors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,6 +100,12 @@ class JobContext:
     source: ExposureSource | None = None
     auth_blocked_until: float = 0.0
     counters: Counter[str] = field(default_factory=Counter)
+    #: Frames a worker started whose try is not written yet (the database was locked).
+    started: deque[int] = field(default_factory=deque)
+    #: Worker outcomes collected but not yet written (the database was locked), in order.
+    unapplied: deque[TaskOutcome] = field(default_factory=deque)
+    #: Job errors, one line per repeated error (set by the service).
+    errors: RepeatedErrors | None = None
 
     @property
     def max_tries(self) -> int:
@@ -302,14 +311,15 @@ def drain_inbox(ctx: JobContext) -> int:
 
 
 def process_pending(ctx: JobContext, *, wait_s: float = 0.0) -> int:
-    """Store the results of finished frames, then keep the workers busy. Return frames stored.
+    """Record started frames, store finished ones, then keep the workers busy. Return frames stored.
 
     ``wait_s`` waits that long for the first finished frame (``--until-idle``).
+    While the database is locked by another process no new frame is handed out
+    (see :func:`record_outcomes`).
     """
-    done = 0
-    for outcome in ctx.pool.collect(timeout_s=wait_s):
-        finish(ctx, outcome)
-        done += 1
+    done = record_outcomes(ctx, wait_s=wait_s)
+    if ctx.started or ctx.unapplied:
+        return done
     room = ctx.pool.capacity
     if room:
         rows = ctx.store.pending_frames(room)
@@ -319,10 +329,64 @@ def process_pending(ctx: JobContext, *, wait_s: float = 0.0) -> int:
     return done
 
 
+def record_outcomes(ctx: JobContext, *, wait_s: float = 0.0) -> int:
+    """Count the tries of frames workers started; store finished frames in order. Return stored.
+
+    A try is counted when a worker reports that it started a frame. When the
+    database is locked by another process, the starts and outcomes already
+    collected stay in ``ctx.started`` / ``ctx.unapplied``, in order, and are
+    written at the next call: nothing is dropped.
+    """
+    ctx.unapplied.extend(ctx.pool.collect(timeout_s=wait_s))
+    ctx.started.extend(ctx.pool.take_started())
+    done = 0
+    try:
+        while ctx.started:
+            ctx.store.mark_started(ctx.started[0])
+            ctx.started.popleft()
+        while ctx.unapplied:
+            out = ctx.unapplied[0]
+            try:
+                finish(ctx, out)
+            except Exception as exc:
+                if is_busy(exc):
+                    raise
+                ctx.unapplied.popleft()
+                _outcome_not_stored(ctx, out, exc)
+                continue
+            ctx.unapplied.popleft()
+            done += 1
+    except Exception as exc:
+        if not is_busy(exc):
+            raise
+        logger.warning(
+            "the database is locked by another process: %d start(s) and %d result(s) are kept "
+            "and written at the next run",
+            len(ctx.started),
+            len(ctx.unapplied),
+        )
+    return done
+
+
+def _outcome_not_stored(ctx: JobContext, out: TaskOutcome, exc: Exception) -> None:
+    """Log an outcome that could not be written (not a lock); put the frame back for a retry."""
+    logger.error(
+        "frame %d: its %r outcome could not be stored (%s: %s); the frame is retried",
+        out.frame_id,
+        out.outcome,
+        type(exc).__name__,
+        exc,
+    )
+    try:
+        ctx.store.mark_retry(out.frame_id, f"store: {exc}", max_tries=ctx.max_tries)
+    except Exception:  # unit-of-work boundary: the restart sweep puts it back at the latest
+        logger.exception("frame %d: cannot put it back either", out.frame_id)
+
+
 def _submit(ctx: JobContext, row: FrameRow, targets: tuple[Target, ...]) -> None:
     log = FrameLogger(logger, {"frame_id": row.frame_id, "exp_id": row.exp_id})
     try:
-        task = start_task(ctx.store, row.frame_id, targets)
+        task = claim_task(ctx.store, row.frame_id, targets)
     except StoreError as exc:  # the Python API took it in the meantime
         log.info("not started: %s", exc)
         return
@@ -332,22 +396,36 @@ def _submit(ctx: JobContext, row: FrameRow, targets: tuple[Target, ...]) -> None
         return
     try:
         ctx.pool.submit(task)
-    except (RuntimeError, OSError) as exc:  # pool shut down or broken, process start failed
-        log.exception("could not hand it to a worker")
-        ctx.store.mark_retry(row.frame_id, f"submit failed: {exc}", max_tries=ctx.max_tries)
+    except (RuntimeError, OSError):  # pool shut down, or a worker process could not start
+        log.exception("could not hand it to a worker; it waits for the next run")
+        ctx.store.abandon_attempt(row.frame_id)
 
 
 def finish(ctx: JobContext, out: TaskOutcome) -> None:
-    """Apply one worker outcome to the ledger (:func:`soapd.frames.apply_outcome`) and log it."""
+    """Apply one worker outcome to the ledger (:func:`soapd.frames.apply_outcome`) and log it.
+
+    Raise the database's "locked" error (``soapd.store.is_busy``) with nothing
+    written, so that the caller can apply the outcome again later.
+    """
     row = ctx.store.frame(out.frame_id)
     log = FrameLogger(
         logger,
         {"frame_id": out.frame_id, "exp_id": row and row.exp_id, "obs_id": row and row.obs_id},
     )
+    if row is None or row.state != "processing":
+        log.warning(
+            "outcome %r dropped: the frame is %s, not 'processing'",
+            out.outcome,
+            row.state if row else "gone",
+        )
+        return
     out, state = apply_outcome(ctx.store, out, config=ctx.config)
     if state == "processed":
         ctx.counters["processed"] += 1
-        ctx.store.set_status(last_success_utc=ctx.store.now())
+        try:
+            ctx.store.set_status(last_success_utc=ctx.store.now())
+        except Exception as exc:  # the outcome is stored; a status line must not undo that
+            logger.warning("cannot write the service status: %s", exc)
         log.info("%s", frame_line(out))
         ctx.wake("flush_alerts")
     elif out.outcome == "rejected":
@@ -409,5 +487,13 @@ def heartbeat(ctx: JobContext) -> str:
     counts = " ".join(f"{k}={ctx.counters[k]}" for k in ("seen", "processed", "failed"))
     line = f"heartbeat: frames {states}; in flight {len(ctx.pool.inflight)}; since start {counts}"
     ctx.store.set_status(heartbeat_utc=ctx.store.now())
+    if ctx.errors is not None:
+        save_job_errors(ctx)
     logger.info("%s", line)
     return line
+
+
+def save_job_errors(ctx: JobContext) -> None:
+    """Write the current job errors (one line per job) for ``soapd status``; None when none."""
+    current = ctx.errors.current() if ctx.errors is not None else {}
+    ctx.store.set_status(job_errors=json.dumps(current, sort_keys=True) if current else None)

@@ -1,37 +1,59 @@
-"""Pixel work in a process pool (DESIGN §4.3a): one frame per task, results back by value.
+"""Pixel work in worker processes (DESIGN §4.3a): one frame per task, results back by value.
 
 The scheduler thread submits :class:`~soapd.frames.FrameTask` values; a worker
 process runs :func:`soapd.frames.run_task` on it (``pipeline.process_frame`` plus
 the frame's field-wide Parquet table, written atomically under
-``paths.tables_dir``) and returns a :class:`~soapd.frames.TaskOutcome`. Workers
-never touch the database: every write stays on the scheduler thread. The config
-and the catalog service are handed to each worker once, by the pool
-initializer, not with every task. How each error becomes an outcome is
-:mod:`soapd.frames`' business; a worker that dies comes back here as "retry".
+``paths.tables_dir``) and sends back a :class:`~soapd.frames.TaskOutcome`.
+Workers never touch the database: every write stays on the scheduler thread.
+
+Each worker has its own pipe and gets one task at a time, so the pool always
+knows which frame each process holds:
+
+* the worker says **"start"** before it runs a frame; only then is the frame
+  charged a try (:meth:`WorkerPool.take_started`, recorded by the scheduler
+  thread). A task waiting in the pool, or sent to a worker that dies before
+  starting it, goes to the next worker without a try charged;
+* a worker that dies (``kill -9``, out of memory) is noticed by its process
+  sentinel within :data:`POLL_S`, logged once, and replaced; the frame it was
+  running comes back as a "retry" outcome (its try was charged at its start);
+* a frame running longer than ``service.stall_timeout_s`` gets its worker
+  killed (SIGKILL) and comes back as a "retry" outcome;
+* workers keep the default SIGTERM action (they die; graceful stop is the
+  parent's business) and ignore SIGINT (a Ctrl-C in the terminal reaches the
+  whole process group: the parent stops them). They die with the daemon too:
+  ``PR_SET_PDEATHSIG`` on Linux (their parent is the fork server, which exits
+  when the daemon does) and a thread watching the daemon's sentinel elsewhere.
+
+A monitor thread reads the pipes and sentinels; the scheduler thread submits,
+collects and shuts down. All shared state is under one lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
 
 from soapd.config import Config
 from soapd.frames import FrameTask, TaskOutcome, run_task
 from soapd.logs import setup_logging
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
     from soapd.pipeline.calibrate import ReferenceProvider
 
-__all__ = ["InFlight", "WorkerPool"]
+__all__ = ["POLL_S", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,31 +69,60 @@ _PRELOAD = (
 #: Environment variables that cap math-library threads in the workers.
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
+#: Environment variables never handed to the fork server (and so to no worker).
+SECRET_VARS = ("SOAPD_SKYNET_TOKEN", "SKYNET_API_TOKEN")
 
-@dataclass(slots=True)
-class _WorkerState:
-    """What the pool initializer hands each worker process once."""
+#: Seconds between two looks of the monitor thread at dead workers and stalled frames.
+POLL_S = 0.25
+#: Seconds :meth:`WorkerPool.start` waits for every worker to be ready.
+START_TIMEOUT_S = 120.0
+#: Longest wait in seconds before a worker that died during its start-up is replaced again.
+MAX_RESPAWN_DELAY_S = 30.0
+#: Seconds :meth:`WorkerPool.shutdown` gives a worker to exit before SIGTERM, then SIGKILL.
+EXIT_GRACE_S = 5.0
 
-    config: Config
-    catalogs: ReferenceProvider | None
+_PR_SET_PDEATHSIG = 1
 
 
-# Set once per worker process by _init_worker.
-_WORKER: list[_WorkerState] = []
+def _die_with_parent() -> None:
+    """Make this worker die when the daemon does (PR_SET_PDEATHSIG, or a watching thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the daemon's end of the sentinel pipe closes
+        os._exit(1)
+
+    threading.Thread(target=watch, name="soapd-parent-watch", daemon=True).start()
 
 
-def _init_worker(config: Config, catalogs: ReferenceProvider | None) -> None:
-    """Worker-process set-up: keep config and catalogs; let the parent handle signals."""
+def _worker_main(
+    conn: Connection,
+    config: Config,
+    catalogs: ReferenceProvider | None,
+    max_tasks: int,
+) -> None:
+    """Run a worker process: say ready, then run tasks from ``conn`` until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
     setup_logging(config.logging.level, config.logging.style)
-    _WORKER[:] = [_WorkerState(config, catalogs)]
-
-
-def _run_in_worker(task: FrameTask) -> TaskOutcome:
-    """Run ``task`` with the config and catalogs this worker process was given."""
-    state = _WORKER[0]
-    return run_task(task, state.config, state.catalogs)
+    pid = os.getpid()
+    try:
+        conn.send(("ready", pid))
+        for _ in range(max_tasks):
+            task = conn.recv()
+            if task is None:
+                return
+            conn.send(("start", task.frame_id, pid))
+            conn.send(("done", run_task(task, config, catalogs)))
+        conn.send(("retire", pid))
+    except (EOFError, OSError):  # the daemon is gone
+        return
 
 
 #: Serialises starting the fork server (it briefly changes this process's environment).
@@ -88,40 +139,77 @@ def _start_forkserver() -> None:
     ``soapd`` there, even an empty one, is then imported as a namespace package
     before an editable install's finder (a meta-path finder asked after the path
     finder) is consulted; the preload's ImportError is swallowed, and every
-    worker forked from the server inherits that broken ``soapd`` module:
-    BrokenProcessPool. ``PYTHONSAFEPATH=1`` (the ``-P`` flag) keeps the folder
-    off the server's ``sys.path``; workers still get this process's ``sys.path``
-    from multiprocessing's preparation data. The variable is set only while the
-    server starts, so other children of this process do not inherit it.
+    worker forked from the server inherits that broken ``soapd`` module.
+    ``PYTHONSAFEPATH=1`` (the ``-P`` flag) keeps the folder off the server's
+    ``sys.path``; workers still get this process's ``sys.path`` from
+    multiprocessing's preparation data. The variable is set only while the
+    server starts, so other children of this process do not inherit it. The
+    Skynet token variables (:data:`SECRET_VARS`) are kept out of its environment,
+    and so out of every worker's.
     """
     from multiprocessing import forkserver
 
+    names = ("PYTHONSAFEPATH", *SECRET_VARS)
     with _FORKSERVER_LOCK:
-        before = os.environ.get("PYTHONSAFEPATH")
+        before = {name: os.environ.get(name) for name in names}
+        for name in SECRET_VARS:
+            os.environ.pop(name, None)
         os.environ["PYTHONSAFEPATH"] = "1"
         try:
             forkserver.ensure_running()
         finally:
-            if before is None:
-                del os.environ["PYTHONSAFEPATH"]
-            else:
-                os.environ["PYTHONSAFEPATH"] = before
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _exit_text(code: int | None) -> str:
+    """Describe a process exit code: 'killed by SIGKILL', 'exit code 1'."""
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+@dataclass(slots=True, eq=False)
+class _Worker:
+    """One worker process, its pipe and the task it holds."""
+
+    process: BaseProcess
+    conn: Connection
+    pid: int
+    ready: bool = False
+    task: FrameTask | None = None
+    started_s: float | None = None
+    stalled_s: float | None = None
+    retiring: bool = False
+    reaped: bool = False
 
 
 @dataclass(slots=True)
-class InFlight:
-    """A submitted task and when it was submitted (monotonic seconds)."""
+class _Counts:
+    """Events since the pool started (for logs and tests)."""
 
-    task: FrameTask
-    future: Future[TaskOutcome]
-    submitted_s: float
+    deaths: int = 0
+    stalls: int = 0
+    respawns: int = 0
+    requeued_unstarted: int = 0
+    retired: int = 0
 
 
 class WorkerPool:
-    """A ``ProcessPoolExecutor`` of ``service.workers`` processes and the tasks in flight.
+    """``service.workers`` worker processes, the tasks in flight and their outcomes.
 
-    Not thread-safe except :meth:`oldest_age_s`, which the supervisor calls; all
-    other methods run on the scheduler thread.
+    Thread-safe. The scheduler thread calls :meth:`submit`, :meth:`take_started`,
+    :meth:`collect`, :meth:`cancel_queued` and :meth:`shutdown`; the supervisor
+    :meth:`oldest_age_s`; the monitor thread does the rest. ``on_event`` is called
+    (from the monitor thread) when a frame starts or ends, or a worker dies.
     """
 
     def __init__(
@@ -129,58 +217,155 @@ class WorkerPool:
         config: Config,
         catalogs: ReferenceProvider | None = None,
         *,
-        on_done: Callable[[], None] | None = None,
+        on_event: Callable[[], None] | None = None,
+        stall_timeout_s: float | None = None,
     ) -> None:
-        """Prepare a pool for ``config`` (processes start on the first submit)."""
+        """Prepare a pool for ``config`` (processes start at :meth:`start` or the first submit)."""
         self.config = config
         self.catalogs = catalogs
         self.n_workers = config.service.workers or os.cpu_count() or 1
-        self._on_done = on_done
-        self._executor: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self.inflight: dict[int, InFlight] = {}
+        self.stall_timeout_s = (
+            config.service.stall_timeout_s if stall_timeout_s is None else stall_timeout_s
+        )
+        self._on_event = on_event
+        self._cond = threading.Condition(threading.RLock())
+        self._context: Any = None
+        self._workers: list[_Worker] = []
+        self._queue: deque[FrameTask] = deque()
+        self._order: dict[int, FrameTask] = {}
+        self._done: dict[int, TaskOutcome] = {}
+        self._started: list[int] = []
+        self._monitor: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closed = False
+        self._start_failures = 0
+        self._respawn_after_s = 0.0
+        self._last_start_error = ""
+        self.counts = _Counts()
+
+    # ------------------------------------------------------------------ views
+    @property
+    def inflight(self) -> dict[int, FrameTask]:
+        """Frames submitted and not yet collected, in submission order (frame id -> task)."""
+        with self._cond:
+            return dict(self._order)
 
     @property
     def capacity(self) -> int:
         """How many more tasks may be submitted now (keeps each worker one task ahead)."""
-        return max(0, 2 * self.n_workers - len(self.inflight))
+        with self._cond:
+            return max(0, 2 * self.n_workers - len(self._order))
 
-    def _ensure(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            context = multiprocessing.get_context("forkserver")
-            # The fork server imports soapd once, now; every worker (also those that
-            # replace a retired one later) is forked from it, so all run the code the
-            # daemon started with even if the installed files change underneath.
-            context.set_forkserver_preload(list(_PRELOAD))
-            # One math-library thread per worker: the pool already uses every core,
-            # and BLAS/OpenMP threads on top only oversubscribe them. The fork
-            # server inherits these when it starts (an operator's values win).
-            for name in _THREAD_VARS:
-                os.environ.setdefault(name, "1")
-            _start_forkserver()
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.n_workers,
-                mp_context=context,
-                initializer=_init_worker,
-                initargs=(self.config, self.catalogs),
-                max_tasks_per_child=self.config.service.max_tasks_per_child,
-            )
-        return self._executor
+    def worker_pids(self) -> list[int]:
+        """Return the process ids of the live workers."""
+        with self._cond:
+            return [w.pid for w in self._workers]
+
+    def running(self) -> dict[int, int]:
+        """Return frame id -> worker pid of every frame a worker has started."""
+        with self._cond:
+            return {
+                w.task.frame_id: w.pid
+                for w in self._workers
+                if w.task is not None and w.started_s is not None
+            }
+
+    def oldest_age_s(self) -> float:
+        """Seconds the longest-running started frame has been in its worker (0 when none)."""
+        now = time.monotonic()
+        with self._cond:
+            starts = [w.started_s for w in self._workers if w.started_s is not None]
+        return now - min(starts) if starts else 0.0
+
+    # ---------------------------------------------------------------- start-up
+    def _ensure(self) -> None:
+        """Start the fork server, the workers and the monitor thread if not yet running."""
+        if self._closed:
+            raise RuntimeError("the worker pool is shut down")
+        if self._context is not None:
+            return
+        context = multiprocessing.get_context("forkserver")
+        # The fork server imports soapd once, now; every worker (also those that replace
+        # a retired or dead one later) is forked from it, so all run the code the daemon
+        # started with even if the installed files change underneath.
+        context.set_forkserver_preload(list(_PRELOAD))
+        # One math-library thread per worker: the pool already uses every core, and
+        # BLAS/OpenMP threads on top only oversubscribe them. The fork server inherits
+        # these when it starts (an operator's values win).
+        for name in _THREAD_VARS:
+            os.environ.setdefault(name, "1")
+        _start_forkserver()
+        self._context = context
+        with self._cond:
+            for _ in range(self.n_workers):
+                self._spawn()
+        self._monitor = threading.Thread(target=self._watch, name="soapd-pool-monitor")
+        self._monitor.start()
+
+    def _spawn(self) -> None:
+        """Start one worker process (lock held)."""
+        _start_forkserver()  # restarts the server if it died
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main,
+            args=(child, self.config, self.catalogs, self.config.service.max_tasks_per_child),
+            name="soapd-worker",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        self._workers.append(_Worker(process, parent, process.pid or 0))
 
     def start(self) -> None:
-        """Start the fork server and the worker processes now rather than at the first frame."""
-        executor = self._ensure()
-        for future in [executor.submit(os.getpid) for _ in range(self.n_workers)]:
-            future.result()
+        """Start the worker processes now and wait until each is ready.
 
+        Raise RuntimeError when they cannot start (a broken install, say).
+        """
+        self._ensure()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with self._cond:
+            while True:
+                if self._start_failures:
+                    raise RuntimeError(f"worker processes cannot start ({self._last_start_error})")
+                if len(self._workers) == self.n_workers and all(w.ready for w in self._workers):
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError(f"worker processes not ready after {START_TIMEOUT_S:.0f} s")
+                self._cond.wait(min(left, POLL_S))
+
+    # -------------------------------------------------------------- scheduling
     def submit(self, task: FrameTask) -> None:
-        """Send ``task`` to a worker process."""
-        future = self._ensure().submit(_run_in_worker, task)
-        with self._lock:
-            self.inflight[task.frame_id] = InFlight(task, future, time.monotonic())
-        if self._on_done is not None:
-            callback = self._on_done
-            future.add_done_callback(lambda _f: callback())
+        """Queue ``task`` for the next free worker (it is not charged a try until it starts)."""
+        self._ensure()
+        with self._cond:
+            if task.frame_id in self._order:
+                raise RuntimeError(f"frame {task.frame_id} is already in the pool")
+            self._order[task.frame_id] = task
+            self._queue.append(task)
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Send queued tasks to idle workers (lock held)."""
+        for w in self._workers:
+            if not self._queue:
+                return
+            if w.task is not None or w.retiring or not w.process.is_alive():
+                continue
+            task = self._queue.popleft()
+            try:
+                w.conn.send(task)
+            except (OSError, ValueError):  # its pipe is gone: it died; the monitor reaps it
+                self._queue.appendleft(task)
+                w.retiring = True
+                continue
+            w.task = task
+
+    def take_started(self) -> list[int]:
+        """Return (and forget) the frames that workers started since the last call, in order."""
+        with self._cond:
+            started, self._started = self._started, []
+        return started
 
     def collect(self, *, timeout_s: float = 0.0) -> list[TaskOutcome]:
         """Return finished outcomes **in submission order** (waiting up to ``timeout_s``).
@@ -189,60 +374,226 @@ class WorkerPool:
         finished, so results are stored in ledger order whatever order the
         workers finish in: alert decisions, which depend on what is already
         stored, are then the same in every run (also after a crash and restart).
-        A task whose worker died (``BrokenProcessPool``) comes back as a "retry"
-        outcome, and the pool is rebuilt for the next submit.
+        A frame whose worker died or stalled comes back as a "retry" outcome.
         """
-        from concurrent.futures import wait
-
-        with self._lock:
-            items = list(self.inflight.values())
-        if items and timeout_s > 0:
-            wait([items[0].future], timeout=timeout_s)
-        outcomes: list[TaskOutcome] = []
-        broken = False
-        for item in items:
-            if not item.future.done():
-                break
-            exc = None if item.future.cancelled() else item.future.exception()
-            if item.future.cancelled() or exc is not None:
-                broken = broken or isinstance(exc, BrokenProcessPool)
-                why = "cancelled" if exc is None else f"{type(exc).__name__}: {exc}"
-                outcomes.append(
-                    TaskOutcome(
-                        frame_id=item.task.frame_id,
-                        outcome="retry",
-                        error=f"worker process died or pool restarted ({why})",
-                    )
-                )
-            else:
-                outcomes.append(item.future.result())
-            with self._lock:
-                del self.inflight[item.task.frame_id]
-        if broken:
-            self._discard_executor()
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._order and next(iter(self._order)) not in self._done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            outcomes: list[TaskOutcome] = []
+            for frame_id in list(self._order):
+                out = self._done.pop(frame_id, None)
+                if out is None:
+                    break
+                del self._order[frame_id]
+                outcomes.append(out)
         return outcomes
 
-    def _discard_executor(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-    def oldest_age_s(self) -> float:
-        """Seconds the oldest task in flight has been waiting or running (0 when idle)."""
-        with self._lock:
-            starts = [i.submitted_s for i in self.inflight.values()]
-        return time.monotonic() - min(starts) if starts else 0.0
-
     def cancel_queued(self) -> list[int]:
-        """Cancel tasks not yet started; return their frame ids (to be abandoned)."""
-        cancelled: list[int] = []
-        with self._lock:
-            for frame_id, item in list(self.inflight.items()):
-                if item.future.cancel():
-                    cancelled.append(frame_id)
-                    del self.inflight[frame_id]
+        """Withdraw tasks no worker has received yet; return their frame ids (never started)."""
+        with self._cond:
+            cancelled = [t.frame_id for t in self._queue]
+            self._queue.clear()
+            for frame_id in cancelled:
+                self._order.pop(frame_id, None)
         return cancelled
 
+    # ----------------------------------------------------------------- monitor
+    def _watch(self) -> None:
+        """Run the monitor thread: read worker messages, reap dead workers, kill stalled ones."""
+        while not self._stop.is_set():
+            with self._cond:
+                lookup: dict[Any, _Worker] = {w.conn: w for w in self._workers}
+                lookup.update({w.process.sentinel: w for w in self._workers})
+            try:
+                ready = wait(list(lookup), timeout=POLL_S)
+            except (OSError, ValueError):  # a pipe closed meanwhile; look again
+                ready = []
+            changed = False
+            with self._cond:
+                for obj in ready:
+                    w = lookup[obj]
+                    if w in self._workers:
+                        changed |= self._read(w)
+                for w in list(self._workers):
+                    if not w.process.is_alive():
+                        self._read(w)
+                        self._reap(w)
+                        changed = True
+                changed |= self._check_stalls()
+                if not self._closed:
+                    self._refill()
+                    self._dispatch()
+                if changed:
+                    self._cond.notify_all()
+            if changed and self._on_event is not None:
+                self._on_event()
+
+    def _read(self, w: _Worker) -> bool:
+        """Handle every message waiting on ``w``'s pipe (lock held). Return True if any."""
+        got = False
+        try:
+            while w.conn.poll():
+                msg = w.conn.recv()
+                got = True
+                self._handle(w, msg)
+        except (EOFError, OSError):
+            w.retiring = True
+        return got
+
+    def _handle(self, w: _Worker, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "ready":
+            w.ready = True
+            self._start_failures = 0
+        elif kind == "start" and w.task is not None and msg[1] == w.task.frame_id:
+            w.started_s = time.monotonic()
+            self._started.append(w.task.frame_id)
+        elif kind == "done" and w.task is not None:
+            out: TaskOutcome = msg[1]
+            if out.frame_id in self._order:
+                self._done[out.frame_id] = out
+            w.task, w.started_s = None, None
+        elif kind == "retire":
+            w.retiring = True
+            self.counts.retired += 1
+
+    def _reap(self, w: _Worker) -> None:
+        """Account for a worker that exited (lock held): its frame, the log line, its slot."""
+        w.process.join(timeout=0)
+        code = w.process.exitcode
+        self._workers.remove(w)
+        w.reaped = True
+        with contextlib.suppress(OSError):
+            w.conn.close()
+        with contextlib.suppress(ValueError, AttributeError):
+            w.process.close()
+        how = _exit_text(code)
+        if not w.ready:
+            self._start_failures += 1
+            self._last_start_error = f"a worker exited during its start-up: {how}"
+            delay = min(MAX_RESPAWN_DELAY_S, 0.5 * 2.0 ** (self._start_failures - 1))
+            self._respawn_after_s = time.monotonic() + delay
+            if self._start_failures == 1:
+                logger.error("%s; retrying in %.1f s", self._last_start_error, delay)
+        task = w.task
+        if task is None:
+            if w.retiring and code == 0:
+                logger.debug("worker %s retired after its task quota", w.pid)
+            elif w.ready:
+                self.counts.deaths += 1
+                logger.warning("idle worker process %s died (%s); replaced", w.pid, how)
+            return
+        if w.started_s is None:
+            self.counts.deaths += 1
+            self.counts.requeued_unstarted += 1
+            self._queue.appendleft(task)
+            logger.warning(
+                "worker process %s died (%s) before starting frame %d; the frame goes to the "
+                "next worker without a try charged; worker replaced",
+                w.pid,
+                how,
+                task.frame_id,
+            )
+            return
+        ran_s = time.monotonic() - w.started_s
+        if w.stalled_s is not None:
+            error = (
+                f"stalled: no result after {ran_s:.0f} s (service.stall_timeout_s = "
+                f"{self.stall_timeout_s:g}); worker killed"
+            )
+        else:
+            self.counts.deaths += 1
+            error = f"worker process died ({how}) after {ran_s:.1f} s on this frame"
+            logger.warning(
+                "worker process %s died (%s) while processing frame %d; the frame is retried "
+                "(its try was counted when it started); worker replaced",
+                w.pid,
+                how,
+                task.frame_id,
+            )
+        if task.frame_id in self._order:
+            self._done[task.frame_id] = TaskOutcome(
+                frame_id=task.frame_id, outcome="retry", error=error, duration_s=ran_s
+            )
+
+    def _check_stalls(self) -> bool:
+        """Kill workers whose frame ran past ``stall_timeout_s`` (lock held). Return True if any."""
+        now = time.monotonic()
+        killed = False
+        for w in self._workers:
+            if w.started_s is None or w.stalled_s is not None or w.task is None:
+                continue
+            if now - w.started_s <= self.stall_timeout_s:
+                continue
+            w.stalled_s = now
+            self.counts.stalls += 1
+            logger.error(
+                "frame %d has run for %.0f s in worker process %s (service.stall_timeout_s = "
+                "%g); killing the worker, the frame is charged a try",
+                w.task.frame_id,
+                now - w.started_s,
+                w.pid,
+                self.stall_timeout_s,
+            )
+            with contextlib.suppress(OSError, ValueError):
+                w.process.kill()
+            killed = True
+        return killed
+
+    def _refill(self) -> None:
+        """Replace exited workers (lock held), after a delay when they died while starting."""
+        missing = self.n_workers - len(self._workers)
+        if missing <= 0 or time.monotonic() < self._respawn_after_s:
+            return
+        for _ in range(missing):
+            try:
+                self._spawn()
+            except OSError as exc:
+                self._start_failures += 1
+                self._last_start_error = f"cannot start a worker process: {exc}"
+                self._respawn_after_s = time.monotonic() + MAX_RESPAWN_DELAY_S
+                logger.error(  # noqa: TRY400 - one line; the OSError text says it all
+                    "%s; retrying in %.0f s", self._last_start_error, MAX_RESPAWN_DELAY_S
+                )
+                return
+            self.counts.respawns += 1
+
+    # ----------------------------------------------------------------- stopping
     def shutdown(self) -> None:
-        """Stop the worker processes, waiting for tasks already running. Safe to call twice."""
-        self._discard_executor()
+        """Stop the worker processes (tasks still running are abandoned). Safe to call twice.
+
+        Idle workers are asked to exit; any still alive after :data:`EXIT_GRACE_S`
+        get SIGTERM (which they do not ignore), then SIGKILL.
+        """
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.clear()
+            workers = list(self._workers)
+            for w in workers:
+                with contextlib.suppress(OSError, ValueError):
+                    w.conn.send(None)
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join()
+        workers = [w for w in workers if not w.reaped]
+        deadline = time.monotonic() + EXIT_GRACE_S
+        for w in workers:
+            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for w in workers:
+            if w.process.is_alive():
+                w.process.terminate()
+        for w in workers:
+            w.process.join(timeout=EXIT_GRACE_S)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            with contextlib.suppress(OSError):
+                w.conn.close()
+        with self._cond:
+            self._workers.clear()

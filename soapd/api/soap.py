@@ -20,13 +20,22 @@ Every ledger step (download, start, outcome, record) is a function of
 :mod:`soapd.frames`, the same the daemon calls, so a failure of each kind ends
 the same way here and there (tries counted against ``service.max_tries``, none
 when Skynet is down). This module holds glue only: no SQL, no pixel work.
+
+One writer: while it downloads or processes, ``Soap`` holds the state folder's
+lock (:class:`soapd.store.lock.StateLock`). While a daemon (``soapd run``) holds
+it, those calls **refuse** with :class:`~soapd.store.lock.StateLocked`, whose
+message names the daemon's pid; nothing is written. ``Soap(...,
+read_only=True)`` opens the database with ``mode=ro`` and always works beside a
+daemon: :meth:`Soap.run` then returns the frames already processed and skips
+the others.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -55,6 +64,7 @@ from soapd.errors import (
     StoreError,
 )
 from soapd.frames import Processor, process_one, start_task
+from soapd.store.lock import StateLock, StateLocked
 
 if TYPE_CHECKING:
     import httpx
@@ -105,6 +115,10 @@ class Soap:
         config's catalog cache (None when calibration is off).
     processor
         Runs one frame (default :func:`soapd.frames.run_task`).
+    read_only
+        Open the database read-only (``mode=ro``) and never download or process:
+        :meth:`run` returns the frames already processed (by this API or a running
+        daemon). Safe beside ``soapd run``.
     """
 
     def __init__(
@@ -118,6 +132,7 @@ class Soap:
         transport: httpx.BaseTransport | None = None,
         catalogs: ReferenceProvider | None = None,
         processor: Processor | None = None,
+        read_only: bool = False,
     ) -> None:
         if isinstance(observation_id, bool) or int(observation_id) <= 0:
             raise ValueError(f"observation_id must be a positive integer, got {observation_id!r}")
@@ -131,10 +146,14 @@ class Soap:
         self._catalogs_built = catalogs is not None
         self._processor = processor
         self._store: Store | None = None
+        self.read_only = read_only
+        self._lock = StateLock(self.config.paths.state_dir, owner="Soap (Python API)")
+        self._writers = 0
         self.last_run = RunReport()
 
     def __repr__(self) -> str:
-        return f"Soap(observation_id={self.observation_id}, state_dir={self.state_dir!s})"
+        ro = ", read_only=True" if self.read_only else ""
+        return f"Soap(observation_id={self.observation_id}, state_dir={self.state_dir!s}{ro})"
 
     # -- shared state -------------------------------------------------------------------
 
@@ -145,15 +164,43 @@ class Soap:
 
     @property
     def store(self) -> Store:
-        """The soapd database (opened, and migrated, on first use)."""
+        """The soapd database (opened on first use: migrated, or read-only with ``mode=ro``)."""
         if self._store is None:
             from soapd.store import Store
 
-            self._store = Store(self.config.paths.db_path)
+            self._store = Store(self.config.paths.db_path, read_only=self.read_only)
         return self._store
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Hold the state folder's lock while ``what`` writes; refuse beside a daemon.
+
+        Raise StateLocked (naming the holder's pid) when a daemon or another
+        ``Soap`` processes this state folder, SoapdError when this Soap is read-only.
+        """
+        if self.read_only:
+            raise SoapdError(f"Soap(read_only=True) cannot {what}; create a Soap without it")
+        if self._writers == 0:
+            try:
+                self._lock.acquire()
+            except StateLocked as exc:
+                raise StateLocked(
+                    f"Soap cannot {what}: {exc}. Use Soap(..., read_only=True) to read the "
+                    "results while it runs, or stop it first",
+                    exc.holder,
+                ) from None
+        self._writers += 1
+        try:
+            yield
+        finally:
+            self._writers -= 1
+            if self._writers == 0:
+                self._lock.release()
 
     def close(self) -> None:
         """Close the database and the archive client. Safe to call twice."""
+        self._lock.release()
+        self._writers = 0
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -210,6 +257,12 @@ class Soap:
         the remaining downloads wait for a later call. Raise SkynetAuthError if the
         token is missing or refused, SkynetNotFound if the observation does not exist.
         """
+        with self._writing("download"):
+            return self._download(after, before, days_ago)
+
+    def _download(
+        self, after: TimeLike | None, before: TimeLike | None, days_ago: float | None
+    ) -> list[Path]:
         lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
         client = self._client()
         exposures = [
@@ -293,9 +346,29 @@ class Soap:
             The field-wide rows of every processed frame, sorted by time. Frames
             processed before with the same config (by this API or the daemon) are
             read back from their stored table, not processed again.
+
+        Raises
+        ------
+        StateLocked
+            A daemon (or another ``Soap``) processes this state folder now; nothing
+            was written. ``Soap(..., read_only=True)`` reads its results instead.
         """
-        can_download = bool(download) or (
-            download is None and (self._source is not None or self._has_token())
+        if self.read_only:
+            return self._run(forced_positions, after, before, days_ago, download=False)
+        with self._writing("download or process frames"):
+            return self._run(forced_positions, after, before, days_ago, download=download)
+
+    def _run(
+        self,
+        forced_positions: Sequence[SkyCoord] | SkyCoord | None,
+        after: TimeLike | None,
+        before: TimeLike | None,
+        days_ago: float | None,
+        *,
+        download: bool | None,
+    ) -> PhotometryResult:
+        can_download = not self.read_only and (
+            bool(download) or (download is None and (self._source is not None or self._has_token()))
         )
         if can_download:
             try:
@@ -344,6 +417,8 @@ class Soap:
 
     def _process(self, row: FrameRow, targets: Sequence[Target]) -> tuple[Table | None, str]:
         """Process one frame through the ledger as the daemon does; return (table, why not)."""
+        if self.read_only:
+            return None, f"{row.state}, not processed with this config (read-only Soap)"
         if row.state == "processed" and row.path is not None and row.path.exists():
             self.store.requeue(frame_ids=[row.frame_id], states=(row.state,))
         elif row.state != "downloaded":
@@ -430,7 +505,10 @@ class Soap:
         statistics say what would go. Measurements and the ledger stay; frames
         whose file is deleted are downloaded again when needed.
         """
-        return self._admin().clear(self.observation_id, confirm=confirm, catalogs=catalogs)
+        if not confirm:
+            return self._admin().clear(self.observation_id, confirm=False, catalogs=catalogs)
+        with self._writing("delete cached frames"):
+            return self._admin().clear(self.observation_id, confirm=True, catalogs=catalogs)
 
     def prune_cache(self, max_total_size_mb: float, keep_recent: int = 1) -> dict[str, Any]:
         """Delete whole observations' files, oldest first, until the caches fit the budget.
@@ -438,4 +516,5 @@ class Soap:
         The ``keep_recent`` most recently used observations are kept whatever their
         size; catalog tiles are pruned oldest first after them. Return statistics.
         """
-        return self._admin().prune(max_total_size_mb=max_total_size_mb, keep_recent=keep_recent)
+        with self._writing("prune the cache"):
+            return self._admin().prune(max_total_size_mb=max_total_size_mb, keep_recent=keep_recent)

@@ -45,7 +45,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from soapd.config import Config
-from soapd.frames import FrameTask, TaskOutcome, run_task
+from soapd.frames import FrameTask, Processor, TaskOutcome, run_task
 from soapd.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ def _worker_main(
     config: Config,
     catalogs: ReferenceProvider | None,
     max_tasks: int,
+    runner: Processor,
 ) -> None:
     """Run a worker process: say ready, then run tasks from ``conn`` until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -119,7 +120,7 @@ def _worker_main(
             if task is None:
                 return
             conn.send(("start", task.frame_id, pid))
-            conn.send(("done", run_task(task, config, catalogs)))
+            conn.send(("done", runner(task, config, catalogs)))
         conn.send(("retire", pid))
     except (EOFError, OSError):  # the daemon is gone
         return
@@ -219,8 +220,14 @@ class WorkerPool:
         *,
         on_event: Callable[[], None] | None = None,
         stall_timeout_s: float | None = None,
+        runner: Processor = run_task,
     ) -> None:
-        """Prepare a pool for ``config`` (processes start at :meth:`start` or the first submit)."""
+        """Prepare a pool for ``config`` (processes start at :meth:`start` or the first submit).
+
+        ``runner`` is what a worker runs on each task (:func:`soapd.frames.run_task`;
+        tests pass another module-level function). ``stall_timeout_s`` defaults to
+        ``service.stall_timeout_s``.
+        """
         self.config = config
         self.catalogs = catalogs
         self.n_workers = config.service.workers or os.cpu_count() or 1
@@ -228,6 +235,7 @@ class WorkerPool:
             config.service.stall_timeout_s if stall_timeout_s is None else stall_timeout_s
         )
         self._on_event = on_event
+        self._runner = runner
         self._cond = threading.Condition(threading.RLock())
         self._context: Any = None
         self._workers: list[_Worker] = []
@@ -308,7 +316,13 @@ class WorkerPool:
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(child, self.config, self.catalogs, self.config.service.max_tasks_per_child),
+            args=(
+                child,
+                self.config,
+                self.catalogs,
+                self.config.service.max_tasks_per_child,
+                self._runner,
+            ),
             name="soapd-worker",
             daemon=True,
         )

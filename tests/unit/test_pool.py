@@ -1,0 +1,185 @@
+"""The worker pool with real worker processes: kills, stalls, SIGTERM, start reports.
+
+The workers run :func:`slow_runner` instead of the pipeline: it sleeps for the
+number of seconds in the task's file name (``sleep-2.5.fits``), so a test knows
+which frame is running when it kills a worker. No database here; the pool's
+events are read with ``take_started`` and ``collect``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from soapd.config import Config
+from soapd.daemon.pool import WorkerPool
+from soapd.frames import FrameTask, TaskOutcome
+from soapd.models import ExposureMeta
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def slow_runner(task: FrameTask, _config: Config, _catalogs: object) -> TaskOutcome:
+    """Sleep for the seconds named in the task's file name; return a 'rejected' outcome."""
+    time.sleep(float(task.path.stem.split("-", 1)[1]))
+    return TaskOutcome(frame_id=task.frame_id, outcome="rejected", error=f"pid {os.getpid()}")
+
+
+def task(frame_id: int, sleep_s: float) -> FrameTask:
+    return FrameTask(
+        frame_id=frame_id,
+        path=Path(f"/nowhere/sleep-{sleep_s}.fits"),
+        meta=ExposureMeta(),
+        targets=(),
+    )
+
+
+def wait_for(what: str, cond: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture(name="make_pool")
+def fixture_make_pool(config: Callable[..., Config]) -> Iterator[Callable[..., WorkerPool]]:
+    pools: list[WorkerPool] = []
+
+    def make(workers: int = 2, **kw: object) -> WorkerPool:
+        pool = WorkerPool(
+            config(service={"workers": workers}),
+            runner=slow_runner,
+            **kw,  # type: ignore[arg-type]
+        )
+        pool.start()
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.shutdown()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose: its parent (the fork server) has not reaped it yet.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_a_started_frame_is_reported_once_and_its_outcome_collected(
+    make_pool: Callable[..., WorkerPool],
+) -> None:
+    pool = make_pool(workers=1)
+    pool.submit(task(1, 0.1))
+    pool.submit(task(2, 0.1))
+    outs: list[TaskOutcome] = []
+    wait_for("both outcomes", lambda: bool(outs.extend(pool.collect())) or len(outs) == 2)
+    assert [o.frame_id for o in outs] == [1, 2]
+    assert pool.take_started() == [1, 2]
+    assert pool.take_started() == []
+    assert not pool.inflight
+
+
+def test_a_killed_worker_is_replaced_its_frame_retried_the_queued_one_not_charged(
+    make_pool: Callable[..., WorkerPool],
+) -> None:
+    pool = make_pool(workers=1)
+    (first_pid,) = pool.worker_pids()
+    pool.submit(task(1, 30))
+    pool.submit(task(2, 0.1))  # waits in the pool: the only worker is busy
+    wait_for("frame 1 to start", lambda: pool.running() == {1: first_pid})
+    assert pool.take_started() == [1]
+    t0 = time.monotonic()
+    os.kill(first_pid, signal.SIGKILL)
+    outs: list[TaskOutcome] = []
+    wait_for("the outcomes", lambda: bool(outs.extend(pool.collect())) or len(outs) == 2, 20)
+    replaced_s = time.monotonic() - t0
+    assert [o.frame_id for o in outs] == [1, 2]
+    assert outs[0].outcome == "retry"
+    assert "SIGKILL" in outs[0].error
+    assert outs[1].outcome == "rejected"  # frame 2 ran, on the new worker
+    assert pool.take_started() == [2]  # started once; frame 1 is not started again by the pool
+    (new_pid,) = pool.worker_pids()
+    assert new_pid != first_pid
+    assert pool.counts.deaths == 1
+    assert pool.counts.respawns == 1
+    assert replaced_s < 15.0, f"replacing the worker took {replaced_s:.1f} s"
+
+
+def test_a_frame_sent_to_a_worker_that_dies_before_starting_goes_back_uncharged(
+    make_pool: Callable[..., WorkerPool],
+) -> None:
+    pool = make_pool(workers=1)
+    (pid,) = pool.worker_pids()
+    os.kill(pid, signal.SIGSTOP)  # it cannot read its pipe: the task waits there unstarted
+    try:
+        pool.submit(task(7, 0.1))
+        time.sleep(0.5)
+        assert pool.running() == {}
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGCONT)
+    outs: list[TaskOutcome] = []
+    wait_for("the outcome", lambda: bool(outs.extend(pool.collect())) or len(outs) == 1, 20)
+    assert outs[0].outcome == "rejected"  # it ran once, on the replacement
+    assert pool.take_started() == [7]
+    assert pool.counts.requeued_unstarted == 1
+
+
+def test_a_stalled_frame_gets_its_worker_killed_and_comes_back_as_retry(
+    make_pool: Callable[..., WorkerPool],
+) -> None:
+    pool = make_pool(workers=1, stall_timeout_s=1.0)
+    (pid,) = pool.worker_pids()
+    pool.submit(task(3, 60))
+    outs: list[TaskOutcome] = []
+    wait_for("the stall", lambda: bool(outs.extend(pool.collect())) or len(outs) == 1, 20)
+    assert outs[0].outcome == "retry"
+    assert outs[0].error.startswith("stalled")
+    assert pool.counts.stalls == 1
+    wait_for("the old worker to go", lambda: not _alive(pid))
+    wait_for("a new worker", lambda: len(pool.worker_pids()) == 1 and pool.worker_pids() != [pid])
+
+
+def test_workers_die_on_sigterm_and_shutdown_reaps_busy_workers(
+    make_pool: Callable[..., WorkerPool],
+) -> None:
+    pool = make_pool(workers=2)
+    a, _b = pool.worker_pids()
+    os.kill(a, signal.SIGTERM)
+    wait_for("the worker to die on SIGTERM", lambda: not _alive(a), 10)
+    wait_for("its replacement", lambda: len(pool.worker_pids()) == 2)
+    pool.submit(task(1, 60))
+    pool.submit(task(2, 60))
+    wait_for("both frames running", lambda: len(pool.running()) == 2)
+    pids = pool.worker_pids()
+    t0 = time.monotonic()
+    pool.shutdown()
+    took_s = time.monotonic() - t0
+    assert not any(_alive(p) for p in pids)
+    assert took_s < 15.0, f"shutdown took {took_s:.1f} s"
+    assert pool.counts.deaths == 1  # the SIGTERM'd idle worker
+
+
+def test_cancel_queued_returns_only_frames_no_worker_received(
+    make_pool: Callable[..., WorkerPool],
+) -> None:
+    pool = make_pool(workers=1)
+    pool.submit(task(1, 30))
+    pool.submit(task(2, 0.1))
+    pool.submit(task(3, 0.1))
+    wait_for("frame 1 running", lambda: 1 in pool.running())
+    assert pool.cancel_queued() == [2, 3]
+    assert list(pool.inflight) == [1]

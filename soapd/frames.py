@@ -81,12 +81,17 @@ Outcome = Literal["ok", "rejected", "failed", "retry"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrameTask:
-    """One frame to process: what ``run_task`` needs besides the config and catalogs."""
+    """One frame to process: what ``run_task`` needs besides the config and catalogs.
+
+    ``tries`` is how many processing attempts the frame had used when it was
+    claimed (the worker pool retries a frame whose worker died while tries are left).
+    """
 
     frame_id: int
     path: Path
     meta: ExposureMeta
     targets: tuple[Target, ...]
+    tries: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,7 +189,8 @@ def claim_task(store: Store, frame_id: int, targets: Sequence[Target]) -> FrameT
     gone (the frame is marked failed).
     """
     claimed = store.claim_frame(frame_id)
-    return _task_for(store, frame_id, claimed.path, claimed.meta, targets)
+    task = _task_for(store, frame_id, claimed.path, claimed.meta, targets)
+    return replace(task, tries=claimed.tries)
 
 
 def start_task(store: Store, frame_id: int, targets: Sequence[Target]) -> FrameTask:

@@ -15,9 +15,12 @@ knows which frame each process holds:
   starting it, goes to the next worker without a try charged;
 * a worker that dies (``kill -9``, out of memory) is noticed by its process
   sentinel within :data:`POLL_S`, logged once, and replaced; the frame it was
-  running comes back as a "retry" outcome (its try was charged at its start);
+  running (its try was charged when it started) runs again at once, ahead of
+  later frames so that results are still stored in ledger order, until
+  ``service.max_tries`` attempts are used; then it comes back as a "retry"
+  outcome (and the ledger marks it failed);
 * a frame running longer than ``service.stall_timeout_s`` gets its worker
-  killed (SIGKILL) and comes back as a "retry" outcome;
+  killed (SIGKILL) and is treated the same way;
 * workers keep the default SIGTERM action (they die; graceful stop is the
   parent's business) and ignore SIGINT (a Ctrl-C in the terminal reaches the
   whole process group: the parent stops them). They die with the daemon too:
@@ -201,6 +204,7 @@ class _Counts:
     stalls: int = 0
     respawns: int = 0
     requeued_unstarted: int = 0
+    retried: int = 0
     retired: int = 0
 
 
@@ -243,6 +247,8 @@ class WorkerPool:
         self._order: dict[int, FrameTask] = {}
         self._done: dict[int, TaskOutcome] = {}
         self._started: list[int] = []
+        self._attempts: dict[int, int] = {}
+        self.max_tries = config.service.max_tries
         self._monitor: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
@@ -465,11 +471,14 @@ class WorkerPool:
             self._start_failures = 0
         elif kind == "start" and w.task is not None and msg[1] == w.task.frame_id:
             w.started_s = time.monotonic()
-            self._started.append(w.task.frame_id)
+            frame_id = w.task.frame_id
+            self._attempts[frame_id] = self._attempts.get(frame_id, 0) + 1
+            self._started.append(frame_id)
         elif kind == "done" and w.task is not None:
             out: TaskOutcome = msg[1]
             if out.frame_id in self._order:
                 self._done[out.frame_id] = out
+            self._attempts.pop(out.frame_id, None)
             w.task, w.started_s = None, None
         elif kind == "retire":
             w.retiring = True
@@ -522,17 +531,31 @@ class WorkerPool:
         else:
             self.counts.deaths += 1
             error = f"worker process died ({how}) after {ran_s:.1f} s on this frame"
-            logger.warning(
-                "worker process %s died (%s) while processing frame %d; the frame is retried "
-                "(its try was counted when it started); worker replaced",
-                w.pid,
-                how,
-                task.frame_id,
-            )
-        if task.frame_id in self._order:
+        if task.frame_id not in self._order:
+            return
+        used = task.tries + self._attempts.get(task.frame_id, 0)
+        if used < self.max_tries:
+            # Run it again first, before any frame submitted after it, so that results are
+            # still stored in ledger order (alert decisions depend on it). Its try was
+            # counted when it started; the next start counts the next one.
+            self._queue.appendleft(task)
+            self.counts.retried += 1
+            verdict = f"retried at once (try {used} of {self.max_tries} used)"
+        else:
             self._done[task.frame_id] = TaskOutcome(
                 frame_id=task.frame_id, outcome="retry", error=error, duration_s=ran_s
             )
+            verdict = f"given up: all {self.max_tries} tries used"
+        if w.stalled_s is None:
+            logger.warning(
+                "worker process %s died (%s) while processing frame %d; frame %s; worker replaced",
+                w.pid,
+                how,
+                task.frame_id,
+                verdict,
+            )
+        else:
+            logger.warning("frame %d: %s; %s", task.frame_id, error, verdict)
 
     def _check_stalls(self) -> bool:
         """Kill workers whose frame ran past ``stall_timeout_s`` (lock held). Return True if any."""

@@ -224,15 +224,17 @@ class Ledger(FrameReads):
         return row
 
     def mark_started(self, frame_id: int) -> bool:
-        """Count the try of a claimed frame a worker has just started. Return False if not claimed.
+        """Count the try of a frame in 'processing' that a worker has just started.
 
-        Only a frame in 'processing' that has not started yet is changed, so a
-        start reported twice is counted once.
+        Each start counts (a frame retried by the worker pool after its worker
+        died starts, and counts, again). Return False when the frame is not in
+        'processing'.
         """
+        now = self.now()
         cur = self.db.execute(
             "UPDATE frames SET tries = tries + 1, started_at = ?, updated_at = ?"
-            " WHERE frame_id = ? AND state = 'processing' AND started_at IS NULL",
-            [self.now(), self.now(), frame_id],
+            " WHERE frame_id = ? AND state = 'processing'",
+            [now, now, frame_id],
         )
         return int(cur.rowcount) == 1
 

@@ -34,15 +34,19 @@ def _downloaded(store: Store, n: int) -> list[int]:
     return [store.record_local(Path(f"/f{i}.fits"), f"sha{i}", 10).frame_id for i in range(n)]
 
 
-def test_claiming_counts_no_try_starting_counts_one(store: Store) -> None:
+def test_claiming_counts_no_try_each_start_counts_one(store: Store) -> None:
     (fid,) = _downloaded(store, 1)
     row = store.claim_frame(fid)
     assert (row.state, row.tries) == ("processing", 0)
     assert store.mark_started(fid) is True
-    assert store.mark_started(fid) is False  # a start reported twice counts once
     row = store.frame(fid)
     assert row is not None
     assert (row.state, row.tries) == ("processing", 1)
+    assert store.mark_started(fid) is True  # started again by the pool after a worker died
+    assert store.frame(fid).tries == 2  # type: ignore[union-attr]
+    store.mark_rejected(fid, "no stars")
+    assert store.mark_started(fid) is False  # not in 'processing'
+    assert store.frame(fid).tries == 2  # type: ignore[union-attr]
 
 
 def test_crash_sweep_puts_unstarted_frames_back_untouched_and_charges_started_once(

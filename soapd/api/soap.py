@@ -32,21 +32,20 @@ the others.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Self, TypeVar
 
-from soapd.api.cache import CacheAdmin
 from soapd.api.results import PhotometryResult, TimeLike, date_bounds, to_mjd
+from soapd.api.soap_tools import HINT, SoapTools
 from soapd.api.support import (
     exp_in_range,
     fetch_file,
     forced_targets,
-    frame_file,
     frame_row_mjd,
     progress_iter,
     resolve_config,
@@ -64,7 +63,7 @@ from soapd.errors import (
     StoreError,
 )
 from soapd.frames import Processor, process_one, start_task
-from soapd.store.lock import StateLock, StateLocked
+from soapd.store.lock import StateLock
 
 if TYPE_CHECKING:
     import httpx
@@ -81,6 +80,22 @@ __all__ = ["Processor", "RunReport", "Soap"]
 
 logger = logging.getLogger(__name__)
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _writer(method: Callable[Concatenate[Soap, _P], _R]) -> Callable[Concatenate[Soap, _P], _R]:
+    """Run ``method`` holding the state folder's lock, unless the Soap is read-only."""
+
+    @functools.wraps(method)
+    def wrapped(self: Soap, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self.read_only:
+            return method(self, *args, **kwargs)
+        with self._lock.holding(f"Soap cannot {method.__name__}(){HINT}"):
+            return method(self, *args, **kwargs)
+
+    return wrapped
+
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
@@ -91,7 +106,7 @@ class RunReport:
     skipped: tuple[tuple[int, str], ...] = ()
 
 
-class Soap:
+class Soap(SoapTools):
     """One Skynet observation: download, photometry, results; shares the daemon's store.
 
     Parameters
@@ -148,7 +163,6 @@ class Soap:
         self._store: Store | None = None
         self.read_only = read_only
         self._lock = StateLock(self.config.paths.state_dir, owner="Soap (Python API)")
-        self._writers = 0
         self.last_run = RunReport()
 
     def __repr__(self) -> str:
@@ -171,36 +185,9 @@ class Soap:
             self._store = Store(self.config.paths.db_path, read_only=self.read_only)
         return self._store
 
-    @contextmanager
-    def _writing(self, what: str) -> Iterator[None]:
-        """Hold the state folder's lock while ``what`` writes; refuse beside a daemon.
-
-        Raise StateLocked (naming the holder's pid) when a daemon or another
-        ``Soap`` processes this state folder, SoapdError when this Soap is read-only.
-        """
-        if self.read_only:
-            raise SoapdError(f"Soap(read_only=True) cannot {what}; create a Soap without it")
-        if self._writers == 0:
-            try:
-                self._lock.acquire()
-            except StateLocked as exc:
-                raise StateLocked(
-                    f"Soap cannot {what}: {exc}. Use Soap(..., read_only=True) to read the "
-                    "results while it runs, or stop it first",
-                    exc.holder,
-                ) from None
-        self._writers += 1
-        try:
-            yield
-        finally:
-            self._writers -= 1
-            if self._writers == 0:
-                self._lock.release()
-
     def close(self) -> None:
         """Close the database and the archive client. Safe to call twice."""
         self._lock.release()
-        self._writers = 0
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -242,6 +229,7 @@ class Soap:
 
     # -- download -----------------------------------------------------------------------
 
+    @_writer
     def download(
         self,
         after: TimeLike | None = None,
@@ -257,12 +245,8 @@ class Soap:
         the remaining downloads wait for a later call. Raise SkynetAuthError if the
         token is missing or refused, SkynetNotFound if the observation does not exist.
         """
-        with self._writing("download"):
-            return self._download(after, before, days_ago)
-
-    def _download(
-        self, after: TimeLike | None, before: TimeLike | None, days_ago: float | None
-    ) -> list[Path]:
+        if self.read_only:
+            raise SoapdError("Soap(read_only=True) cannot download; create a Soap without it")
         lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
         client = self._client()
         exposures = [
@@ -318,6 +302,7 @@ class Soap:
 
     # -- processing ---------------------------------------------------------------------
 
+    @_writer
     def run(
         self,
         forced_positions: Sequence[SkyCoord] | SkyCoord | None = None,
@@ -353,20 +338,6 @@ class Soap:
             A daemon (or another ``Soap``) processes this state folder now; nothing
             was written. ``Soap(..., read_only=True)`` reads its results instead.
         """
-        if self.read_only:
-            return self._run(forced_positions, after, before, days_ago, download=False)
-        with self._writing("download or process frames"):
-            return self._run(forced_positions, after, before, days_ago, download=download)
-
-    def _run(
-        self,
-        forced_positions: Sequence[SkyCoord] | SkyCoord | None,
-        after: TimeLike | None,
-        before: TimeLike | None,
-        days_ago: float | None,
-        *,
-        download: bool | None,
-    ) -> PhotometryResult:
         can_download = not self.read_only and (
             bool(download) or (download is None and (self._source is not None or self._has_token()))
         )
@@ -474,47 +445,3 @@ class Soap:
                 if r.obs_id == self.observation_id
             )
         return sorted(rows, key=lambda r: (frame_row_mjd(r), r.frame_id))
-
-    # -- debugging and cache ------------------------------------------------------------
-
-    def debug_image(self, image: str | Path | int, out_path: str | Path | None = None) -> Path:
-        """Draw the four-panel debug figure of a frame (FITS path, file name or exposure id).
-
-        The archive metadata in the ledger (gain, read noise, time) is used as the
-        daemon uses it. Saved to ``out_path`` (default
-        ``<state_dir>/debug/<stem>_debug.png``); return the path.
-        """
-        from soapd.output.debug import debug_image
-
-        path, meta = frame_file(self.store, self.config.paths.frames_dir, image)
-        out = Path(out_path) if out_path else self.state_dir / "debug" / f"{path.stem}_debug.png"
-        debug_image(path, out, config=self.config, catalogs=self._catalog_service(), meta=meta)
-        return out
-
-    def _admin(self) -> CacheAdmin:
-        return CacheAdmin(self.config, self.store)
-
-    def cache_info(self) -> dict[str, Any]:
-        """Return file counts and sizes (MB) of the frames, tables and catalog caches."""
-        return self._admin().info(self.observation_id)
-
-    def clear_cache(self, confirm: bool = False, *, catalogs: bool = False) -> dict[str, Any]:
-        """Delete this observation's frames and field-wide tables (and catalogs if asked).
-
-        Nothing is deleted unless ``confirm`` is True: without it the returned
-        statistics say what would go. Measurements and the ledger stay; frames
-        whose file is deleted are downloaded again when needed.
-        """
-        if not confirm:
-            return self._admin().clear(self.observation_id, confirm=False, catalogs=catalogs)
-        with self._writing("delete cached frames"):
-            return self._admin().clear(self.observation_id, confirm=True, catalogs=catalogs)
-
-    def prune_cache(self, max_total_size_mb: float, keep_recent: int = 1) -> dict[str, Any]:
-        """Delete whole observations' files, oldest first, until the caches fit the budget.
-
-        The ``keep_recent`` most recently used observations are kept whatever their
-        size; catalog tiles are pruned oldest first after them. Return statistics.
-        """
-        with self._writing("prune the cache"):
-            return self._admin().prune(max_total_size_mb=max_total_size_mb, keep_recent=keep_recent)

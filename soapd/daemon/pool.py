@@ -21,11 +21,7 @@ knows which frame each process holds:
   outcome (and the ledger marks it failed);
 * a frame running longer than ``service.stall_timeout_s`` gets its worker
   killed (SIGKILL) and is treated the same way;
-* workers keep the default SIGTERM action (they die; graceful stop is the
-  parent's business) and ignore SIGINT (a Ctrl-C in the terminal reaches the
-  whole process group: the parent stops them). They die with the daemon too:
-  ``PR_SET_PDEATHSIG`` on Linux (their parent is the fork server, which exits
-  when the daemon does) and a thread watching the daemon's sentinel elsewhere.
+* workers die on SIGTERM and with the daemon (:mod:`soapd.daemon.worker`).
 
 A monitor thread reads the pipes and sentinels; the scheduler thread submits,
 collects and shuts down. All shared state is under one lock.
@@ -34,46 +30,32 @@ collects and shuts down. All shared state is under one lock.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
-import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from soapd.config import Config
+from soapd.daemon.worker import (
+    PoolCounts,
+    WorkerProc,
+    exit_text,
+    forkserver_context,
+    spawn_worker,
+    stop_workers,
+)
 from soapd.frames import FrameTask, Processor, TaskOutcome, run_task
-from soapd.logs import setup_logging
 
 if TYPE_CHECKING:
-    from multiprocessing.process import BaseProcess
-
     from soapd.pipeline.calibrate import ReferenceProvider
 
 __all__ = ["POLL_S", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
-
-#: Modules the fork server imports before forking workers.
-_PRELOAD = (
-    "soapd.daemon.pool",
-    "soapd.frames",
-    "soapd.pipeline",
-    "soapd.output.export",
-    "soapd.catalogs",
-)
-
-#: Environment variables that cap math-library threads in the workers.
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-#: Environment variables never handed to the fork server (and so to no worker).
-SECRET_VARS = ("SOAPD_SKYNET_TOKEN", "SKYNET_API_TOKEN")
 
 #: Seconds between two looks of the monitor thread at dead workers and stalled frames.
 POLL_S = 0.25
@@ -83,129 +65,6 @@ START_TIMEOUT_S = 120.0
 MAX_RESPAWN_DELAY_S = 30.0
 #: Seconds :meth:`WorkerPool.shutdown` gives a worker to exit before SIGTERM, then SIGKILL.
 EXIT_GRACE_S = 5.0
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Make this worker die when the daemon does (PR_SET_PDEATHSIG, or a watching thread)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()  # returns when the daemon's end of the sentinel pipe closes
-        os._exit(1)
-
-    threading.Thread(target=watch, name="soapd-parent-watch", daemon=True).start()
-
-
-def _worker_main(
-    conn: Connection,
-    config: Config,
-    catalogs: ReferenceProvider | None,
-    max_tasks: int,
-    runner: Processor,
-) -> None:
-    """Run a worker process: say ready, then run tasks from ``conn`` until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent()
-    setup_logging(config.logging.level, config.logging.style)
-    pid = os.getpid()
-    try:
-        conn.send(("ready", pid))
-        for _ in range(max_tasks):
-            task = conn.recv()
-            if task is None:
-                return
-            conn.send(("start", task.frame_id, pid))
-            conn.send(("done", runner(task, config, catalogs)))
-        conn.send(("retire", pid))
-    except (EOFError, OSError):  # the daemon is gone
-        return
-
-
-#: Serialises starting the fork server (it briefly changes this process's environment).
-_FORKSERVER_LOCK = threading.Lock()
-
-
-def _start_forkserver() -> None:
-    """Start multiprocessing's fork server, if it is not running, without the current folder.
-
-    The fork server is started as ``python -c ...``, so its ``sys.path`` begins
-    with the current folder, and Pythons without the fix of CPython gh-117378
-    (every 3.11, the 3.12 and 3.13 releases before it was backported) ignore the
-    ``sys.path`` the parent hands it. A folder named
-    ``soapd`` there, even an empty one, is then imported as a namespace package
-    before an editable install's finder (a meta-path finder asked after the path
-    finder) is consulted; the preload's ImportError is swallowed, and every
-    worker forked from the server inherits that broken ``soapd`` module.
-    ``PYTHONSAFEPATH=1`` (the ``-P`` flag) keeps the folder off the server's
-    ``sys.path``; workers still get this process's ``sys.path`` from
-    multiprocessing's preparation data. The variable is set only while the
-    server starts, so other children of this process do not inherit it. The
-    Skynet token variables (:data:`SECRET_VARS`) are kept out of its environment,
-    and so out of every worker's.
-    """
-    from multiprocessing import forkserver
-
-    names = ("PYTHONSAFEPATH", *SECRET_VARS)
-    with _FORKSERVER_LOCK:
-        before = {name: os.environ.get(name) for name in names}
-        for name in SECRET_VARS:
-            os.environ.pop(name, None)
-        os.environ["PYTHONSAFEPATH"] = "1"
-        try:
-            forkserver.ensure_running()
-        finally:
-            for name, value in before.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-
-
-def _exit_text(code: int | None) -> str:
-    """Describe a process exit code: 'killed by SIGKILL', 'exit code 1'."""
-    if code is None:
-        return "exit status unknown"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-@dataclass(slots=True, eq=False)
-class _Worker:
-    """One worker process, its pipe and the task it holds."""
-
-    process: BaseProcess
-    conn: Connection
-    pid: int
-    ready: bool = False
-    task: FrameTask | None = None
-    started_s: float | None = None
-    stalled_s: float | None = None
-    retiring: bool = False
-    reaped: bool = False
-
-
-@dataclass(slots=True)
-class _Counts:
-    """Events since the pool started (for logs and tests)."""
-
-    deaths: int = 0
-    stalls: int = 0
-    respawns: int = 0
-    requeued_unstarted: int = 0
-    retried: int = 0
-    retired: int = 0
 
 
 class WorkerPool:
@@ -242,7 +101,7 @@ class WorkerPool:
         self._runner = runner
         self._cond = threading.Condition(threading.RLock())
         self._context: Any = None
-        self._workers: list[_Worker] = []
+        self._workers: list[WorkerProc] = []
         self._queue: deque[FrameTask] = deque()
         self._order: dict[int, FrameTask] = {}
         self._done: dict[int, TaskOutcome] = {}
@@ -255,7 +114,7 @@ class WorkerPool:
         self._start_failures = 0
         self._respawn_after_s = 0.0
         self._last_start_error = ""
-        self.counts = _Counts()
+        self.counts = PoolCounts()
 
     # ------------------------------------------------------------------ views
     @property
@@ -298,18 +157,7 @@ class WorkerPool:
             raise RuntimeError("the worker pool is shut down")
         if self._context is not None:
             return
-        context = multiprocessing.get_context("forkserver")
-        # The fork server imports soapd once, now; every worker (also those that replace
-        # a retired or dead one later) is forked from it, so all run the code the daemon
-        # started with even if the installed files change underneath.
-        context.set_forkserver_preload(list(_PRELOAD))
-        # One math-library thread per worker: the pool already uses every core, and
-        # BLAS/OpenMP threads on top only oversubscribe them. The fork server inherits
-        # these when it starts (an operator's values win).
-        for name in _THREAD_VARS:
-            os.environ.setdefault(name, "1")
-        _start_forkserver()
-        self._context = context
+        self._context = forkserver_context()
         with self._cond:
             for _ in range(self.n_workers):
                 self._spawn()
@@ -318,23 +166,8 @@ class WorkerPool:
 
     def _spawn(self) -> None:
         """Start one worker process (lock held)."""
-        _start_forkserver()  # restarts the server if it died
-        parent, child = self._context.Pipe()
-        process = self._context.Process(
-            target=_worker_main,
-            args=(
-                child,
-                self.config,
-                self.catalogs,
-                self.config.service.max_tasks_per_child,
-                self._runner,
-            ),
-            name="soapd-worker",
-            daemon=True,
-        )
-        process.start()
-        child.close()
-        self._workers.append(_Worker(process, parent, process.pid or 0))
+        args = (self.config, self.catalogs, self.config.service.max_tasks_per_child, self._runner)
+        self._workers.append(spawn_worker(self._context, args))
 
     def start(self) -> None:
         """Start the worker processes now and wait until each is ready.
@@ -426,7 +259,7 @@ class WorkerPool:
         """Run the monitor thread: read worker messages, reap dead workers, kill stalled ones."""
         while not self._stop.is_set():
             with self._cond:
-                lookup: dict[Any, _Worker] = {w.conn: w for w in self._workers}
+                lookup: dict[Any, WorkerProc] = {w.conn: w for w in self._workers}
                 lookup.update({w.process.sentinel: w for w in self._workers})
             try:
                 ready = wait(list(lookup), timeout=POLL_S)
@@ -452,7 +285,7 @@ class WorkerPool:
             if changed and self._on_event is not None:
                 self._on_event()
 
-    def _read(self, w: _Worker) -> bool:
+    def _read(self, w: WorkerProc) -> bool:
         """Handle every message waiting on ``w``'s pipe (lock held). Return True if any."""
         got = False
         try:
@@ -464,7 +297,7 @@ class WorkerPool:
             w.retiring = True
         return got
 
-    def _handle(self, w: _Worker, msg: tuple[Any, ...]) -> None:
+    def _handle(self, w: WorkerProc, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "ready":
             w.ready = True
@@ -484,7 +317,7 @@ class WorkerPool:
             w.retiring = True
             self.counts.retired += 1
 
-    def _reap(self, w: _Worker) -> None:
+    def _reap(self, w: WorkerProc) -> None:
         """Account for a worker that exited (lock held): its frame, the log line, its slot."""
         w.process.join(timeout=0)
         code = w.process.exitcode
@@ -494,7 +327,7 @@ class WorkerPool:
             w.conn.close()
         with contextlib.suppress(ValueError, AttributeError):
             w.process.close()
-        how = _exit_text(code)
+        how = exit_text(code)
         if not w.ready:
             self._start_failures += 1
             self._last_start_error = f"a worker exited during its start-up: {how}"
@@ -546,16 +379,8 @@ class WorkerPool:
                 frame_id=task.frame_id, outcome="retry", error=error, duration_s=ran_s
             )
             verdict = f"given up: all {self.max_tries} tries used"
-        if w.stalled_s is None:
-            logger.warning(
-                "worker process %s died (%s) while processing frame %d; frame %s; worker replaced",
-                w.pid,
-                how,
-                task.frame_id,
-                verdict,
-            )
-        else:
-            logger.warning("frame %d: %s; %s", task.frame_id, error, verdict)
+        who = f"worker process {w.pid} died ({how})" if w.stalled_s is None else "stalled"
+        logger.warning("%s while processing frame %d; frame %s", who, task.frame_id, verdict)
 
     def _check_stalls(self) -> bool:
         """Kill workers whose frame ran past ``stall_timeout_s`` (lock held). Return True if any."""
@@ -618,19 +443,6 @@ class WorkerPool:
         self._stop.set()
         if self._monitor is not None:
             self._monitor.join()
-        workers = [w for w in workers if not w.reaped]
-        deadline = time.monotonic() + EXIT_GRACE_S
-        for w in workers:
-            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
-        for w in workers:
-            if w.process.is_alive():
-                w.process.terminate()
-        for w in workers:
-            w.process.join(timeout=EXIT_GRACE_S)
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join()
-            with contextlib.suppress(OSError):
-                w.conn.close()
+        stop_workers([w for w in workers if not w.reaped], grace_s=EXIT_GRACE_S)
         with self._cond:
             self._workers.clear()

@@ -11,13 +11,9 @@ thread did both); the inbox watcher thread only enqueues paths and wakes
 service cleanly (frames already running finish, frames not started are put
 back); SIGHUP re-reads the config's targets and observations.
 
-One writer: :meth:`Service.run` and :meth:`Service.run_until_idle` hold the
-state folder's lock (:class:`soapd.store.lock.StateLock`) for their whole life; a
-second daemon (or a ``Soap`` processing frames) on the same state folder fails at
-once with a message naming the holder's pid. Every scheduled job starts when the
-scheduler starts and then runs at its interval. A database file deleted or
-replaced under the running daemon stops it with a clear error (exit code 1).
-
+It holds the state folder's lock (:class:`soapd.store.lock.StateLock`): a second
+writer fails at once naming its pid. Every job runs at start, then at its interval;
+a database deleted or replaced under it stops it (exit 1).
 :meth:`Service.run_until_idle` runs the same jobs in the calling thread, without
 a scheduler, until nothing is left to do (``soapd run --until-idle``).
 """
@@ -39,8 +35,14 @@ from typing import TYPE_CHECKING, Any
 from soapd import __version__
 from soapd.config import Config, Token, load_config
 from soapd.daemon import jobs
+from soapd.daemon.context import (
+    JobContext,
+    build_notifiers,
+    catalog_service,
+    skynet_factory,
+    status_line,
+)
 from soapd.daemon.health import Health, Waker
-from soapd.daemon.jobs import JobContext
 from soapd.daemon.pool import WorkerPool
 from soapd.daemon.systemd import SystemdNotifier
 from soapd.errors import ConfigError, SoapdError
@@ -51,7 +53,6 @@ from soapd.store.lock import StateLock
 
 if TYPE_CHECKING:
     from soapd.alerts.notifiers import Notifier
-    from soapd.pipeline.calibrate import ReferenceProvider
 
 __all__ = ["Service"]
 
@@ -77,7 +78,7 @@ class Service:
     ) -> None:
         """Prepare (nothing starts yet). ``source_factory`` defaults to the Skynet client."""
         self.config = config
-        self._source_factory = source_factory or _skynet_factory(config)
+        self._source_factory = source_factory or skynet_factory(config)
         self._read_token = read_token
         self._notifiers = notifiers
         self.sd = SystemdNotifier(env)
@@ -114,7 +115,7 @@ class Service:
 
     def _open_locked(self) -> JobContext:
         cfg = self.config
-        notifiers = self._notifiers if self._notifiers is not None else _build_notifiers(cfg)
+        notifiers = self._notifiers if self._notifiers is not None else build_notifiers(cfg)
         store = Store(cfg.paths.db_path)
         self._db_identity = _file_identity(cfg.paths.db_path)
         try:
@@ -125,7 +126,7 @@ class Service:
                 logger.warning("%d frame(s) interrupted while processing were put back", stuck)
             pool = WorkerPool(
                 cfg,
-                _catalog_service(cfg),
+                catalog_service(cfg),
                 on_event=lambda: self.waker.wake("process_pending"),
             )
             try:
@@ -248,8 +249,8 @@ class Service:
         return run
 
     def _save_job_errors(self, ctx: JobContext, job_id: str) -> None:
-        """Write the job errors for ``soapd status`` (from the scheduler thread only)."""
-        if job_id == "flush_alerts":  # another thread: the next heartbeat writes it
+        """Write the job errors for ``soapd status`` (not from the alerts thread: heartbeat)."""
+        if job_id == "flush_alerts":
             return
         try:
             jobs.save_job_errors(ctx)
@@ -440,20 +441,6 @@ class Service:
             )
 
 
-def status_line(ctx: JobContext, problem: str | None = None) -> str:
-    """Return the one-line status shown by ``systemctl status`` (no database access)."""
-    c = ctx.counters
-    text = (
-        f"processed {c['processed']}, failed {c['failed']}, rejected {c['rejected']}, "
-        f"in flight {len(ctx.pool.inflight)}"
-    )
-    if ctx.source is None and ctx.auth_blocked_until:
-        text += "; Skynet token missing or refused"
-    if problem:
-        text += f"; HUNG: {problem}"
-    return text
-
-
 def _file_identity(path: Path) -> tuple[int, int] | None:
     """Return (device, inode) of ``path``, or None when it does not exist."""
     try:
@@ -461,26 +448,3 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_dev, st.st_ino)
-
-
-def _skynet_factory(config: Config) -> Callable[[Token], ExposureSource]:
-    def build(token: Token) -> ExposureSource:
-        from soapd.skynet.client import SkynetClient
-
-        return SkynetClient.from_config(config.skynet, token)
-
-    return build
-
-
-def _catalog_service(config: Config) -> ReferenceProvider | None:
-    """Return the picklable catalog service handed to the workers (None when calibration is off)."""
-    from soapd.catalogs import CatalogService
-
-    logging.getLogger("astroquery").setLevel(logging.WARNING)
-    return CatalogService.if_enabled(config)
-
-
-def _build_notifiers(config: Config) -> list[Notifier]:
-    from soapd.alerts.notifiers import build_notifiers
-
-    return list(build_notifiers(config.notifiers))

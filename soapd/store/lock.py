@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -97,6 +98,7 @@ class StateLock:
         self.path = self.state_dir / LOCK_NAME
         self.owner = owner
         self._fd: int | None = None
+        self._depth = 0
 
     @property
     def held(self) -> bool:
@@ -127,8 +129,28 @@ class StateLock:
         os.write(fd, f"pid={os.getpid()}\nowner={self.owner}\n".encode())
         self._fd = fd
 
+    @contextlib.contextmanager
+    def holding(self, refused: str) -> Iterator[None]:
+        """Hold the lock for the block (re-entrant); released when the outermost block ends.
+
+        A StateLocked raised here starts with ``refused`` (what could not be done).
+        """
+        if self._depth == 0:
+            try:
+                self.acquire()
+            except StateLocked as exc:
+                raise StateLocked(f"{refused}: {exc}", exc.holder) from None
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.release()
+
     def release(self) -> None:
         """Drop the lock (the file stays; its text is cleared). Safe to call twice."""
+        self._depth = 0
         fd, self._fd = self._fd, None
         if fd is None:
             return

@@ -222,8 +222,6 @@ class Service:
 
     def _flush_alerts(self, ctx: JobContext) -> None:
         """Drain the outbox on the alerts thread, through that thread's own connection."""
-        if self._alerts_store is None:
-            self._alerts_store = Store(self.config.paths.db_path, migrate=False)
         jobs.flush_alerts(ctx, self._alerts_store)
 
     def _job(
@@ -249,7 +247,7 @@ class Service:
         return run
 
     def _save_job_errors(self, ctx: JobContext, job_id: str) -> None:
-        """Write the job errors for ``soapd status`` (not from the alerts thread: heartbeat)."""
+        """Write the job errors for ``soapd status`` (the alerts thread's: at the heartbeat)."""
         if job_id == "flush_alerts":
             return
         try:
@@ -266,6 +264,8 @@ class Service:
         self._install_signals()
         ctx = self._open()
         try:
+            # Now: opened after the database file was deleted, it would create an empty one.
+            self._alerts_store = Store(self.config.paths.db_path, migrate=False)
             self.scheduler = self._build_scheduler(ctx)
             self._start_watcher(ctx, watch=True)
             self.scheduler.start()

@@ -196,9 +196,9 @@ class Producer:
                     "SELECT exp_id FROM frames WHERE state = 'processed'"
                 ).fetchall()
             }
-        with self.fake._lock:  # noqa: SLF001 - a bench harness trimming its own fake
+        with self.fake._lock:  # a bench harness trimming its own fake
             for exp_id in done:
-                exp = self.fake._exps.get(exp_id)  # noqa: SLF001
+                exp = self.fake._exps.get(exp_id)
                 if exp is not None:
                     exp.data = b""
 

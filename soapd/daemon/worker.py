@@ -127,12 +127,16 @@ def start_forkserver() -> None:
     multiprocessing's preparation data. The variable is set only while the
     server starts, so other children of this process do not inherit it. The
     Skynet token variables (:data:`SECRET_VARS`) are kept out of its environment,
-    and so out of every worker's.
+    and so out of every worker's. When the server runs already, the environment
+    is not touched (another thread may be reading the token from it).
     """
     from multiprocessing import forkserver
 
     names = ("PYTHONSAFEPATH", *SECRET_VARS)
     with _FORKSERVER_LOCK:
+        pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+        if pid is not None and _alive(pid):
+            return
         before = {name: os.environ.get(name) for name in names}
         for name in SECRET_VARS:
             os.environ.pop(name, None)
@@ -145,6 +149,17 @@ def start_forkserver() -> None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _alive(pid: int) -> bool:
+    """Return True when process ``pid`` exists (a zombie too: ``ensure_running`` reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def exit_text(code: int | None) -> str:

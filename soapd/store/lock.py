@@ -69,7 +69,7 @@ def lock_holder(state_dir: Path) -> Holder | None:
     path = Path(state_dir) / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):  # none, or not ours to read
         return None
     try:
         try:

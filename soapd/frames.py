@@ -5,7 +5,8 @@ A frame moves through the ledger in five steps, one function each; the daemon
 so a frame handled by either is handled the same way:
 
 ``download_one``   fetch a 'seen' frame's file and record it, or its fault (:mod:`soapd.downloads`)
-``start_task``     move a 'downloaded' frame to 'processing' (counting the try); its task
+``claim_task``     move a 'downloaded' frame to 'processing' for a worker pool; its task
+                   (the try is counted when a worker starts it; ``start_task`` counts it now)
 ``run_task``       run the pipeline and write the field-wide table; the outcome by value
 ``apply_outcome``  write an outcome to the ledger (``record_result`` when it is ok)
 ``record_result``  evaluate the alert rules and store everything in one transaction
@@ -40,7 +41,7 @@ from soapd.config import Config
 from soapd.downloads import Fetched, download_one
 from soapd.errors import FrameRejected, FrameUnreadable, SoapdError
 from soapd.logs import frame_context
-from soapd.models import ExposureMeta, FrameResult, Target
+from soapd.models import ExposureMeta, FrameResult, FrameRow, Target
 
 if TYPE_CHECKING:
     from soapd.pipeline.calibrate import ReferenceProvider
@@ -53,6 +54,7 @@ __all__ = [
     "Processor",
     "TaskOutcome",
     "apply_outcome",
+    "claim_task",
     "download_one",
     "process_one",
     "record_result",
@@ -74,6 +76,8 @@ class FrameTask:
 
     ``sha256`` is the checksum the ledger registered for ``path``: the worker
     checks the file still has it before reading a pixel (None: not checked).
+    ``tries`` is how many processing attempts the frame had used when it was
+    claimed (the worker pool retries a frame whose worker died while tries are left).
     """
 
     frame_id: int
@@ -81,6 +85,7 @@ class FrameTask:
     meta: ExposureMeta
     targets: tuple[Target, ...]
     sha256: str | None = None
+    tries: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,23 +105,38 @@ Processor = Callable[[FrameTask, Config, "ReferenceProvider | None"], TaskOutcom
 
 
 # --------------------------------------------------------------------- processing
-def start_task(store: Store, frame_id: int, targets: Sequence[Target]) -> FrameTask:
-    """Move a 'downloaded' frame to 'processing' (counting the try); return its task.
+def claim_task(store: Store, frame_id: int, targets: Sequence[Target]) -> FrameTask:
+    """Move a 'downloaded' frame to 'processing' for a worker pool (no try counted); its task.
 
-    Raise StoreError when the frame is not 'downloaded' (another process took
-    it), or FrameUnreadable when its file is gone (the frame is marked failed).
+    The try is counted when a worker reports that it started the frame
+    (``Store.mark_started``). Raise StoreError when the frame is not
+    'downloaded' (another process took it), or FrameUnreadable when its file is
+    gone (the frame is marked failed).
+    """
+    claimed = store.claim_frame(frame_id)
+    task = _task_for(store, claimed, targets)
+    return replace(task, tries=claimed.tries)
+
+
+def start_task(store: Store, frame_id: int, targets: Sequence[Target]) -> FrameTask:
+    """Move a 'downloaded' frame to 'processing' counting the try now; return its task.
+
+    For callers that run the task at once in their own process (``Soap``).
+    Raise as :func:`claim_task`.
     """
     started = store.start_attempt(frame_id)
-    if started.path is None or not started.path.is_file():
-        why = f"file {started.path} is missing"
+    return _task_for(store, started, targets)
+
+
+def _task_for(store: Store, row: FrameRow, targets: Sequence[Target]) -> FrameTask:
+    """Return the task of frame ``row`` (just claimed or started); fail it when its file is gone."""
+    frame_id, path = row.frame_id, row.path
+    if path is None or not path.is_file():
+        why = f"file {path} is missing"
         store.mark_failed(frame_id, why)
         raise FrameUnreadable(why)
     return FrameTask(
-        frame_id=frame_id,
-        path=started.path,
-        meta=started.meta,
-        targets=tuple(targets),
-        sha256=started.sha256,
+        frame_id=frame_id, path=path, meta=row.meta, targets=tuple(targets), sha256=row.sha256
     )
 
 
@@ -214,7 +234,7 @@ def process_one(
             logger.exception("frame %d: the processor failed", task.frame_id)
             error = f"{type(exc).__name__}: {exc}"
             out = TaskOutcome(frame_id=task.frame_id, outcome="retry", error=error)
-        return apply_outcome(store, out, config=config)
+        return _apply_retrying(store, out, config=config)
     except BaseException:
         row = store.frame(task.frame_id)
         if row is not None and row.state == "processing":  # never leave it there for ever
@@ -222,12 +242,37 @@ def process_one(
         raise
 
 
+#: Seconds :func:`process_one` keeps retrying to store an outcome while the database is locked.
+BUSY_RETRY_S = 300.0
+
+
+def _apply_retrying(store: Store, out: TaskOutcome, *, config: Config) -> tuple[TaskOutcome, str]:
+    """:func:`apply_outcome`, retried while another process holds the write lock."""
+    from soapd.store import is_busy
+
+    deadline = time.monotonic() + BUSY_RETRY_S
+    while True:
+        try:
+            return apply_outcome(store, out, config=config)
+        except Exception as exc:
+            if not is_busy(exc) or time.monotonic() > deadline:
+                raise
+            logger.warning(
+                "frame %d: the database is locked by another process; storing again in 1 s",
+                out.frame_id,
+            )
+            time.sleep(1.0)
+
+
 def apply_outcome(store: Store, out: TaskOutcome, *, config: Config) -> tuple[TaskOutcome, str]:
     """Write one outcome of a frame in 'processing' to the ledger; return it and the new state.
 
     ok -> :func:`record_result` ('processed'); rejected -> 'rejected'; failed ->
     'failed'; retry -> 'downloaded' again, or 'failed' at ``service.max_tries``. An
-    ok result that cannot be stored becomes a retry (the returned outcome says so).
+    ok result that cannot be stored becomes a retry (the returned outcome says so),
+    except when the database is locked by another process: then the error
+    (``soapd.store.is_busy``) is raised and nothing is written, so the caller can
+    apply the same outcome again later.
     """
     if out.outcome == "ok" and out.result is not None:
         try:
@@ -239,6 +284,10 @@ def apply_outcome(store: Store, out: TaskOutcome, *, config: Config) -> tuple[Ta
                 table_path=None if out.table_path is None else str(out.table_path),
             )
         except Exception as exc:  # unit-of-work boundary: the frame must not stay 'processing'
+            from soapd.store import is_busy
+
+            if is_busy(exc):  # another process holds the write lock: keep the result, retry
+                raise
             logger.exception("frame %d: storing the result failed", out.frame_id)
             error = f"store: {type(exc).__name__}: {exc}"
             out = replace(out, outcome="retry", result=None, table_path=None, error=error)

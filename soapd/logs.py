@@ -17,12 +17,15 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterator, MutableMapping
+import time
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["FrameFormatter", "FrameLogger", "frame_context", "setup_logging"]
+__all__ = ["FrameFormatter", "FrameLogger", "RepeatedErrors", "frame_context", "setup_logging"]
 
 _NOISY = ("httpx", "httpcore", "apscheduler", "watchdog", "astroquery", "matplotlib", "PIL")
 _JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -136,3 +139,81 @@ class FrameFormatter(logging.Formatter):
         tagged = copy.copy(record)
         tagged.message = f"[frame {frame_id}] {record.message}"
         return super().formatMessage(tagged)
+
+
+@dataclass(slots=True)
+class _Streak:
+    message: str
+    count: int
+    since_utc: str
+    logged_s: float
+    logged_count: int
+
+
+class RepeatedErrors:
+    """One clear line per repeated error, with a count, instead of a traceback each time.
+
+    ``failed(key, message)`` logs ``message`` at ERROR the first time (with the
+    traceback of ``exc`` when ``traceback`` is True: an unexpected error); while
+    the same message repeats for ``key`` it is counted, and one line
+    ``"... (N more times in the last T s)"`` is logged at most every
+    ``every_s`` seconds. ``succeeded(key)`` ends the streak with one INFO line
+    when it had repeated. :meth:`current` returns each failing key's line for
+    ``soapd status``. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        *,
+        every_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Log through ``log``; repeat a line at most every ``every_s`` seconds of ``clock``."""
+        self._log = log
+        self.every_s = every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._streaks: dict[str, _Streak] = {}
+
+    def failed(
+        self, key: str, message: str, *, exc: BaseException | None = None, traceback: bool = False
+    ) -> bool:
+        """Count one failure of ``key``; return True when a line was logged for it."""
+        now = self._clock()
+        with self._lock:
+            streak = self._streaks.get(key)
+            if streak is None or streak.message != message:
+                utc = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                self._streaks[key] = _Streak(message, 1, utc, now, 1)
+                first = True
+            else:
+                streak.count += 1
+                first = False
+                if now - streak.logged_s < self.every_s:
+                    return False
+                more, window_s = streak.count - streak.logged_count, now - streak.logged_s
+                streak.logged_s, streak.logged_count = now, streak.count
+        if first:
+            self._log.error("%s", message, exc_info=exc if traceback and exc else None)
+        else:
+            self._log.error("%s (%d more times in the last %.0f s)", message, more, window_s)
+        return True
+
+    def succeeded(self, key: str) -> bool:
+        """End ``key``'s failure streak; return True when it was failing."""
+        with self._lock:
+            streak = self._streaks.pop(key, None)
+        if streak is None:
+            return False
+        if streak.count > 1:
+            self._log.info("%s: recovered after %d failures", key, streak.count)
+        return True
+
+    def current(self) -> dict[str, str]:
+        """Return each failing key's message with its count and since when."""
+        with self._lock:
+            return {
+                key: f"{s.message} ({s.count}x since {s.since_utc})"
+                for key, s in self._streaks.items()
+            }

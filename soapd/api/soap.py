@@ -20,24 +20,32 @@ Every ledger step (download, start, outcome, record) is a function of
 :mod:`soapd.frames`, the same the daemon calls, so a failure of each kind ends
 the same way here and there (tries counted against ``service.max_tries``, none
 when Skynet is down). This module holds glue only: no SQL, no pixel work.
+
+One writer: while it downloads or processes, ``Soap`` holds the state folder's
+lock (:class:`soapd.store.lock.StateLock`). While a daemon (``soapd run``) holds
+it, those calls **refuse** with :class:`~soapd.store.lock.StateLocked`, whose
+message names the daemon's pid; nothing is written. ``Soap(...,
+read_only=True)`` opens the database with ``mode=ro`` and always works beside a
+daemon: :meth:`Soap.run` then returns the frames already processed and skips
+the others.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Self, TypeVar
 
-from soapd.api.cache import CacheAdmin
 from soapd.api.results import PhotometryResult, TimeLike, date_bounds, to_mjd
+from soapd.api.soap_tools import HINT, SoapTools
 from soapd.api.support import (
     exp_in_range,
     fetch_file,
     forced_targets,
-    frame_file,
     frame_row_mjd,
     progress_iter,
     resolve_config,
@@ -55,6 +63,7 @@ from soapd.errors import (
     StoreError,
 )
 from soapd.frames import Processor, process_one, start_task
+from soapd.store.lock import StateLock
 
 if TYPE_CHECKING:
     import httpx
@@ -71,6 +80,22 @@ __all__ = ["Processor", "RunReport", "Soap"]
 
 logger = logging.getLogger(__name__)
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _writer(method: Callable[Concatenate[Soap, _P], _R]) -> Callable[Concatenate[Soap, _P], _R]:
+    """Run ``method`` holding the state folder's lock, unless the Soap is read-only."""
+
+    @functools.wraps(method)
+    def wrapped(self: Soap, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self.read_only:
+            return method(self, *args, **kwargs)
+        with self._lock.holding(f"Soap cannot {method.__name__}(){HINT}"):
+            return method(self, *args, **kwargs)
+
+    return wrapped
+
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
@@ -81,7 +106,7 @@ class RunReport:
     skipped: tuple[tuple[int, str], ...] = ()
 
 
-class Soap:
+class Soap(SoapTools):
     """One Skynet observation: download, photometry, results; shares the daemon's store.
 
     Parameters
@@ -105,6 +130,10 @@ class Soap:
         config's catalog cache (None when calibration is off).
     processor
         Runs one frame (default :func:`soapd.frames.run_task`).
+    read_only
+        Open the database read-only (``mode=ro``) and never download or process:
+        :meth:`run` returns the frames already processed (by this API or a running
+        daemon). Safe beside ``soapd run``.
     """
 
     def __init__(
@@ -118,6 +147,7 @@ class Soap:
         transport: httpx.BaseTransport | None = None,
         catalogs: ReferenceProvider | None = None,
         processor: Processor | None = None,
+        read_only: bool = False,
     ) -> None:
         if isinstance(observation_id, bool) or int(observation_id) <= 0:
             raise ValueError(f"observation_id must be a positive integer, got {observation_id!r}")
@@ -131,10 +161,13 @@ class Soap:
         self._catalogs_built = catalogs is not None
         self._processor = processor
         self._store: Store | None = None
+        self.read_only = read_only
+        self._lock = StateLock(self.config.paths.state_dir, owner="Soap (Python API)")
         self.last_run = RunReport()
 
     def __repr__(self) -> str:
-        return f"Soap(observation_id={self.observation_id}, state_dir={self.state_dir!s})"
+        ro = ", read_only=True" if self.read_only else ""
+        return f"Soap(observation_id={self.observation_id}, state_dir={self.state_dir!s}{ro})"
 
     # -- shared state -------------------------------------------------------------------
 
@@ -145,15 +178,16 @@ class Soap:
 
     @property
     def store(self) -> Store:
-        """The soapd database (opened, and migrated, on first use)."""
+        """The soapd database (opened on first use: migrated, or read-only with ``mode=ro``)."""
         if self._store is None:
             from soapd.store import Store
 
-            self._store = Store(self.config.paths.db_path)
+            self._store = Store(self.config.paths.db_path, read_only=self.read_only)
         return self._store
 
     def close(self) -> None:
         """Close the database and the archive client. Safe to call twice."""
+        self._lock.release()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -195,6 +229,7 @@ class Soap:
 
     # -- download -----------------------------------------------------------------------
 
+    @_writer
     def download(
         self,
         after: TimeLike | None = None,
@@ -210,6 +245,8 @@ class Soap:
         the remaining downloads wait for a later call. Raise SkynetAuthError if the
         token is missing or refused, SkynetNotFound if the observation does not exist.
         """
+        if self.read_only:
+            raise SoapdError("Soap(read_only=True) cannot download; create a Soap without it")
         lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
         client = self._client()
         exposures = [
@@ -265,6 +302,7 @@ class Soap:
 
     # -- processing ---------------------------------------------------------------------
 
+    @_writer
     def run(
         self,
         forced_positions: Sequence[SkyCoord] | SkyCoord | None = None,
@@ -293,9 +331,15 @@ class Soap:
             The field-wide rows of every processed frame, sorted by time. Frames
             processed before with the same config (by this API or the daemon) are
             read back from their stored table, not processed again.
+
+        Raises
+        ------
+        StateLocked
+            A daemon (or another ``Soap``) processes this state folder now; nothing
+            was written. ``Soap(..., read_only=True)`` reads its results instead.
         """
-        can_download = bool(download) or (
-            download is None and (self._source is not None or self._has_token())
+        can_download = not self.read_only and (
+            bool(download) or (download is None and (self._source is not None or self._has_token()))
         )
         if can_download:
             try:
@@ -344,6 +388,8 @@ class Soap:
 
     def _process(self, row: FrameRow, targets: Sequence[Target]) -> tuple[Table | None, str]:
         """Process one frame through the ledger as the daemon does; return (table, why not)."""
+        if self.read_only:
+            return None, f"{row.state}, not processed with this config (read-only Soap)"
         if row.state == "processed" and row.path is not None and row.path.exists():
             self.store.requeue(frame_ids=[row.frame_id], states=(row.state,))
         elif row.state != "downloaded":
@@ -399,43 +445,3 @@ class Soap:
                 if r.obs_id == self.observation_id
             )
         return sorted(rows, key=lambda r: (frame_row_mjd(r), r.frame_id))
-
-    # -- debugging and cache ------------------------------------------------------------
-
-    def debug_image(self, image: str | Path | int, out_path: str | Path | None = None) -> Path:
-        """Draw the four-panel debug figure of a frame (FITS path, file name or exposure id).
-
-        The archive metadata in the ledger (gain, read noise, time) is used as the
-        daemon uses it. Saved to ``out_path`` (default
-        ``<state_dir>/debug/<stem>_debug.png``); return the path.
-        """
-        from soapd.output.debug import debug_image
-
-        path, meta = frame_file(self.store, self.config.paths.frames_dir, image)
-        out = Path(out_path) if out_path else self.state_dir / "debug" / f"{path.stem}_debug.png"
-        debug_image(path, out, config=self.config, catalogs=self._catalog_service(), meta=meta)
-        return out
-
-    def _admin(self) -> CacheAdmin:
-        return CacheAdmin(self.config, self.store)
-
-    def cache_info(self) -> dict[str, Any]:
-        """Return file counts and sizes (MB) of the frames, tables and catalog caches."""
-        return self._admin().info(self.observation_id)
-
-    def clear_cache(self, confirm: bool = False, *, catalogs: bool = False) -> dict[str, Any]:
-        """Delete this observation's frames and field-wide tables (and catalogs if asked).
-
-        Nothing is deleted unless ``confirm`` is True: without it the returned
-        statistics say what would go. Measurements and the ledger stay; frames
-        whose file is deleted are downloaded again when needed.
-        """
-        return self._admin().clear(self.observation_id, confirm=confirm, catalogs=catalogs)
-
-    def prune_cache(self, max_total_size_mb: float, keep_recent: int = 1) -> dict[str, Any]:
-        """Delete whole observations' files, oldest first, until the caches fit the budget.
-
-        The ``keep_recent`` most recently used observations are kept whatever their
-        size; catalog tiles are pruned oldest first after them. Return statistics.
-        """
-        return self._admin().prune(max_total_size_mb=max_total_size_mb, keep_recent=keep_recent)

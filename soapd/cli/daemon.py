@@ -1,8 +1,16 @@
 """``soapd run | status | observations | reprocess | migrate``: operate the daemon.
 
 ``run`` starts the service (or, with ``--until-idle``, processes everything
-available and exits); the other commands open the same database and may be
-used while the daemon runs (SQLite WAL: readers never block it, writes wait).
+available and exits); it holds the state folder's lock, so a second ``soapd run``
+on the same state exits at once naming the first one's pid. The other commands
+open the same database and may be used while the daemon runs (SQLite WAL:
+readers never block it, writes wait): ``status`` only reads, and
+``observations``/``reprocess`` only edit the queue the daemon works from (they
+never touch a frame in 'processing').
+
+``run`` sets the file-creation mask to at least ``0027`` (no access for others,
+no write for the group), as the systemd unit's ``UMask=0027`` does, so state
+files are not world-readable when soapd is started by hand.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from soapd.store import Store
 from soapd.store.migrations import migrations
 from soapd.store.targets import parse_utc
 
-__all__ = ["register"]
+__all__ = ["RUN_UMASK", "register", "restrict_umask"]
 
 _FMT = HelpFormatter
 
@@ -145,8 +153,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     setup_logging(log_level_of(args) or cfg.logging.level, cfg.logging.style)
+    restrict_umask()
     service = Service(cfg)
     return service.run_until_idle() if args.until_idle else service.run()
+
+
+#: Bits ``soapd run`` always masks: write for the group, everything for others (as UMask=0027).
+RUN_UMASK = 0o027
+
+
+def restrict_umask() -> int:
+    """Add :data:`RUN_UMASK` to the process's file-creation mask (never loosen it); return it."""
+    mask = os.umask(RUN_UMASK) | RUN_UMASK
+    os.umask(mask)
+    return mask
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -220,9 +240,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def status_info(store: Store, cfg: Config, *, n_errors: int = 5) -> dict[str, Any]:
     """Return what ``soapd status`` shows, as plain data."""
+    from soapd.store.lock import lock_holder
+
     values = store.status_values()
-    pid = values.get("pid")
+    holder = lock_holder(cfg.paths.state_dir)
+    pid: Any = values.get("pid")
     running = bool(pid) and not values.get("stopped_utc") and _alive(int(pid or 0))
+    if holder is not None:  # the lock says for sure who writes the state folder
+        running, pid = holder.owner == "soapd run", holder.pid
+    job_errors: dict[str, str] = json.loads(values.get("job_errors") or "{}")
     alerts: dict[str, int] = {}
     if hasattr(store, "alert_counts"):
         alerts = store.alert_counts()
@@ -230,6 +256,8 @@ def status_info(store: Store, cfg: Config, *, n_errors: int = 5) -> dict[str, An
         "database": str(cfg.paths.db_path),
         "daemon": "running" if running else "not running",
         "pid": int(pid) if running and pid else None,
+        "writer": holder.describe() if holder is not None else None,
+        "job_errors": job_errors,
         "status": values,
         "backlog": store.backlog(),
         "last_processed_utc": store.last_processed_utc(),
@@ -254,8 +282,12 @@ def format_status(info: dict[str, Any]) -> str:
     ]
     if st.get("last_poll_error"):
         lines.append(f"poll error    {st['last_poll_error']}")
+    if info.get("writer") and not info["pid"]:
+        lines.append(f"in use by     {info['writer']}")
     if st.get("auth_error"):
         lines.append(f"token         {st['auth_error']} (at {st.get('auth_error_utc')})")
+    for _job, text in sorted(info.get("job_errors", {}).items()):
+        lines.append(f"job error     {text}")
     lines += [
         f"last success  {info['last_processed_utc'] or 'never'}",
         f"heartbeat     {st.get('heartbeat_utc') or 'none yet'}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,10 @@ class Health:
         self._running: dict[str, float] = {}
         self.last_finished = time.monotonic()
         self.stall_s = stall_s
+        #: Runs finished per job since start.
+        self.runs: Counter[str] = Counter()
+        #: When (monotonic s) each job last finished.
+        self.finished_at: dict[str, float] = {}
 
     def started(self, job_id: str) -> None:
         """Record that ``job_id`` started."""
@@ -43,6 +48,8 @@ class Health:
         with self._lock:
             self._running.pop(job_id, None)
             self.last_finished = time.monotonic()
+            self.runs[job_id] += 1
+            self.finished_at[job_id] = self.last_finished
 
     def problem(self, oldest_frame_s: float = 0.0) -> str | None:
         """Return why the worker looks hung, or None when it is healthy."""

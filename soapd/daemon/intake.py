@@ -26,7 +26,7 @@ from soapd.models import FrameRow
 from soapd.skynet.fetcher import Fetcher, FetchResult
 
 if TYPE_CHECKING:
-    from soapd.daemon.jobs import JobContext
+    from soapd.daemon.context import JobContext
     from soapd.ingest.files import RegisteredFile
 
 __all__ = ["download_frames", "drain_inbox"]

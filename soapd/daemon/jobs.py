@@ -11,8 +11,9 @@ Each frame's steps (download, start, outcome, record) are those of
 ``download_frames``  start downloads on their threads, record those that ended (in
                      :mod:`soapd.daemon.intake`, with ``drain_inbox``)
 ``drain_inbox``      register files the inbox watcher queued (and retry those due)
-``process_pending``  collect finished worker results (frames, then stacked epochs), submit more
-                     'downloaded' frames, then the stacks of epochs that frames joined
+``process_pending``  count the tries of started frames, store finished ones (then finished
+                     stacked epochs), submit more 'downloaded' frames, then the stacks of
+                     epochs that frames joined
 ``flush_alerts``     send the alert outbox
 ``reconcile``        re-list the last ``reconcile_window_h`` and requeue what is missing
 ``heartbeat``        one INFO line with the backlog and counters
@@ -20,20 +21,17 @@ Each frame's steps (download, start, outcome, record) are those of
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import queue
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from soapd.config import Config, Token, read_token
+from soapd.daemon.context import JobContext
 from soapd.daemon.intake import download_frames, drain_inbox
-from soapd.daemon.pool import WorkerPool
 from soapd.errors import (
     FrameUnreadable,
     SkynetAuthError,
@@ -42,18 +40,14 @@ from soapd.errors import (
     SoapdError,
     StoreError,
 )
-from soapd.frames import TaskOutcome, apply_outcome, start_task
-from soapd.ingest.retry import Backoff
+from soapd.frames import TaskOutcome, apply_outcome, claim_task
 from soapd.logs import FrameLogger
 from soapd.models import FrameRow
-from soapd.skynet.fetcher import Fetcher, FetchResult
 from soapd.skynet.records import Exposure
 from soapd.skynet.source import ExposureSource
-from soapd.stacks.plan import StackTask
-from soapd.store import Store
+from soapd.store import Store, is_busy
 
 if TYPE_CHECKING:
-    from soapd.alerts.notifiers import Notifier
     from soapd.models import Target
 
 __all__ = [
@@ -67,6 +61,9 @@ __all__ = [
     "poll_skynet",
     "process_pending",
     "reconcile",
+    "record_outcomes",
+    "save_job_errors",
+    "settle",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,87 +77,6 @@ JOB_NAMES = (
     "reconcile",
     "heartbeat",
 )
-
-
-@dataclass
-class JobContext:
-    """Everything the jobs share. Built by the service; touched only by the scheduler thread.
-
-    ``source_factory`` builds the archive client from a token (tests pass one
-    that talks to the fake server); ``wake(job_id)`` asks the scheduler to run a
-    job now; ``inbox`` is filled by the watcher thread; ``fetcher`` runs the
-    downloads on their own threads (made by ``download_frames``); ``inbox_retry``
-    holds inbox files to copy again later (a full disk).
-    """
-
-    config: Config
-    store: Store
-    pool: WorkerPool
-    wake: Callable[[str], None]
-    source_factory: Callable[[Token], ExposureSource] | None = None
-    read_token: Callable[[], Token | None] | None = None
-    notifiers: list[Notifier] = field(default_factory=list)
-    inbox: queue.Queue[Path] = field(default_factory=queue.Queue)
-    source: ExposureSource | None = None
-    auth_blocked_until: float = 0.0
-    counters: Counter[str] = field(default_factory=Counter)
-    fetcher: Fetcher | None = None
-    #: Finished downloads held back until every earlier frame still downloading has ended,
-    #: so that frames reach 'downloaded' (and so processing and alerts) in ledger order.
-    download_held: list[FetchResult] = field(default_factory=list)
-    inbox_retry: Backoff[Path] = field(default_factory=lambda: Backoff(base_s=5.0, cap_s=600.0))
-    #: Stacked epochs waiting for a worker, by (target name, epoch key); the newest plan wins.
-    stack_queue: dict[tuple[str, str], StackTask] = field(default_factory=dict)
-    #: Epochs built this run with nothing to stack (considered frames, config hash).
-    stack_empty: dict[tuple[str, str], tuple[frozenset[int], str]] = field(default_factory=dict)
-    #: Whether the start-up sweep for out-of-date stacks has run.
-    stacks_swept: bool = False
-
-    @property
-    def max_tries(self) -> int:
-        """Download or processing attempts per frame (``service.max_tries``)."""
-        return self.config.service.max_tries
-
-    def get_source(self) -> ExposureSource | None:
-        """Return the archive client, (re)building it from a freshly read token when needed.
-
-        While the token is missing or was refused, return None until
-        ``skynet.auth_retry_interval_s`` has passed, so the API is not hammered.
-        """
-        if self.source is not None:
-            return self.source
-        if self.source_factory is None or time.monotonic() < self.auth_blocked_until:
-            return None
-        reader = self.read_token or (lambda: read_token(self.config.skynet))
-        try:
-            token = reader()
-        except SoapdError as exc:
-            token = None
-            logger.error("cannot read the Skynet token: %s", exc)  # noqa: TRY400
-        if not token:
-            self._block_auth(
-                "no Skynet API token: put it in $CREDENTIALS_DIRECTORY/skynet-token "
-                "(systemd LoadCredential=), $SOAPD_SKYNET_TOKEN or skynet.token_file"
-            )
-            return None
-        self.source = self.source_factory(token)
-        return self.source
-
-    def _block_auth(self, message: str) -> None:
-        wait_s = self.config.skynet.auth_retry_interval_s
-        self.auth_blocked_until = time.monotonic() + wait_s
-        logger.error("%s; polling paused, next try in %.0f s", message, wait_s)
-        self.store.set_status(auth_error=message, auth_error_utc=self.store.now())
-        if self.source is not None:
-            self.source.close()
-            self.source = None
-
-    def auth_failed(self, exc: SkynetAuthError) -> None:
-        """Say plainly that the token was refused and pause polling for the retry interval."""
-        self._block_auth(
-            f"Skynet refused the API token ({exc}); replace the token (the credential file, "
-            "$SOAPD_SKYNET_TOKEN or skynet.token_file) - it is re-read at the next try"
-        )
 
 
 def _now_utc() -> datetime:
@@ -237,13 +153,14 @@ def process_pending(ctx: JobContext, *, wait_s: float = 0.0) -> int:
     """Store the results of finished frames and stacks, then keep the workers busy.
 
     Return frames stored. ``wait_s`` waits that long for the first finished frame
-    (``--until-idle``). Frames go to the workers first; stacked epochs that frames
-    joined (and, once after start, every out-of-date epoch) get what capacity is left.
+    (``--until-idle``). While the database is locked by another process no new
+    frame is handed out (see :func:`record_outcomes`). Frames go to the workers
+    first; stacked epochs that frames joined (and, once after start, every
+    out-of-date epoch) get what capacity is left.
     """
-    done = 0
-    for outcome in ctx.pool.collect(timeout_s=wait_s):
-        finish(ctx, outcome)
-        done += 1
+    done = record_outcomes(ctx, wait_s=wait_s)
+    if ctx.started or ctx.unapplied:  # the database is locked: hand out nothing new
+        return done
     from soapd.daemon.stack_jobs import finish_stack, plan_stacks, submit_stacks
 
     # With no frame in flight, the wait (--until-idle) is for the oldest stack instead.
@@ -263,10 +180,89 @@ def process_pending(ctx: JobContext, *, wait_s: float = 0.0) -> int:
     return done
 
 
+def record_outcomes(ctx: JobContext, *, wait_s: float = 0.0) -> int:
+    """Count the tries of frames workers started; store finished frames in order. Return stored.
+
+    A try is counted when a worker reports that it started a frame. When the
+    database is locked by another process, the starts and outcomes already
+    collected stay in ``ctx.started`` / ``ctx.unapplied``, in order, and are
+    written at the next call: nothing is dropped.
+    """
+    ctx.unapplied.extend(ctx.pool.collect(timeout_s=wait_s))
+    ctx.started.extend(ctx.pool.take_started())
+    done = 0
+    try:
+        while ctx.started:
+            ctx.store.mark_started(ctx.started[0])
+            ctx.started.popleft()
+        while ctx.unapplied:
+            out = ctx.unapplied[0]
+            try:
+                finish(ctx, out)
+            except Exception as exc:
+                if is_busy(exc):
+                    raise
+                ctx.unapplied.popleft()
+                _outcome_not_stored(ctx, out, exc)
+                continue
+            ctx.unapplied.popleft()
+            done += 1
+    except Exception as exc:
+        if not is_busy(exc):
+            raise
+        logger.warning(
+            "the database is locked by another process: %d start(s) and %d result(s) are kept "
+            "and written at the next run",
+            len(ctx.started),
+            len(ctx.unapplied),
+        )
+    return done
+
+
+def _outcome_not_stored(ctx: JobContext, out: TaskOutcome, exc: Exception) -> None:
+    """Log an outcome that could not be written (not a lock); put the frame back for a retry."""
+    logger.error(
+        "frame %d: its %r outcome could not be stored (%s: %s); the frame is retried",
+        out.frame_id,
+        out.outcome,
+        type(exc).__name__,
+        exc,
+    )
+    try:
+        ctx.store.mark_retry(out.frame_id, f"store: {exc}", max_tries=ctx.max_tries)
+    except Exception:  # unit-of-work boundary: the restart sweep puts it back at the latest
+        logger.exception("frame %d: cannot put it back either", out.frame_id)
+
+
+def settle(ctx: JobContext, *, grace_s: float) -> None:
+    """At shutdown: put back frames not started; store every outcome of running ones.
+
+    Waits up to ``grace_s`` seconds; frames still running then are redone at the
+    next start. Finished stacked epochs are stored too.
+    """
+    from soapd.daemon.stack_jobs import finish_stack
+
+    for frame_id in ctx.pool.cancel_queued():
+        with contextlib.suppress(SoapdError):
+            ctx.store.abandon_attempt(frame_id)
+    deadline = time.monotonic() + grace_s
+    while (ctx.pool.inflight or ctx.unapplied or ctx.started) and time.monotonic() < deadline:
+        record_outcomes(ctx, wait_s=1.0)
+        for stack in ctx.pool.collect_stacks():
+            finish_stack(ctx, stack)
+        if ctx.unapplied or ctx.started:  # the database is locked: wait a little
+            time.sleep(0.5)
+    left = len(ctx.pool.inflight) + len(ctx.unapplied)
+    if left:
+        logger.warning(
+            "%d frame(s) still running or unsaved at exit; they are redone at the next start", left
+        )
+
+
 def _submit(ctx: JobContext, row: FrameRow, targets: tuple[Target, ...]) -> None:
     log = FrameLogger(logger, {"frame_id": row.frame_id, "exp_id": row.exp_id})
     try:
-        task = start_task(ctx.store, row.frame_id, targets)
+        task = claim_task(ctx.store, row.frame_id, targets)
     except StoreError as exc:  # the Python API took it in the meantime
         log.info("not started: %s", exc)
         return
@@ -276,25 +272,42 @@ def _submit(ctx: JobContext, row: FrameRow, targets: tuple[Target, ...]) -> None
         return
     try:
         ctx.pool.submit(task)
-    except (RuntimeError, OSError) as exc:  # pool shut down or broken, process start failed
-        log.exception("could not hand it to a worker")
-        ctx.store.mark_retry(row.frame_id, f"submit failed: {exc}", max_tries=ctx.max_tries)
+    except (RuntimeError, OSError):  # pool shut down, or a worker process could not start
+        log.exception("could not hand it to a worker; it waits for the next run")
+        ctx.store.abandon_attempt(row.frame_id)
 
 
 def finish(ctx: JobContext, out: TaskOutcome) -> None:
-    """Apply one worker outcome to the ledger (:func:`soapd.frames.apply_outcome`) and log it."""
+    """Apply one worker outcome to the ledger (:func:`soapd.frames.apply_outcome`) and log it.
+
+    Raise the database's "locked" error (``soapd.store.is_busy``) with nothing
+    written, so that the caller can apply the outcome again later.
+    """
     row = ctx.store.frame(out.frame_id)
     log = FrameLogger(
         logger,
         {"frame_id": out.frame_id, "exp_id": row and row.exp_id, "obs_id": row and row.obs_id},
     )
+    if row is None or row.state != "processing":
+        log.warning(
+            "outcome %r dropped: the frame is %s, not 'processing'",
+            out.outcome,
+            row.state if row else "gone",
+        )
+        return
     out, state = apply_outcome(ctx.store, out, config=ctx.config)
     if state == "processed":
         from soapd.daemon.stack_jobs import plan_stacks
 
-        plan_stacks(ctx, out.frame_id, _target_names(out))
         ctx.counters["processed"] += 1
-        ctx.store.set_status(last_success_utc=ctx.store.now())
+        try:
+            plan_stacks(ctx, out.frame_id, _target_names(out))
+        except Exception as exc:  # the outcome is stored; planning stacks must not undo that
+            logger.warning("frame %d: cannot plan its stacked epochs: %s", out.frame_id, exc)
+        try:
+            ctx.store.set_status(last_success_utc=ctx.store.now())
+        except Exception as exc:  # the outcome is stored; a status line must not undo that
+            logger.warning("cannot write the service status: %s", exc)
         log.info("%s", frame_line(out))
         ctx.wake("flush_alerts")
     elif out.outcome == "rejected":
@@ -370,5 +383,13 @@ def heartbeat(ctx: JobContext) -> str:
         f"since start {counts}"
     )
     ctx.store.set_status(heartbeat_utc=ctx.store.now())
+    if ctx.errors is not None:
+        save_job_errors(ctx)
     logger.info("%s", line)
     return line
+
+
+def save_job_errors(ctx: JobContext) -> None:
+    """Write the current job errors (one line per job) for ``soapd status``; None when none."""
+    current = ctx.errors.current() if ctx.errors is not None else {}
+    ctx.store.set_status(job_errors=json.dumps(current, sort_keys=True) if current else None)

@@ -11,12 +11,16 @@ thread did both); the inbox watcher thread only enqueues paths and wakes
 service cleanly (frames already running finish, frames not started are put
 back); SIGHUP re-reads the config's targets and observations.
 
+It holds the state folder's lock (:class:`soapd.store.lock.StateLock`): a second
+writer fails at once naming its pid. Every job runs at start, then at its interval;
+a database deleted or replaced under it stops it (exit 1).
 :meth:`Service.run_until_idle` runs the same jobs in the calling thread, without
 a scheduler, until nothing is left to do (``soapd run --until-idle``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -24,24 +28,31 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from soapd import __version__
 from soapd.config import Config, Token, load_config
 from soapd.daemon import jobs
+from soapd.daemon.context import (
+    JobContext,
+    build_notifiers,
+    catalog_service,
+    skynet_factory,
+    status_line,
+)
 from soapd.daemon.health import Health, Waker
-from soapd.daemon.jobs import JobContext
 from soapd.daemon.pool import WorkerPool
-from soapd.daemon.stack_jobs import finish_stack
 from soapd.daemon.systemd import SystemdNotifier
-from soapd.errors import ConfigError
+from soapd.errors import ConfigError, SoapdError
+from soapd.logs import RepeatedErrors
 from soapd.skynet.source import ExposureSource
 from soapd.store import Store
+from soapd.store.lock import StateLock
 
 if TYPE_CHECKING:
     from soapd.alerts.notifiers import Notifier
-    from soapd.pipeline.calibrate import ReferenceProvider
 
 __all__ = ["Service"]
 
@@ -67,7 +78,7 @@ class Service:
     ) -> None:
         """Prepare (nothing starts yet). ``source_factory`` defaults to the Skynet client."""
         self.config = config
-        self._source_factory = source_factory or _skynet_factory(config)
+        self._source_factory = source_factory or skynet_factory(config)
         self._read_token = read_token
         self._notifiers = notifiers
         self.sd = SystemdNotifier(env)
@@ -80,15 +91,33 @@ class Service:
         self.scheduler: Any = None
         self.watcher: Any = None
         self._alerts_store: Store | None = None
+        self.lock = StateLock(config.paths.state_dir, owner="soapd run")
+        self.errors = RepeatedErrors(logger)
+        self.exit_code = 0
+        self._db_identity: tuple[int, int] | None = None
 
     # --------------------------------------------------------------- start-up
     def _open(self) -> JobContext:
-        """Open the store (migrations), sync the config's lists, build the pool and the context."""
+        """Take the state lock, open the store (migrations), sync the config, start the pool.
+
+        Raise StateLocked (naming the other process) when another soapd already
+        writes this state folder.
+        """
         cfg = self.config
         for folder in (cfg.paths.state_dir, cfg.paths.frames_dir, cfg.paths.tables_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        notifiers = self._notifiers if self._notifiers is not None else _build_notifiers(cfg)
+        self.lock.acquire()
+        try:
+            return self._open_locked()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open_locked(self) -> JobContext:
+        cfg = self.config
+        notifiers = self._notifiers if self._notifiers is not None else build_notifiers(cfg)
         store = Store(cfg.paths.db_path)
+        self._db_identity = _file_identity(cfg.paths.db_path)
         try:
             store.sync_config_targets(cfg.targets)
             store.sync_config_observations(cfg.skynet.observations)
@@ -96,7 +125,9 @@ class Service:
             if stuck:
                 logger.warning("%d frame(s) interrupted while processing were put back", stuck)
             pool = WorkerPool(
-                cfg, _catalog_service(cfg), on_done=lambda: self.waker.wake("process_pending")
+                cfg,
+                catalog_service(cfg),
+                on_event=lambda: self.waker.wake("process_pending"),
             )
             try:
                 pool.start()
@@ -114,6 +145,7 @@ class Service:
             source_factory=self._source_factory,
             read_token=self._read_token,
             notifiers=notifiers,
+            errors=self.errors,
         )
         store.set_status(
             started_utc=store.now(),
@@ -121,6 +153,7 @@ class Service:
             soapd_version=__version__,
             config_hash=cfg.fingerprint(),
             stopped_utc=None,
+            job_errors=None,
         )
         logger.info(
             "soapd %s starting: state %s, %d worker(s), %d observation(s), %d telescope(s)",
@@ -170,9 +203,10 @@ class Service:
             "reconcile": sk.reconcile_interval_s,
             "heartbeat": service.heartbeat_interval_s,
         }
+        # Every job runs once as soon as the scheduler starts, then at its interval (a job
+        # added with next_run_time=None would be *paused* in APScheduler: it never runs).
         now = datetime.now(UTC)
         for job_id, every_s in intervals.items():
-            first = now if job_id in {"poll_skynet", "drain_inbox", "process_pending"} else None
             fn = self._flush_alerts if job_id == "flush_alerts" else getattr(jobs, job_id)
             scheduler.add_job(
                 self._job(job_id, fn, ctx),
@@ -182,14 +216,12 @@ class Service:
                 id=job_id,
                 name=job_id,
                 replace_existing=True,
-                next_run_time=first,
+                next_run_time=now,
             )
         return scheduler
 
     def _flush_alerts(self, ctx: JobContext) -> None:
         """Drain the outbox on the alerts thread, through that thread's own connection."""
-        if self._alerts_store is None:
-            self._alerts_store = Store(self.config.paths.db_path, migrate=False)
         jobs.flush_alerts(ctx, self._alerts_store)
 
     def _job(
@@ -201,19 +233,39 @@ class Service:
             self.health.started(job_id)
             try:
                 fn(ctx)
-            except Exception:  # unit-of-work boundary: one job run; the scheduler must go on
-                logger.exception("job %s failed; it runs again at its next turn", job_id)
+            except Exception as exc:  # unit-of-work boundary: one job run; the scheduler goes on
+                expected = isinstance(exc, SoapdError | OSError)
+                text = f"job {job_id} failed: {type(exc).__name__}: {exc}"
+                if self.errors.failed(job_id, text, exc=exc, traceback=not expected):
+                    self._save_job_errors(ctx, job_id)
+            else:
+                if self.errors.succeeded(job_id):
+                    self._save_job_errors(ctx, job_id)
             finally:
                 self.health.finished(job_id)
 
         return run
 
+    def _save_job_errors(self, ctx: JobContext, job_id: str) -> None:
+        """Write the job errors for ``soapd status`` (the alerts thread's: at the heartbeat)."""
+        if job_id == "flush_alerts":
+            return
+        try:
+            jobs.save_job_errors(ctx)
+        except Exception as exc:  # the database may be what fails (disk full)
+            logger.debug("job errors not saved: %s", exc)
+
     # ------------------------------------------------------------------ running
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT (or :meth:`stop`). Return the exit code."""
+        """Run until SIGTERM/SIGINT (or :meth:`stop`). Return the exit code.
+
+        Raise StateLocked when another process already writes this state folder.
+        """
         self._install_signals()
         ctx = self._open()
         try:
+            # Now: opened after the database file was deleted, it would create an empty one.
+            self._alerts_store = Store(self.config.paths.db_path, migrate=False)
             self.scheduler = self._build_scheduler(ctx)
             self._start_watcher(ctx, watch=True)
             self.scheduler.start()
@@ -222,7 +274,7 @@ class Service:
             self._supervise(ctx)
         finally:
             self._shutdown(ctx)
-        return 0
+        return self.exit_code
 
     def _supervise(self, ctx: JobContext) -> None:
         """Loop on the main thread: wakes, watchdog pings while healthy, SIGHUP reloads."""
@@ -243,6 +295,8 @@ class Service:
             if time.monotonic() < next_check:
                 continue
             next_check = time.monotonic() + every_s
+            if not self._database_is_ours():
+                break
             problem = self.health.problem(ctx.pool.oldest_age_s())
             if problem is None:
                 self.sd.watchdog()
@@ -250,6 +304,23 @@ class Service:
                 logger.error("worker looks hung (%s); no watchdog ping until it recovers", problem)
             last_problem = problem
             self.sd.status(status_line(ctx, problem))
+
+    def _database_is_ours(self) -> bool:
+        """Check that the database file is still the one opened; if not, log and stop (exit 1)."""
+        db = self.config.paths.db_path
+        now = _file_identity(db)
+        if now == self._db_identity:
+            return True
+        what = "deleted" if now is None else "replaced by another file"
+        logger.critical(
+            "the database %s was %s while soapd was running; stopping: the work and alerts "
+            "recorded from now on would be lost. Restore the file or start soapd again",
+            db,
+            what,
+        )
+        self.exit_code = 1
+        self.stop()
+        return False
 
     def _reload(self, ctx: JobContext) -> None:
         """Re-read the config file's targets and observations (SIGHUP)."""
@@ -302,6 +373,8 @@ class Service:
             or ctx.pool.stacks_inflight
             or ctx.stack_queue
             or not ctx.stacks_swept
+            or ctx.unapplied
+            or ctx.started
             or ctx.store.pending_frames(1)
             or waiting
             or not ctx.inbox.empty()
@@ -338,7 +411,7 @@ class Service:
         self.waker.close()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        self._settle(ctx)
+        jobs.settle(ctx, grace_s=STOP_GRACE_S)
         if self._alerts_store is not None:
             self._alerts_store.close()
             self._alerts_store = None
@@ -347,60 +420,19 @@ class Service:
             ctx.source.close()  # also ends downloads in progress
         if ctx.fetcher is not None:
             ctx.fetcher.close()
-        ctx.store.set_status(stopped_utc=ctx.store.now())
+        with contextlib.suppress(Exception):  # the database may be gone (deleted, disk full)
+            jobs.save_job_errors(ctx)
+            ctx.store.set_status(stopped_utc=ctx.store.now())
         ctx.store.close()
+        self.lock.release()
         self.sd.close()
         logger.info("soapd stopped")
 
-    def _settle(self, ctx: JobContext) -> None:
-        """Put back frames not started; wait for running ones and store their results."""
-        for frame_id in ctx.pool.cancel_queued():
-            ctx.store.abandon_attempt(frame_id)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while ctx.pool.inflight and time.monotonic() < deadline:
-            for outcome in ctx.pool.collect(timeout_s=1.0):
-                jobs.finish(ctx, outcome)
-            for stack in ctx.pool.collect_stacks():
-                finish_stack(ctx, stack)
-        if ctx.pool.inflight:
-            logger.warning(
-                "%d frame(s) still running at exit; they will be redone at the next start",
-                len(ctx.pool.inflight),
-            )
 
-
-def status_line(ctx: JobContext, problem: str | None = None) -> str:
-    """Return the one-line status shown by ``systemctl status`` (no database access)."""
-    c = ctx.counters
-    text = (
-        f"processed {c['processed']}, failed {c['failed']}, rejected {c['rejected']}, "
-        f"in flight {len(ctx.pool.inflight)}"
-    )
-    if ctx.source is None and ctx.auth_blocked_until:
-        text += "; Skynet token missing or refused"
-    if problem:
-        text += f"; HUNG: {problem}"
-    return text
-
-
-def _skynet_factory(config: Config) -> Callable[[Token], ExposureSource]:
-    def build(token: Token) -> ExposureSource:
-        from soapd.skynet.client import SkynetClient
-
-        return SkynetClient.from_config(config.skynet, token, frame=config.frame)
-
-    return build
-
-
-def _catalog_service(config: Config) -> ReferenceProvider | None:
-    """Return the picklable catalog service handed to the workers (None when calibration is off)."""
-    from soapd.catalogs import CatalogService
-
-    logging.getLogger("astroquery").setLevel(logging.WARNING)
-    return CatalogService.if_enabled(config)
-
-
-def _build_notifiers(config: Config) -> list[Notifier]:
-    from soapd.alerts.notifiers import build_notifiers
-
-    return list(build_notifiers(config.notifiers))
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Return (device, inode) of ``path``, or None when it does not exist."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)

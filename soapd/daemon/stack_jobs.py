@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from soapd.daemon.jobs import JobContext
+from soapd.daemon.context import JobContext
 from soapd.errors import SoapdError
 from soapd.stacks.plan import StackOutcome, dirty_tasks, record_stack
 

@@ -34,7 +34,7 @@ import sqlite_utils
 from soapd.errors import StoreError
 from soapd.models import AlertDraft, FrameResult, StackRecord
 from soapd.store.base import utc_iso
-from soapd.store.connection import open_database
+from soapd.store.connection import BUSY_TIMEOUT_MS, is_busy, open_database
 from soapd.store.ledger import Ledger
 from soapd.store.measurements import Measurements
 from soapd.store.migrations import migrations
@@ -48,7 +48,7 @@ from soapd.store.views import refresh_views
 if TYPE_CHECKING:
     from astropy.table import Table
 
-__all__ = ["Store", "utc_iso"]
+__all__ = ["Store", "is_busy", "utc_iso"]
 
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -81,11 +81,25 @@ class _Via(Generic[R, P, T]):
 class Store:
     """The soapd database: ledger, targets, measurements, alerts, observations, status."""
 
-    def __init__(self, path: Path | str, *, migrate: bool = True) -> None:
-        """Open the database at ``path`` and, unless ``migrate`` is False, apply migrations."""
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        migrate: bool = True,
+        read_only: bool = False,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
+        """Open the database at ``path`` and, unless ``migrate`` is False, apply migrations.
+
+        ``read_only`` opens an existing database with ``mode=ro`` (no migrations,
+        every write raises): safe beside a running daemon.
+        """
         self.path = path
-        self.db: sqlite_utils.Database = open_database(path)
-        if migrate:
+        self.read_only = read_only
+        self.db: sqlite_utils.Database = open_database(
+            path, read_only=read_only, busy_timeout_ms=busy_timeout_ms
+        )
+        if migrate and not read_only:
             migrations.apply(self.db)
             refresh_views(self.db)
         self._attach_repositories()
@@ -260,6 +274,8 @@ class Store:
     note_error = _Via("ledger", Ledger.note_error)
     forget_files = _Via("ledger", Ledger.forget_files)
     start_attempt = _Via("ledger", Ledger.start_attempt)
+    claim_frame = _Via("ledger", Ledger.claim_frame)
+    mark_started = _Via("ledger", Ledger.mark_started)
     mark_retry = _Via("ledger", Ledger.mark_retry)
     abandon_attempt = _Via("ledger", Ledger.abandon_attempt)
     mark_failed = _Via("ledger", Ledger.mark_failed)

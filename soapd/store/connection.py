@@ -2,48 +2,113 @@
 
 WAL journal (readers such as ``soapd status`` never block the daemon),
 foreign keys on, a busy timeout, and an ``application_id`` that marks the
-file as soapd's. One ``sqlite_utils.Database`` per thread. No queries here.
+file as soapd's. Transactions that write start with ``BEGIN IMMEDIATE``
+(:class:`SoapdDatabase`), so two writers queue for the write lock at the start
+instead of one of them failing with "database is locked" when a read inside its
+transaction turns into a write. One ``sqlite_utils.Database`` per thread. No
+queries here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Generator
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlite_utils
 
 from soapd.errors import StoreError
 
-__all__ = ["APPLICATION_ID", "open_database"]
+__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SoapdDatabase", "is_busy", "open_database"]
 
 #: "SOAP" in ASCII, written to the database header on creation.
 APPLICATION_ID = 0x534F4150
+#: Milliseconds a statement waits for another connection's lock before "database is locked".
 BUSY_TIMEOUT_MS = 10_000
 
 
-def open_database(path: Path | str) -> sqlite_utils.Database:
+class SoapdDatabase(sqlite_utils.Database):
+    """A ``sqlite_utils.Database`` whose :meth:`atomic` takes the write lock when it begins."""
+
+    @contextlib.contextmanager
+    def atomic(self) -> Generator[SoapdDatabase, None, None]:
+        """Run the block in one transaction begun with ``BEGIN IMMEDIATE`` (nested: a savepoint).
+
+        The write lock is taken (waiting up to the busy timeout) before the first
+        read, so a read-then-write transaction never fails half-way because another
+        connection wrote in between.
+        """
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Return True when ``exc`` is SQLite's "database is locked/busy" (retry the write later)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "locked" in text or "busy" in text
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(exc, StoreError) and cause is not None and is_busy(cause)
+
+
+def open_database(
+    path: Path | str, *, read_only: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> SoapdDatabase:
     """Given a file path (or ":memory:"), return an open Database with soapd's pragmas.
 
-    Raise StoreError if the file is not an SQLite database or belongs to another program.
+    ``read_only`` opens an existing file with ``mode=ro``: no write is possible and
+    nothing is created. Raise StoreError if the file is not an SQLite database,
+    belongs to another program, or (read-only) does not exist.
     """
+    memory = str(path) == ":memory:"
     try:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if read_only and not memory:
+            if not Path(path).is_file():
+                raise StoreError(f"{path}: no soapd database there")
+            uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        else:
+            if not memory:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(path),
+                timeout=busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        if app_id == 0:
+        if app_id == 0 and not read_only:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        elif app_id != APPLICATION_ID:
+        elif app_id not in (0, APPLICATION_ID):
             conn.close()
             raise StoreError(
                 f"{path} is an SQLite database of another program "
                 f"(application_id {app_id:#x}); point paths.state_dir elsewhere"
             )
-        if str(path) != ":memory:":
+        if not memory and not read_only:
             # WAL is stored in the file: switch only once. Switching needs an exclusive
             # lock, so asking again at every open failed with "database is locked"
             # while the daemon held a transaction.
@@ -52,4 +117,4 @@ def open_database(path: Path | str) -> sqlite_utils.Database:
             conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the soapd database: {exc}") from None
-    return sqlite_utils.Database(conn)
+    return SoapdDatabase(conn)

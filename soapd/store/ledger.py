@@ -8,7 +8,9 @@ is its Skynet ``exp_id`` and the ``sha256`` of its bytes, both UNIQUE, so a file
 that arrives by the API and by the inbox is one row and is processed once.
 
 ``tries`` counts attempts at the current step: download attempts while ``seen``,
-processing attempts once ``downloaded`` (it is reset when the file arrives).
+processing attempts once ``downloaded`` (it is reset when the file arrives). A
+processing attempt counts when a worker starts the frame (``started_at``), not
+when the frame is handed to the worker pool (:meth:`Ledger.claim_frame`).
 This module must not import skynet, pipeline or service code.
 """
 
@@ -206,16 +208,46 @@ class Ledger(FrameReads):
         return changed
 
     # ------------------------------------------------------------- processing
-    def start_attempt(self, frame_id: int) -> FrameRow:
-        """Move a 'downloaded' frame to 'processing' and count the attempt. Return the row."""
-        now = self.now()
+    def claim_frame(self, frame_id: int) -> FrameRow:
+        """Move a 'downloaded' frame to 'processing' for a worker; no try is counted yet.
+
+        The try is counted by :meth:`mark_started` when a worker starts it. Return the row.
+        """
         with self.db.atomic():
             self._require(frame_id, "downloaded")
             self.db.execute(
-                "UPDATE frames SET state = 'processing', tries = tries + 1, updated_at = ?"
+                "UPDATE frames SET state = 'processing', started_at = NULL, updated_at = ?"
                 " WHERE frame_id = ?",
-                [now, frame_id],
+                [self.now(), frame_id],
             )
+            row = self.frame(frame_id)
+        assert row is not None
+        return row
+
+    def mark_started(self, frame_id: int) -> bool:
+        """Count the try of a frame in 'processing' that a worker has just started.
+
+        Each start counts (a frame retried by the worker pool after its worker
+        died starts, and counts, again). Return False when the frame is not in
+        'processing'.
+        """
+        now = self.now()
+        cur = self.db.execute(
+            "UPDATE frames SET tries = tries + 1, started_at = ?, updated_at = ?"
+            " WHERE frame_id = ? AND state = 'processing'",
+            [now, now, frame_id],
+        )
+        return int(cur.rowcount) == 1
+
+    def start_attempt(self, frame_id: int) -> FrameRow:
+        """Move a 'downloaded' frame to 'processing' and count the attempt now. Return the row.
+
+        (:meth:`claim_frame` then :meth:`mark_started`, in one transaction: for
+        callers that run the frame themselves right away.)
+        """
+        with self.db.atomic():
+            self.claim_frame(frame_id)
+            self.mark_started(frame_id)
             row = self.frame(frame_id)
         assert row is not None
         return row
@@ -233,12 +265,16 @@ class Ledger(FrameReads):
         return state
 
     def abandon_attempt(self, frame_id: int) -> None:
-        """Undo :meth:`start_attempt` for a frame that never reached a worker (shutdown)."""
+        """Put a 'processing' frame back to 'downloaded', giving back its try if it had started.
+
+        For frames that never reached a worker (shutdown) or were interrupted by the user.
+        """
         with self.db.atomic():
             self._require(frame_id, "processing")
             self.db.execute(
-                "UPDATE frames SET state = 'downloaded', tries = MAX(tries - 1, 0),"
-                " updated_at = ? WHERE frame_id = ?",
+                "UPDATE frames SET state = 'downloaded',"
+                " tries = CASE WHEN started_at IS NULL THEN tries ELSE MAX(tries - 1, 0) END,"
+                " started_at = NULL, updated_at = ? WHERE frame_id = ?",
                 [self.now(), frame_id],
             )
 
@@ -253,18 +289,25 @@ class Ledger(FrameReads):
     def reset_stuck_processing(self, *, max_tries: int) -> int:
         """Put frames left in 'processing' by a crash back to 'downloaded'. Return how many.
 
-        A frame that has already used ``max_tries`` attempts (it may be what
-        crashes soapd) is marked failed instead.
+        A frame no worker had started (``started_at`` NULL) goes back untouched:
+        no try was counted and none is. A frame that had started was counted
+        once, when it started; it goes back with the error noted, or is marked
+        failed when it has used ``max_tries`` attempts (it may be what crashes soapd).
         """
         now = self.now()
         with self.db.atomic():
-            cur = self.db.execute(
+            queued = self.db.execute(
+                "UPDATE frames SET state = 'downloaded', updated_at = ?"
+                " WHERE state = 'processing' AND started_at IS NULL",
+                [now],
+            ).rowcount
+            started = self.db.execute(
                 "UPDATE frames SET state = CASE WHEN tries >= ? THEN 'failed' ELSE 'downloaded'"
                 " END, last_error = 'interrupted while processing (soapd stopped or crashed)',"
-                " updated_at = ? WHERE state = 'processing'",
+                " started_at = NULL, updated_at = ? WHERE state = 'processing'",
                 [max_tries, now],
-            )
-        return int(cur.rowcount)
+            ).rowcount
+        return int(queued) + int(started)
 
     def requeue(
         self,
@@ -346,6 +389,7 @@ class Ledger(FrameReads):
         cur = self.db.execute(
             """
             UPDATE frames SET state = 'processed', processed_at = ?, updated_at = ?,
+                started_at = NULL,
                 fwhm_px = ?, zp_mag = ?, zp_err_mag = ?, zp_scatter_mag = ?, n_calib = ?,
                 cal_catalog = ?, mag_system = ?, lim_mag = ?, flags = ?, band = ?,
                 mid_time_utc = ?, mjd = ?, exptime_s = ?, telescope = ?, filter = ?,
@@ -391,7 +435,8 @@ class Ledger(FrameReads):
 
     def _transition(self, frame_id: int, state: str, now: str, *, last_error: str | None) -> None:
         cur = self.db.execute(
-            "UPDATE frames SET state = ?, last_error = ?, updated_at = ? WHERE frame_id = ?",
+            "UPDATE frames SET state = ?, last_error = ?, started_at = NULL, updated_at = ?"
+            " WHERE frame_id = ?",
             [state, last_error, now, frame_id],
         )
         if cur.rowcount != 1:

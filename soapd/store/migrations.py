@@ -400,3 +400,15 @@ def m008_stacks(db: sqlite_utils.Database) -> None:
         )
     """)
     db.execute("CREATE INDEX stack_members_frame ON stack_members (frame_id)")
+
+
+@migrations()
+def m009_frames_started_at(db: sqlite_utils.Database) -> None:
+    """Record when a worker started a frame in 'processing' (``started_at``, UTC text).
+
+    A frame is 'processing' from the moment the daemon hands it to its worker
+    pool, but a try is charged only when a worker starts it: NULL means queued,
+    not started (after a crash it goes back untouched), a time means the
+    attempt began (its try was counted).
+    """
+    db.execute("ALTER TABLE frames ADD COLUMN started_at TEXT")

@@ -48,7 +48,12 @@ def _backlog(db: Path) -> dict[str, int]:
 
 
 def _summary(db: Path, demo: DemoField) -> dict[str, Any]:
-    """Return what must not depend on a crash: frames, lightcurves, alerts (by exposure id)."""
+    """Return what must not depend on a crash: frames, lightcurves, alerts (by exposure id).
+
+    Alerts on stacked epochs are left out: a stack is judged on the version built,
+    and which frames an epoch held when it was built depends on when frames
+    arrived (each is still sent at most once: its dedupe key names the epoch).
+    """
     with Store(db, migrate=False) as store:
         q = store.db.execute
         frames = q("SELECT exp_id, state FROM frames ORDER BY exp_id").fetchall()

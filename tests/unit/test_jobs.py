@@ -324,3 +324,70 @@ def test_poll_with_nothing_followed_needs_no_token(
     ctx.token["value"] = ""  # type: ignore[attr-defined]
     assert poll_skynet(ctx) == 0
     assert "token" not in caplog.text
+
+
+class _DonePool:
+    """A stand-in for WorkerPool that hands out fixed starts and outcomes, and takes nothing."""
+
+    capacity = 0
+    inflight: dict[int, object] = {}  # noqa: RUF012 - read only
+    stacks_inflight: dict[tuple[str, str], object] = {}  # noqa: RUF012 - read only
+
+    def __init__(self, started: list[int], outcomes: list[TaskOutcome]) -> None:
+        self.started, self.outcomes = started, outcomes
+
+    def collect(self, *, timeout_s: float = 0.0) -> list[TaskOutcome]:
+        out, self.outcomes = self.outcomes, []
+        return out
+
+    def take_started(self) -> list[int]:
+        out, self.started = self.started, []
+        return out
+
+    def collect_stacks(self, *, timeout_s: float = 0.0) -> list[object]:
+        return []
+
+
+def test_outcomes_collected_while_the_database_is_locked_are_kept_and_stored_later(
+    ctx: JobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A try is counted at the worker's start; a write lock held elsewhere loses nothing."""
+    import sqlite3
+
+    from soapd.daemon.jobs import process_pending
+
+    ids = [ctx.store.record_local(Path(f"/x{i}.fits"), f"s{i}", 10).frame_id for i in range(2)]
+    for fid in ids:
+        ctx.store.claim_frame(fid)
+    assert [ctx.store.frame(f).tries for f in ids] == [0, 0]  # type: ignore[union-attr]
+    outs = [TaskOutcome(frame_id=f, outcome="rejected", error="no stars") for f in ids]
+    ctx.pool = _DonePool(ids, outs)  # type: ignore[assignment]
+    busy = Store(ctx.config.paths.db_path, migrate=False, busy_timeout_ms=50)
+    ctx.store, real = busy, ctx.store
+    other = sqlite3.connect(ctx.config.paths.db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert process_pending(ctx) == 0
+        assert list(ctx.started) == ids
+        assert [o.frame_id for o in ctx.unapplied] == ids
+        assert "locked by another process" in caplog.text
+        assert [real.frame(f).state for f in ids] == ["processing"] * 2  # type: ignore[union-attr]
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert process_pending(ctx) == 2
+    assert not ctx.started
+    assert not ctx.unapplied
+    rows = [real.frame(f) for f in ids]
+    assert [(r.state, r.tries) for r in rows if r] == [("rejected", 1), ("rejected", 1)]
+    busy.close()
+    ctx.store = real
+
+
+def test_an_outcome_for_a_frame_no_longer_processing_is_dropped_with_a_warning(
+    ctx: JobContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = ctx.store.record_local(Path("/x.fits"), "abc", 10)
+    finish(ctx, TaskOutcome(frame_id=rec.frame_id, outcome="failed", error="late"))
+    assert "dropped" in caplog.text
+    assert ctx.store.frame(rec.frame_id).state == "downloaded"  # type: ignore[union-attr]

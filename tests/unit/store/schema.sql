@@ -105,7 +105,7 @@ CREATE TABLE frames (
             config_hash TEXT,
             catalog_path TEXT,
             meta_json TEXT
-        , image_file TEXT, mjd REAL, footprint_json TEXT);
+        , image_file TEXT, mjd REAL, footprint_json TEXT, started_at TEXT);
 
 -- table measurements ON measurements
 CREATE TABLE measurements (

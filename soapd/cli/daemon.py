@@ -49,8 +49,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--until-idle",
         action="store_true",
-        help="poll once, process everything available (inbox and archive), then exit "
-        "(for cron jobs and tests)",
+        help="poll once, process everything available (inbox and archive), send the alerts "
+        "it raised (batch window included), then exit (for cron jobs and tests); exit code 1 "
+        "when followed Skynet frames could not be fetched because the token is missing or "
+        "refused",
     )
     p.set_defaults(func=cmd_run)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from soapd.cli import HelpFormatter, add_config_option, open_store, parse_position
 from soapd.config import load_config
-from soapd.errors import ConfigError, SoapdError
+from soapd.errors import ConfigError, SoapdError, UsageError
 from soapd.flags import flag_text, is_covered
 from soapd.store.targets import parse_utc
 from soapd.timeutil import mjd_of
@@ -53,6 +53,12 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="PNG", default=None, help="also plot the lightcurve to PNG")
     p.add_argument(
         "--units", choices=("mag", "flux"), default="mag", help="plot units (flux: microjansky)"
+    )
+    p.add_argument(
+        "--log-time",
+        action="store_true",
+        help="plot: logarithmic axis of hours since the target's trigger time (afterglows; "
+        "needs a trigger time; points before it are left out and counted in the title)",
     )
     p.add_argument(
         "--all-apertures",
@@ -192,6 +198,11 @@ def write_output(
     """
     from soapd.alerts.gcn import one_per_frame
 
+    if args.plot and args.log_time and trigger is None:
+        raise UsageError(
+            f"--log-time needs the target's trigger time: soapd targets set {name!r} "
+            "--trigger-time ISO-TIME"
+        )
     if not args.all_apertures and "is_stack" not in table.colnames:
         table = one_per_frame(table)
     fmt = args.format
@@ -242,7 +253,13 @@ def write_output(
         from soapd.output.plots import plot_lightcurve
 
         plot_lightcurve(
-            table, args.plot, units=args.units, trigger_time_utc=trigger, title=name, stacks=stacks
+            table,
+            args.plot,
+            units=args.units,
+            trigger_time_utc=trigger,
+            title=name,
+            stacks=stacks,
+            log_time=args.log_time,
         )
         print(f"wrote {args.plot}")
 

@@ -343,16 +343,25 @@ def frame_line(out: TaskOutcome) -> str:
     )
 
 
-def flush_alerts(ctx: JobContext, store: Store | None = None) -> None:
+def flush_alerts(ctx: JobContext, store: Store | None = None, *, final: bool = False) -> None:
     """Send due alerts from the outbox through the configured notifiers.
 
     The service runs this on its own thread with its own connection (``store``),
-    so a slow or failing notifier never delays the storing of frames.
+    so a slow or failing notifier never delays the storing of frames. ``final``
+    (``soapd run --until-idle`` before it exits) sends the batches still held for
+    ``alerts.batch_window_s`` too: no later run may be there to send them.
     """
     from soapd.alerts import outbox
 
+    now = datetime.now(UTC)
+    if final:
+        now += timedelta(seconds=ctx.config.alerts.batch_window_s)
     outbox.flush(
-        store or ctx.store, ctx.notifiers, config=ctx.config.alerts, circular=ctx.config.circular
+        store or ctx.store,
+        ctx.notifiers,
+        config=ctx.config.alerts,
+        now=now,
+        circular=ctx.config.circular,
     )
 
 

@@ -342,7 +342,13 @@ class Service:
         )
 
     def run_until_idle(self, *, poll: bool = True) -> int:
-        """Poll once, then download, register and process until nothing is left. Return 0."""
+        """Poll once, then download, register and process until nothing is left.
+
+        Alerts held for their batch window are sent before returning (nothing stays
+        pending because the command ended). Return 0, or 1 when followed Skynet
+        observations or telescopes could not be read because the token is missing
+        or was refused (the frames that came in by the inbox are still processed).
+        """
         self._install_signals()
         ctx = self._open()
         try:
@@ -359,10 +365,17 @@ class Service:
                 jobs.process_pending(ctx, wait_s=0.5)
                 if self._idle(ctx, downloads=downloads):
                     break
-            jobs.flush_alerts(ctx)
+            jobs.flush_alerts(ctx, final=True)
             jobs.heartbeat(ctx)
+            token_failed = ctx.source is None and ctx.auth_blocked_until > 0
         finally:
             self._shutdown(ctx)
+        if token_failed:
+            logger.error(
+                "exit code 1: no frame was fetched from Skynet because its token is missing or "
+                "was refused (see the message above)"
+            )
+            return 1
         return 0
 
     @staticmethod

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -205,16 +205,56 @@ def draw_debug_figure(
         gid=APERTURES_GID,
         label=f"aperture r = {radius:.2f} px",
     )
-    ax3.legend(handles=_legend_handles(ax3), loc="upper right", fontsize=7)
+    corners = _emptiest_corners(sub.shape, layers.source_x_px, layers.source_y_px)
+    ax3.legend(handles=_legend_handles(ax3), loc=corners[0], fontsize=7)
 
     ax4 = _image_axes(fig, 4, layers.wcs)
     _show(fig, ax4, sub, "4. calibration stars", unit=unit)
-    _draw_calibration(ax4, layers, radius)
+    _draw_calibration(ax4, layers, radius, corners)
     return _save(fig, out_path, dpi)
 
 
-def _draw_calibration(ax: Axes, layers: DebugLayers, radius: float) -> None:
-    """Draw panel 4's catalog, used and rejected calibrators, and its label."""
+#: Matplotlib's location names of the four corners.
+Corner = Literal["upper left", "upper right", "lower left", "lower right"]
+
+#: Each corner: (at the right, at the top) of the image.
+_CORNERS: dict[Corner, tuple[bool, bool]] = {
+    "upper left": (False, True),
+    "upper right": (True, True),
+    "lower left": (False, False),
+    "lower right": (True, False),
+}
+
+
+def _emptiest_corners(
+    shape: tuple[int, ...], x_px: npt.ArrayLike, y_px: npt.ArrayLike
+) -> list[Corner]:
+    """Return the image corners ordered by how few sources fall in them (fewest first).
+
+    Each corner is the outer 35 % x 35 % of the image (the size of an info box or a
+    legend on the panel); pixel (0, 0) is drawn at the lower left (``origin="lower"``),
+    so "upper" is high y. Ties keep the order upper left, upper right, lower left,
+    lower right. Used to keep the panels' text boxes and legends off the stars.
+    """
+    ny, nx = shape[0], shape[1]
+    x = np.asarray(x_px, dtype=float)
+    y = np.asarray(y_px, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    counts: dict[Corner, int] = {}
+    for name, (right, upper) in _CORNERS.items():
+        in_x = x >= 0.65 * nx if right else x < 0.35 * nx
+        in_y = y >= 0.65 * ny if upper else y < 0.35 * ny
+        counts[name] = int(np.count_nonzero(in_x & in_y))
+    return sorted(_CORNERS, key=lambda name: counts[name])
+
+
+def _draw_calibration(ax: Axes, layers: DebugLayers, radius: float, corners: list[Corner]) -> None:
+    """Draw panel 4's catalog, used and rejected calibrators, and its label.
+
+    ``corners``: the image corners fewest sources first; the info box takes the
+    first, the legend the second.
+    """
     n_cat = int(np.sum(np.isfinite(layers.catalog_x_px)))
     n_used = int(np.sum(np.isfinite(layers.used_x_px)))
     n_rej = int(np.sum(np.isfinite(layers.rejected_x_px)))
@@ -257,18 +297,19 @@ def _draw_calibration(ax: Axes, layers: DebugLayers, radius: float) -> None:
         else "no zero point"
     )
     lines = [f"Aperture: {radius:.2f} px", zp, *layers.notes]
+    right, upper = _CORNERS[corners[0]]
     ax.text(
-        0.02,
-        0.98,
+        0.98 if right else 0.02,
+        0.98 if upper else 0.02,
         "\n".join(lines),
         transform=ax.transAxes,
-        va="top",
-        ha="left",
+        va="top" if upper else "bottom",
+        ha="right" if right else "left",
         fontsize=8,
         color="white",
         bbox={"facecolor": "black", "alpha": 0.6, "pad": 3},
     )
-    ax.legend(handles=_legend_handles(ax), loc="upper right", fontsize=7)
+    ax.legend(handles=_legend_handles(ax), loc=corners[1], fontsize=7)
 
 
 def _legend_handles(ax: Axes) -> list[Any]:

@@ -59,6 +59,7 @@ def plot_lightcurve(
     trigger_time_utc: datetime | None = None,
     title: str = "",
     stacks: Table | None = None,
+    log_time: bool = False,
 ) -> Path:
     """Plot a lightcurve table to ``path`` (PNG, PDF or SVG by suffix); return the path.
 
@@ -66,7 +67,12 @@ def plot_lightcurve(
     """
     out = Path(path)
     fig = lightcurve_figure(
-        table, units=units, trigger_time_utc=trigger_time_utc, title=title, stacks=stacks
+        table,
+        units=units,
+        trigger_time_utc=trigger_time_utc,
+        title=title,
+        stacks=stacks,
+        log_time=log_time,
     )
     fig.savefig(out)
     return out
@@ -79,6 +85,7 @@ def lightcurve_figure(
     trigger_time_utc: datetime | None = None,
     title: str = "",
     stacks: Table | None = None,
+    log_time: bool = False,
 ) -> Any:
     """Return the matplotlib Figure of a lightcurve (Agg; nothing is shown).
 
@@ -91,17 +98,31 @@ def lightcurve_figure(
         is drawn (select another aperture beforehand to plot it); rows of frames
         that did not cover the position (NOT_COVERED) are not drawn.
     units
-        ``"mag"`` (y inverted) or ``"flux"`` (microjansky, AB).
+        ``"mag"`` (y inverted) or ``"flux"`` (microjansky, AB). When no frame is
+        calibrated, ``"mag"`` draws the instrumental magnitudes and limits
+        (``ins_mag``, ``limiting_ins_mag``: -2.5 log10 of e-/s) and says so on the axis;
+        when some are, the uncalibrated frames are left out and counted in the title.
     trigger_time_utc
         If given, x is hours since this time; else MJD.
     stacks
         Stacked epochs to draw over the frames (same columns, one row per epoch).
+    log_time
+        With ``trigger_time_utc``: a logarithmic time axis (afterglows). Points at
+        or before the trigger cannot be placed on it; their number is in the title.
     """
     from matplotlib.figure import Figure
 
     if units not in ("mag", "flux"):
         raise ValueError(f"units must be 'mag' or 'flux', got {units!r}")
+    if log_time and trigger_time_utc is None:
+        raise ValueError("a logarithmic time axis needs the trigger time (t - T0)")
     table = one_per_frame(covered_rows(table))
+    notes: list[str] = []
+    instrumental = False
+    if units == "mag" and len(table):
+        table, instrumental, left_out = _magnitude_rows(table)
+        if left_out:
+            notes.append(f"{left_out} uncalibrated frame(s) not drawn")
     fig = Figure(figsize=(8.0, 5.0), dpi=120)
     ax = fig.add_subplot()
     mjd = filled(table, "mjd") if len(table) else np.zeros(0)
@@ -109,6 +130,11 @@ def lightcurve_figure(
         t0 = mjd_of(trigger_time_utc)
         x = (mjd - t0) * 24.0
         ax.set_xlabel("Time since trigger (h)")
+        if log_time:
+            before = int(np.count_nonzero(x <= 0))
+            if before:
+                notes.append(f"{before} point(s) at or before T0 not drawn")
+            x = np.where(x > 0, x, np.nan)
     else:
         x = mjd
         ax.set_xlabel("MJD (UTC, mid-exposure)")
@@ -116,10 +142,20 @@ def lightcurve_figure(
     bands = np.asarray(table[bandcol]).astype(str) if len(table) else np.zeros(0, str)
     det = np.asarray(table["is_detection"], dtype=bool) if len(table) else np.zeros(0, bool)
     if units == "mag":
-        y, yerr, lim = (
-            filled(table, c) for c in ("calibrated_mag", "calibrated_mag_err", "limiting_mag")
+        names = (
+            ("ins_mag", "ins_mag_err", "limiting_ins_mag")
+            if instrumental
+            else ("calibrated_mag", "calibrated_mag_err", "limiting_mag")
         )
-        ax.set_ylabel("Magnitude")
+        # A table from before the instrumental limit was kept has no such column.
+        y, yerr, lim = (
+            filled(table, c) if c in table.colnames else np.full(len(table), np.nan) for c in names
+        )
+        ax.set_ylabel(
+            "Instrumental magnitude (-2.5 log10 e-/s; not calibrated)"
+            if instrumental
+            else "Magnitude"
+        )
         ax.invert_yaxis()
         arrow_end = lim + ARROW_MAG
     else:
@@ -140,7 +176,7 @@ def lightcurve_figure(
         if band not in BAND_COLOURS:
             extra += 1
         colour = band_colour(band, extra)
-        sel = (bands == band) & det & np.isfinite(y)
+        sel = (bands == band) & det & np.isfinite(y) & np.isfinite(x)
         if sel.any():
             ax.errorbar(
                 x[sel],
@@ -153,7 +189,7 @@ def lightcurve_figure(
                 label=f"{band}",
                 gid=f"detections:{band}",
             )
-        lims = np.flatnonzero((bands == band) & ~det & np.isfinite(lim))
+        lims = np.flatnonzero((bands == band) & ~det & np.isfinite(lim) & np.isfinite(x))
         for j, i in enumerate(lims):
             ax.annotate(
                 "",
@@ -172,16 +208,30 @@ def lightcurve_figure(
             )
     if stacks is not None and len(stacks):
         sx, sy, slim = _draw_stacks(ax, stacks, units=units, trigger_time_utc=trigger_time_utc)
+        if log_time:
+            sx = np.where(sx > 0, sx, np.nan)
         x = np.concatenate([x, sx])
         y = np.concatenate([y, sy])
         det = np.concatenate([det, np.isfinite(sy)])
         lim = np.concatenate([lim, slim])
         arrow_end = np.concatenate([arrow_end, slim])
-    ax.ticklabel_format(axis="x", useOffset=False)
-    if len(x) and np.isfinite(x).any():
-        span = float(np.nanmax(x) - np.nanmin(x)) or 1.0
-        ax.set_xlim(float(np.nanmin(x)) - 0.05 * span, float(np.nanmax(x)) + 0.05 * span)
-    ys = np.concatenate([y[det & np.isfinite(y)], lim[~det & np.isfinite(lim)], arrow_end])
+    if log_time:
+        ax.set_xscale("log")
+        if np.isfinite(x).any():
+            ax.set_xlim(float(np.nanmin(x)) / 1.3, float(np.nanmax(x)) * 1.3)
+    else:
+        ax.ticklabel_format(axis="x", useOffset=False)
+        if len(x) and np.isfinite(x).any():
+            span = float(np.nanmax(x) - np.nanmin(x)) or 1.0
+            ax.set_xlim(float(np.nanmin(x)) - 0.05 * span, float(np.nanmax(x)) + 0.05 * span)
+    shown = np.isfinite(x)
+    ys = np.concatenate(
+        [
+            y[det & np.isfinite(y) & shown],
+            lim[~det & np.isfinite(lim) & shown],
+            arrow_end[~det & shown],
+        ]
+    )
     ys = ys[np.isfinite(ys)]
     if ys.size:
         lo, hi = float(ys.min()), float(ys.max())
@@ -193,9 +243,25 @@ def lightcurve_figure(
     if len(table) or (stacks is not None and len(stacks)):
         ax.legend(loc="best", fontsize="small")
     ax.grid(visible=True, alpha=0.3)
-    ax.set_title(title or (str(table.meta.get("target_name", "")) if table.meta else ""))
+    heading = title or (str(table.meta.get("target_name", "")) if table.meta else "")
+    if notes:
+        heading = f"{heading} ({'; '.join(notes)})" if heading else "; ".join(notes)
+    ax.set_title(heading)
     fig.tight_layout()
     return fig
+
+
+def _magnitude_rows(table: Table) -> tuple[Table, bool, int]:
+    """Return the rows to draw in magnitudes, whether they are instrumental, and rows left out.
+
+    Calibrated rows when any frame is calibrated (the uncalibrated ones are left
+    out: the two scales differ by the zero point); otherwise every row, drawn in
+    instrumental magnitudes when the table has them.
+    """
+    cal = np.isfinite(filled(table, "calibrated_mag")) | np.isfinite(filled(table, "limiting_mag"))
+    if cal.any():
+        return table[cal], False, int(np.count_nonzero(~cal))
+    return table, "ins_mag" in table.colnames, 0
 
 
 def _draw_stacks(

@@ -12,6 +12,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 from matplotlib.text import Annotation
 
+from soapd.alerts.gcn import one_per_frame
 from soapd.output.plots import BAND_COLOURS, lightcurve_figure, plot_lightcurve
 from soapd.testing.lightcurves import target_result
 from soapd.timeutil import mjd_of
@@ -112,3 +113,56 @@ def test_plot_bad_units_raise() -> None:
 def test_plot_empty_lightcurve_still_writes(tmp_path: Path) -> None:
     out = plot_lightcurve(_lc()[:0], tmp_path / "e.png")
     assert out.exists()
+
+
+def test_plot_log_time_axis_leaves_out_points_before_the_trigger_and_says_so() -> None:
+    lc = _lc()
+    early = lc[lc["frame_id"] == 0]
+    early["mjd"] = mjd_of(TRIGGER - timedelta(hours=1))  # one frame before T0
+    early["frame_id"] = 99
+    fig = lightcurve_figure(vstack([lc, early]), trigger_time_utc=TRIGGER, log_time=True)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert "1 point(s) at or before T0 not drawn" in ax.get_title()
+    arrows = _limit_arrows(fig)
+    assert len(arrows) == 3  # the frame before T0 is not drawn
+    lo, hi = ax.get_xlim()
+    assert 0 < lo < 0.5  # frames at 0.5 ... 4.0 h after T0
+    assert hi > 4.0
+    with pytest.raises(ValueError, match="trigger time"):
+        lightcurve_figure(lc, log_time=True)
+
+
+def test_plot_uncalibrated_lightcurve_draws_instrumental_magnitudes_labelled() -> None:
+    lc = _lc()
+    lc["limiting_ins_mag"] = lc["limiting_mag"] - 22.0  # as the pipeline's tables have it
+    for col in ("calibrated_mag", "calibrated_mag_err", "limiting_mag"):
+        lc[col] = np.nan
+    fig = lightcurve_figure(lc, trigger_time_utc=TRIGGER)
+    ax = fig.axes[0]
+    assert ax.get_ylabel().startswith("Instrumental magnitude")
+    det: dict[str, object] = {}
+    for ln in ax.get_lines():  # the data line comes first; its error-bar caps share its gid
+        det.setdefault(str(ln.get_gid()), ln)
+    drawn = one_per_frame(lc)  # the plot's own row choice: each frame's first aperture
+    r = drawn[(drawn["band"] == "R") & drawn["is_detection"]]
+    assert len(r) == 3
+    assert np.allclose(det["detections:R"].get_ydata(), r["ins_mag"])
+    tails = sorted(a.xyann[1] for a in _limit_arrows(fig))
+    lims = drawn["limiting_ins_mag"][~drawn["is_detection"]]
+    assert np.allclose(tails, sorted(lims))  # arrows start at the instrumental limits
+
+
+def test_plot_mixed_calibration_draws_calibrated_rows_and_counts_the_rest() -> None:
+    lc = _lc()
+    off = lc["frame_id"] == 2
+    for col in ("calibrated_mag", "calibrated_mag_err", "limiting_mag"):
+        lc[col][off] = np.nan
+    fig = lightcurve_figure(lc, trigger_time_utc=TRIGGER)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "Magnitude"
+    assert "1 uncalibrated frame(s) not drawn" in ax.get_title()
+    det: dict[str, object] = {}
+    for ln in ax.get_lines():  # the data line comes first; its error-bar caps share its gid
+        det.setdefault(str(ln.get_gid()), ln)
+    assert np.allclose(det["detections:R"].get_xdata(), [2.0, 2.5])

@@ -222,3 +222,18 @@ def test_extract_and_backfill_from_field_tables(cfg: Path, tmp_path: Path, capsy
         back = store.lightcurve("LATE")
     assert back["is_detection"].tolist() == [True, False]
     assert np.isfinite(back["limiting_mag"]).all()
+
+
+def test_lightcurve_log_time_plot_needs_a_trigger_time(cfg: Path, tmp_path: Path, capsys) -> None:
+    main(["targets", "add", "GRB 261124A", "150", "-30"])
+    _fill(cfg)
+    png = tmp_path / "log.png"
+    argv = ["lightcurve", "GRB 261124A", "--plot", str(png), "--log-time"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--log-time needs the target's trigger time" in err
+    assert "soapd targets set 'GRB 261124A' --trigger-time" in err
+    assert not png.exists()
+    assert main(["targets", "set", "GRB 261124A", "--trigger-time", T0.isoformat()]) == 0
+    assert main(argv) == 0
+    assert png.stat().st_size > 1000

@@ -139,3 +139,31 @@ def _header(path: Path) -> Any:
 def test_debug_image_missing_file_is_a_clear_error(config: Callable[..., Config]) -> None:
     with pytest.raises(FrameUnreadable, match="not found"):
         debug_image(Path("/nonexistent/frame.fits"), config=config())
+
+
+def test_info_box_and_legends_sit_in_the_corners_with_fewest_sources() -> None:
+    """Stars crowd the upper half: panel 4's box and legend, and panel 3's legend, go below."""
+    rng = np.random.default_rng(5)
+    image = rng.normal(100.0, 5.0, (100, 100))
+    x = rng.uniform(0.0, 100.0, 60)
+    y = rng.uniform(70.0, 100.0, 60)  # every source in the upper 30 %
+    x = np.append(x, 90.0)  # one in the lower right: the lower left is the emptiest
+    y = np.append(y, 10.0)
+    fig = draw_debug_figure(
+        DebugLayers(
+            image_adu=image,
+            background_adu=np.full_like(image, 100.0),
+            source_x_px=x,
+            source_y_px=y,
+            used_x_px=x[:5],
+            used_y_px=y[:5],
+            zp_mag=21.0,
+            zp_err_mag=0.01,
+        )
+    )
+    p3, p4 = panel(fig, 3), panel(fig, 4)
+    (box,) = [t for t in p4.texts if "Aperture:" in t.get_text()]
+    assert box.get_position() == (0.02, 0.02)  # lower left, in axes fraction
+    assert (box.get_ha(), box.get_va()) == ("left", "bottom")
+    assert p3.get_legend()._loc == 3  # "lower left"
+    assert p4.get_legend()._loc == 4  # "lower right", the next emptiest

@@ -51,6 +51,14 @@ class StacksConfig:
     saturation_radius_px: float = _opt(5.0, lo=0.0, hi=100.0)
     #: Fewest frames that make a stack (1: every epoch gets a row, single frames included).
     min_frames: int = _opt(1, lo=1, hi=10000)
+    #: Most frames in one stack: the deepest are kept, the others are left out with this reason
+    #: (bounds a stack's memory, ~2 x 0.5 MB per frame at 256 px, and its build time).
+    max_frames: int = _opt(100, lo=1, hi=100000)
+    #: The daemon rebuilds an epoch that is still open (its time bin not yet over) only when it
+    #: has this fraction more frames than its stored stack (0.25: at 4, 5, 7, 9, 11, ... frames),
+    #: so a dense cadence costs a bounded number of rebuilds per frame; an epoch whose bin is
+    #: over is rebuilt with every frame it holds. 0 rebuilds at every new frame.
+    rebuild_growth: float = _opt(0.25, lo=0.0, hi=10.0)
 
 
 @dataclass(**_FROZEN)

@@ -378,6 +378,11 @@ def reconcile(ctx: JobContext) -> int:
         logger.info("reconcile: %d failed frame(s) with tries left requeued", requeued)
         ctx.wake("download_frames")
         ctx.wake("process_pending")
+    from soapd.daemon.stack_jobs import plan_stacks
+
+    # Epochs whose time bins ended since their last build get their remaining frames.
+    if plan_stacks(ctx, throttle=True):
+        ctx.wake("process_pending")
     return new + requeued
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from datetime import UTC, datetime
 
 from soapd.daemon.context import JobContext
 from soapd.errors import SoapdError
@@ -26,27 +27,38 @@ logger = logging.getLogger("soapd.daemon.jobs")
 
 
 def plan_stacks(
-    ctx: JobContext, frame_id: int | None = None, target_names: Collection[str] | None = None
+    ctx: JobContext,
+    frame_id: int | None = None,
+    target_names: Collection[str] | None = None,
+    *,
+    throttle: bool | None = None,
 ) -> int:
     """Queue the stacked epochs that are out of date; return how many were queued.
 
-    With ``frame_id``, only the epochs holding that frame (it was just processed) of
-    the ``target_names`` it measured; without, every epoch of every active target
-    (the start-up sweep).
+    With ``frame_id`` (just processed), the epochs of the ``target_names`` it
+    measured, open epochs only once they grew by ``stacks.rebuild_growth``; without,
+    every out-of-date epoch of every active target (the start-up sweep). ``throttle``
+    (default: with ``frame_id``) applies ``stacks.rebuild_growth`` to open epochs;
+    the reconcile job sweeps with it, so epochs whose bins ended get their last frames.
     """
     if not ctx.config.stacks.enabled:
         return 0
+    if throttle is None:
+        throttle = frame_id is not None
     queued = 0
     for target in ctx.store.active_targets():
         if target_names is not None and target.name not in target_names:
             continue
         try:
+            # Every out-of-date epoch of the target (the query reads all its candidates
+            # anyway), so an epoch whose bin has ended gets its last frames; open epochs
+            # wait for stacks.rebuild_growth more frames.
             tasks = dirty_tasks(
                 ctx.store,
                 target,
                 ctx.config,
-                frame_ids=None if frame_id is None else (frame_id,),
                 done=ctx.stack_empty,
+                now_utc=datetime.now(UTC) if throttle else None,
             )
         except (SoapdError, OSError, ValueError) as exc:
             logger.warning("stacks of %s not planned: %s", target.name, exc)

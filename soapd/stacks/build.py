@@ -196,6 +196,7 @@ def build_stack(
             min_gain_mag=cfg.min_gain_mag,
             cloud_margin_mag=cfg.cloud_margin_mag,
             reference_zp_mag=reference_zp_mag,
+            max_frames=cfg.max_frames,
         )
         timings["select"] += time.perf_counter() - t0
         t0 = time.perf_counter()

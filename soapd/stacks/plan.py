@@ -24,11 +24,12 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from soapd.config import Config, to_dict
+from soapd.config import Config, StacksConfig, to_dict
 from soapd.errors import ConfigError, SoapdError
 from soapd.models import StackRecord, Target
 from soapd.stacks.build import build_stack
@@ -60,9 +61,17 @@ StackKey = tuple[str, str]
 def stacks_fingerprint(config: Config) -> str:
     """Return the SHA-256 (hex) of what a stack depends on: the science config and [stacks]."""
     blob = json.dumps(
-        {"science": config.fingerprint(), "stacks": to_dict(config.stacks)}, sort_keys=True
+        {"science": config.fingerprint(), "stacks": _stack_content(config.stacks)},
+        sort_keys=True,
     ).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+def _stack_content(cfg: StacksConfig) -> dict[str, object]:
+    """Return the [stacks] settings a stack's pixels depend on (not when it is rebuilt)."""
+    out: dict[str, object] = dict(to_dict(cfg))
+    out.pop("rebuild_growth", None)
+    return out
 
 
 def candidates_for(store: Store, target: Target) -> tuple[list[Candidate], dict[int, int | None]]:
@@ -134,6 +143,20 @@ def _reference_zps(candidates: Iterable[Candidate]) -> dict[tuple[str, str], flo
     return {k: float(np.median(v)) for k, v in zps.items()}
 
 
+def _grows_later(
+    stored: tuple[frozenset[int], str] | None,
+    ids: frozenset[int],
+    fingerprint: str,
+    *,
+    open_: bool,
+    cfg: StacksConfig,
+) -> bool:
+    """Return True when an open epoch's stack may wait for more frames (``rebuild_growth``)."""
+    if not open_ or stored is None or stored[1] != fingerprint:
+        return False
+    return len(ids) < (1.0 + cfg.rebuild_growth) * len(stored[0])
+
+
 def dirty_tasks(
     store: Store,
     target: Target,
@@ -141,12 +164,17 @@ def dirty_tasks(
     *,
     frame_ids: Iterable[int] | None = None,
     done: Mapping[StackKey, tuple[frozenset[int], str]] | None = None,
+    now_utc: datetime | None = None,
 ) -> list[StackTask]:
     """Return the target's epochs whose stack is missing or out of date, as tasks.
 
     ``frame_ids`` limits the answer to epochs holding one of these frames (the frame
     just processed); ``done`` lists epochs already built this run without a result
     (nothing stackable), so they are not tried again until their frames change.
+    ``now_utc`` (the daemon) applies ``stacks.rebuild_growth``: an epoch whose bin
+    ends after ``now_utc`` and that has a stored stack of the same config is
+    rebuilt only once it holds that fraction more frames than the stack considered;
+    None (one-shot builds) rebuilds every out-of-date epoch.
     """
     if target.target_id is None or not config.stacks.enabled:
         return []
@@ -173,6 +201,10 @@ def dirty_tasks(
         if stored.get(epoch.key) == (ids, fingerprint):
             continue
         if done is not None and done.get((target.name, epoch.key)) == (ids, fingerprint):
+            continue
+        if now_utc is not None and _grows_later(
+            stored.get(epoch.key), ids, fingerprint, open_=epoch.bin.end_utc > now_utc, cfg=cfg
+        ):
             continue
         newest = epoch.frames[-1].frame_id
         tasks.append(

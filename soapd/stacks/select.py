@@ -14,7 +14,8 @@ Left out, with the reason recorded:
 * **no limit** (the frame's limiting magnitude is not finite);
 * **clouds**: a zero point more than ``cloud_margin_mag`` below the reference
   (the median zero point of the telescope and band, unless the caller gives one);
-* **does not deepen the limit**.
+* **does not deepen the limit**;
+* **beyond stacks.max_frames** (the deepest frames are kept).
 
 The predicted limit of frames with ``n``-sigma limits ``m_i`` uses their flux
 noise on the common scale, ``sigma_i = 10**(-0.4 m_i) / n``: inverse-variance
@@ -52,6 +53,8 @@ NOT_COVERED_FLAGS = Flag.OFF_FRAME | Flag.NEAR_EDGE | Flag.NO_WCS | Flag.APER_AL
 
 #: Reason recorded for frames the depth rule turned away.
 NO_GAIN = "does not deepen the limit"
+#: Reason recorded for frames beyond ``stacks.max_frames`` (the deepest are kept).
+TOO_MANY = "beyond stacks.max_frames = {} (the deepest frames are stacked)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +115,7 @@ def select_frames(
     min_gain_mag: float,
     cloud_margin_mag: float,
     reference_zp_mag: float | None = None,
+    max_frames: int | None = None,
 ) -> Selection:
     """Choose the frames of one epoch to stack (see the module docstring).
 
@@ -127,6 +131,9 @@ def select_frames(
         Zero points more than this (mag) below the reference mean clouds.
     reference_zp_mag
         The reference zero point (mag); None: the median of ``candidates``.
+    max_frames
+        Most frames to include (the deepest); the rest are left out with
+        :data:`TOO_MANY`. None: no limit.
     """
     ref = reference_zero_point(candidates) if reference_zp_mag is None else reference_zp_mag
     excluded: list[tuple[Candidate, str]] = []
@@ -141,6 +148,9 @@ def select_frames(
     included: list[Candidate] = []
     current = math.nan
     for c in usable:
+        if max_frames is not None and len(included) >= max_frames:
+            excluded.append((c, TOO_MANY.format(max_frames)))
+            continue
         trial = predicted_limit([m.lim_mag for m in (*included, c)], weighting=weighting)
         if not included or trial >= current + min_gain_mag:
             included.append(c)

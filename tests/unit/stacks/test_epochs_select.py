@@ -159,3 +159,16 @@ def test_reference_zero_point_from_caller() -> None:
     )
     assert sel.included == ()
     assert all(r.startswith("clouds") for _, r in sel.excluded)
+
+
+def test_max_frames_keeps_the_deepest_and_says_why_for_the_rest() -> None:
+    from soapd.stacks.select import select_frames
+
+    cands = [_cand(i, 60.0 * i, lim_mag=19.0 + 0.1 * i) for i in range(6)]
+    sel = select_frames(
+        cands, weighting="inverse_variance", min_gain_mag=0.0, cloud_margin_mag=0.5, max_frames=4
+    )
+    assert [c.frame_id for c in sel.included] == [5, 4, 3, 2]
+    assert {c.frame_id: r for c, r in sel.excluded} == dict.fromkeys(
+        (0, 1), "beyond stacks.max_frames = 4 (the deepest frames are stacked)"
+    )

@@ -231,3 +231,29 @@ def test_cli_stacks_export_and_gcn_from_stored_stacks(
     assert "forced photometry of the single images" in single.replace("\n", " ")
     assert "1 x 80" in single
     assert np.isfinite(back["mjd"]).all()
+
+
+def test_open_epochs_wait_for_rebuild_growth_closed_ones_get_every_frame(store: Store) -> None:
+    """``stacks.rebuild_growth``: a dense cadence does not rebuild an open epoch at every frame."""
+    from soapd.config import StacksConfig
+
+    config = Config().replace(stacks=StacksConfig(rebuild_growth=0.6))
+    assert stacks_fingerprint(config) == stacks_fingerprint(Config())  # not a pixel setting
+    target = store.get_target(NAME)
+    key = dirty_tasks(store, target, config)[1].epoch.key  # log43: frames 2, 3, 4
+    fp = stacks_fingerprint(config)
+    store.save_stack(_record("log43", 1.1, (2, 3), epoch_key=key, config_hash=fp))
+    # The stored stack considered frames 2 and 3 only.
+    store.db.execute("UPDATE stacks SET considered = '[2, 3]' WHERE epoch_key = ?", [key])
+    open_now = T0 + timedelta(seconds=3700)  # inside log43 (3614-3976 s after T0)
+    closed_now = T0 + timedelta(days=1)
+
+    def planned(now: datetime | None, cfg: Config = config) -> list[str]:
+        return [t.epoch.key for t in dirty_tasks(store, target, cfg, now_utc=now)]
+
+    # 3 frames < (1 + 0.6) x 2: the open epoch waits; once its bin is over it is rebuilt.
+    assert key not in planned(open_now)
+    assert key in planned(closed_now)
+    assert key in planned(None)  # one-shot builds: every out-of-date epoch
+    every = Config().replace(stacks=StacksConfig(rebuild_growth=0.4))  # 3 >= 1.4 x 2
+    assert key in planned(open_now, every)

@@ -342,12 +342,10 @@ class Service:
         )
 
     def run_until_idle(self, *, poll: bool = True) -> int:
-        """Poll once, then download, register and process until nothing is left.
+        """Poll once, download, register and process until nothing is left; send held alerts.
 
-        Alerts held for their batch window are sent before returning (nothing stays
-        pending because the command ended). Return 0, or 1 when followed Skynet
-        observations or telescopes could not be read because the token is missing
-        or was refused (the frames that came in by the inbox are still processed).
+        Return 0, or 1 when followed Skynet observations or telescopes could not be
+        read because the token is missing or was refused (inbox frames still count).
         """
         self._install_signals()
         ctx = self._open()

@@ -56,6 +56,7 @@ __all__ = [
     "apply_outcome",
     "claim_task",
     "download_one",
+    "known_meta",
     "process_one",
     "record_result",
     "run_task",
@@ -152,6 +153,27 @@ def verify_file(task: FrameTask) -> None:
             f"{task.path.name} changed since it was registered (sha256 {digest[:16]}..., "
             f"the ledger has {task.sha256[:16]}...); not processed"
         )
+
+
+def known_meta(config: Config, path: Path) -> ExposureMeta | None:
+    """Return the archive metadata the ledger holds for the file at ``path``, or None.
+
+    A frame the daemon downloaded is known by its checksum: processing it again by
+    hand (``soapd process``) then uses the archive's gain, read noise, filter and
+    times where the header lacks them, as the daemon did, and gets the same numbers.
+    None when there is no soapd database at ``paths.state_dir`` or the file is not
+    in it. The database is opened read-only (safe beside a running daemon).
+    """
+    from soapd.fileio import sha256_file
+    from soapd.store import Store
+
+    db = config.paths.db_path
+    if not db.is_file():
+        return None
+    digest, _size = sha256_file(path)
+    with Store(db, read_only=True) as store:
+        row = store.find_frame(sha256=digest)
+    return row.meta if row is not None else None
 
 
 def table_path_for(config: Config, frame_id: int) -> Path:

@@ -64,7 +64,9 @@ class ExposureMeta:
     Any field may be None when unknown; the frame loader prefers these values
     over the FITS header only where the header lacks them (gain, read noise,
     filter, telescope) and always for the canonical mid-exposure time when the
-    header has none.
+    header has none. ``from_user`` marks values a person gave on purpose
+    (``soapd process --exptime/--gain/--read-noise/--filter``): those win over the
+    header, for headers that are wrong rather than silent (a filter wheel code).
     """
 
     exp_id: int | None = None
@@ -76,6 +78,7 @@ class ExposureMeta:
     gain_e_per_adu: float | None = None
     read_noise_e: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    from_user: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

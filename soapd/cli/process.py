@@ -22,7 +22,7 @@ from soapd.cli import HelpFormatter, add_config_option
 from soapd.config import Config, load_config
 from soapd.errors import ConfigError, SoapdError
 from soapd.flags import flag_text, flag_words, is_covered
-from soapd.models import Target
+from soapd.models import ExposureMeta, Target
 from soapd.output.progress import ProgressBar
 
 if TYPE_CHECKING:  # the science stack is imported only when frames are processed
@@ -73,8 +73,74 @@ def register(sub: Any) -> None:
         help="write all rows to OUT; the format follows the suffix: .csv, .ecsv, .parquet "
         "or .json (default: %(default)s = print the summary only)",
     )
+    p.add_argument(
+        "--exptime",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="exposure time in seconds for every frame, instead of the header's "
+        "(default: %(default)s = the header's EXPTIME/EXPOSURE, else the archive's)",
+    )
+    p.add_argument(
+        "--gain",
+        type=_positive,
+        default=None,
+        metavar="E_PER_ADU",
+        help="gain in e-/ADU for every frame, instead of the header's "
+        "(default: %(default)s = the header's GAIN, else the archive's, else frame.gain_e_per_adu)",
+    )
+    p.add_argument(
+        "--read-noise",
+        type=_positive,
+        default=None,
+        metavar="E",
+        help="read noise in electrons for every frame, instead of the header's "
+        "(default: %(default)s = the header's RDNOISE, else the archive's, else the config's)",
+    )
+    p.add_argument(
+        "--filter",
+        default=None,
+        metavar="NAME",
+        help="filter name for every frame (e.g. V, R, g'), instead of the header's; for headers "
+        "with a wheel code (FILTERS = 48) or none (default: %(default)s = the header's)",
+    )
     add_config_option(p)
     p.set_defaults(func=run)
+
+
+def _positive(text: str) -> float:
+    """Parse a positive number for argparse (a clear message otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def frame_meta(args: argparse.Namespace, config: Config, path: Path) -> ExposureMeta | None:
+    """Return the metadata ``soapd process`` gives the pipeline for ``path``.
+
+    The ledger's archive metadata when the daemon knows the file (same checksum), so
+    a frame processed again by hand gets the daemon's numbers; the user's
+    ``--exptime/--gain/--read-noise/--filter`` on top, winning over the header.
+    """
+    from dataclasses import replace
+
+    from soapd.frames import known_meta
+
+    meta = known_meta(config, path)
+    given = {
+        "exptime_s": args.exptime,
+        "gain_e_per_adu": args.gain,
+        "read_noise_e": args.read_noise,
+        "filter": args.filter,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return meta
+    return replace(meta or ExposureMeta(), from_user=True, **given)
 
 
 def parse_target(text: str) -> Target:
@@ -228,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
                     zeropoint=args.zeropoint,
                     config=config,
                     catalogs=catalogs,
+                    meta=frame_meta(args, config, path),
                 )
             except SoapdError as exc:
                 failed += 1

@@ -180,7 +180,12 @@ def load_wcs(header: fits.Header, notes: list[str]) -> WCS | None:
 def gain(
     header: fits.Header, meta: ExposureMeta | None, config: FrameConfig, notes: list[str]
 ) -> tuple[float, str]:
-    """Return (gain in e-/ADU, source): the header, else the archive, else the config (noted)."""
+    """Return (gain in e-/ADU, source): the header, else the archive, else the config (noted).
+
+    A value the user gave (``meta.from_user``) comes first.
+    """
+    if meta is not None and meta.from_user and meta.gain_e_per_adu:
+        return meta.gain_e_per_adu, "user"
     found = number(header, _GAIN_KEYS)
     if found is not None:
         return found[0], f"header:{found[1]}"
@@ -194,7 +199,9 @@ def gain(
 def read_noise(
     header: fits.Header, meta: ExposureMeta | None, config: FrameConfig
 ) -> tuple[float, str]:
-    """Return (read noise in e-, source): the header, else the archive, else the config."""
+    """Return (read noise in e-, source): the user's, the header, the archive, the config."""
+    if meta is not None and meta.from_user and meta.read_noise_e is not None:
+        return meta.read_noise_e, "user"
     found = number(header, _RN_KEYS)
     if found is not None:
         return found[0], f"header:{found[1]}"
@@ -204,20 +211,25 @@ def read_noise(
 
 
 def exposure_time(header: fits.Header, meta: ExposureMeta | None, path: Path) -> float:
-    """Return the exposure time (s): the header, else the archive; else raise FrameRejected."""
+    """Return the exposure time (s): the user's, the header, the archive; else FrameRejected."""
+    if meta is not None and meta.from_user and meta.exptime_s:
+        return meta.exptime_s
     found = number(header, _EXPTIME_KEYS)
     if found is not None:
         return found[0]
     if meta is not None and meta.exptime_s:
         return meta.exptime_s
     raise FrameRejected(
-        f"{path}: no exposure time: the header has no positive EXPTIME or EXPOSURE and "
-        "no archive metadata was given; magnitudes per second cannot be computed"
+        f"{path}: no exposure time: the header has no positive EXPTIME or EXPOSURE, "
+        "no archive metadata was given and no --exptime; magnitudes per second cannot be "
+        "computed (give it: soapd process --exptime SECONDS)"
     )
 
 
 def filter_name(header: fits.Header, meta: ExposureMeta | None) -> str:
-    """Return the raw filter name: the first non-empty FILTER-like card, else the archive's."""
+    """Return the raw filter name: the user's, a non-empty FILTER-like card, the archive's."""
+    if meta is not None and meta.from_user and meta.filter:
+        return meta.filter
     for key in _FILTER_KEYS:
         value = header.get(key)
         if isinstance(value, str) and value.strip():

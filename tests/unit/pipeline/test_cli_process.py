@@ -145,3 +145,55 @@ def test_progress_bar_draws_only_on_a_tty() -> None:
         bar.advance()
     assert "1/3 frames" in tty.getvalue()
     assert np.isclose(bar.done, 1)
+
+
+def test_user_values_win_over_a_wrong_or_silent_header(tmp_path, capsys) -> None:
+    """--exptime for a header without one; --filter over a filter-wheel code; --gain."""
+    f = make_frame((128, 128), stars=10, seed=1, omit_keys=("EXPTIME",))
+    f.header["FILTER"] = "48"  # a wheel position, not a band
+    path = write_frame(tmp_path / "x.fits", f.data_adu, f.header)
+    assert main(["process", str(path), "--zeropoint", "23"]) == 1
+    assert "give it: soapd process --exptime SECONDS" in capsys.readouterr().err
+    out = tmp_path / "rows.ecsv"
+    argv = ["process", str(path), "--zeropoint", "23", "--out", str(out)]
+    assert main([*argv, "--exptime", "60", "--filter", "V", "--gain", "3.0"]) == 0
+    table = read_table(out)
+    meta = table.meta["frames"][0]
+    assert (meta["filter_raw"], meta["gain_e_per_adu"], meta["gain_source"]) == ("V", 3.0, "user")
+    assert set(table["band"]) == {"V"}
+    assert set(table["exptime"]) == {60.0}
+    with pytest.raises(SystemExit):
+        main([*argv, "--exptime", "-1"])
+    assert "--exptime: -1 must be a positive number" in capsys.readouterr().err
+
+
+def test_a_frame_the_daemon_downloaded_gets_the_archive_metadata(tmp_path, capsys) -> None:
+    """The ledger knows the file by checksum: its archive gain is used, as the daemon did."""
+    from soapd.config import load_config
+    from soapd.fileio import sha256_file
+    from soapd.models import ExposureMeta
+    from soapd.skynet.records import Exposure
+    from soapd.store import Store
+
+    cfg = tmp_path / "soapd.toml"
+    cfg.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    f = make_frame((128, 128), stars=10, seed=2, omit_keys=("GAIN", "RDNOISE"))
+    path = write_frame(tmp_path / "r42.fits", f.data_adu, f.header)
+    meta = ExposureMeta(exp_id=42, obs_id=7, gain_e_per_adu=2.5, read_noise_e=9.0)
+    digest, size = sha256_file(path)
+    with Store(load_config(cfg).paths.db_path) as store:
+        (fid,) = store.record_seen([Exposure(exp_id=42, obs_id=7, state="archived", meta=meta)])
+        store.mark_downloaded(fid, path, digest, size)
+    out = tmp_path / "rows.ecsv"
+    argv = ["process", str(path), "--zeropoint", "23", "--out", str(out)]
+    assert main([*argv, "--config", str(cfg)]) == 0
+    known = read_table(out).meta["frames"][0]
+    assert (known["gain_e_per_adu"], known["gain_source"]) == (2.5, "archive")
+    assert known["read_noise_e"] == 9.0
+    # Without the daemon's state the header has no gain: the config's default, said so.
+    assert main(argv) == 0
+    alone = read_table(out).meta["frames"][0]
+    assert alone["gain_source"] == "config:gain_e_per_adu"
+    # --gain still wins over the archive.
+    assert main([*argv, "--config", str(cfg), "--gain", "4"]) == 0
+    assert read_table(out).meta["frames"][0]["gain_e_per_adu"] == 4.0

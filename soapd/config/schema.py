@@ -133,6 +133,10 @@ class ServiceConfig:
     max_tasks_per_child: int = _opt(50, lo=1, hi=100000)
     #: Attempts per frame (downloads, then processing) before it is marked failed.
     max_tries: int = _opt(3, lo=1, hi=100)
+    #: Starts after which a frame soapd itself died processing (kill -9, out of memory) is given
+    #: up, in case it kills soapd; rarely the frame's fault, so above max_tries (which counts
+    #: worker deaths while soapd runs).
+    max_crash_starts: int = _opt(6, lo=1, hi=1000)
     #: Seconds between two runs of the frame-processing and download jobs (they are also
     #: woken as soon as a frame arrives or a worker finishes).
     process_interval_s: float = _opt(10.0, lo=0.5, hi=3600.0)

@@ -121,7 +121,7 @@ class Service:
         try:
             store.sync_config_targets(cfg.targets)
             store.sync_config_observations(cfg.skynet.observations)
-            stuck = store.reset_stuck_processing(max_tries=cfg.service.max_tries)
+            stuck = store.reset_stuck_processing(max_tries=cfg.service.max_crash_starts)
             if stuck:
                 logger.warning("%d frame(s) interrupted while processing were put back", stuck)
             pool = WorkerPool(

@@ -292,7 +292,8 @@ class Ledger(FrameReads):
         A frame no worker had started (``started_at`` NULL) goes back untouched:
         no try was counted and none is. A frame that had started was counted
         once, when it started; it goes back with the error noted, or is marked
-        failed when it has used ``max_tries`` attempts (it may be what crashes soapd).
+        failed when it has used ``max_tries`` attempts (it may be what crashes soapd;
+        the daemon passes ``service.max_crash_starts``).
         """
         now = self.now()
         with self.db.atomic():

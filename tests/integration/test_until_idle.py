@@ -78,3 +78,35 @@ def test_alerts_held_for_the_batch_window_are_sent_before_exit(
         assert store.unsent_alerts("9999-12-31T00:00:00Z") == []
     sent = [json.loads(p.read_text()) for p in (tmp_path / "alerts").glob("*.json")]
     assert sum(len(m["alerts"]) for m in sent) == raised
+
+
+def test_a_frame_soapd_died_processing_is_retried_until_max_crash_starts(
+    tmp_path: Path, demo_field: DemoField
+) -> None:
+    """Three crashes of the daemon on one frame do not fail it (max_tries counts worker deaths)."""
+    from soapd.fileio import sha256_file
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cfg = service_config(tmp_path, demo_field, "http://127.0.0.1:9", inbox_dir=str(inbox))
+    cfg = cfg.replace(skynet=dataclasses.replace(cfg.skynet, observations=()))
+    frames = cfg.paths.frames_dir
+    frames.mkdir(parents=True)
+    ids = []
+    with Store(cfg.paths.db_path) as store:
+        for i, starts in enumerate((3, cfg.service.max_crash_starts)):
+            path = frames / f"crash{i}.fits"
+            path.write_bytes(demo_field.frames[i].path.read_bytes())
+            digest, size = sha256_file(path)
+            fid = store.record_local(path, digest, size, source="inbox").frame_id
+            for _ in range(starts):  # started, then soapd died (the crash sweep's input)
+                store.claim_frame(fid)
+                store.mark_started(fid)
+                if _ < starts - 1:
+                    store.reset_stuck_processing(max_tries=1000)
+            ids.append(fid)
+    assert _service(cfg, None).run_until_idle() == 0
+    with Store(cfg.paths.db_path, read_only=True) as store:
+        states = [(store.frame(f).state, store.frame(f).tries) for f in ids]  # type: ignore[union-attr]
+    assert states[0] == ("processed", 4)  # 3 starts interrupted, the 4th stored
+    assert states[1] == ("failed", cfg.service.max_crash_starts)

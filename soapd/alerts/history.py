@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -164,18 +164,16 @@ def _frame_points(result: FrameResult, frame_id: int, mjd: float) -> dict[str, P
     """Return each target's reference point in a new frame (target name -> Point)."""
     table = result.table
     a = rule_arrays(table)
-    a["frame_id"] = np.full(len(table), frame_id, dtype=np.int64)
-    a["mjd"] = np.full(len(table), mjd)
+    names = np.ma.filled(np.ma.asarray(table["target_name"]).astype(str), "")
+    named = names != ""
+    a = {k: v[named] for k, v in a.items()}
+    uniq, code = np.unique(names[named], return_inverse=True)
+    # One "frame" per target: reference_points keeps each one's lowest aperture.
+    a["frame_id"] = code.astype(np.int64)
+    a["mjd"] = np.full(len(code), mjd)
     a["band"] = np.where(a["band"] == "", result.summary.band, a["band"])
     a["telescope"] = np.where(a["telescope"] == "", result.summary.telescope, a["telescope"])
-    names = np.ma.filled(np.ma.asarray(table["target_name"]).astype(str), "")
-    out: dict[str, Point] = {}
-    for name in sorted(set(names.tolist()) - {""}):
-        sel = names == name
-        points = reference_points({k: v[sel] for k, v in a.items()})
-        if points:
-            out[name] = points[0]
-    return out
+    return {str(uniq[p.frame_id]): replace(p, frame_id=frame_id) for p in reference_points(a)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +211,13 @@ def decide_alerts(store: Store, frame_id: int, result: FrameResult, *, config: C
     active = {t.name: t for t in store.active_targets()} if config.alerts.enabled else {}
     obs_id = store.frame_obs_id(frame_id) if active else None
     out = Decision()
+    defaults = RuleParams.from_config(config.alerts)
     for name in names:
         point = new.get(name)
         target = active.get(name)
-        params = _params(target.name, target.rules, config) if target else _SILENT
+        params = _SILENT
+        if target is not None:
+            params = _params(name, target.rules, config) if target.rules else defaults
         hits, out.states[name] = decide(
             states.get(ids[name]),
             point,

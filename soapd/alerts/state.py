@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from functools import reduce
+from operator import or_
 
 from soapd.alerts.rules import Point, RuleHit, RuleParams
+from soapd.flags import SPURIOUS, SUSPECT, Flag
 from soapd.store.rule_state import KindState, TargetState
 
 __all__ = ["advance", "decide", "evaluate_state", "fold", "is_after"]
@@ -39,32 +41,57 @@ def _max(a: float, b: float) -> float:
     return a if math.isnan(b) or a >= b else b
 
 
+def _mask(names: frozenset[str]) -> int:
+    """Return the bits called ``names`` as one mask (names this version lacks: no bit)."""
+    return reduce(or_, (int(Flag[n]) for n in names if n in Flag.__members__), 0)
+
+
+_SUSPECT_MASK = _mask(SUSPECT)
+_SPURIOUS_MASK = _mask(SPURIOUS)
+
+
+def _real(p: Point) -> bool:
+    """:attr:`Point.real` (a detection without a spurious bit), without the name look-ups."""
+    return p.is_detection and not p.flags & _SPURIOUS_MASK
+
+
+def _clean(p: Point) -> bool:
+    """:attr:`Point.clean` (no suspect bit), without the name look-ups."""
+    return not p.flags & _SUSPECT_MASK
+
+
 def _advance_kind(k: KindState, p: Point) -> KindState:
     """Return the summary of a kind's points after its newest point ``p``."""
+    real = _real(p)
     finite_lim = math.isfinite(p.lim_mag)
     finite_mag = math.isfinite(p.mag)
-    snr = p.snr if p.real and math.isfinite(p.snr) else math.nan
-    new = replace(
-        k,
+    last_clean_mag, last_clean_mag_err = k.last_clean_mag, k.last_clean_mag_err
+    if real and _clean(p) and finite_mag and math.isfinite(p.mag_err):
+        last_clean_mag, last_clean_mag_err = p.mag, p.mag_err
+    last_real_mag, faded = k.last_real_mag, k.faded
+    if real and finite_mag:
+        last_real_mag, faded = p.mag, False
+    elif not p.is_detection and not math.isnan(last_real_mag) and p.lim_mag > last_real_mag:
+        faded = True
+    return KindState(
         n_points=k.n_points + 1,
         any_detection=k.any_detection or p.is_detection,
-        any_real=k.any_real or p.real,
-        max_real_snr=_max(k.max_real_snr, snr),
-        n_lim=k.n_lim + int(finite_lim),
-        max_lim_mag=_max(k.max_lim_mag, p.lim_mag if finite_lim else math.nan),
+        any_real=k.any_real or real,
+        max_real_snr=(
+            _max(k.max_real_snr, p.snr) if real and math.isfinite(p.snr) else k.max_real_snr
+        ),
+        n_lim=k.n_lim + finite_lim,
+        max_lim_mag=_max(k.max_lim_mag, p.lim_mag) if finite_lim else k.max_lim_mag,
         max_nondet_lim_mag=(
             _max(k.max_nondet_lim_mag, p.lim_mag)
-            if not p.is_detection and finite_lim
+            if finite_lim and not p.is_detection
             else k.max_nondet_lim_mag
         ),
+        last_clean_mag=last_clean_mag,
+        last_clean_mag_err=last_clean_mag_err,
+        last_real_mag=last_real_mag,
+        faded=faded,
     )
-    if p.real and p.clean and finite_mag and math.isfinite(p.mag_err):
-        new = replace(new, last_clean_mag=p.mag, last_clean_mag_err=p.mag_err)
-    if p.real and finite_mag:
-        new = replace(new, last_real_mag=p.mag, faded=False)
-    elif not p.is_detection and not math.isnan(k.last_real_mag) and p.lim_mag > k.last_real_mag:
-        new = replace(new, faded=True)
-    return new
 
 
 def advance(state: TargetState, point: Point) -> TargetState:
@@ -89,11 +116,31 @@ def advance(state: TargetState, point: Point) -> TargetState:
 
 
 def fold(points: Iterable[Point], state: TargetState | None = None) -> TargetState:
-    """Return the state of ``points`` (any order; one per frame) added to ``state``."""
+    """Return the state of ``points`` (any order; one per frame) added to ``state``.
+
+    Equal to :func:`advance` on each point in time order; raise ValueError when a
+    point is not newer than every point of ``state``.
+    """
     out = state or TargetState()
-    for p in sorted(points, key=_order):
-        out = advance(out, p)
-    return out
+    ordered = sorted(points, key=_order)
+    if not ordered:
+        return out
+    if not is_after(out, ordered[0]):
+        advance(out, ordered[0])  # raises
+    kinds = dict(out.kinds)
+    for p in ordered:
+        kind = p.kind()
+        kinds[kind] = _advance_kind(kinds.get(kind, _EMPTY), p)
+    last = ordered[-1]
+    return TargetState(
+        n_points=out.n_points + len(ordered),
+        newest_mjd=last.mjd,
+        newest_frame_id=last.frame_id,
+        kinds=kinds,
+    )
+
+
+_EMPTY = KindState()
 
 
 def is_after(state: TargetState, point: Point) -> bool:
@@ -111,7 +158,7 @@ def _nan_low(x: float) -> float:
 
 def _new_detection(state: TargetState, k: KindState, p: Point, prm: RuleParams) -> RuleHit | None:
     snr_min = prm.detection_snr
-    if not p.clean or not (p.real and math.isfinite(p.snr) and p.snr >= snr_min):
+    if not _clean(p) or not (_real(p) and math.isfinite(p.snr) and p.snr >= snr_min):
         return None
     if _best_real_snr(state) >= snr_min:
         return None
@@ -142,7 +189,9 @@ def _deeper_limit(k: KindState, p: Point, prm: RuleParams) -> RuleHit | None:
 
 
 def _brightening_or_fading(k: KindState, p: Point, prm: RuleParams) -> RuleHit | None:
-    if not p.is_detection or not p.clean or not (math.isfinite(p.mag) and math.isfinite(p.mag_err)):
+    if not p.is_detection or not _clean(p):
+        return None
+    if not (math.isfinite(p.mag) and math.isfinite(p.mag_err)):
         return None
     last_mag, last_err = k.last_clean_mag, k.last_clean_mag_err
     if math.isnan(last_mag):

@@ -50,7 +50,9 @@ def _results(names: list[str], n: int, seed: int) -> list[Any]:
     from soapd.testing.lightcurves import target_result
 
     rng = np.random.default_rng(seed)
-    mags = {name: float(m) for name, m in zip(names, rng.uniform(16.0, 19.8, len(names)))}
+    mags = {
+        name: float(m) for name, m in zip(names, rng.uniform(16.0, 19.8, len(names)), strict=True)
+    }
     return [
         target_result(mags, mid_time_utc=T0, aperture_radii_px=RADII, rng=rng) for _ in range(n)
     ]
@@ -224,7 +226,7 @@ def _bytes_case(workdir: Path, n_frames: int) -> list[Row]:
             frames = []
             for k in range(n_frames + 20):
                 mid = T0 + timedelta(minutes=k)
-                mags: dict[str, float | None] = {name: None for name in watched}
+                mags: dict[str, float | None] = dict.fromkeys(watched)
                 mags["ON"] = 17.0
                 res = target_result(mags, mid_time_utc=mid, aperture_radii_px=RADII, rng=rng)
                 flags = np.asarray(res.table["flag"]).astype(np.int64)

@@ -33,7 +33,7 @@ import numpy as np
 from astropy.table import Table
 
 from soapd.alerts.rules import INSTRUMENTAL, Point, RuleHit, RuleParams
-from soapd.alerts.state import decide
+from soapd.alerts.state import decide, stack_summary
 from soapd.config import Config
 from soapd.errors import ConfigError
 from soapd.flags import Flag
@@ -51,6 +51,7 @@ __all__ = [
     "draft_alerts",
     "reference_points",
     "rule_arrays",
+    "stack_history",
 ]
 
 logger = logging.getLogger(__name__)
@@ -242,6 +243,18 @@ def draft_alerts(
 
 #: The parameters of a target that raises no alert (inactive, or alerts switched off).
 _SILENT = RuleParams(enabled=False)
+
+
+def stack_history(store: Store, name: str) -> list[Point]:
+    """Return what the stack rules read of a target's single-frame points.
+
+    From its rule state (:func:`soapd.alerts.state.stack_summary`, one point per
+    telescope, band and system) when built, else the points themselves (its
+    history). Empty for an unknown target.
+    """
+    tid = store.target_ids().get(name)
+    state = None if tid is None else store.rule_states_of([tid]).get(tid)
+    return _history(store, name) if state is None else stack_summary(state)
 
 
 def _history(store: Store, name: str) -> list[Point]:

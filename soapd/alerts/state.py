@@ -27,7 +27,7 @@ from soapd.alerts.rules import Point, RuleHit, RuleParams
 from soapd.flags import SPURIOUS, SUSPECT, Flag
 from soapd.store.rule_state import KindState, TargetState
 
-__all__ = ["advance", "decide", "evaluate_state", "fold", "is_after"]
+__all__ = ["advance", "decide", "evaluate_state", "fold", "is_after", "stack_summary"]
 
 
 def _order(p: Point) -> tuple[float, int]:
@@ -274,3 +274,30 @@ def decide(
     before = fold(p for p in stored if _order(p) < _order(point))
     hits = evaluate_state(before, point, params)
     return hits, fold([*stored, point])
+
+
+def stack_summary(state: TargetState) -> list[Point]:
+    """Return one point per kind of ``state`` that stands for its points in the stack rules.
+
+    :mod:`soapd.alerts.stack_rules` reads only the band, ``is_detection`` and
+    ``lim_mag`` of a target's single-frame points: whether any point of the band
+    was a detection, and the band's deepest finite limit. Each returned point is a
+    detection when any point of its kind was, and has the kind's deepest limit (NaN:
+    none), so the stack rules decide on these as on the points themselves. The
+    points have ``frame_id`` -1 and no magnitude or S/N.
+    """
+    return [
+        Point(
+            frame_id=-1,
+            mjd=state.newest_mjd,
+            telescope=tel,
+            band=band,
+            mag_system=system,
+            is_detection=k.any_detection,
+            snr=math.nan,
+            mag=math.nan,
+            mag_err=math.nan,
+            lim_mag=k.max_lim_mag,
+        )
+        for (tel, band, system), k in sorted(state.kinds.items())
+    ]

@@ -23,13 +23,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from soapd.alerts.history import decide_alerts, reference_points
+from soapd.alerts.history import decide_alerts, reference_points, stack_history
 from soapd.alerts.rules import INSTRUMENTAL, Point, RuleParams, evaluate
-from soapd.alerts.state import advance, decide, evaluate_state, fold
+from soapd.alerts.stack_rules import stack_alerts
+from soapd.alerts.state import advance, decide, evaluate_state, fold, stack_summary
 from soapd.config import AlertsConfig, Config, LimitsConfig
 from soapd.flags import Flag
 from soapd.frames import record_result, without_off_footprint_rows
-from soapd.models import FrameResult, Target
+from soapd.models import FrameResult, StackRecord, Target
 from soapd.store import Store
 from soapd.store.rule_state import TargetState
 from soapd.testing.lightcurves import register_frame, target_result
@@ -136,6 +137,45 @@ def test_state_decides_as_the_history_over_random_arrivals(data: Any, params: Ru
         if in_order:
             assert calls == []  # the normal path never reads the history
         state = new_state
+
+
+def _stack(epoch: str, band: str, n: int, det: bool, lim_mag: float, snr: float) -> StackRecord:
+    mid = T0 + timedelta(hours=1)
+    members = tuple(range(1, n + 1))
+    return StackRecord(
+        target_name="GRB A", epoch_key=f"P5|{band}|{epoch}", telescope="P5", band=band,
+        bin_start_utc=mid, bin_end_utc=mid, mid_time_utc=mid, mean_mid_time_utc=mid,
+        start_utc=mid, stop_utc=mid, exptime_s=80.0, total_exptime_s=80.0 * n,
+        members=members, weights=tuple(1.0 / n for _ in members), considered=members,
+        is_detection=det, snr=snr, mag=17.0 if det else math.nan, mag_err=0.05,
+        lim_mag=lim_mag, mag_system="Vega",
+    )  # fmt: skip
+
+
+stacks_st = st.builds(
+    _stack,
+    epoch=st.sampled_from(["e1", "e2", "e3"]),
+    band=st.sampled_from(["R", "g"]),
+    n=st.integers(1, 4),
+    det=st.booleans(),
+    lim_mag=mags,
+    snr=st.sampled_from([math.nan, 3.0, 6.0, 20.0]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), params=params_st)
+def test_stack_rules_decide_on_the_state_as_on_the_points(data: Any, params: RuleParams) -> None:
+    """stack_alerts on :func:`stack_summary` of the state = on the single-frame points."""
+    pts = [data.draw(points(i)) for i in range(data.draw(st.integers(0, 12)))]
+    pts = [replace(p, mjd=60000.0 + p.frame_id) for p in pts]
+    stack = data.draw(stacks_st)
+    others = data.draw(st.lists(stacks_st, max_size=3))
+    old = stack_alerts(stack, history=pts, other_stacks=others, params=params, obs_id=3)
+    new = stack_alerts(
+        stack, history=stack_summary(fold(pts)), other_stacks=others, params=params, obs_id=3
+    )
+    assert repr(new) == repr(old)
 
 
 def test_a_new_detection_rearms_faded_below_limit() -> None:
@@ -354,3 +394,22 @@ def test_inactive_targets_and_disabled_alerts_still_advance_the_state(tmp_path: 
         states = store.rule_states_of(ids.values())
         assert {states[ids[n]].n_points for n in NAMES} == {3}
         _assert_states_match_history(store)
+
+
+def test_stack_history_reads_the_state_once_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _setup(tmp_path) as store:
+        mid = T0
+        fid = register_frame(store, "bare", mid_time_utc=mid)
+        res = target_result({"GRB A": None}, mid_time_utc=mid, lim_mag=19.0)
+        store.save_result(fid, res, config_hash="x", soapd_version="x", table_path=None)
+        calls = _counting_history(store, monkeypatch)
+        (single,) = stack_history(store, "GRB A")  # no state yet: the points themselves
+        assert (single.frame_id, single.lim_mag, calls) == (fid, 19.0, ["GRB A"])
+        _record(store, 1, {"GRB A": None}, minutes=1)
+        calls.clear()
+        (summary,) = stack_history(store, "GRB A")
+        assert calls == []
+        assert (summary.frame_id, summary.is_detection, summary.lim_mag) == (-1, False, 19.5)
+        assert stack_history(store, "nobody") == []

@@ -139,7 +139,7 @@ def test_state_decides_as_the_history_over_random_arrivals(data: Any, params: Ru
         state = new_state
 
 
-def _stack(epoch: str, band: str, n: int, det: bool, lim_mag: float, snr: float) -> StackRecord:
+def _stack(*, epoch: str, band: str, n: int, det: bool, lim_mag: float, snr: float) -> StackRecord:
     mid = T0 + timedelta(hours=1)
     members = tuple(range(1, n + 1))
     return StackRecord(

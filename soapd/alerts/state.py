@@ -273,7 +273,7 @@ def decide(
         return [], fold(stored)
     before = fold(p for p in stored if _order(p) < _order(point))
     hits = evaluate_state(before, point, params)
-    return hits, fold([*stored, point])
+    return hits, fold((p for p in stored if _order(p) > _order(point)), advance(before, point))
 
 
 def stack_summary(state: TargetState) -> list[Point]:

@@ -25,7 +25,7 @@ from operator import or_
 
 from soapd.alerts.rules import Point, RuleHit, RuleParams
 from soapd.flags import SPURIOUS, SUSPECT, Flag
-from soapd.store.rule_state import KindState, TargetState
+from soapd.store.rule_state import Kind, KindState, TargetState
 
 __all__ = ["advance", "decide", "evaluate_state", "fold", "is_after", "stack_summary"]
 
@@ -127,10 +127,12 @@ def fold(points: Iterable[Point], state: TargetState | None = None) -> TargetSta
         return out
     if not is_after(out, ordered[0]):
         advance(out, ordered[0])  # raises
-    kinds = dict(out.kinds)
+    by_kind: dict[Kind, list[Point]] = {}
     for p in ordered:
-        kind = p.kind()
-        kinds[kind] = _advance_kind(kinds.get(kind, _EMPTY), p)
+        by_kind.setdefault(p.kind(), []).append(p)
+    kinds = dict(out.kinds)
+    for kind, pts in by_kind.items():
+        kinds[kind] = _fold_kind(kinds.get(kind, _EMPTY), pts)
     last = ordered[-1]
     return TargetState(
         n_points=out.n_points + len(ordered),
@@ -141,6 +143,47 @@ def fold(points: Iterable[Point], state: TargetState | None = None) -> TargetSta
 
 
 _EMPTY = KindState()
+
+
+def _fold_kind(k: KindState, points: Sequence[Point]) -> KindState:
+    """Return :func:`_advance_kind` applied to each of ``points`` (oldest first), in one pass."""
+    any_det, any_real, best_snr = k.any_detection, k.any_real, k.max_real_snr
+    n_lim, max_lim, max_nondet = k.n_lim, k.max_lim_mag, k.max_nondet_lim_mag
+    clean_mag, clean_err = k.last_clean_mag, k.last_clean_mag_err
+    real_mag, faded = k.last_real_mag, k.faded
+    isfinite, isnan = math.isfinite, math.isnan
+    for p in points:
+        det = p.is_detection
+        real = det and not p.flags & _SPURIOUS_MASK
+        lim, mag = p.lim_mag, p.mag
+        any_det = any_det or det
+        any_real = any_real or real
+        if real and isfinite(p.snr):
+            best_snr = _max(best_snr, p.snr)
+        if isfinite(lim):
+            n_lim += 1
+            max_lim = _max(max_lim, lim)
+            if not det:
+                max_nondet = _max(max_nondet, lim)
+        if real and isfinite(mag):
+            if not p.flags & _SUSPECT_MASK and isfinite(p.mag_err):
+                clean_mag, clean_err = mag, p.mag_err
+            real_mag, faded = mag, False
+        elif not det and not isnan(real_mag) and lim > real_mag:
+            faded = True
+    return KindState(
+        n_points=k.n_points + len(points),
+        any_detection=any_det,
+        any_real=any_real,
+        max_real_snr=best_snr,
+        n_lim=n_lim,
+        max_lim_mag=max_lim,
+        max_nondet_lim_mag=max_nondet,
+        last_clean_mag=clean_mag,
+        last_clean_mag_err=clean_err,
+        last_real_mag=real_mag,
+        faded=faded,
+    )
 
 
 def is_after(state: TargetState, point: Point) -> bool:

@@ -199,6 +199,21 @@ def test_a_new_detection_rearms_faded_below_limit() -> None:
     assert fired == ["faded_below_limit", "faded_below_limit"]
 
 
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_fold_is_advance_point_by_point(data: Any) -> None:
+    """fold (one pass per kind) = advance on each point in time order, from any start."""
+    pts = [data.draw(points(i)) for i in range(data.draw(st.integers(0, 30)))]
+    pts = [replace(p, mjd=60000.0 + data.draw(st.integers(0, 8))) for p in pts]
+    ordered = sorted(pts, key=_order)
+    cut = data.draw(st.integers(0, len(ordered)))
+    start = fold(ordered[:cut])
+    stepwise = start
+    for p in ordered[cut:]:
+        stepwise = advance(stepwise, p)
+    assert _norm(fold(ordered[cut:], start)) == _norm(stepwise)
+
+
 def test_advance_refuses_a_point_not_newer_than_the_state() -> None:
     p = Point(
         frame_id=5, mjd=60001.0, band="R", is_detection=False, snr=1.0,

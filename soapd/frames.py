@@ -335,21 +335,23 @@ def record_result(
 ) -> list[int]:
     """Evaluate the alert rules and store ``result`` in one transaction; return new alert ids.
 
-    Measurements, frame summary, the state 'processed' and the alert drafts of
-    :func:`soapd.alerts.history.draft_alerts` go to ``Store.save_result`` together.
+    Measurements, frame summary, the state 'processed', the alert drafts and the
+    targets' new rule states of :func:`soapd.alerts.history.decide_alerts` go to
+    ``Store.save_result`` together.
     Target rows outside the frame's footprint (off the frame, or a frame without
     WCS) are dropped first: such a target gets no row at all. A target inside the
     footprint that could not be measured keeps its not-covered row (no flux, no
     limit), which the rules and lightcurves never see.
     """
-    from soapd.alerts.history import draft_alerts
+    from soapd.alerts.history import decide_alerts
 
     result = without_off_footprint_rows(result)
-    drafts = draft_alerts(store, frame_id, result, config=config)
+    decision = decide_alerts(store, frame_id, result, config=config)
     ids = store.save_result(
         frame_id,
         result,
-        alerts=drafts,
+        alerts=decision.drafts,
+        rule_states=decision.states,
         config_hash=config.fingerprint(),
         soapd_version=__version__,
         table_path=table_path,

@@ -1,10 +1,13 @@
-"""Alert drafts for a processed frame, decided against the target's stored history.
+"""Alert drafts for a processed frame, decided against the target's stored rule state.
 
-:func:`draft_alerts` reads each measured target's earlier lightcurve from the
-store (``Store.rule_history``), runs the rules of :mod:`soapd.alerts.rules` on the
-new point and returns the :class:`~soapd.models.AlertDraft` values. It only
-reads: :func:`soapd.frames.record_result` stores the drafts with the frame's
-measurements in one transaction.
+:func:`decide_alerts` reads each measured target's rule state (a summary of its
+earlier lightcurve, :mod:`soapd.store.rule_state`), runs the rules on the new point
+(:mod:`soapd.alerts.state`, the same decisions as :mod:`soapd.alerts.rules` on the
+history) and returns the :class:`~soapd.models.AlertDraft` values and the targets'
+new states. The history (``Store.rule_history``) is read only to build a state: the
+first time, for a frame older than the state's newest point, or for a frame
+processed again. It only reads: :func:`soapd.frames.record_result` stores drafts and
+states with the frame's measurements in one transaction.
 
 "Earlier" means an earlier mid-exposure time (ties broken by frame id) and never
 the frame itself, so processing a frame again, or frames out of order, makes the
@@ -21,13 +24,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
 
-from soapd.alerts.rules import INSTRUMENTAL, Point, RuleParams, evaluate
+from soapd.alerts.rules import INSTRUMENTAL, Point, RuleHit, RuleParams
+from soapd.alerts.state import decide, stack_summary
 from soapd.config import Config
 from soapd.errors import ConfigError
 from soapd.flags import Flag
@@ -36,8 +42,17 @@ from soapd.models import AlertDraft
 if TYPE_CHECKING:
     from soapd.models import FrameResult
     from soapd.store import Store
+    from soapd.store.rule_state import TargetState
 
-__all__ = ["RULE_COLUMNS", "draft_alerts", "reference_points", "rule_arrays"]
+__all__ = [
+    "RULE_COLUMNS",
+    "Decision",
+    "decide_alerts",
+    "draft_alerts",
+    "reference_points",
+    "rule_arrays",
+    "stack_history",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -150,70 +165,152 @@ def _frame_points(result: FrameResult, frame_id: int, mjd: float) -> dict[str, P
     """Return each target's reference point in a new frame (target name -> Point)."""
     table = result.table
     a = rule_arrays(table)
-    a["frame_id"] = np.full(len(table), frame_id, dtype=np.int64)
-    a["mjd"] = np.full(len(table), mjd)
+    names = np.ma.filled(np.ma.asarray(table["target_name"]).astype(str), "")
+    named = names != ""
+    a = {k: v[named] for k, v in a.items()}
+    uniq, code = np.unique(names[named], return_inverse=True)
+    # One "frame" per target: reference_points keeps each one's lowest aperture.
+    a["frame_id"] = code.astype(np.int64)
+    a["mjd"] = np.full(len(code), mjd)
     a["band"] = np.where(a["band"] == "", result.summary.band, a["band"])
     a["telescope"] = np.where(a["telescope"] == "", result.summary.telescope, a["telescope"])
-    names = np.ma.filled(np.ma.asarray(table["target_name"]).astype(str), "")
-    out: dict[str, Point] = {}
-    for name in sorted(set(names.tolist()) - {""}):
-        sel = names == name
-        points = reference_points({k: v[sel] for k, v in a.items()})
-        if points:
-            out[name] = points[0]
+    return {str(uniq[p.frame_id]): replace(p, frame_id=frame_id) for p in reference_points(a)}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a processed frame raises: alert drafts, and the measured targets' new rule states.
+
+    ``states`` maps every known target with a row in the frame to its
+    :class:`~soapd.store.rule_state.TargetState` after the frame, for
+    ``Store.save_result(rule_states=...)``.
+    """
+
+    drafts: list[AlertDraft] = field(default_factory=list)
+    states: dict[str, TargetState] = field(default_factory=dict)
+
+
+def decide_alerts(store: Store, frame_id: int, result: FrameResult, *, config: Config) -> Decision:
+    """Return the alerts the target rows of ``result`` raise, and the targets' new rule states.
+
+    Each target is decided from its stored rule state (:func:`soapd.alerts.state.decide`);
+    its history is read only when the state cannot be advanced (no state yet, a frame
+    older than the state's newest point, a frame processed again). Only reads: the
+    caller stores both with the measurements (``Store.save_result``).
+    """
+    from soapd.timeutil import mjd_of
+
+    if "target_name" not in result.table.colnames:
+        return Decision()
+    ids = store.target_ids()
+    names = _target_names(result, ids)
+    if not names:
+        return Decision()
+    new = _frame_points(result, frame_id, mjd_of(result.summary.mid_time_utc))
+    states = store.rule_states_of(ids[n] for n in names)
+    fresh = not store.frame_has_measurements(frame_id)
+    active = {t.name: t for t in store.active_targets()} if config.alerts.enabled else {}
+    obs_id = store.frame_obs_id(frame_id) if active else None
+    out = Decision()
+    defaults = RuleParams.from_config(config.alerts)
+    for name in names:
+        point = new.get(name)
+        target = active.get(name)
+        params = _SILENT
+        if target is not None:
+            params = _params(name, target.rules, config) if target.rules else defaults
+        hits, out.states[name] = decide(
+            states.get(ids[name]),
+            point,
+            params,
+            frame_id=frame_id,
+            fresh_frame=fresh,
+            history=partial(_history, store, name),
+        )
+        if point is not None and hits:
+            out.drafts.extend(
+                _drafts(name, hits, point, frame_id=frame_id, obs_id=obs_id, result=result)
+            )
     return out
 
 
 def draft_alerts(
     store: Store, frame_id: int, result: FrameResult, *, config: Config
 ) -> list[AlertDraft]:
-    """Return the alerts the target rows of ``result`` raise against the stored history."""
-    from soapd.timeutil import mjd_of
+    """Return the alerts the target rows of ``result`` raise (:func:`decide_alerts`'s drafts)."""
+    return decide_alerts(store, frame_id, result, config=config).drafts
 
-    if not config.alerts.enabled or "target_name" not in result.table.colnames:
-        return []
-    new = _frame_points(result, frame_id, mjd_of(result.summary.mid_time_utc))
-    obs_id = store.frame_obs_id(frame_id)
-    drafts: list[AlertDraft] = []
-    for name, point in new.items():
-        target = store.get_target(name)
-        if target is None or not target.active:
-            continue
-        earlier = [
-            p
-            for p in reference_points(store.rule_history(name))
-            if p.frame_id != frame_id and (p.mjd, p.frame_id) < (point.mjd, frame_id)
-        ]
-        try:
-            params = RuleParams.from_config(config.alerts, target.rules)
-        except ConfigError as exc:  # a bad [[targets]] rules entry must not block storing
-            logger.error("target %r: %s; using the [alerts] defaults", name, exc)  # noqa: TRY400
-            params = RuleParams.from_config(config.alerts)
-        batch = f"{name}|obs:{obs_id}" if obs_id is not None else f"{name}|frame:{frame_id}"
-        drafts.extend(
-            AlertDraft(
-                target_name=name,
-                rule=hit.rule,
-                dedupe_key=f"{name}|{hit.rule}|frame:{frame_id}|{point.band}",
-                batch_key=batch,
-                message=f"{name}: {hit.message}",
-                payload={
-                    "target": name,
-                    "rule": hit.rule,
-                    "band": point.band,
-                    "frame_id": frame_id,
-                    "obs_id": obs_id,
-                    "mjd": point.mjd,
-                    "mid_time_utc": result.summary.mid_time_utc.isoformat(),
-                    "telescope": point.telescope or result.summary.telescope,
-                    "mag_system": point.mag_system,
-                    "flags": point.flags,
-                    **{k: _json_num(v) for k, v in hit.values.items()},
-                },
-            )
-            for hit in evaluate(earlier, point, params)
+
+#: The parameters of a target that raises no alert (inactive, or alerts switched off).
+_SILENT = RuleParams(enabled=False)
+
+
+def stack_history(store: Store, name: str) -> list[Point]:
+    """Return what the stack rules read of a target's single-frame points.
+
+    From its rule state (:func:`soapd.alerts.state.stack_summary`, one point per
+    telescope, band and system) when built, else the points themselves (its
+    history). Empty for an unknown target.
+    """
+    tid = store.target_ids().get(name)
+    state = None if tid is None else store.rule_states_of([tid]).get(tid)
+    return _history(store, name) if state is None else stack_summary(state)
+
+
+def _history(store: Store, name: str) -> list[Point]:
+    """Return a target's stored points (one per frame, oldest first)."""
+    return reference_points(store.rule_history(name))
+
+
+def _target_names(result: FrameResult, ids: Mapping[str, int]) -> list[str]:
+    """Return the known targets with a row in ``result`` (sorted names)."""
+    col = result.table["target_name"]
+    names = np.ma.filled(np.ma.asarray(col).astype(str), "")
+    return sorted(set(names.tolist()) & set(ids))
+
+
+def _params(name: str, rules: Mapping[str, float], config: Config) -> RuleParams:
+    try:
+        return RuleParams.from_config(config.alerts, rules)
+    except ConfigError as exc:  # a bad [[targets]] rules entry must not block storing
+        logger.error("target %r: %s; using the [alerts] defaults", name, exc)  # noqa: TRY400
+        return RuleParams.from_config(config.alerts)
+
+
+def _drafts(
+    name: str,
+    hits: Sequence[RuleHit],
+    point: Point,
+    *,
+    frame_id: int,
+    obs_id: int | None,
+    result: FrameResult,
+) -> list[AlertDraft]:
+    """Return the alert drafts of a target's ``hits`` on its ``point`` in frame ``frame_id``."""
+    batch = f"{name}|obs:{obs_id}" if obs_id is not None else f"{name}|frame:{frame_id}"
+    return [
+        AlertDraft(
+            target_name=name,
+            rule=hit.rule,
+            dedupe_key=f"{name}|{hit.rule}|frame:{frame_id}|{point.band}",
+            batch_key=batch,
+            message=f"{name}: {hit.message}",
+            payload={
+                "target": name,
+                "rule": hit.rule,
+                "band": point.band,
+                "frame_id": frame_id,
+                "obs_id": obs_id,
+                "mjd": point.mjd,
+                "mid_time_utc": result.summary.mid_time_utc.isoformat(),
+                "telescope": point.telescope or result.summary.telescope,
+                "mag_system": point.mag_system,
+                "flags": point.flags,
+                **{k: _json_num(v) for k, v in hit.values.items()},
+            },
         )
-    return drafts
+        for hit in hits
+    ]
 
 
 def _json_num(value: float | str) -> float | str | None:

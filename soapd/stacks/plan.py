@@ -308,7 +308,7 @@ def record_stack(
     An outcome without a stack (an error, or nothing stackable) stores nothing and
     returns (None, []).
     """
-    from soapd.alerts.history import reference_points
+    from soapd.alerts.history import stack_history
     from soapd.alerts.rules import RuleParams
     from soapd.alerts.stack_rules import stack_alerts
 
@@ -328,7 +328,7 @@ def record_stack(
             params = RuleParams.from_config(config.alerts)
         drafts = stack_alerts(
             record,
-            history=reference_points(store.rule_history(target.name)),
+            history=stack_history(store, target.name),
             other_stacks=store.stacked(target.name),
             params=params,
             obs_id=outcome.task.obs_id,

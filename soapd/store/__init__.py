@@ -12,6 +12,7 @@ connection (``store.db``):
 ``store.stacks``              stacked epochs of targets (:mod:`.stacks`)
 ``store.observations``        followed Skynet observations (:mod:`.observations`)
 ``store.status``              service status for ``soapd status`` (:mod:`.status`)
+``store.rule_states``         what the alert rules read of each target (:mod:`.rule_state`)
 ============================  =====================================================
 
 Each repository method is also a ``Store`` method of the same name (``store.frame``
@@ -24,7 +25,7 @@ same definition, in :mod:`.views`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
@@ -40,6 +41,7 @@ from soapd.store.measurements import Measurements
 from soapd.store.migrations import migrations
 from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
+from soapd.store.rule_state import RuleStates, TargetState
 from soapd.store.stacks import Stacks
 from soapd.store.status import ServiceStatus
 from soapd.store.targets import Targets
@@ -113,6 +115,7 @@ class Store:
         self.stacks = Stacks(self.db)
         self.observations = Observations(self.db)
         self.status = ServiceStatus(self.db)
+        self.rule_states = RuleStates(self.db)
 
     @staticmethod
     def now() -> str:
@@ -143,15 +146,19 @@ class Store:
         soapd_version: str,
         table_path: str | None,
         lim_nsigma: float | None = None,
+        rule_states: Mapping[str, TargetState] | None = None,
     ) -> list[int]:
         """Store a processed frame in one transaction; return the ids of new alerts.
 
         Writes the target measurements (rows of ``result.table`` whose
         ``target_name`` is a known target), the frame summary with
-        ``state = 'processed'``, and ``alerts`` into the outbox. A crash in the
-        middle leaves none of it; processing a frame again updates its rows, and
-        never stores an alert twice (``alerts.dedupe_key`` is UNIQUE). Raise
-        StoreError if the frame is not in the ledger.
+        ``state = 'processed'``, ``alerts`` into the outbox and the targets' new
+        ``rule_states`` (target name -> state after this frame, see
+        :mod:`.rule_state`); a measured target without a new state loses its state
+        (it is rebuilt from history when needed). A crash in the middle leaves none
+        of it; processing a frame again updates its rows, and never stores an alert
+        twice (``alerts.dedupe_key`` is UNIQUE). Raise StoreError if the frame is not
+        in the ledger.
         """
         with self.db.atomic():
             mjd = self.ledger.record_processed(
@@ -170,6 +177,10 @@ class Store:
                 mjd=mjd,
                 lim_nsigma=lim_nsigma,
             )
+            given = rule_states or {}
+            self.rule_states.write_states({ids[n]: s for n, s in given.items() if n in ids})
+            stale = _measured_names(result.table, ids) - set(given)
+            self.rule_states.invalidate(ids[n] for n in stale)
             return self.outbox.insert(frame_id, alerts, ids)
 
     def save_measurements(
@@ -183,17 +194,16 @@ class Store:
     ) -> int:
         """Store target rows of ``table`` for an already processed frame (backfill).
 
-        Only the targets present in ``table`` are touched. Return the rows written.
+        Only the targets present in ``table`` are touched; their alert rule states
+        are rebuilt from history when next needed. Return the rows written.
         """
+        ids = self.targets.target_ids()
         with self.db.atomic():
-            return self.measurements.upsert(
-                frame_id,
-                table,
-                self.targets.target_ids(),
-                config_hash=config_hash,
-                mjd=mjd,
-                lim_nsigma=lim_nsigma,
+            n = self.measurements.upsert(
+                frame_id, table, ids, config_hash=config_hash, mjd=mjd, lim_nsigma=lim_nsigma
             )
+            self.rule_states.invalidate(ids[name] for name in _measured_names(table, ids))
+            return n
 
     def add_alerts(self, frame_id: int | None, alerts: Sequence[AlertDraft]) -> list[int]:
         """Store alert drafts on their own (deduplicated); return the ids of new ones."""
@@ -293,6 +303,9 @@ class Store:
     sync_config_targets = _Via("targets", Targets.sync_config_targets)
     # ---------------------------------------------------------- measurements
     rule_history = _Via("measurements", Measurements.rule_history)
+    # ----------------------------------------------------------- rule states
+    rule_states_of = _Via("rule_states", RuleStates.states_of)
+    frame_has_measurements = _Via("rule_states", RuleStates.frame_has_measurements)
     # ---------------------------------------------------------------- stacks
     stacks_of = _Via("stacks", Stacks.stacks_of)
     stack_inputs = _Via("stacks", Stacks.stack_inputs)
@@ -316,3 +329,12 @@ class Store:
     backlog = _Via("status", ServiceStatus.backlog)
     last_processed_utc = _Via("status", ServiceStatus.last_processed_utc)
     recent_errors = _Via("status", ServiceStatus.recent_errors)
+
+
+def _measured_names(table: Table, ids: Mapping[str, int]) -> set[str]:
+    """Return the names of the known targets (in ``ids``) with a row in ``table``."""
+    if len(table) == 0 or "target_name" not in table.colnames:
+        return set()
+    col = table["target_name"]
+    values = col.filled("") if hasattr(col, "filled") else col
+    return {str(v) for v in values} & set(ids)

@@ -412,3 +412,46 @@ def m009_frames_started_at(db: sqlite_utils.Database) -> None:
     attempt began (its try was counted).
     """
     db.execute("ALTER TABLE frames ADD COLUMN started_at TEXT")
+
+
+@migrations()
+def m010_rule_state(db: sqlite_utils.Database) -> None:
+    """Create ``rule_targets`` and ``rule_state``: what the alert rules read (issue 11).
+
+    ``rule_targets`` has one row per target whose state is built: its number of
+    lightcurve points (one per frame) and the newest one's (mjd, frame_id). A target
+    without a row has no state yet (or it was invalidated): the next frame builds it
+    from the target's history. ``rule_state`` has one row per target x telescope x
+    band x magnitude system ("kind"): the counts, the deepest limits, the highest S/N
+    of a real detection and the last detections the rules compare against. Both are
+    written in the transaction that stores the measurements they summarise.
+    """
+    db.execute("""
+        CREATE TABLE rule_targets (
+            target_id INTEGER PRIMARY KEY REFERENCES targets (target_id),
+            n_points INTEGER NOT NULL,
+            newest_mjd REAL NOT NULL,
+            newest_frame_id INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+    """)
+    db.execute("""
+        CREATE TABLE rule_state (
+            target_id INTEGER NOT NULL REFERENCES rule_targets (target_id),
+            telescope TEXT NOT NULL,
+            band TEXT NOT NULL,
+            mag_system TEXT NOT NULL,
+            n_points INTEGER NOT NULL,
+            any_detection INTEGER NOT NULL,
+            any_real INTEGER NOT NULL,
+            max_real_snr REAL,
+            n_lim INTEGER NOT NULL,
+            max_lim_mag REAL,
+            max_nondet_lim_mag REAL,
+            last_clean_mag REAL,
+            last_clean_mag_err REAL,
+            last_real_mag REAL,
+            faded INTEGER NOT NULL,
+            PRIMARY KEY (target_id, telescope, band, mag_system)
+        ) WITHOUT ROWID
+    """)

@@ -154,6 +154,36 @@ CREATE TABLE observations (
             updated_at TEXT NOT NULL
         );
 
+-- table rule_state ON rule_state
+CREATE TABLE rule_state (
+            target_id INTEGER NOT NULL REFERENCES rule_targets (target_id),
+            telescope TEXT NOT NULL,
+            band TEXT NOT NULL,
+            mag_system TEXT NOT NULL,
+            n_points INTEGER NOT NULL,
+            any_detection INTEGER NOT NULL,
+            any_real INTEGER NOT NULL,
+            max_real_snr REAL,
+            n_lim INTEGER NOT NULL,
+            max_lim_mag REAL,
+            max_nondet_lim_mag REAL,
+            last_clean_mag REAL,
+            last_clean_mag_err REAL,
+            last_real_mag REAL,
+            faded INTEGER NOT NULL,
+            PRIMARY KEY (target_id, telescope, band, mag_system)
+        ) WITHOUT ROWID
+    ;
+
+-- table rule_targets ON rule_targets
+CREATE TABLE rule_targets (
+            target_id INTEGER PRIMARY KEY REFERENCES targets (target_id),
+            n_points INTEGER NOT NULL,
+            newest_mjd REAL NOT NULL,
+            newest_frame_id INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
 -- table service_status ON service_status
 CREATE TABLE service_status (
             key TEXT PRIMARY KEY,

@@ -12,6 +12,7 @@ connection (``store.db``):
 ``store.stacks``              stacked epochs of targets (:mod:`.stacks`)
 ``store.observations``        followed Skynet observations (:mod:`.observations`)
 ``store.status``              service status for ``soapd status`` (:mod:`.status`)
+``store.pruning``             files on record and what retention deleted (:mod:`.pruning`)
 ============================  =====================================================
 
 Each repository method is also a ``Store`` method of the same name (``store.frame``
@@ -40,6 +41,7 @@ from soapd.store.measurements import Measurements
 from soapd.store.migrations import migrations
 from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
+from soapd.store.pruning import Pruning
 from soapd.store.stacks import Stacks
 from soapd.store.status import ServiceStatus
 from soapd.store.targets import Targets
@@ -99,6 +101,7 @@ class Store:
         self.stacks = Stacks(self.db)
         self.observations = Observations(self.db)
         self.status = ServiceStatus(self.db)
+        self.pruning = Pruning(self.db)
 
     @staticmethod
     def now() -> str:
@@ -300,3 +303,8 @@ class Store:
     backlog = _Via("status", ServiceStatus.backlog)
     last_processed_utc = _Via("status", ServiceStatus.last_processed_utc)
     recent_errors = _Via("status", ServiceStatus.recent_errors)
+    # --------------------------------------------------------------- pruning
+    files_on_record = _Via("pruning", Pruning.files_on_record)
+    record_pruned = _Via("pruning", Pruning.record_pruned)
+    pruned_files = _Via("pruning", Pruning.pruned_files)
+    frames_selected = _Via("pruning", Pruning.frames_selected)

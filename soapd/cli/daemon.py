@@ -209,8 +209,10 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     with _open_store(cfg, migrate=True) as store:
         rows = store.frames_selected(**filters)
         gone = [r for r in rows if r.path is None or not r.path.is_file()]
-        lost = [r for r in gone if r.source != "skynet" or r.exp_id is None]
-        refetch = [r for r in gone if r not in lost]
+        local = [r for r in gone if r.source != "skynet" or r.exp_id is None]
+        lost = [r for r in local if r.path is None]  # pruned: nothing to process
+        missing = [r for r in local if r.path is not None]  # queued; fails unless put back
+        refetch = [r for r in gone if r not in local]
         # a file deleted behind soapd's back: clear the path so the frame is downloaded again
         store.forget_files(
             [r.frame_id for r in refetch if r.path is not None], frame_file=True, table_file=False
@@ -230,6 +232,11 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             f"frame {r.frame_id}{where} not queued: its file is gone and it came from the "
             f"{r.source}, not from Skynet, so soapd cannot fetch it again; put the file back "
             "in the inbox to measure it again"
+        )
+    for r in missing:
+        print(
+            f"warning: frame {r.frame_id}'s file {r.path} is missing and cannot be fetched "
+            "again (not from Skynet); it will fail unless the file is put back"
         )
     return 0
 

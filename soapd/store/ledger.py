@@ -287,7 +287,7 @@ class Ledger(FrameReads):
         bad = set(states) - set(FRAME_STATES) | ({"processing"} & set(states))
         if bad:
             raise StoreError(f"cannot requeue frames in state(s) {sorted(bad)}")
-        where, params = self.requeue_where(frame_ids, obs_id, since_utc, until_utc, states)
+        where, params = self._requeue_where(frame_ids, obs_id, since_utc, until_utc, states)
         if max_tries_below is not None:
             where += " AND tries < ?"
             params.append(max_tries_below)
@@ -300,14 +300,13 @@ class Ledger(FrameReads):
         return int(cur.rowcount)
 
     @staticmethod
-    def requeue_where(
+    def _requeue_where(
         frame_ids: Sequence[int] | None,
         obs_id: int | None,
         since_utc: datetime | None,
         until_utc: datetime | None,
         states: Sequence[str],
     ) -> tuple[str, list[Any]]:
-        """Return the WHERE clause and parameters of :meth:`requeue`'s filters."""
         clauses = [f"state IN ({','.join('?' * len(states))})"]
         params: list[Any] = list(states)
         if frame_ids is not None:

@@ -152,6 +152,7 @@ class Pruning(Repository):
         states: Sequence[str] = FINISHED_STATES,
     ) -> list[FrameRow]:
         """Return the frames :meth:`Ledger.requeue` would select with the same filters."""
-        where, params = Ledger.requeue_where(frame_ids, obs_id, since_utc, until_utc, states)
+        # the same WHERE clause as requeue's, so the two select the same frames
+        where, params = Ledger._requeue_where(frame_ids, obs_id, since_utc, until_utc, states)
         sql = f"SELECT {FRAME_COLUMNS} FROM frames WHERE {where} ORDER BY frame_id"
         return [row_to_frame(r) for r in self.db.query(sql, params)]

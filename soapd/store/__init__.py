@@ -251,6 +251,8 @@ class Store:
     frame = _Via("ledger", Ledger.frame)
     find_frame = _Via("ledger", Ledger.find_frame)
     frames_in_state = _Via("ledger", Ledger.frames_in_state)
+    frames_of = _Via("ledger", Ledger.frames_of)
+    frame_state_counts = _Via("ledger", Ledger.frame_state_counts)
     pending_frames = _Via("ledger", Ledger.pending_frames)
     frames_to_download = _Via("ledger", Ledger.frames_to_download)
     known_exp_ids = _Via("ledger", Ledger.known_exp_ids)

@@ -47,3 +47,22 @@ def test_record_pruned_clears_the_path_and_keeps_a_row(tmp_path: Path) -> None:
         # the same file again (already cleared) is not recorded twice
         assert store.record_pruned(wanted[:1]) == []
         assert len(store.pruned_files(done_id)) == 1
+
+
+def test_frames_of_an_observation_by_state_in_one_query(tmp_path: Path) -> None:
+    from soapd.models import ExposureMeta
+
+    with Store(tmp_path / "soapd.sqlite") as store:
+        ids = {}
+        for k, obs in enumerate((7, 7, 8)):
+            path = tmp_path / f"o{k}.fits"
+            path.write_bytes(b"x")
+            meta = ExposureMeta(obs_id=obs)
+            ids[k] = store.record_local(path, f"{k + 100:064x}", 1, meta=meta).frame_id
+        store.mark_rejected(ids[1], "unusable")
+        assert [r.frame_id for r in store.frames_of(obs_id=7)] == [ids[0], ids[1]]
+        assert [r.frame_id for r in store.frames_of(obs_id=7, states=["rejected"])] == [ids[1]]
+        assert [r.frame_id for r in store.frames_of()] == [ids[0], ids[1], ids[2]]
+        assert store.frames_of(states=[]) == []
+        assert store.frame_state_counts(7) == {"downloaded": 1, "rejected": 1}
+        assert store.frame_state_counts(9) == {}

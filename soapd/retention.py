@@ -27,6 +27,7 @@ so the requeued frame goes back to 'seen').
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -156,13 +157,10 @@ def open_epoch_frames(
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
+    """Return True if ``path`` lies in ``folder`` (by their normalised text: no disk access)."""
     if folder is None:
         return True
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
+    return Path(os.path.normpath(path)).is_relative_to(os.path.normpath(folder))
 
 
 def _deletable(

@@ -13,6 +13,8 @@ stacked lightcurve as a table.
 """
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,3 +105,20 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     """List the public names, lazy ones included."""
     return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """Module type of the package: a public name that is also a submodule stays the function.
+
+    Importing ``soapd.stacks.align`` makes the import system set the package attribute
+    ``align`` to the submodule; the public name ``align`` is that module's function (as
+    it was when this package imported every submodule eagerly), so it is kept.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == value.__name__:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -12,12 +12,26 @@ folder (WAL journal, ``synchronous = NORMAL``, as the daemon opens it).
 * **lightcurve, 100,000 points**: ``Store.lightcurve(name)`` of one target with
   100,000 measurements (10,000 frames x 10 aperture radii), in a database that also
   holds the 2,000 other targets' rows. Aim: < 50 ms.
+* **floors**, timed in turn with the cases above (A B A B ...): a plain ``sqlite3``
+  ``executemany`` of the same 6,000 stored rows into a copy of ``measurements``
+  without indexes or constraints (one transaction); the ``packed`` blobs of the
+  lightcurve rows fetched with the store's WHERE and ORDER BY (the least any reader
+  of this schema does); ``SELECT *`` from the ``lightcurve`` view (what an operator's
+  script does).
+* **soapd lightcurve, whole process**: ``python -m soapd lightcurve LC`` printing
+  10,000 points (10,000 frames x 1 aperture, own database), against
+  ``bench/floor_lightcurve.py`` (plain sqlite3 on the view, same lines), in turn;
+  wall and CPU seconds of the child processes. Aim: < 0.3 s.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import resource
+import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import Row, interleave, repeat
+from common import BENCH_DIR, Row, interleave, repeat
 
 N_TARGETS = 2000
 RADII = (3.0, 5.0, 7.0)
@@ -218,6 +232,7 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
             )
 
         upsert_times, _ = repeat(save_again, reps, warmup=1)
+        floor_times = _insert_floor(store.db.conn, fid_again, reps)
         stored = store.db.execute(
             "SELECT COUNT(*) FROM measurements WHERE frame_id = ?", [fid_again]
         ).fetchone()[0]
@@ -241,19 +256,58 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
                 note="re-processing path",
             )
         )
+        rows.append(
+            Row(
+                "store",
+                f"floor: plain sqlite3 executemany of the same {n_rows:,} rows, no index",
+                floor_times,
+                note=f"save_result = {statistics.median(insert_times) / statistics.median(floor_times):.1f}x this floor",
+            )
+        )
 
-        times = interleave({"lc": lambda: store.lightcurve("LC")}, 3 if quick else 7, warmup=1)[
-            "lc"
-        ]
+        tid = store.get_target("LC").target_id
+        conn = store.db.conn
+        cpu: dict[str, list[float]] = {}
+        timing = interleave(
+            {
+                "lc": lambda: store.lightcurve("LC"),
+                "packed": lambda: _packed_floor(conn, tid),
+                "view": lambda: _view_floor(conn),
+            },
+            3 if quick else 7,
+            warmup=1,
+            cpu_s=cpu,
+        )
+        times = timing["lc"]
         got = len(store.lightcurve("LC"))
+        med = {k: statistics.median(v) for k, v in timing.items()}
         rows.append(
             Row(
                 "store",
                 f"lightcurve(): {got:,}-point target",
                 times,
                 aim="< 50 ms",
-                meets_aim=statistics.median(times) < 0.050,
-                note=f"DB {db_path.stat().st_size / 1e6:.0f} MB, {N_TARGETS + 1} targets; Table with units",
+                meets_aim=med["lc"] < 0.050,
+                note=f"DB {db_path.stat().st_size / 1e6:.0f} MB, {N_TARGETS + 1} targets; Table "
+                f"with units; {med['lc'] / med['packed']:.2f}x the packed floor, "
+                f"{med['lc'] / med['view']:.2f}x the view floor; CPU "
+                f"{statistics.median(cpu['lc']) * 1e3:.0f} ms",
+            )
+        )
+        rows.append(
+            Row(
+                "store",
+                f"floor: sqlite3 fetch of the {got:,} packed rows (store's WHERE, ORDER BY)",
+                timing["packed"],
+                note=f"CPU {statistics.median(cpu['packed']) * 1e3:.0f} ms",
+            )
+        )
+        rows.append(
+            Row(
+                "store",
+                "floor: sqlite3 SELECT * FROM lightcurve WHERE target_name = 'LC'",
+                timing["view"],
+                note=f"CPU {statistics.median(cpu['view']) * 1e3:.0f} ms; operator's query",
             )
         )
         band_times, _ = repeat(
@@ -270,4 +324,109 @@ def run(workdir: Path, *, quick: bool = False) -> list[Row]:
                 note="filtered query",
             )
         )
+    rows += _cli_rows(workdir, rng, start, quick=quick)
     return rows
+
+
+def _insert_floor(conn: sqlite3.Connection, frame_id: int, reps: int) -> list[float]:
+    """Time a plain executemany of one frame's stored rows into an index-free copy table."""
+    data = conn.execute("SELECT * FROM measurements WHERE frame_id = ?", [frame_id]).fetchall()
+    conn.execute("DROP TABLE IF EXISTS floor_measurements")
+    conn.execute("CREATE TABLE floor_measurements AS SELECT * FROM measurements WHERE 0")
+    marks = ",".join("?" * len(data[0]))
+
+    def once() -> None:
+        conn.execute("BEGIN")
+        conn.executemany(f"INSERT INTO floor_measurements VALUES ({marks})", data)
+        conn.execute("COMMIT")
+
+    times = []
+    for _ in range(reps + 1):
+        conn.execute("DELETE FROM floor_measurements")
+        t0 = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t0)
+    conn.execute("DROP TABLE floor_measurements")
+    return times[1:]
+
+
+def _packed_floor(conn: sqlite3.Connection, target_id: int) -> np.ndarray:
+    rows = conn.execute(
+        "SELECT m.packed FROM measurements AS m WHERE m.target_id = ? AND (m.flags & 131072) = 0"
+        " AND m.superseded = 0 ORDER BY m.mjd, m.frame_id, m.aperture_id, m.config_hash",
+        [target_id],
+    ).fetchall()
+    return np.frombuffer(b"".join(r[0] for r in rows), dtype="<f8")
+
+
+def _view_floor(conn: sqlite3.Connection) -> list[Any]:
+    return conn.execute(
+        "SELECT * FROM lightcurve WHERE target_name = 'LC' AND superseded = 0"
+        " ORDER BY mjd, frame_id, aperture_id, config_hash"
+    ).fetchall()
+
+
+def _child_cpu_s() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def _cli_rows(
+    workdir: Path, rng: np.random.Generator, start: datetime, *, quick: bool
+) -> list[Row]:
+    """Time ``soapd lightcurve LC`` (10,000 points) against the plain sqlite3 script."""
+    from soapd.models import FrameResult, Target
+    from soapd.store import Store
+
+    folder = workdir / "cli"
+    state = folder / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    db = state / "soapd.db"
+    db.unlink(missing_ok=True)
+    n_frames = 1000 if quick else 10_000
+    with Store(db) as store:
+        store.upsert_target(Target(name="LC", ra_deg=150.0, dec_deg=20.0))
+        tables = [_table(["LC"], rng, start, (3.0,)) for _ in range(16)]
+        for k in range(n_frames):
+            fid = _new_frame(store, 2 * 10**6 + k)
+            when = start + timedelta(seconds=90 * k)
+            res = FrameResult(summary=_summary(k, when), table=tables[k % len(tables)])
+            store.save_result(fid, res, config_hash="bench", soapd_version="bench", table_path=None)
+    config = folder / "soapd.toml"
+    config.write_text(f'[paths]\nstate_dir = "{state}"\ncache_dir = "{folder / "cache"}"\n')
+    env = {**os.environ, "PYTHONPATH": str(BENCH_DIR.parent), "MPLBACKEND": "Agg"}
+    cmds = {
+        "soapd": [sys.executable, "-m", "soapd", "lightcurve", "LC", "--config", str(config)],
+        "floor": [sys.executable, str(BENCH_DIR / "floor_lightcurve.py"), str(db), "LC"],
+    }
+    wall: dict[str, list[float]] = {k: [] for k in cmds}
+    cpu: dict[str, list[float]] = {k: [] for k in cmds}
+    lines: dict[str, int] = {}
+    for rep in range(1 + (2 if quick else 7)):
+        for name, cmd in cmds.items():
+            c0 = _child_cpu_s()
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, env=env, capture_output=True, check=True, text=True).stdout
+            if rep:
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(_child_cpu_s() - c0)
+            lines[name] = out.count("\n") - 1
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    return [
+        Row(
+            "store",
+            f"soapd lightcurve LC, whole process, {lines['soapd']:,} points (text)",
+            wall["soapd"],
+            aim="< 0.3 s",
+            meets_aim=med["soapd"] < 0.3,
+            note=f"{med['soapd'] / med['floor']:.1f}x the sqlite3 script; CPU "
+            f"{med_cpu['soapd']:.2f} s ({med_cpu['soapd'] / med_cpu['floor']:.1f}x)",
+        ),
+        Row(
+            "store",
+            f"floor: bench/floor_lightcurve.py, same {lines['floor']:,} points",
+            wall["floor"],
+            note=f"plain sqlite3 on the view, python start-up included; CPU {med_cpu['floor']:.2f} s",
+        ),
+    ]

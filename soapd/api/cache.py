@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,20 +103,19 @@ class CacheAdmin:
             key = f"obs:{obs_id}" if obs_id is not None else "local"
             return units.setdefault(key, _Unit(key=key, obs_id=obs_id))
 
-        for state in FRAME_STATES:
-            for row in self.store.frames_in_state(state, 10**9):
-                if row.path is None or not row.path.is_file():
-                    continue
-                known.add(row.path.resolve())
-                ok = (
-                    row.source == "skynet"
-                    and state != "processing"
-                    and _inside(row.path, self.frames_dir)
-                )
-                unit = obs_unit(row.obs_id if row.source == "skynet" else None)
-                unit.add(row.path, deletable=ok)
-                if ok:
-                    unit.frame_ids.append(row.frame_id)
+        for row in self.store.frames_of():
+            if row.path is None or not row.path.is_file():
+                continue
+            known.add(row.path.resolve())
+            ok = (
+                row.source == "skynet"
+                and row.state != "processing"
+                and _inside(row.path, self.frames_dir)
+            )
+            unit = obs_unit(row.obs_id if row.source == "skynet" else None)
+            unit.add(row.path, deletable=ok)
+            if ok:
+                unit.frame_ids.append(row.frame_id)
         for rec in self.store.frames_with_tables():
             path = Path(str(rec["catalog_path"]))
             if not path.is_file():
@@ -153,16 +151,12 @@ class CacheAdmin:
         out["total_size_mb"] = total / _MB
         if obs_id is not None:
             unit = self._units().get(f"obs:{obs_id}", _Unit(key=""))
-            states: Counter[str] = Counter()
-            for state in FRAME_STATES:
-                states[state] = sum(
-                    1 for r in self.store.frames_in_state(state, 10**9) if r.obs_id == obs_id
-                )
+            counts = self.store.frame_state_counts(obs_id)
             out["observation"] = {
                 "obs_id": obs_id,
                 "files": len(unit.files),
                 "size_mb": (unit.size + unit.kept_bytes) / _MB,
-                "states": {k: v for k, v in states.items() if v},
+                "states": {k: counts[k] for k in FRAME_STATES if counts.get(k)},
             }
         return out
 

@@ -435,13 +435,5 @@ class Soap(SoapTools):
 
     def _frames(self) -> list[FrameRow]:
         """Return every ledger frame of this observation (all states)."""
-        from soapd.models import FRAME_STATES
-
-        rows: list[FrameRow] = []
-        for state in FRAME_STATES:
-            rows.extend(
-                r
-                for r in self.store.frames_in_state(state, 10**9)
-                if r.obs_id == self.observation_id
-            )
+        rows = self.store.frames_of(obs_id=self.observation_id)
         return sorted(rows, key=lambda r: (frame_row_mjd(r), r.frame_id))

@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "soapd.cli.catalogs",
     "soapd.cli.config_cmd",
     "soapd.cli.web",
+    "soapd.cli.prune",
 )
 
 logger = logging.getLogger("soapd")

@@ -25,7 +25,7 @@ from soapd.cli import HelpFormatter, add_config_option, log_level_of
 from soapd.config import Config, load_config
 from soapd.errors import ConfigError
 from soapd.logs import setup_logging
-from soapd.models import FRAME_STATES
+from soapd.models import FRAME_STATES, FrameRow
 from soapd.store import Store
 from soapd.store.migrations import migrations
 from soapd.store.targets import parse_utc
@@ -213,19 +213,62 @@ def cmd_observations(args: argparse.Namespace) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
-    """Requeue the chosen frames."""
+    """Requeue the chosen frames; say which ones cannot be, because their file is gone.
+
+    A Skynet frame whose file was pruned (or deleted) goes back to 'seen' and is
+    downloaded again; a frame from the inbox or the command line whose file is
+    gone cannot be fetched again, so it is left as it is and named.
+    """
     cfg = _config(args)
     states = tuple(args.state or ("processed", "rejected", "failed"))
+    filters: dict[str, Any] = {
+        "frame_ids": args.frame,
+        "obs_id": args.obs,
+        "since_utc": parse_utc(args.since, what="--since"),
+        "until_utc": parse_utc(args.until, what="--until"),
+        "states": states,
+    }
     with _open_store(cfg, migrate=True) as store:
-        n = store.requeue(
-            frame_ids=args.frame,
-            obs_id=args.obs,
-            since_utc=parse_utc(args.since, what="--since"),
-            until_utc=parse_utc(args.until, what="--until"),
-            states=states,
+        rows = store.frames_selected(**filters)
+        gone = [r for r in rows if r.path is None or not r.path.is_file()]
+        local = [r for r in gone if r.source != "skynet" or r.exp_id is None]
+        lost = [r for r in local if r.path is None]  # pruned: nothing to process
+        missing = [r for r in local if r.path is not None]  # queued; fails unless put back
+        refetch = [r for r in gone if r not in local]
+        # a file deleted behind soapd's back: clear the path so the frame is downloaded again
+        store.forget_files(
+            [r.frame_id for r in refetch if r.path is not None], frame_file=True, table_file=False
         )
+        keep = [r.frame_id for r in rows if r not in lost]
+        n = store.requeue(frame_ids=keep, states=states) if keep else 0
+        was = {r.frame_id: _last_path(store, r) for r in lost}
     print(f"{n} frame(s) queued for processing again")
+    if refetch:
+        print(
+            f"  {len(refetch)} of them will be downloaded again from Skynet first "
+            "(their file was pruned or is missing)"
+        )
+    for r in lost:
+        where = f" ({was[r.frame_id]})" if was[r.frame_id] else ""
+        print(
+            f"frame {r.frame_id}{where} not queued: its file is gone and it came from the "
+            f"{r.source}, not from Skynet, so soapd cannot fetch it again; put the file back "
+            "in the inbox to measure it again"
+        )
+    for r in missing:
+        print(
+            f"warning: frame {r.frame_id}'s file {r.path} is missing and cannot be fetched "
+            "again (not from Skynet); it will fail unless the file is put back"
+        )
     return 0
+
+
+def _last_path(store: Store, row: FrameRow) -> str:
+    """Return where a frame's file was: its ledger path, else the last pruned path, else ''."""
+    if row.path is not None:
+        return str(row.path)
+    pruned = [p for p in store.pruned_files(row.frame_id) if p["kind"] == "frame"]
+    return str(pruned[-1]["path"]) if pruned else ""
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -127,24 +127,45 @@ def _cell(value: float, digits: int) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "-"
 
 
-def _shown(row: Any) -> str:
-    """Return a point as text: ``mag +/- err`` or ``> lim``, instrumental ones labelled."""
-    cols = row.colnames
+def _shown(row: dict[str, Any]) -> str:
+    """Return a point as text: ``mag +/- err`` or ``> lim``, instrumental ones labelled.
+
+    ``row`` maps column names to this point's values (plain Python numbers).
+    """
     if not is_covered(int(row["flag"])):
         return "not measured"
     det = bool(row["is_detection"])
     mag = float(row["calibrated_mag"])
     if det and math.isfinite(mag):
         return f"{mag:.3f} +/- {_cell(float(row['calibrated_mag_err']), 3)}"
-    ins = float(row["ins_mag"]) if "ins_mag" in cols else math.nan
+    ins = float(row.get("ins_mag", math.nan))
     if det and math.isfinite(ins):
-        err = float(row["ins_mag_err"]) if "ins_mag_err" in cols else math.nan
+        err = float(row.get("ins_mag_err", math.nan))
         return f"{ins:.3f} +/- {_cell(err, 3)} (instrumental)"
     lim = float(row["limiting_mag"])
-    ins_lim = float(row["limiting_ins_mag"]) if "limiting_ins_mag" in cols else math.nan
+    ins_lim = float(row.get("limiting_ins_mag", math.nan))
     if not math.isfinite(lim) and math.isfinite(ins_lim):
         return f"> {ins_lim:.2f} (instrumental)"
     return f"> {_cell(lim, 2)}"
+
+
+#: Columns :func:`text_table` reads (those present in the table).
+_TEXT_COLUMNS = (
+    "mid_time_utc",
+    "mjd",
+    "telescope",
+    "band",
+    "exptime",
+    "flag",
+    "is_detection",
+    "calibrated_mag",
+    "calibrated_mag_err",
+    "ins_mag",
+    "ins_mag_err",
+    "limiting_mag",
+    "limiting_ins_mag",
+    "snr",
+)
 
 
 def text_table(table: Table, trigger: datetime | None) -> str:
@@ -152,17 +173,25 @@ def text_table(table: Table, trigger: datetime | None) -> str:
 
     The ``notes`` column names the point's quality flags in words ("saturated",
     "blended", "cosmic ray", "not covered (off frame)"; :func:`soapd.flags.flag_words`).
+    Columns are read once as Python lists (not row by row through astropy), and
+    the words of each distinct flag value are worked out once.
     """
     head = ["mid_time_utc", "t-trig(h)" if trigger else "mjd", "telescope", "band", "exp(s)"]
     head += ["mag", "snr", "flag", "notes"]
     lines = [head]
     t0 = mjd_of(trigger) if trigger else None
-    for row in table:
+    names = [c for c in _TEXT_COLUMNS if c in table.colnames]
+    columns = [table[c].tolist() for c in names]
+    words: dict[int, str] = {}
+    for values in zip(*columns, strict=True):
+        row = dict(zip(names, values, strict=True))
         mjd = float(row["mjd"])
         flag = int(row["flag"])
+        if flag not in words:
+            words[flag] = flag_text(flag) or "-"
         lines.append(
             [
-                str(row["mid_time_utc"]) if "mid_time_utc" in row.colnames else "",
+                str(row.get("mid_time_utc", "")),
                 f"{(mjd - t0) * 24:.3f}" if t0 is not None else f"{mjd:.5f}",
                 str(row["telescope"]),
                 str(row["band"]),
@@ -170,7 +199,7 @@ def text_table(table: Table, trigger: datetime | None) -> str:
                 _shown(row),
                 _cell(float(row["snr"]), 1),
                 str(flag),
-                flag_text(flag) or "-",
+                words[flag],
             ]
         )
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]

@@ -29,7 +29,7 @@ _HEADER = """\
 
 _SECTIONS = (
     "skynet", "paths", "service", "frame", "extraction", "photometry", "limits",
-    "calibration", "alerts", "stacks", "circular", "logging", "web",
+    "calibration", "alerts", "stacks", "circular", "retention", "logging", "web",
 )  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from typing import Any, Self
 
 from soapd.config.fields import _FROZEN, _opt, to_dict
 from soapd.config.notifiers import NotifierConfig
+from soapd.config.retention import RetentionConfig
 from soapd.config.stacking import CircularConfig, StacksConfig
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "NotifierConfig",
     "PathsConfig",
     "PhotometryConfig",
+    "RetentionConfig",
     "ServiceConfig",
     "SkynetConfig",
     "StacksConfig",
@@ -425,6 +427,7 @@ class Config:
     alerts: AlertsConfig = _opt(AlertsConfig, factory=True)
     stacks: StacksConfig = _opt(StacksConfig, factory=True)
     circular: CircularConfig = _opt(CircularConfig, factory=True)
+    retention: RetentionConfig = _opt(RetentionConfig, factory=True)
     notifiers: list[NotifierConfig] = _opt(list, factory=True)
     logging: LoggingConfig = _opt(LoggingConfig, factory=True)
     web: WebConfig = _opt(WebConfig, factory=True)

@@ -13,6 +13,7 @@ connection (``store.db``):
 ``store.observations``        followed Skynet observations (:mod:`.observations`)
 ``store.status``              service status for ``soapd status`` (:mod:`.status`)
 ``store.rule_states``         what the alert rules read of each target (:mod:`.rule_state`)
+``store.pruning``             files on record and what retention deleted (:mod:`.pruning`)
 ============================  =====================================================
 
 Each repository method is also a ``Store`` method of the same name (``store.frame``
@@ -42,6 +43,7 @@ from soapd.store.migrations import migrations
 from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
 from soapd.store.rule_state import RuleStates, TargetState
+from soapd.store.pruning import Pruning
 from soapd.store.stacks import Stacks
 from soapd.store.status import ServiceStatus
 from soapd.store.targets import Targets
@@ -116,6 +118,7 @@ class Store:
         self.observations = Observations(self.db)
         self.status = ServiceStatus(self.db)
         self.rule_states = RuleStates(self.db)
+        self.pruning = Pruning(self.db)
 
     @staticmethod
     def now() -> str:
@@ -272,6 +275,8 @@ class Store:
     frame = _Via("ledger", Ledger.frame)
     find_frame = _Via("ledger", Ledger.find_frame)
     frames_in_state = _Via("ledger", Ledger.frames_in_state)
+    frames_of = _Via("ledger", Ledger.frames_of)
+    frame_state_counts = _Via("ledger", Ledger.frame_state_counts)
     pending_frames = _Via("ledger", Ledger.pending_frames)
     frames_to_download = _Via("ledger", Ledger.frames_to_download)
     known_exp_ids = _Via("ledger", Ledger.known_exp_ids)
@@ -329,6 +334,11 @@ class Store:
     backlog = _Via("status", ServiceStatus.backlog)
     last_processed_utc = _Via("status", ServiceStatus.last_processed_utc)
     recent_errors = _Via("status", ServiceStatus.recent_errors)
+    # --------------------------------------------------------------- pruning
+    files_on_record = _Via("pruning", Pruning.files_on_record)
+    record_pruned = _Via("pruning", Pruning.record_pruned)
+    pruned_files = _Via("pruning", Pruning.pruned_files)
+    frames_selected = _Via("pruning", Pruning.frames_selected)
 
 
 def _measured_names(table: Table, ids: Mapping[str, int]) -> set[str]:

@@ -176,6 +176,32 @@ class FrameReads(Repository):
         """Return up to ``limit`` frames in ``state``, oldest first."""
         return self._frames("state = ?", [state], limit=limit)
 
+    def frames_of(
+        self, *, obs_id: int | None = None, states: Sequence[str] | None = None
+    ) -> list[FrameRow]:
+        """Return the frames of observation ``obs_id`` in ``states`` (None: any), oldest first.
+
+        One indexed query (``frames_obs``, ``frames_state``) instead of a scan per state.
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
+        if obs_id is not None:
+            clauses.append("obs_id = ?")
+            params.append(obs_id)
+        if states is not None:
+            clauses.append(f"state IN ({','.join('?' * len(states)) or 'NULL'})")
+            params.extend(states)
+        where = " AND ".join(clauses) or "1"
+        sql = f"SELECT {FRAME_COLUMNS} FROM frames WHERE {where} ORDER BY frame_id"
+        return [row_to_frame(r) for r in self.db.query(sql, params)]
+
+    def frame_state_counts(self, obs_id: int) -> dict[str, int]:
+        """Return how many frames of observation ``obs_id`` are in each state (states held only)."""
+        rows = self.db.execute(
+            "SELECT state, COUNT(*) FROM frames WHERE obs_id = ? GROUP BY state", [obs_id]
+        ).fetchall()
+        return {str(state): int(n) for state, n in rows}
+
     def pending_frames(self, limit: int) -> list[FrameRow]:
         """Return up to ``limit`` frames waiting for processing ('downloaded'), oldest first."""
         return self.frames_in_state("downloaded", limit)

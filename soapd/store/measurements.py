@@ -92,7 +92,10 @@ def _ints(table: Table, name: str, fill: int = 0) -> np.ndarray:
 def _strs(table: Table, name: str, n: int) -> list[str]:
     if name not in table.colnames:
         return [""] * n
-    return [str(v) for v in column_or(table, name, "")]
+    values = column_or(table, name, "")
+    if values.dtype.kind == "U":  # already text: one C-level conversion, not n str() calls
+        return list(values.tolist())
+    return [str(v) for v in values]
 
 
 def _nan_none(values: np.ndarray) -> list[float | None]:
@@ -153,7 +156,8 @@ class Measurements(Repository):
         cols: list[list[Any]] = [num[c].tolist() for c in _NUMERIC_COLUMNS]
         cols.append([config_hash] * k)
         cols.append(systems)
-        cols.append([row.tobytes() for row in packed])
+        blob, width = np.ascontiguousarray(packed).tobytes(), packed.shape[1] * 8
+        cols.append([blob[i * width : (i + 1) * width] for i in range(k)])
         cols.append([now] * k)
         cols.append([now] * k)
         names_sql = [*_NUMERIC_COLUMNS, "config_hash", "mag_system", "packed", "created_at"]
@@ -169,7 +173,7 @@ class Measurements(Repository):
             f"VALUES ({', '.join('?' * len(names_sql))}) "
             "ON CONFLICT (frame_id, target_id, aperture_mpx, config_hash) DO UPDATE SET "
             f"superseded = 0, {updates}",
-            list(zip(*cols, strict=True)),
+            zip(*cols, strict=True),
         )
         if fresh:
             return len(idx)

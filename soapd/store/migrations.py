@@ -455,3 +455,27 @@ def m010_rule_state(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (target_id, telescope, band, mag_system)
         ) WITHOUT ROWID
     """)
+
+
+@migrations()
+def m011_retention(db: sqlite_utils.Database) -> None:
+    """Create ``pruned_files``: which frame files and field tables retention deleted (issue 11).
+
+    One row per deleted file: the frame it belonged to, ``kind`` ('frame': the
+    downloaded FITS file, 'table': the field-wide table), the path and size it had,
+    why it went (``reason``, e.g. "older than 30 days") and when (ISO-8601 UTC).
+    The frame row keeps its state and measurements; its ``path`` (or
+    ``catalog_path``) is cleared in the same transaction.
+    """
+    db.execute("""
+        CREATE TABLE pruned_files (
+            prune_id INTEGER PRIMARY KEY,
+            frame_id INTEGER NOT NULL REFERENCES frames (frame_id),
+            kind TEXT NOT NULL CHECK (kind IN ('frame', 'table')),
+            path TEXT NOT NULL,
+            size_bytes INTEGER,
+            reason TEXT NOT NULL,
+            pruned_at TEXT NOT NULL
+        )
+    """)
+    db.execute("CREATE INDEX pruned_files_frame ON pruned_files (frame_id, kind)")

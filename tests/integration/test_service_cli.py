@@ -111,3 +111,16 @@ def test_run_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> 
         text = capsys.readouterr().out
         assert "--config" in text
         assert "default" in text
+
+
+def test_reprocess_warns_about_a_local_frame_whose_file_is_missing(
+    cfg_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _store(cfg_file) as store:
+        rec = store.record_local(Path("/nowhere/f.fits"), "s9", 1)
+        store.start_attempt(rec.frame_id)
+        store.mark_rejected(rec.frame_id, "no stars")
+    assert main(["reprocess", "--config", str(cfg_file), "--state", "rejected"]) == 0
+    out = capsys.readouterr().out
+    assert "1 frame(s) queued" in out
+    assert f"warning: frame {rec.frame_id}'s file /nowhere/f.fits is missing" in out

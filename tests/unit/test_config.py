@@ -50,6 +50,7 @@ def test_example_config_documents_every_key() -> None:
         "alerts": C.AlertsConfig,
         "stacks": C.StacksConfig,
         "circular": C.CircularConfig,
+        "retention": C.RetentionConfig,
         "logging": C.LoggingConfig,
         "web": C.WebConfig,
         "notifiers": C.NotifierConfig,

@@ -13,6 +13,9 @@ CREATE INDEX frames_updated ON frames (updated_at);
 -- index measurements_lc ON measurements
 CREATE INDEX measurements_lc ON measurements (target_id, superseded, mjd, frame_id, aperture_id, config_hash);
 
+-- index pruned_files_frame ON pruned_files
+CREATE INDEX pruned_files_frame ON pruned_files (frame_id, kind);
+
 -- index sqlite_autoindex_alert_deliveries_1 ON alert_deliveries
 (automatic);
 
@@ -152,6 +155,17 @@ CREATE TABLE observations (
             active INTEGER NOT NULL DEFAULT 1,
             added_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
+        );
+
+-- table pruned_files ON pruned_files
+CREATE TABLE pruned_files (
+            prune_id INTEGER PRIMARY KEY,
+            frame_id INTEGER NOT NULL REFERENCES frames (frame_id),
+            kind TEXT NOT NULL CHECK (kind IN ('frame', 'table')),
+            path TEXT NOT NULL,
+            size_bytes INTEGER,
+            reason TEXT NOT NULL,
+            pruned_at TEXT NOT NULL
         );
 
 -- table rule_state ON rule_state

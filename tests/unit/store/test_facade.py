@@ -16,6 +16,7 @@ from soapd.store.measurements import Measurements
 from soapd.store.migrations import migrations
 from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
+from soapd.store.pruning import Pruning
 from soapd.store.stacks import Stacks
 from soapd.store.status import ServiceStatus
 from soapd.store.targets import Targets
@@ -28,6 +29,7 @@ REPOS = {
     "stacks": Stacks,
     "observations": Observations,
     "status": ServiceStatus,
+    "pruning": Pruning,
 }
 #: Repository methods the facade wraps in its own (multi-repository) methods.
 WRAPPED = {"insert", "upsert", "lightcurve", "record_processed", "insert_stack"}

@@ -19,11 +19,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from soapd.flags import Flag, describe
+from soapd.web.stackrows import stack_points
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from astropy.table import Table
 
     from soapd.config import Config
+    from soapd.models import StackRecord
     from soapd.store.readonly import ReadOnlyStore
 
 __all__ = [
@@ -266,8 +270,9 @@ def lightcurve_payload(
     *,
     target: dict[str, Any],
     all_apertures: bool = False,
+    stacks: Sequence[StackRecord] = (),
 ) -> dict[str, Any]:
-    """Return a lightcurve as column arrays (one point per frame unless ``all_apertures``).
+    """Return a lightcurve as column arrays: frame rows, then stacked-epoch rows.
 
     Parameters
     ----------
@@ -277,16 +282,24 @@ def lightcurve_payload(
         The target's name, ra_deg, dec_deg and trigger_time_utc (ISO text or None).
     all_apertures
         Keep every aperture's row instead of each frame's lowest ``aperture_id``.
+    stacks
+        The target's stacked epochs (``Store.stacked``): one row each, after the
+        frame rows (see :func:`soapd.web.stackrows.stack_points`).
 
     Returns
     -------
     dict
-        ``target``, ``n_points``, ``n_detections``, ``n_limits``, ``units`` (per
-        column) and ``points``: equal-length lists (``mjd`` in days, magnitudes in
-        mag, ``flux_ujy`` and ``lim_flux_ujy`` (the limit as AB flux density) in
-        microjansky, ``t_since_trigger_h`` in hours or None,
-        ``flag_words`` the flag bits in words, ``stacked`` True for rows that
-        combine several frames when the store has such rows). NaN is null.
+        ``target``; ``n_points``, ``n_detections``, ``n_limits`` (single-frame
+        rows); ``n_stacks``, ``n_stack_detections``, ``n_stack_limits``;
+        ``n_rows`` (every row); ``units`` (per column) and ``points``: equal-length
+        lists, one entry per row: the frame rows in time order, then the stack
+        rows in time order. ``row_type`` is "frame" or "stack" (``stacked`` the
+        same as a bool); ``mjd`` in days, magnitudes in mag, ``flux_ujy`` and
+        ``lim_flux_ujy`` (the limit as AB flux density) in microjansky,
+        ``t_since_trigger_h`` in hours or None, ``flag_words`` the flag bits in
+        words; ``frame_id`` is None for a stack, whose frames are in
+        ``member_frame_ids`` (``n_frames`` x ``exptime_s`` = ``total_exptime_s``;
+        ``excluded``: the epoch's frames left out, with the reason). NaN is null.
     """
     from soapd.alerts.gcn import one_per_frame
 
@@ -302,9 +315,10 @@ def lightcurve_payload(
     bands = _strs(table, "band" if "band" in table.colnames else "filter")
     systems = _strs(table, "cal_mag_system")
     lim_mag = _floats(table, "limiting_mag", 3)
-    stacked_col = next((c for c in ("is_stacked", "stacked") if c in table.colnames), None)
-    points = {
-        "frame_id": _ints(table, "frame_id", -1),
+    frame_ids = _ints(table, "frame_id", -1)
+    exptime = _floats(table, "exptime", 3)
+    points: dict[str, list[Any]] = {
+        "frame_id": frame_ids,
         "mjd": mjd,
         "mid_time_utc": _strs(table, "mid_time_utc"),
         "t_since_trigger_h": (
@@ -314,7 +328,7 @@ def lightcurve_payload(
         ),
         "band": bands,
         "telescope": _strs(table, "telescope"),
-        "exptime_s": _floats(table, "exptime", 3),
+        "exptime_s": exptime,
         "is_detection": is_det,
         "mag": _floats(table, "calibrated_mag", 4),
         "mag_err": _floats(table, "calibrated_mag_err", 4),
@@ -333,18 +347,41 @@ def lightcurve_payload(
         "flag_words": [words[v] for v in flags],
         "image_file": _strs(table, "image_file"),
         "obs_id": _ints(table, "obs_id", -1),
-        "stacked": [bool(v) for v in _ints(table, stacked_col)] if stacked_col else [False] * n,
+        "stacked": [False] * n,
+        "row_type": ["frame"] * n,
+        "stack_id": [None] * n,
+        "epoch_key": [None] * n,
+        "n_frames": [1] * n,
+        "total_exptime_s": list(exptime),
+        "member_frame_ids": [[f] for f in frame_ids],
+        "excluded": [[]] * n,
     }
     n_det = sum(is_det)
+    n_stack_det = 0
+    if stacks:
+        extra = stack_points(
+            stacks,
+            t0_mjd=t0,
+            flag_words=lambda v: list(flag_words(v)),
+            limit_flux_ujy=_limit_flux_ujy,
+        )
+        for key, values in points.items():
+            values.extend(extra[key])
+        n_stack_det = sum(extra["is_detection"])
     return {
         "target": {k: _num(v) for k, v in target.items()},
         "n_points": n,
         "n_detections": n_det,
         "n_limits": n - n_det,
+        "n_stacks": len(stacks),
+        "n_stack_detections": n_stack_det,
+        "n_stack_limits": len(stacks) - n_stack_det,
+        "n_rows": n + len(stacks),
         "units": {
             "mjd": "d",
             "t_since_trigger_h": "h",
             "exptime_s": "s",
+            "total_exptime_s": "s",
             "mag": "mag",
             "mag_err": "mag",
             "lim_mag": "mag",

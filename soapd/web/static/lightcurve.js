@@ -11,6 +11,7 @@
   var form = document.getElementById("controls");
   var EXTRA = ["#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#8c564b"];
   var data = null;
+  var GCN_FORM = "https://gcn.nasa.gov/circulars/new?";
 
   function esc(s) {
     return String(s === null || s === undefined ? "" : s)
@@ -32,13 +33,36 @@
     return colours[band] || EXTRA[i % EXTRA.length];
   }
 
+  function memberList(ids) {
+    // At most 12 frame ids in a hover label; the table lists them all.
+    var shown = ids.slice(0, 12).map(function (f) { return esc(f); }).join(", ");
+    return ids.length > 12 ? shown + " … (" + ids.length + " frames)" : shown;
+  }
+
+  function stackHover(p, i, words, value) {
+    var excluded = p.excluded[i] || [];
+    return [
+      "<b>" + esc(p.band[i]) + " stacked epoch</b> " + value,
+      esc(p.n_frames[i]) + " x " + fmt(p.exptime_s[i], 0) + " s (" +
+        fmt(p.total_exptime_s[i], 0) + " s in all) · " + esc(p.telescope[i]),
+      "member frames: " + memberList(p.member_frame_ids[i]),
+      (excluded.length ? "left out: " + excluded.length + " frame(s)" : "no frame left out"),
+      "limit " + fmt(p.lim_mag[i], 2) + " mag (" + fmt(p.lim_nsigma[i], 0) + "σ)" +
+        (p.is_detection[i] ? ", S/N " + fmt(p.snr[i], 1) : ""),
+      "weighted mean mid-time " + esc(p.mid_time_utc[i]),
+      "zero point " + fmt(p.zp_mag[i], 3) + " (" + esc(p.mag_system[i] || "none") + ")",
+      "flags: " + words,
+    ].join("<br>");
+  }
+
   function hover(p, i) {
     var words = p.flag_words[i].length ? p.flag_words[i].map(esc).join("<br>") : "none";
     var value = p.is_detection[i] && p.mag[i] !== null
       ? fmt(p.mag[i], 3) + " ± " + fmt(p.mag_err[i], 3) + " mag"
       : "> " + fmt(p.lim_mag[i], 2) + " mag (" + fmt(p.lim_nsigma[i], 0) + "σ limit)";
+    if (p.stacked[i]) return stackHover(p, i, words, value);
     return [
-      "<b>" + esc(p.band[i]) + "</b> " + value + (p.stacked[i] ? " (stacked)" : ""),
+      "<b>" + esc(p.band[i]) + "</b> " + value,
       "flux " + fmt(p.flux_ujy[i], 2) + " ± " + fmt(p.flux_ujy_err[i], 2) + " µJy, S/N " + fmt(p.snr[i], 1),
       "frame " + p.frame_id[i] + " · " + esc(p.image_file[i]),
       esc(p.mid_time_utc[i]) + " · " + esc(p.telescope[i]) + " · " + fmt(p.exptime_s[i], 1) + " s",
@@ -58,6 +82,8 @@
     var units = choice("units");
     var time = choice("time");
     var showLimits = document.getElementById("show-limits").checked;
+    var stacksBox = document.getElementById("show-stacks");
+    var showStacks = stacksBox ? stacksBox.checked : true;
     var hasTrigger = el.getAttribute("data-has-trigger") === "yes";
     var groups = {};
     var order = [];
@@ -75,6 +101,7 @@
         err = det ? p.mag_err[i] : null;
       }
       if (y === null) { dropped++; continue; }
+      if (p.stacked[i] && !showStacks) continue;
       var kind = (p.stacked[i] ? "stacked " : "") + (det ? "detection" : "limit");
       var key = p.band[i] + "|" + kind;
       if (!groups[key]) {
@@ -91,6 +118,8 @@
       var colour = colourOf(g.band, bands.indexOf(g.band));
       var limit = g.kind.indexOf("limit") >= 0;
       var stacked = g.kind.indexOf("stacked") === 0;
+      // Stacked epochs: larger open markers with a thick outline (square for a detection,
+      // an open down arrow for a limit), drawn above the single frames.
       var trace = {
         type: "scatter",
         mode: "markers",
@@ -105,9 +134,9 @@
         visible: limit && !showLimits ? false : true,
         marker: {
           color: colour,
-          size: stacked ? 12 : (limit ? 11 : 8),
-          symbol: limit ? (stacked ? "arrow-bar-down-open" : "arrow-bar-down") : (stacked ? "diamond" : "circle"),
-          line: { width: limit ? 1.5 : 0.5, color: limit ? colour : "#222" },
+          size: stacked ? 15 : (limit ? 11 : 8),
+          symbol: limit ? (stacked ? "arrow-bar-down-open" : "arrow-bar-down") : (stacked ? "square-open" : "circle"),
+          line: { width: stacked ? 2.5 : (limit ? 1.5 : 0.5), color: stacked || limit ? colour : "#222" },
         },
       };
       if (!limit) {
@@ -160,8 +189,9 @@
       })
       .then(function () {
         el.on("plotly_click", function (ev) {
-          if (ev.points && ev.points.length) {
-            window.location.href = "/frames/" + encodeURIComponent(ev.points[0].customdata);
+          var id = ev.points && ev.points.length ? ev.points[0].customdata : null;
+          if (id !== null && id !== undefined) {  // a stacked epoch has no single frame
+            window.location.href = "/frames/" + encodeURIComponent(id);
           }
         });
       })
@@ -198,11 +228,29 @@
     if (!pre) return;
     fetch(pre.getAttribute("data-url"), { cache: "no-store" })
       .then(function (r) {
-        if (!r.ok) throw new Error("HTTP " + r.status);
-        return r.json();
+        if (r.ok) return r.json();
+        return r.json().then(
+          function (body) { throw new Error(body.error || "HTTP " + r.status); },
+          function () { throw new Error("HTTP " + r.status); }
+        );
       })
       .then(function (json) {
         pre.textContent = json.text;
+        pre.setAttribute("data-stacked", json.stacked ? "yes" : "no");
+        var warnings = document.getElementById("gcn-warnings");
+        if (warnings && json.warnings && json.warnings.length) {
+          json.warnings.forEach(function (w) {
+            var li = document.createElement("li");
+            li.textContent = w;
+            warnings.appendChild(li);
+          });
+          warnings.hidden = false;
+        }
+        var note = document.getElementById("gcn-note");
+        if (note && !json.stacked) {
+          note.textContent = "No stacked epoch is stored yet: the rows combine the single " +
+            "frames' photometry per epoch (the text says so). Review it; soapd never submits it.";
+        }
         pre.setAttribute("data-state", "ready");
         button.disabled = false;
         button.addEventListener("click", function () {
@@ -213,7 +261,9 @@
           });
         });
         var link = document.getElementById("gcn-submit");
-        if (json.submission_url && link) {
+        // Only GCN's own form: the server builds the link, this is a second check.
+        if (json.submission_url && link &&
+            json.submission_url.indexOf(GCN_FORM) === 0) {
           link.href = json.submission_url;
           link.hidden = false;
         }

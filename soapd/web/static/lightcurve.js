@@ -166,7 +166,8 @@
     if (note) {
       note.textContent = (dropped ? dropped + " point(s) not drawn (" +
         (time === "log" ? "before the trigger or " : "") + "no value). " : "") +
-        "Hover a point for its frame, exposure, flags and zero point; click it to open the frame.";
+        "Hover a point for its frame, exposure, flags and zero point; click it to open the frame. " +
+        "Stacked epochs (large open markers) show N x S, their member frames and their limit.";
     }
     el.setAttribute("data-state", "drawing");
     return window.Plotly.react(el, traces, layout, { displaylogo: false, responsive: true })

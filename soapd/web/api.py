@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,13 +70,13 @@ DOWNLOAD_FORMATS = {
 
 
 class JSONResponse(Response):
-    """Compact JSON (no NaN: callers pass NaN as None)."""
+    """Compact JSON encoded by orjson (NaN and infinities become null; numpy values allowed)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        """Return ``content`` as UTF-8 JSON."""
-        return json.dumps(content, separators=(",", ":"), allow_nan=False, default=str).encode()
+        """Return ``content`` as UTF-8 JSON (other objects as their ``str``)."""
+        return orjson.dumps(content, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def require_target(store: ReadOnlyStore, name: str) -> Target:
@@ -304,7 +305,7 @@ def gcn_draft(
 
 
 def api_gcn(request: Request) -> JSONResponse:
-    """Return a target's GCN circular draft (``?frames=1``: one row per frame; ``?band``, ``?since``)."""
+    """Return a target's GCN circular (``?frames=1``: a row per frame; ``?band``, ``?since``)."""
     name = request.path_params["name"]
     state = web_state(request)
     with state.store() as store:

@@ -4,8 +4,8 @@ A stacked epoch (:class:`~soapd.models.StackRecord`, issue 12) becomes one row w
 the same columns as a single frame's row (``mjd``, ``mag``, ``lim_mag``,
 ``flux_ujy``...) and ``row_type`` ``"stack"``; what only a stack has
 (``stack_id``, ``n_frames``, ``total_exptime_s``, ``member_frame_ids``,
-``excluded``) is filled for frame rows too (a frame is one exposure: itself), so
-every column keeps one length.
+``excluded``: {reason: [frame ids]}) is filled for frame rows too (a frame is one
+exposure: itself), so every column keeps one length.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+from astropy.time import Time
+
 from soapd.models import StackRecord
-from soapd.timeutil import mjd_of
 
 __all__ = ["stack_points"]
 
@@ -24,6 +26,14 @@ def _fin(value: float, digits: int) -> float | None:
     """Return ``value`` rounded to ``digits``, or None when it is NaN or infinite."""
     value = float(value)
     return round(value, digits) if math.isfinite(value) else None
+
+
+def _by_reason(excluded: Sequence[tuple[int, str]]) -> dict[str, list[int]]:
+    """Return the frames left out of a stack grouped by reason: {reason: [frame_id, ...]}."""
+    out: dict[str, list[int]] = {}
+    for frame_id, reason in excluded:
+        out.setdefault(reason, []).append(int(frame_id))
+    return out
 
 
 def _iso(record: StackRecord) -> str:
@@ -59,7 +69,10 @@ def stack_points(
         ``N x S``, ``total_exptime_s`` = N x S in seconds).
     """
     recs = sorted(records, key=lambda r: (r.mid_time_utc, r.telescope, r.band))
-    mjd = [round(mjd_of(r.mid_time_utc), 7) for r in recs]
+    # One vectorised conversion (as soapd.timeutil.mjd_of, for every stack at once).
+    mjd: list[float] = (
+        np.round(Time([r.mid_time_utc for r in recs], scale="utc").mjd, 7).tolist() if recs else []
+    )
     bands = [r.band for r in recs]
     systems = [r.mag_system for r in recs]
     lim_mag = [_fin(r.lim_mag, 3) for r in recs]
@@ -99,5 +112,5 @@ def stack_points(
         "n_frames": [r.n_frames for r in recs],
         "total_exptime_s": [_fin(r.total_exptime_s, 3) for r in recs],
         "member_frame_ids": [list(r.members) for r in recs],
-        "excluded": [[{"frame_id": f, "reason": why} for f, why in r.excluded] for r in recs],
+        "excluded": [_by_reason(r.excluded) for r in recs],
     }

@@ -260,9 +260,11 @@ def test_stacked_epochs_have_their_own_markers_and_hover_text(page: Any, site: S
     assert len(trace["x"]) == 1
     assert trace["y"] == [pytest.approx(stack.mag, abs=1e-4)]
     # Hover the drawn stack marker: Plotly's label says N x S, the member frames, the limit.
-    marker = page.locator("#lightcurve .scatterlayer .trace").nth(
-        info["traces"].index(trace)
-    ).locator(".point")
+    marker = (
+        page.locator("#lightcurve .scatterlayer .trace")
+        .nth(info["traces"].index(trace))
+        .locator(".point")
+    )
     assert marker.count() == 1
     box = marker.bounding_box()
     assert box is not None
@@ -298,9 +300,7 @@ def test_circular_block_shows_the_stacked_circular_and_its_gcn_link(page: Any, s
     from soapd.config import load_config
 
     with ReadOnlyStore(site.state_dir / "soapd.db") as store:
-        draft = draft_for_target(
-            store, "DEMO-FADER", config=load_config(site.config).circular
-        )
+        draft = draft_for_target(store, "DEMO-FADER", config=load_config(site.config).circular)
     circular = draft.circular
     assert draft.stacked
     page.goto(site.web.url + "/targets/DEMO-FADER")

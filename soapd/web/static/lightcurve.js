@@ -12,6 +12,24 @@
   var EXTRA = ["#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#8c564b"];
   var data = null;
   var GCN_FORM = "https://gcn.nasa.gov/circulars/new?";
+  // A trace with more points than this is drawn with WebGL (scattergl) when the browser
+  // has it, if its marker exists there (circles and squares: detections); limits keep
+  // their SVG arrows. Every point is drawn either way (nothing is thinned out).
+  var GL_MIN_POINTS = 2000;
+  var GL_SYMBOLS = ["circle", "square-open"];
+  var webgl = null;
+
+  function hasWebGL() {
+    if (webgl === null) {
+      try {
+        var canvas = document.createElement("canvas");
+        webgl = !!(canvas.getContext("webgl") || canvas.getContext("experimental-webgl"));
+      } catch (e) {
+        webgl = false;
+      }
+    }
+    return webgl;
+  }
 
   function esc(s) {
     return String(s === null || s === undefined ? "" : s)
@@ -40,13 +58,16 @@
   }
 
   function stackHover(p, i, words, value) {
-    var excluded = p.excluded[i] || [];
+    var excluded = p.excluded[i] || {};
+    var left = Object.keys(excluded).map(function (why) {
+      return excluded[why].length + " (" + esc(why) + ")";
+    });
     return [
       "<b>" + esc(p.band[i]) + " stacked epoch</b> " + value,
       esc(p.n_frames[i]) + " x " + fmt(p.exptime_s[i], 0) + " s (" +
         fmt(p.total_exptime_s[i], 0) + " s in all) · " + esc(p.telescope[i]),
       "member frames: " + memberList(p.member_frame_ids[i]),
-      (excluded.length ? "left out: " + excluded.length + " frame(s)" : "no frame left out"),
+      (left.length ? "left out: " + left.join("; ") : "no frame left out"),
       "limit " + fmt(p.lim_mag[i], 2) + " mag (" + fmt(p.lim_nsigma[i], 0) + "σ)" +
         (p.is_detection[i] ? ", S/N " + fmt(p.snr[i], 1) : ""),
       "weighted mean mid-time " + esc(p.mid_time_utc[i]),
@@ -144,6 +165,14 @@
       }
       return trace;
     });
+    var renderers = {};
+    traces.forEach(function (t) {
+      if (t.x.length > GL_MIN_POINTS && GL_SYMBOLS.indexOf(t.marker.symbol) >= 0 && hasWebGL()) {
+        t.type = "scattergl";
+      }
+      renderers[t.type === "scattergl" ? "webgl" : "svg"] = true;
+    });
+    el.setAttribute("data-renderer", Object.keys(renderers).sort().join("+") || "svg");
     var xTitle = time === "log" ? "t − T0 (h, log)" : (hasTrigger ? "t − T0 (h)" : "mid-exposure (UTC)");
     var layout = {
       uirevision: units + "|" + time,
@@ -172,18 +201,30 @@
     el.setAttribute("data-state", "drawing");
     return window.Plotly.react(el, traces, layout, { displaylogo: false, responsive: true })
       .then(function () {
+        // For bench/bench_web.py: when the plot is drawn (ms since navigation start).
+        if (window.performance && performance.mark) performance.mark("soapd-plot-drawn");
         el.setAttribute("data-state", "ready");
         el.setAttribute("data-time", time);
         el.setAttribute("data-units", units);
       });
   }
 
-  function load() {
-    fetch(el.getAttribute("data-url"), { cache: "no-store" })
+  // The JSON is requested as soon as this script runs (before Plotly's 4.6 MB script has
+  // been parsed: this file comes first in the page), and drawn once the page is ready.
+  function request() {
+    return fetch(el.getAttribute("data-url"), { cache: "no-store" })
       .then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
       })
+      .then(function (json) {
+        if (window.performance && performance.mark) performance.mark("soapd-data-loaded");
+        return json;
+      });
+  }
+
+  function load(pending) {
+    pending
       .then(function (json) {
         data = json;
         return build();
@@ -274,10 +315,12 @@
       });
   }
 
+  var pending = el && form ? request() : null;
+  if (pending) pending.catch(function () {});  // reported by load()
   document.addEventListener("DOMContentLoaded", function () {
-    if (el && form) {
+    if (pending) {
       form.addEventListener("change", function () { if (data) build(); });
-      load();
+      load(pending);
     }
     loadGcn();
   });

@@ -58,9 +58,8 @@ def test_lightcurve_api_gives_stack_rows_after_frame_rows(
     assert p["n_frames"] == [1, 1, 1, 1, 2, 1]
     assert p["exptime_s"][4:] == [60.0, 60.0]
     assert p["total_exptime_s"][4:] == [120.0, 60.0]
-    assert p["excluded"][5] == [
-        {"frame_id": 4, "reason": "zero point 1.5 mag below the median (clouds)"}
-    ]
+    assert p["excluded"][5] == {"zero point 1.5 mag below the median (clouds)": [4]}
+    assert p["excluded"][:5] == [{}] * 5
     assert (p["is_detection"][4], p["mag"][4], p["mag_err"][4]) == (True, 16.21, 0.02)
     assert (p["is_detection"][5], p["mag"][5], p["lim_mag"][5]) == (False, None, 20.05)
     assert p["lim_flux_ujy"][5] > 0
@@ -81,13 +80,11 @@ def test_target_page_lists_stack_rows_with_their_frames(sclient: TestClient) -> 
     assert html.count('<tr class="stack stack-detection">') == 1
     assert html.count('<tr class="stack stack-limit">') == 1
     assert html.count('<tr class="detection">') == 3  # the frames, as before
-    assert '<td>2 x 60</td>' in html
-    assert (
-        'stack of</span> <a href="/frames/1">1</a>, <a href="/frames/2">2</a></td>' in html
-    )
+    assert "<td>2 x 60</td>" in html
+    assert 'stack of</span> <a href="/frames/1">1</a>, <a href="/frames/2">2</a></td>' in html
     assert 'id="show-stacks" checked' in html
-    # Newest first: the 03:30 frame, the 03:20 stack after... (before) its frame 3.
-    first_rows = html.split('<tbody>')[2].split("</tr>")[:3]
+    # Newest first: the 03:30 frame, then the 03:20 stack, then its frame 3 (03:20).
+    first_rows = html.split("<tbody>")[2].split("</tr>")[:3]
     assert ["stack" in r for r in first_rows] == [False, True, False]
     plain = sclient.get(f"/targets/{quote(XSS, safe='')}").text
     assert 'id="show-stacks" disabled' in plain

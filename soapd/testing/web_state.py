@@ -4,6 +4,9 @@ Targets: ``GRB 261124A`` (trigger time set; 3 detections, 1 limit), ``<script>al
 (a name that must render as text; off the last frame) and ``NO-DATA`` (no point).
 Frames: 4 processed, 1 failed, 1 rejected inbox file. One alert, delivered to the
 ``log`` notifier. The running daemon's status is this process's pid.
+
+:func:`add_stacks` adds two stacked epochs of ``GRB 261124A`` (a detection of
+frames 1-2, a limit of frames 3-4 with frame 4 left out), as the daemon stores them.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from soapd.flags import Flag
-from soapd.models import AlertDraft, Target
+from soapd.models import AlertDraft, StackRecord, Target
 from soapd.store import Store
 from soapd.testing.lightcurves import register_frame, target_result
 
-__all__ = ["GRB", "MAGS", "START", "TRIGGER", "XSS", "build_state"]
+__all__ = ["GRB", "MAGS", "START", "TRIGGER", "XSS", "add_stacks", "build_state"]
 
 GRB = "GRB 261124A"
 XSS = "<script>alert(1)</script>"
@@ -69,3 +72,67 @@ def build_state(store: Store) -> None:
     store.set_status(
         pid=os.getpid(), started_utc=now, heartbeat_utc=now, last_poll_utc=now, soapd_version="t"
     )
+
+
+def _stack(
+    epoch: str, members: tuple[int, ...], excluded: tuple[tuple[int, str], ...], **kw: object
+) -> StackRecord:
+    first = START + timedelta(minutes=10 * (members[0] - 1))
+    last = START + timedelta(minutes=10 * (members[-1] - 1))
+    mid = first + (last - first) / 2
+    values: dict[str, object] = {
+        "target_name": GRB,
+        "epoch_key": f"PROMPT-5|R|{epoch}",
+        "telescope": "PROMPT-5",
+        "band": "R",
+        "bin_start_utc": first - timedelta(minutes=1),
+        "bin_end_utc": last + timedelta(minutes=1),
+        "mid_time_utc": mid,
+        "mean_mid_time_utc": mid,
+        "start_utc": first - timedelta(seconds=30),
+        "stop_utc": last + timedelta(seconds=30),
+        "exptime_s": 60.0,
+        "total_exptime_s": 60.0 * len(members),
+        "members": members,
+        "weights": tuple(1.0 / len(members) for _ in members),
+        "considered": members + tuple(f for f, _ in excluded),
+        "excluded": excluded,
+        "lim_nsigma": 5.0,
+        "zp_mag": 22.0,
+        "zp_err_mag": 0.004,
+        "zp_scatter_mag": 0.03,
+        "n_cal_stars": 40,
+        "cal_catalog": "apass",
+        "mag_system": "Vega",
+        "config_hash": "h",
+    }
+    values.update(kw)
+    return StackRecord(**values)  # type: ignore[arg-type]
+
+
+def add_stacks(store: Store) -> list[StackRecord]:
+    """Store two stacked epochs of ``GRB`` (see the module docstring); return them."""
+    records = [
+        _stack(
+            "log10",
+            (1, 2),
+            (),
+            is_detection=True,
+            mag=16.21,
+            mag_err=0.02,
+            lim_mag=20.3,
+            snr=54.0,
+            flux_ujy=1200.0,
+            flux_ujy_err=22.0,
+        ),
+        _stack(
+            "log12",
+            (3,),
+            ((4, "zero point 1.5 mag below the median (clouds)"),),
+            lim_mag=20.05,
+            flags=int(Flag.UPPER_LIMIT),
+        ),
+    ]
+    for record in records:
+        store.save_stack(record)
+    return records

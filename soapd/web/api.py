@@ -5,10 +5,13 @@
 ``GET /api/status``                        daemon, backlog, problems, alerts, cache
 ``GET /api/targets``                       every target with its latest state
 ``GET /api/targets/{name}``                one target, its alerts
-``GET /api/targets/{name}/lightcurve``     points as column arrays (``?all_apertures=1``,
-                                           ``?band=B``, ``?since=ISO``)
+``GET /api/targets/{name}/lightcurve``     frame and stacked-epoch rows as column arrays
+                                           (``?all_apertures=1``, ``?band=B``,
+                                           ``?since=ISO``, ``?stacks=0``)
 ``GET /api/targets/{name}/lightcurve.F``   download: F = csv, ecsv, json, parquet
-``GET /api/targets/{name}/gcn``            GCN circular draft (text + JSON numbers)
+``GET /api/targets/{name}/gcn``            GCN circular from stacked epochs: text,
+                                           prefilled submission link, GCN-schema JSON
+                                           (``?frames=1``, ``?band=B``, ``?since=ISO``)
 ``GET /api/frames/{frame_id}``             one frame's summary and measurements
 =========================================  ============================================
 
@@ -20,15 +23,18 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from soapd.config import CircularConfig
 from soapd.errors import ConfigError
-from soapd.models import Target
+from soapd.models import StackRecord, Target
 from soapd.store.base import utc_iso
 from soapd.store.readonly import ReadOnlyStore
 from soapd.store.targets import parse_utc
@@ -51,6 +57,7 @@ __all__ = [
     "require_target",
     "target_alerts",
     "target_info",
+    "target_stacks",
 ]
 
 #: Download format -> (media type, file suffix).
@@ -63,13 +70,13 @@ DOWNLOAD_FORMATS = {
 
 
 class JSONResponse(Response):
-    """Compact JSON (no NaN: callers pass NaN as None)."""
+    """Compact JSON encoded by orjson (NaN and infinities become null; numpy values allowed)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        """Return ``content`` as UTF-8 JSON."""
-        return json.dumps(content, separators=(",", ":"), allow_nan=False, default=str).encode()
+        """Return ``content`` as UTF-8 JSON (other objects as their ``str``)."""
+        return orjson.dumps(content, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def require_target(store: ReadOnlyStore, name: str) -> Target:
@@ -91,13 +98,31 @@ def target_info(target: Target) -> dict[str, Any]:
     }
 
 
-def _lightcurve_table(store: ReadOnlyStore, name: str, request: Request) -> Any:
-    band = request.query_params.get("band") or None
+def _since(request: Request) -> datetime | None:
     try:
-        since = parse_utc(request.query_params.get("since") or None, what="since")
+        return parse_utc(request.query_params.get("since") or None, what="since")
     except ConfigError as exc:
         raise HTTPException(400, str(exc)) from None
-    return store.lightcurve(name, band=band, since_utc=since)
+
+
+def _lightcurve_table(store: ReadOnlyStore, name: str, request: Request) -> Any:
+    band = request.query_params.get("band") or None
+    return store.lightcurve(name, band=band, since_utc=_since(request))
+
+
+def target_stacks(
+    store: ReadOnlyStore, name: str, *, band: str | None = None, since_utc: datetime | None = None
+) -> list[StackRecord]:
+    """Return a target's current stacked epochs, of ``band`` and from ``since_utc`` only if given.
+
+    The same selection as ``soapd lightcurve --stacks --band B --since T``.
+    """
+    records = store.stacked(name)
+    if band is not None:
+        records = [r for r in records if r.band == band]
+    if since_utc is not None:
+        records = [r for r in records if r.mid_time_utc >= since_utc]
+    return records
 
 
 def _flag(request: Request, key: str) -> bool:
@@ -112,10 +137,12 @@ def api_index(_request: Request) -> JSONResponse:
                 "/api/status": "daemon, backlog per frame state, problem frames, alerts, cache",
                 "/api/targets": "every target with its latest state",
                 "/api/targets/{name}": "one target and the alerts raised for it",
-                "/api/targets/{name}/lightcurve": "points as column arrays; "
-                "?all_apertures=1, ?band=B, ?since=ISO-8601",
+                "/api/targets/{name}/lightcurve": "frame rows, then stacked-epoch rows "
+                "(row_type 'frame' or 'stack'), as column arrays; "
+                "?all_apertures=1, ?band=B, ?since=ISO-8601, ?stacks=0",
                 "/api/targets/{name}/lightcurve.{csv,ecsv,json,parquet}": "download",
-                "/api/targets/{name}/gcn": "GCN circular draft: text and JSON numbers",
+                "/api/targets/{name}/gcn": "GCN circular from the stacked epochs: text, "
+                "prefilled GCN submission link, GCN-schema JSON; ?frames=1, ?band=B, ?since=ISO",
                 "/api/frames/{frame_id}": "one frame's summary and measurements",
             }
         }
@@ -171,11 +198,25 @@ def api_target(request: Request) -> JSONResponse:
 def api_lightcurve(request: Request) -> JSONResponse:
     """Return a target's lightcurve as column arrays."""
     name = request.path_params["name"]
+    with_stacks = request.query_params.get("stacks", "1").lower() not in ("0", "false", "no", "off")
     with web_state(request).store() as store:
         target = require_target(store, name)
         table = _lightcurve_table(store, name, request)
+        stacks = (
+            target_stacks(
+                store,
+                name,
+                band=request.query_params.get("band") or None,
+                since_utc=_since(request),
+            )
+            if with_stacks
+            else []
+        )
     payload = lightcurve_payload(
-        table, target=target_info(target), all_apertures=_flag(request, "all_apertures")
+        table,
+        target=target_info(target),
+        all_apertures=_flag(request, "all_apertures"),
+        stacks=stacks,
     )
     return JSONResponse(payload)
 
@@ -210,36 +251,75 @@ def api_lightcurve_download(request: Request) -> Response:
     )
 
 
-def gcn_draft(store: ReadOnlyStore, target: Target) -> dict[str, Any]:
-    """Return the GCN circular draft of a target: text, JSON numbers, submission link if any.
+def gcn_draft(
+    store: ReadOnlyStore,
+    target: Target,
+    config: CircularConfig,
+    *,
+    single_frames: bool = False,
+    band: str | None = None,
+    since_utc: datetime | None = None,
+) -> dict[str, Any]:
+    """Return a target's GCN circular: the draft ``soapd lightcurve NAME --format gcn`` writes.
 
-    The link comes from ``soapd.alerts.gcn.submission_url(text)`` when that
-    function exists (the circular work of issue 12); otherwise it is None.
+    Made by :func:`soapd.alerts.circular.draft_for_target` from the stored stacked
+    epochs (the single frames combined per epoch when no stack is stored; one row
+    per frame with ``single_frames``). Keys: ``text`` (subject line, blank line,
+    body), ``subject``, ``body``, ``event_name``, ``submission_url`` (GCN's new
+    circular form prefilled with subject and body; soapd never submits),
+    ``stacked`` (rows are stacked epochs), ``n_rows``, ``rows_omitted`` (epochs
+    left out of the text to stay under the line limit), ``warnings`` and ``json``
+    (the GCN-schema sidecar). Raise HTTP 409 when there is nothing to report or
+    the event name is refused (``circular.event_name_check = "refuse"``).
     """
-    from soapd.alerts import gcn
+    from soapd.alerts.circular import GCN_NEW_CIRCULAR_URL, draft_for_target
+    from soapd.errors import CircularError
 
-    table = store.lightcurve(target.name)
-    text = gcn.circular(table, target_name=target.name, trigger_time_utc=target.trigger_time_utc)
-    numbers = gcn.gcn_json(
-        table,
-        target_name=target.name,
-        trigger_time_utc=target.trigger_time_utc,
-        ra_deg=target.ra_deg,
-        dec_deg=target.dec_deg,
-    )
-    link_of = getattr(gcn, "submission_url", None)
-    link = str(link_of(text)) if callable(link_of) else None
-    if link is not None and not link.startswith("https://"):
-        link = None
-    return {"text": text, "json": numbers, "submission_url": link}
+    try:
+        draft = draft_for_target(
+            store,
+            target.name,
+            config=config,
+            single_frames=single_frames,
+            band=band,
+            since_utc=since_utc,
+        )
+    except CircularError as exc:
+        raise HTTPException(409, str(exc)) from None
+    c = draft.circular
+    url = c.url
+    if not url.startswith(GCN_NEW_CIRCULAR_URL + "?"):  # pragma: no cover - built from it
+        raise HTTPException(500, "the submission link does not point at GCN's form")
+    return {
+        "text": c.text,
+        "subject": c.subject,
+        "body": c.body,
+        "event_name": c.event_name,
+        "submission_url": url,
+        "stacked": draft.stacked,
+        "n_rows": len(c.rows),
+        "rows_omitted": c.rows_omitted,
+        "warnings": list(c.warnings),
+        "json": draft.sidecar,
+    }
 
 
 def api_gcn(request: Request) -> JSONResponse:
-    """Return the GCN circular draft of a target."""
+    """Return a target's GCN circular (``?frames=1``: a row per frame; ``?band``, ``?since``)."""
     name = request.path_params["name"]
-    with web_state(request).store() as store:
+    state = web_state(request)
+    with state.store() as store:
         target = require_target(store, name)
-        return JSONResponse(gcn_draft(store, target))
+        return JSONResponse(
+            gcn_draft(
+                store,
+                target,
+                state.config.circular,
+                single_frames=_flag(request, "frames"),
+                band=request.query_params.get("band") or None,
+                since_utc=_since(request),
+            )
+        )
 
 
 def api_frame(request: Request) -> JSONResponse:

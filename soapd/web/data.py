@@ -19,11 +19,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from soapd.flags import Flag, describe
+from soapd.web.stackrows import stack_points
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from astropy.table import Table
 
     from soapd.config import Config
+    from soapd.models import StackRecord
     from soapd.store.readonly import ReadOnlyStore
 
 __all__ = [
@@ -216,49 +220,79 @@ def target_rows(store: ReadOnlyStore) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------ lightcurve
-def _floats(table: Table, name: str, digits: int | None = None) -> list[float | None]:
-    if name not in table.colnames:
-        return [None] * len(table)
-    col = table[name]
-    values: np.ndarray = np.ma.filled(
-        np.ma.asarray(getattr(col, "value", col), dtype=float), np.nan
-    )
+def _listed(values: np.ndarray, digits: int | None = None) -> list[float | None]:
+    """Return floats as a list, rounded to ``digits``, NaN and infinities as None."""
     if digits is not None:
         values = np.round(values, digits)
     out: list[float | None] = values.tolist()
     if not np.isfinite(values).all():
-        out = [v if v is not None and math.isfinite(v) else None for v in out]
+        out = [v if math.isfinite(v) else None for v in out]  # type: ignore[arg-type]
     return out
 
 
-def _strs(table: Table, name: str) -> list[str]:
-    if name not in table.colnames:
-        return [""] * len(table)
-    out: list[str] = np.asarray(table[name]).astype(str).tolist()
-    return out
+class _Columns:
+    """The columns of a lightcurve Table as plain arrays, for the rows in ``keep`` only."""
+
+    def __init__(self, table: Table, keep: np.ndarray | None) -> None:
+        self.table = table
+        self.keep = keep
+        self.n = len(table) if keep is None else len(keep)
+
+    def array(self, name: str, dtype: Any, fill: Any) -> np.ndarray | None:
+        if name not in self.table.colnames:
+            return None
+        col = self.table[name]
+        values = np.ma.filled(np.ma.asarray(getattr(col, "value", col)), fill).astype(dtype)
+        return values if self.keep is None else values[self.keep]
+
+    def floats(self, name: str) -> np.ndarray:
+        values = self.array(name, float, np.nan)
+        return np.full(self.n, np.nan) if values is None else values
+
+    def ints(self, name: str, fill: int = 0) -> list[int]:
+        values = self.array(name, np.int64, fill)
+        out: list[int] = [fill] * self.n if values is None else values.tolist()
+        return out
+
+    def strs(self, name: str) -> list[str]:
+        values = self.array(name, str, "")
+        out: list[str] = [""] * self.n if values is None else values.tolist()
+        return out
 
 
-def _ints(table: Table, name: str, fill: int = 0) -> list[int]:
-    if name not in table.colnames:
-        return [fill] * len(table)
-    out: list[int] = np.ma.filled(np.ma.asarray(table[name]), fill).astype(np.int64).tolist()
-    return out
+def _one_per_frame(table: Table) -> np.ndarray | None:
+    """Rows of each frame's lowest ``aperture_id``, in (mjd, aperture) order; None: every row.
+
+    The selection of :func:`soapd.alerts.gcn.one_per_frame`, without copying the Table.
+    """
+    n = len(table)
+    if n == 0 or "frame_id" not in table.colnames:
+        return None
+    mjd: np.ndarray = np.ma.filled(np.ma.asarray(table["mjd"], dtype=float), np.nan)
+    aperture = (
+        np.ma.filled(np.ma.asarray(table["aperture_id"]), 0).astype(np.int64)
+        if "aperture_id" in table.colnames
+        else np.zeros(n, dtype=np.int64)
+    )
+    order = np.lexsort((aperture, mjd))
+    frames = np.ma.filled(np.ma.asarray(table["frame_id"]), -1).astype(np.int64)[order]
+    _, first = np.unique(frames, return_index=True)
+    keep = order[np.sort(first)]
+    if len(keep) == n and bool((keep == np.arange(n)).all()):
+        return None
+    return keep
 
 
-def _limit_flux_ujy(
-    lim_mag: list[float | None], bands: list[str], systems: list[str]
-) -> list[float | None]:
-    """Return each limit as an AB flux density in microjansky (None when uncalibrated)."""
+def _limit_flux_ujy(lim_mag: np.ndarray, bands: list[str], systems: list[str]) -> np.ndarray:
+    """Return each limit (mag) as an AB flux density in microjansky (NaN when uncalibrated)."""
     from soapd.filters import AB_MINUS_VEGA
 
-    out: list[float | None] = []
-    for lim, band, system in zip(lim_mag, bands, systems, strict=True):
-        if lim is None or system not in ("AB", "Vega"):
-            out.append(None)
-            continue
-        ab = lim + (AB_MINUS_VEGA.get(band, 0.0) if system == "Vega" else 0.0)
-        out.append(round(10.0 ** (-0.4 * (ab - 23.9)), 4))
-    return out
+    system = np.asarray(systems, dtype=str)
+    names, which = np.unique(np.asarray(bands, dtype=str), return_inverse=True)
+    vega = np.array([AB_MINUS_VEGA.get(str(b), 0.0) for b in names])[which.reshape(-1)]
+    ab = lim_mag + np.where(system == "Vega", vega, 0.0)
+    calibrated = (system == "AB") | (system == "Vega")
+    return np.where(calibrated, 10.0 ** (-0.4 * (ab - 23.9)), np.nan)
 
 
 def lightcurve_payload(
@@ -266,8 +300,9 @@ def lightcurve_payload(
     *,
     target: dict[str, Any],
     all_apertures: bool = False,
+    stacks: Sequence[StackRecord] = (),
 ) -> dict[str, Any]:
-    """Return a lightcurve as column arrays (one point per frame unless ``all_apertures``).
+    """Return a lightcurve as column arrays: frame rows, then stacked-epoch rows.
 
     Parameters
     ----------
@@ -277,74 +312,102 @@ def lightcurve_payload(
         The target's name, ra_deg, dec_deg and trigger_time_utc (ISO text or None).
     all_apertures
         Keep every aperture's row instead of each frame's lowest ``aperture_id``.
+    stacks
+        The target's stacked epochs (``Store.stacked``): one row each, after the
+        frame rows (see :func:`soapd.web.stackrows.stack_points`).
 
     Returns
     -------
     dict
-        ``target``, ``n_points``, ``n_detections``, ``n_limits``, ``units`` (per
-        column) and ``points``: equal-length lists (``mjd`` in days, magnitudes in
-        mag, ``flux_ujy`` and ``lim_flux_ujy`` (the limit as AB flux density) in
-        microjansky, ``t_since_trigger_h`` in hours or None,
-        ``flag_words`` the flag bits in words, ``stacked`` True for rows that
-        combine several frames when the store has such rows). NaN is null.
+        ``target``; ``n_points``, ``n_detections``, ``n_limits`` (single-frame
+        rows); ``n_stacks``, ``n_stack_detections``, ``n_stack_limits``;
+        ``n_rows`` (every row); ``units`` (per column) and ``points``: equal-length
+        lists, one entry per row: the frame rows in time order, then the stack
+        rows in time order. ``row_type`` is "frame" or "stack" (``stacked`` the
+        same as a bool); ``mjd`` in days, magnitudes in mag, ``flux_ujy`` and
+        ``lim_flux_ujy`` (the limit as AB flux density) in microjansky,
+        ``t_since_trigger_h`` in hours or None, ``flag_words`` the flag bits in
+        words; ``frame_id`` is None for a stack, whose frames are in
+        ``member_frame_ids`` (``n_frames`` x ``exptime_s`` = ``total_exptime_s``;
+        ``excluded``: the epoch's frames left out, {reason: [frame ids]}). NaN is null.
     """
-    from soapd.alerts.gcn import one_per_frame
-
-    if not all_apertures:
-        table = one_per_frame(table)
-    n = len(table)
-    mjd = _floats(table, "mjd", 7)
+    keep = None if all_apertures else _one_per_frame(table)
+    cols = _Columns(table, keep)
+    n = cols.n
+    mjd = cols.floats("mjd")
     trigger = _parse(target.get("trigger_time_utc"))
     t0 = (trigger - _MJD0).total_seconds() / 86400.0 if trigger else None
-    flags = _ints(table, "flag")
+    flags = cols.ints("flag")
     words = {v: list(flag_words(v)) for v in set(flags)}
-    is_det = [bool(v) for v in _ints(table, "is_detection")]
-    bands = _strs(table, "band" if "band" in table.colnames else "filter")
-    systems = _strs(table, "cal_mag_system")
-    lim_mag = _floats(table, "limiting_mag", 3)
-    stacked_col = next((c for c in ("is_stacked", "stacked") if c in table.colnames), None)
-    points = {
-        "frame_id": _ints(table, "frame_id", -1),
-        "mjd": mjd,
-        "mid_time_utc": _strs(table, "mid_time_utc"),
-        "t_since_trigger_h": (
-            [None if m is None else round((m - t0) * 24.0, 6) for m in mjd]
-            if t0 is not None
-            else [None] * n
-        ),
+    is_det = [bool(v) for v in cols.ints("is_detection")]
+    bands = cols.strs("band" if "band" in table.colnames else "filter")
+    systems = cols.strs("cal_mag_system")
+    lim_mag = cols.floats("limiting_mag")
+    frame_ids = cols.ints("frame_id", -1)
+    exptime = _listed(cols.floats("exptime"), 3)
+    points: dict[str, list[Any]] = {
+        "frame_id": frame_ids,
+        "mjd": _listed(mjd, 7),
+        "mid_time_utc": cols.strs("mid_time_utc"),
+        "t_since_trigger_h": (_listed((mjd - t0) * 24.0, 6) if t0 is not None else [None] * n),
         "band": bands,
-        "telescope": _strs(table, "telescope"),
-        "exptime_s": _floats(table, "exptime", 3),
+        "telescope": cols.strs("telescope"),
+        "exptime_s": exptime,
         "is_detection": is_det,
-        "mag": _floats(table, "calibrated_mag", 4),
-        "mag_err": _floats(table, "calibrated_mag_err", 4),
-        "lim_mag": lim_mag,
-        "lim_flux_ujy": _limit_flux_ujy(lim_mag, bands, systems),
-        "lim_nsigma": _floats(table, "limiting_nsigma", 2),
-        "flux_ujy": _floats(table, "flux_ujy", 4),
-        "flux_ujy_err": _floats(table, "flux_ujy_err", 4),
-        "snr": _floats(table, "snr", 2),
+        "mag": _listed(cols.floats("calibrated_mag"), 4),
+        "mag_err": _listed(cols.floats("calibrated_mag_err"), 4),
+        "lim_mag": _listed(lim_mag, 3),
+        "lim_flux_ujy": _listed(_limit_flux_ujy(np.round(lim_mag, 3), bands, systems), 4),
+        "lim_nsigma": _listed(cols.floats("limiting_nsigma"), 2),
+        "flux_ujy": _listed(cols.floats("flux_ujy"), 4),
+        "flux_ujy_err": _listed(cols.floats("flux_ujy_err"), 4),
+        "snr": _listed(cols.floats("snr"), 2),
         "mag_system": systems,
-        "zp_mag": _floats(table, "zeropoint", 4),
-        "n_cal_stars": _ints(table, "n_cal_stars", -1),
-        "aperture_id": _ints(table, "aperture_id", -1),
-        "aperture_radius_px": _floats(table, "aperture_radius", 3),
+        "zp_mag": _listed(cols.floats("zeropoint"), 4),
+        "n_cal_stars": cols.ints("n_cal_stars", -1),
+        "aperture_id": cols.ints("aperture_id", -1),
+        "aperture_radius_px": _listed(cols.floats("aperture_radius"), 3),
         "flags": flags,
         "flag_words": [words[v] for v in flags],
-        "image_file": _strs(table, "image_file"),
-        "obs_id": _ints(table, "obs_id", -1),
-        "stacked": [bool(v) for v in _ints(table, stacked_col)] if stacked_col else [False] * n,
+        "image_file": cols.strs("image_file"),
+        "obs_id": cols.ints("obs_id", -1),
+        "stacked": [False] * n,
+        "row_type": ["frame"] * n,
+        "stack_id": [None] * n,
+        "epoch_key": [None] * n,
+        "n_frames": [1] * n,
+        "total_exptime_s": list(exptime),
+        "member_frame_ids": np.asarray(frame_ids, dtype=np.int64).reshape(-1, 1).tolist(),
+        "excluded": [{}] * n,
     }
     n_det = sum(is_det)
+    n_stack_det = 0
+    if stacks:
+        extra = stack_points(
+            stacks,
+            t0_mjd=t0,
+            flag_words=lambda v: list(flag_words(v)),
+            limit_flux_ujy=lambda lim, b, s: _listed(
+                _limit_flux_ujy(np.asarray(lim, dtype=float), b, s), 4
+            ),
+        )
+        for key, values in points.items():
+            values.extend(extra[key])
+        n_stack_det = sum(extra["is_detection"])
     return {
         "target": {k: _num(v) for k, v in target.items()},
         "n_points": n,
         "n_detections": n_det,
         "n_limits": n - n_det,
+        "n_stacks": len(stacks),
+        "n_stack_detections": n_stack_det,
+        "n_stack_limits": len(stacks) - n_stack_det,
+        "n_rows": n + len(stacks),
         "units": {
             "mjd": "d",
             "t_since_trigger_h": "h",
             "exptime_s": "s",
+            "total_exptime_s": "s",
             "mag": "mag",
             "mag_err": "mag",
             "lim_mag": "mag",

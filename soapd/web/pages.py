@@ -136,13 +136,21 @@ def target_page(request: Request) -> Response:
         target = require_target(store, name)
         info = target_info(target)
         table = store.lightcurve(name)
+        stacks = store.stacked(name)
         alerts = target_alerts(store, name)
-    lc = lightcurve_payload(table, target=info)
-    n = lc["n_points"]
+    lc = lightcurve_payload(table, target=info, stacks=stacks)
+    n = lc["n_rows"]
     limit = n if request.query_params.get("rows") == "all" else state.config.web.table_rows
     pts = lc["points"]
     keys = list(pts)
-    rows = [{k: pts[k][i] for k in keys} for i in range(n - 1, max(n - limit, 0) - 1, -1)]
+    # Newest first, frames and stacked epochs together (a stack after its frames).
+    mjd = pts["mjd"]
+    order = sorted(
+        range(n),
+        key=lambda i: (mjd[i] if mjd[i] is not None else -math.inf, pts["stacked"][i]),
+        reverse=True,
+    )
+    rows = [{k: pts[k][i] for k in keys} for i in order[:limit]]
     return _render(
         request,
         "target.html",

@@ -26,7 +26,7 @@ PLOT = """() => {
   const gd = document.getElementById('lightcurve');
   return {
     traces: gd.data.map(t => ({
-      kind: t.meta.kind, band: t.meta.band, x: t.x, y: t.y,
+      kind: t.meta.kind, band: t.meta.band, x: t.x, y: t.y, text: t.text,
       symbol: t.marker.symbol, visible: t.visible,
     })),
     xaxis: gd.layout.xaxis.type,
@@ -47,11 +47,23 @@ def _plot(page: Any, site: Site, name: str) -> dict[str, Any]:
     return page.evaluate(PLOT)
 
 
-def _kinds(info: dict[str, Any]) -> dict[str, int]:
+def _kinds(info: dict[str, Any], *, stacked: bool = False) -> dict[str, int]:
+    """Points drawn per kind: single frames' ("detection", "limit"), or with ``stacked``
+    the stacked epochs' ("stacked detection", "stacked limit")."""
     out: dict[str, int] = {}
     for t in info["traces"]:
-        if t["visible"] is not False:
+        if t["visible"] is not False and t["kind"].startswith("stacked") == stacked:
             out[t["kind"]] = out.get(t["kind"], 0) + len(t["x"])
+    return out
+
+
+def _stored_stacks(site: Site, name: str) -> dict[str, int]:
+    """The stacked epochs the store holds for ``name``, counted like :func:`_kinds`."""
+    out: dict[str, int] = {}
+    with ReadOnlyStore(site.state_dir / "soapd.db") as store:
+        for s in store.stacked(name):
+            kind = "stacked detection" if s.is_detection else "stacked limit"
+            out[kind] = out.get(kind, 0) + 1
     return out
 
 
@@ -114,29 +126,33 @@ def test_plot_has_the_points_and_limit_arrows_and_hides_limits(page: Any, site: 
     assert (lc["n_detections"], lc["n_limits"]) == (2, 3)
     info = _plot(page, site, "DEMO-RISER")
     assert _kinds(info) == {"detection": 2, "limit": 3}
-    assert info["drawn"] == 5
+    stacks = _stored_stacks(site, "DEMO-RISER")
+    assert _kinds(info, stacked=True) == stacks
+    assert info["drawn"] == 5 + lc["n_stacks"]
     assert info["yreversed"]
     limits = [t for t in info["traces"] if t["kind"] == "limit"]
     assert {t["symbol"] for t in limits} == {"arrow-bar-down"}
+    pts = lc["points"]
+    frame_rows = [i for i, kind in enumerate(pts["row_type"]) if kind == "frame"]
     assert sorted(y for t in limits for y in t["y"]) == sorted(
-        v
-        for v, d in zip(lc["points"]["lim_mag"], lc["points"]["is_detection"], strict=True)
-        if not d
+        pts["lim_mag"][i] for i in frame_rows if not pts["is_detection"][i]
     )
     assert page.is_disabled("#time-log")  # no trigger time: no log t - T0
     page.screenshot(path=str(site.artefacts / "target-limits.png"), full_page=True)
     page.uncheck("#show-limits")
     page.wait_for_function(
-        "() => document.getElementById('lightcurve').querySelectorAll('.scatterlayer .point')"
-        ".length === 2"
+        "n => document.getElementById('lightcurve').querySelectorAll('.scatterlayer .point')"
+        ".length === n",
+        arg=2 + lc["n_stack_detections"],
     )
     assert _kinds(page.evaluate(PLOT)) == {"detection": 2}
+    assert sum(_kinds(page.evaluate(PLOT), stacked=True).values()) == lc["n_stack_detections"]
     page.check("input[name=units][value=flux]")
     page.wait_for_selector("#lightcurve[data-units=flux][data-state=ready]")
     flux = page.evaluate(PLOT)
     assert not flux["yreversed"]
     assert sorted(y for t in flux["traces"] if t["kind"] == "detection" for y in t["y"]) == sorted(
-        v for v, d in zip(lc["points"]["flux_ujy"], lc["points"]["is_detection"], strict=True) if d
+        pts["flux_ujy"][i] for i in frame_rows if pts["is_detection"][i]
     )
 
 
@@ -144,6 +160,7 @@ def test_log_time_switch(page: Any, site: Site) -> None:
     lc = _api(site, "/api/targets/DEMO-FADER/lightcurve")
     info = _plot(page, site, "DEMO-FADER")
     assert _kinds(info) == {"detection": 5}
+    assert _kinds(info, stacked=True) == _stored_stacks(site, "DEMO-FADER")
     assert info["xaxis"] == "linear"
     page.check("#time-log")
     page.wait_for_selector("#lightcurve[data-time=log][data-state=ready]")
@@ -152,7 +169,7 @@ def test_log_time_switch(page: Any, site: Site) -> None:
     xs = sorted(x for t in info["traces"] for x in t["x"])
     assert xs == pytest.approx(sorted(lc["points"]["t_since_trigger_h"]))
     assert all(x > 0 for x in xs)
-    assert info["drawn"] == 5
+    assert info["drawn"] == 5 + lc["n_stacks"]
     assert "log" in page.text_content("#lightcurve .xtitle")
     page.screenshot(path=str(site.artefacts / "target.png"), full_page=True)
 
@@ -229,11 +246,98 @@ def test_token_protected_instance_refuses_requests_without_the_token(
     assert WEB_TOKEN not in log
 
 
+def test_stacked_epochs_have_their_own_markers_and_hover_text(page: Any, site: Site) -> None:
+    with ReadOnlyStore(site.state_dir / "soapd.db") as store:
+        (stack,) = store.stacked("DEMO-RISER")  # one fixed time bin holds the 5 frames
+    assert len(stack.members) == 5
+    lc = _api(site, "/api/targets/DEMO-RISER/lightcurve")
+    assert lc["points"]["row_type"].count("stack") == lc["n_stacks"] == 1
+    info = _plot(page, site, "DEMO-RISER")
+    (trace,) = [t for t in info["traces"] if t["kind"].startswith("stacked")]
+    assert trace["kind"] == "stacked detection"  # the riser's stack detects it
+    assert trace["symbol"] == "square-open"
+    assert {t["symbol"] for t in info["traces"] if t is not trace} <= {"circle", "arrow-bar-down"}
+    assert len(trace["x"]) == 1
+    assert trace["y"] == [pytest.approx(stack.mag, abs=1e-4)]
+    # Hover the drawn stack marker: Plotly's label says N x S, the member frames, the limit.
+    marker = (
+        page.locator("#lightcurve .scatterlayer .trace")
+        .nth(info["traces"].index(trace))
+        .locator(".point")
+    )
+    assert marker.count() == 1
+    box = marker.bounding_box()
+    assert box is not None
+    # Plotly's drag layer takes the pointer events: move the mouse there, as a user does.
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    label = page.locator("#lightcurve .hoverlayer .hovertext")
+    label.wait_for(timeout=10_000)
+    text = label.text_content() or ""  # SVG: one tspan per line
+    assert "stacked epoch" in text
+    assert "5 x 30 s (150 s in all)" in text
+    assert "member frames: " + ", ".join(str(f) for f in stack.members) in text
+    assert f"limit {stack.lim_mag:.2f} mag (5σ)" in text
+    page.screenshot(path=str(site.artefacts / "target-stacks.png"), full_page=True)
+    # The table lists the stack with links to its frames; the checkbox hides the markers.
+    row = page.locator("#points tr.stack")
+    assert row.count() == 1
+    assert "5 x 30" in row.inner_text()
+    assert row.locator("a").count() == 5
+    before = info["drawn"]
+    page.uncheck("#show-stacks")
+    page.wait_for_function(
+        "n => document.getElementById('lightcurve').querySelectorAll('.scatterlayer .point')"
+        ".length === n",
+        arg=before - 1,
+    )
+    assert _kinds(page.evaluate(PLOT), stacked=True) == {}
+
+
+def test_circular_block_shows_the_stacked_circular_and_its_gcn_link(page: Any, site: Site) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from soapd.alerts.circular import draft_for_target
+    from soapd.config import load_config
+
+    with ReadOnlyStore(site.state_dir / "soapd.db") as store:
+        draft = draft_for_target(store, "DEMO-FADER", config=load_config(site.config).circular)
+    circular = draft.circular
+    assert draft.stacked
+    page.goto(site.web.url + "/targets/DEMO-FADER")
+    page.wait_for_selector("#gcn-draft[data-state=ready]")
+    shown = page.inner_text("#gcn-draft")
+    assert shown.strip() == circular.text.strip()
+    assert page.get_attribute("#gcn-draft", "data-stacked") == "yes"
+    assert "Stacking only images that increase the limiting magnitude yields:" in shown
+    assert shown.startswith("SUBJECT: DEMO-FADER: Skynet/Prompt5 optical detection")
+    rows = [line for line in shown.splitlines() if " 1 x 30 " in line]
+    assert len(rows) == len(circular.rows) == 5  # one row per stacked epoch
+    link = page.locator("#gcn-submit")
+    assert link.is_visible()
+    assert link.get_attribute("target") == "_blank"
+    assert "noopener" in (link.get_attribute("rel") or "")
+    href = link.get_attribute("href") or ""
+    parts = urlsplit(href)
+    assert (parts.scheme, parts.netloc, parts.path) == ("https", "gcn.nasa.gov", "/circulars/new")
+    assert parse_qs(parts.query, strict_parsing=True) == {
+        "subject": [circular.subject],
+        "body": [circular.body],
+        "format": ["text/plain"],
+    }
+    assert href == circular.url
+    # DEMO-FADER is no GCN event name: the page says what GCN would do with it.
+    warnings = page.locator("#gcn-warnings")
+    assert warnings.is_visible()
+    assert "matches no GCN event name pattern" in warnings.inner_text()
+    page.locator("#gcn-section").screenshot(path=str(site.artefacts / "target-circular.png"))
+
+
 def test_new_point_appears_after_refresh_while_the_daemon_adds_a_frame(
     page: Any, site: Site
 ) -> None:
     info = _plot(page, site, "DEMO-RISER")
     assert _kinds(info) == {"detection": 2, "limit": 3}
+    assert _kinds(info, stacked=True) == _stored_stacks(site, "DEMO-RISER")
     assert site.fake.release_next() is not None
     proc = site.start_daemon()
     codes: list[int] = []
@@ -253,7 +357,9 @@ def test_new_point_appears_after_refresh_while_the_daemon_adds_a_frame(
     page.wait_for_selector("#lightcurve[data-state=ready]")
     after = page.evaluate(PLOT)
     assert _kinds(after) == {"detection": 3, "limit": 3}
-    assert after["drawn"] == 6
+    stacks = _stored_stacks(site, "DEMO-RISER")
+    assert _kinds(after, stacked=True) == stacks
+    assert after["drawn"] == 6 + sum(stacks.values())
     assert page.inner_text("#n-points") == "6"
     page.goto(site.web.url + "/")
     assert page.inner_text("#backlog td[data-state=processed]") == "6"

@@ -141,25 +141,21 @@ def test_target_page_table_rows_are_capped_with_a_link_to_all(
     assert pages._num(float("nan")) == "-"
 
 
-def test_gcn_endpoint_text_and_optional_submission_link(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_gcn_endpoint_text_schema_json_and_submission_link(client: TestClient) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from soapd.alerts.circular import validate_sidecar
+
     url = f"/api/targets/{quote(GRB, safe='')}/gcn"
     draft = _json(client.get(url))
     assert draft["text"].startswith(f"SUBJECT: {GRB}")
-    assert len(draft["json"]["rows"]) >= 1
-    assert draft["submission_url"] is None
-    from soapd.alerts import gcn
-
-    monkeypatch.setattr(
-        gcn,
-        "submission_url",
-        lambda text: "https://gcn.example/new?body=" + quote(text[:10]),
-        raising=False,
-    )
-    assert _json(client.get(url))["submission_url"].startswith("https://gcn.example/new?body=")
-    monkeypatch.setattr(gcn, "submission_url", lambda text: "javascript:alert(1)", raising=False)
-    assert _json(client.get(url))["submission_url"] is None
+    validate_sidecar(draft["json"])  # the GCN unified schema (v7.2.1)
+    link = urlsplit(draft["submission_url"])
+    assert (link.scheme, link.netloc, link.path) == ("https", "gcn.nasa.gov", "/circulars/new")
+    query = parse_qs(link.query)
+    assert query["subject"] == [draft["subject"]]
+    assert query["body"] == [draft["body"]]
+    assert draft["text"] == f"SUBJECT: {draft['subject']}\n\n{draft['body']}"
 
 
 def test_frame_page_and_api(client: TestClient) -> None:

@@ -339,7 +339,7 @@ class Soap(SoapCompat, SoapTools, SoapState):
             if debug is not None
             else getattr(getattr(config, "debug", None), "enabled", False)
         ):
-            self._debug_frames(processed)
+            self._debug_frames([*reused, *processed])
         return self._result
 
     def _debug_frames(self, frame_ids: Sequence[int]) -> None:

@@ -9,6 +9,7 @@ hold the state folder's lock (:class:`soapd.store.lock.StateLock`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -106,6 +107,11 @@ class SoapState:
             self._source.close()
             self._source = None
             self._owns_source = False
+
+    def __del__(self) -> None:
+        """Close what a script never closed (skynetsoap's ``Soap`` has no ``close``)."""
+        with contextlib.suppress(Exception):
+            self.close()
 
     def __enter__(self) -> Self:
         return self

@@ -14,16 +14,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "NotCoveredWarning",
     "PhotometryResult",
+    "PhotometryTarget",
     "SOAPConfig",
     "Soap",
     "TargetLightcurve",
+    "UnknownObservationWarning",
     "__version__",
     "load_config",
 ]
 
 if TYPE_CHECKING:
-    from soapd.api.results import PhotometryResult, TargetLightcurve
+    from soapd.api.compat import NotCoveredWarning, UnknownObservationWarning
+    from soapd.api.results import PhotometryResult, PhotometryTarget, TargetLightcurve
     from soapd.api.soap import Soap
     from soapd.config import SOAPConfig, load_config
 
@@ -32,6 +36,9 @@ _LAZY = {
     "Soap": "soapd.api.soap",
     "PhotometryResult": "soapd.api.results",
     "TargetLightcurve": "soapd.api.results",
+    "PhotometryTarget": "soapd.api.results",
+    "NotCoveredWarning": "soapd.api.compat",
+    "UnknownObservationWarning": "soapd.api.compat",
     "load_config": "soapd.config",
     "SOAPConfig": "soapd.config",
 }

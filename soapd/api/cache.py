@@ -45,18 +45,33 @@ class _Unit:
     key: str
     obs_id: int | None = None
     files: list[Path] = field(default_factory=list)
+    #: What each deletable file is: "frame", "table" (soapd's) or "result" (exports, plots).
+    kinds: dict[Path, str] = field(default_factory=dict)
     frame_ids: list[int] = field(default_factory=list)
     table_ids: list[int] = field(default_factory=list)
     kept_bytes: int = 0
     newest_mtime: float = 0.0
 
-    def add(self, path: Path, *, deletable: bool = True) -> None:
+    def add(self, path: Path, *, deletable: bool = True, kind: str = "") -> None:
         st = path.stat()
         self.newest_mtime = max(self.newest_mtime, st.st_mtime)
         if deletable:
             self.files.append(path)
+            self.kinds[path] = kind
         else:
             self.kept_bytes += st.st_size
+
+    def only(self, *, frames: bool, tables: bool) -> _Unit:
+        """Return the part of this unit with frames (images) and/or tables and results."""
+        want = ({"frame", "image"} if frames else set()) | (
+            {"table", "result"} if tables else set()
+        )
+        part = _Unit(key=self.key, obs_id=self.obs_id, newest_mtime=self.newest_mtime)
+        part.files = [p for p in self.files if self.kinds.get(p, "") in want]
+        part.kinds = {p: self.kinds[p] for p in part.files}
+        part.frame_ids = list(self.frame_ids) if frames else []
+        part.table_ids = list(self.table_ids) if tables else []
+        return part
 
     @property
     def size(self) -> int:
@@ -85,14 +100,28 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 class CacheAdmin:
-    """Sizes, clearing and pruning over the frames, tables and catalog folders."""
+    """Sizes, clearing and pruning over the frames, tables and catalog folders.
 
-    def __init__(self, config: Config, store: Store) -> None:
+    ``image_root`` and ``result_root`` are skynetsoap's folders (``soap_images``,
+    ``soap_results``), one sub-folder per observation id: their files belong to
+    that observation (frames there are deletable like those of ``frames_dir``).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        image_root: Path | None = None,
+        result_root: Path | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.frames_dir = config.paths.frames_dir
         self.tables_dir = config.paths.tables_dir
         self.catalog_dir = config.paths.catalog_cache_dir
+        self.image_root = image_root
+        self.result_root = result_root
 
     def _units(self) -> dict[str, _Unit]:
         """Group every managed file into deletion units, using the ledger."""
@@ -110,10 +139,13 @@ class CacheAdmin:
             ok = (
                 row.source == "skynet"
                 and row.state != "processing"
-                and _inside(row.path, self.frames_dir)
+                and (
+                    _inside(row.path, self.frames_dir)
+                    or (self.image_root is not None and _inside(row.path, self.image_root))
+                )
             )
             unit = obs_unit(row.obs_id if row.source == "skynet" else None)
-            unit.add(row.path, deletable=ok)
+            unit.add(row.path, deletable=ok, kind="frame")
             if ok:
                 unit.frame_ids.append(row.frame_id)
         for rec in self.store.frames_with_tables():
@@ -122,8 +154,16 @@ class CacheAdmin:
                 continue
             known.add(path.resolve())
             unit = obs_unit(rec.get("obs_id"))
-            unit.add(path, deletable=_inside(path, self.tables_dir))
+            unit.add(path, deletable=_inside(path, self.tables_dir), kind="table")
             unit.table_ids.append(int(rec["frame_id"]))
+        for root, kind in ((self.image_root, "image"), (self.result_root, "result")):
+            for folder in sorted(root.iterdir()) if root is not None and root.is_dir() else []:
+                if not folder.is_dir() or not folder.name.isdigit():
+                    continue
+                for path in _files(folder):
+                    if path.resolve() not in known:
+                        known.add(path.resolve())
+                        obs_unit(int(folder.name)).add(path, kind=kind)
         now = time.time()
         for folder in (self.frames_dir, self.tables_dir):
             for path in _files(folder):
@@ -148,6 +188,12 @@ class CacheAdmin:
             size = sum(_size(p) for p in files)
             total += size
             out[name] = {"dir": str(folder), "files": len(files), "size_mb": size / _MB}
+        for name, root in (("images", self.image_root), ("results", self.result_root)):
+            if root is not None and not _inside(root, self.config.paths.state_dir):
+                files = _files(root)
+                size = sum(_size(p) for p in files)
+                total += size
+                out[name] = {"dir": str(root), "files": len(files), "size_mb": size / _MB}
         out["total_size_mb"] = total / _MB
         if obs_id is not None:
             unit = self._units().get(f"obs:{obs_id}", _Unit(key=""))
@@ -180,18 +226,36 @@ class CacheAdmin:
         logger.info("cache: deleted %s (%d files, %.1f MB)", unit.key, n, freed / _MB)
         return n, freed
 
-    def clear(self, obs_id: int, *, confirm: bool, catalogs: bool = False) -> dict[str, Any]:
-        """Delete ``obs_id``'s frames and tables (and every catalog tile if ``catalogs``).
+    def clear(
+        self,
+        obs_id: int,
+        *,
+        confirm: bool,
+        catalogs: bool = False,
+        frames: bool = True,
+        tables: bool = True,
+    ) -> dict[str, Any]:
+        """Delete ``obs_id``'s frames and/or tables and results (and catalog tiles if asked).
 
-        Without ``confirm`` nothing is deleted and the statistics say what would be.
+        Without ``confirm`` nothing is deleted and the statistics say what would be
+        (``images`` and ``results``: the files of each kind).
         """
         units = self._units()
-        chosen = [u for k, u in units.items() if k == f"obs:{obs_id}"]
+        chosen = [
+            u.only(frames=frames, tables=tables) for k, u in units.items() if k == f"obs:{obs_id}"
+        ]
         if catalogs:
             chosen += [u for k, u in units.items() if k.startswith("catalog:")]
         files = sum(len(u.files) for u in chosen)
         size = sum(u.size for u in chosen)
-        stats: dict[str, Any] = {"confirmed": confirm, "files": files, "size_mb": size / _MB}
+        kinds = [u.kinds.get(p, "") for u in chosen for p in u.files]
+        stats: dict[str, Any] = {
+            "confirmed": confirm,
+            "files": files,
+            "size_mb": size / _MB,
+            "images": sum(k in ("frame", "image") for k in kinds),
+            "results": sum(k in ("table", "result") for k in kinds),
+        }
         if not confirm:
             logger.warning(
                 "clear_cache: nothing deleted (%d files, %.1f MB would be); pass confirm=True",

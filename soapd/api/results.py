@@ -31,16 +31,15 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import numpy as np
 from astropy.table import Table, vstack
 
+from soapd.api.result_output import ResultOutput, as_datetime
 from soapd.api.select import date_bounds, extract_target, row_bands, row_mjd
 from soapd.columns import column_or, covered_mask
 from soapd.filters import AB_MINUS_VEGA, mag_system, normalise_filter
-from soapd.output.export import write_table
-from soapd.timeutil import TimeLike, to_datetime, to_mjd
+from soapd.timeutil import TimeLike, to_mjd
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
 
-    from soapd.alerts.circular import Draft
     from soapd.models import FrameResult
 
 __all__ = [
@@ -65,7 +64,7 @@ _CALIBRATED_MAG_COLUMNS = (
 )
 
 
-class PhotometryResult:
+class PhotometryResult(ResultOutput):
     """Photometry rows of one or more frames, with skynetsoap's selection methods.
 
     Parameters
@@ -258,122 +257,6 @@ class PhotometryResult:
         t["cal_mag_system"] = np.where(known, system, current).astype(str)
         return self._new(t)
 
-    # -- output -----------------------------------------------------------------------
-
-    def to_csv(self, path: str | Path) -> Path:
-        """Write the rows as CSV (units are lost: use ECSV to keep them); return the path."""
-        return write_table(self._table, path, "csv")
-
-    def to_ecsv(self, path: str | Path) -> Path:
-        """Write the rows as ECSV (keeps units, types and metadata); return the path."""
-        return write_table(self._table, path, "ecsv")
-
-    def to_parquet(self, path: str | Path) -> Path:
-        """Write the rows as Parquet (keeps units and types); return the path."""
-        return write_table(self._table, path, "parquet")
-
-    def to_json(self, path: str | Path) -> Path:
-        """Write the rows as JSON (see :func:`soapd.output.export.write_table`); return the path."""
-        return write_table(self._table, path, "json")
-
-    def _single_position(self, what: str) -> None:
-        """Raise ValueError unless there is at most one row per frame and aperture."""
-        keys = list(
-            zip(
-                column_or(self._table, "image_file", "").astype(str),
-                row_mjd(self._table) if len(self) else [],
-                column_or(self._table, "aperture_id", 0).astype(np.int64),
-                strict=True,
-            )
-        )
-        if len(set(keys)) != len(keys):
-            raise ValueError(
-                f"{what} is for one position: call extract_target(coord) first "
-                "(this result holds every source of the field)"
-            )
-
-    def to_gcn(
-        self,
-        path: str | Path | None = None,
-        trigger_time_utc: TimeLike | None = None,
-        *,
-        name: str = "",
-        **options: Any,
-    ) -> str:
-        """Return a GCN circular draft of this one-position lightcurve; write it if ``path``.
-
-        ``options`` and rows as for :meth:`gcn_draft`. With ``path``, also ``<path>.json``
-        (GCN-schema sidecar), ``<path>.url`` (GCN's prefilled form). ValueError if field-wide.
-        """
-        from soapd.alerts.circular import write_draft
-
-        draft = self.gcn_draft(trigger_time_utc, name=name, **options)
-        if path is not None:
-            write_draft(draft, path)
-        return draft.circular.text
-
-    def gcn_draft(
-        self, trigger_time_utc: TimeLike | None = None, *, name: str = "", **options: Any
-    ) -> Draft:
-        """Return the circular (``.circular.url``: GCN's prefilled form) and its JSON sidecar.
-
-        Mid-exposure times (hours since the trigger), normalised filters, ``> m_lim`` for
-        limits (skynetsoap B17). ``options`` of :func:`soapd.alerts.circular.draft_from_table`:
-        ``stacks`` (e.g. ``Store.stacked(name)``) gives the rows, else this table's frames,
-        combined per epoch in flux (one row per frame with ``single_frames``).
-        """
-        from soapd.alerts.circular import draft_from_table
-
-        self._single_position("a GCN circular")
-        trigger = trigger_time_utc or getattr(self, "trigger_time_utc", None)
-        return draft_from_table(
-            self._table,
-            name=name or getattr(self, "name", "") or self._target_name(),
-            trigger_time_utc=_as_datetime(trigger),
-            ra_deg=getattr(self, "ra_deg", None),
-            dec_deg=getattr(self, "dec_deg", None),
-            **options,
-        )
-
-    def _target_name(self) -> str:
-        names = sorted(set(column_or(self._table, "target_name", "").astype(str)) - {""})
-        return names[0] if len(names) == 1 else "the target"
-
-    def plot(
-        self,
-        path: str | Path,
-        units: Literal["calibrated_mag", "ins_mag", "flux"] = "calibrated_mag",
-        *,
-        trigger_time_utc: TimeLike | None = None,
-        title: str = "",
-    ) -> Path:
-        """Plot this one-position lightcurve to ``path`` (PNG/PDF/SVG) and return the path.
-
-        ``units``: calibrated magnitudes (limits as downward arrows), instrumental
-        magnitudes (-2.5 log10 e-/s) or flux density in microjansky (AB). Bands are
-        coloured. Raise ValueError for a field-wide result (extract a target first).
-        """
-        from soapd.output.plots import plot_lightcurve
-
-        if units not in ("calibrated_mag", "ins_mag", "flux"):
-            raise ValueError(f"units must be calibrated_mag, ins_mag or flux, got {units!r}")
-        self._single_position("a lightcurve plot")
-        table = self._table
-        if units == "ins_mag":
-            table = table.copy()
-            zp = column_or(table, "zeropoint", np.nan).astype(float)
-            table["calibrated_mag"] = column_or(table, "ins_mag", np.nan).astype(float)
-            table["calibrated_mag_err"] = column_or(table, "ins_mag_err", np.nan).astype(float)
-            table["limiting_mag"] = column_or(table, "limiting_mag", np.nan).astype(float) - zp
-        out: Path = plot_lightcurve(
-            table,
-            path,
-            units="flux" if units == "flux" else "mag",
-            trigger_time_utc=_as_datetime(trigger_time_utc),
-            title=title or self._target_name() + (" (instrumental)" if units == "ins_mag" else ""),
-        )
-        return out
-
 
 class TargetLightcurve(PhotometryResult):
     """The lightcurve of one sky position: one row per frame, limits flagged.
@@ -397,7 +280,7 @@ class TargetLightcurve(PhotometryResult):
         self.name = name
         self.ra_deg = ra_deg
         self.dec_deg = dec_deg
-        self.trigger_time_utc: datetime | None = _as_datetime(trigger_time_utc)
+        self.trigger_time_utc: datetime | None = as_datetime(trigger_time_utc)
 
     def _new(self, table: Table) -> Self:
         return type(self)(
@@ -422,10 +305,13 @@ class TargetLightcurve(PhotometryResult):
         *,
         trigger_time_utc: TimeLike | None = None,
         title: str = "",
+        show: bool = False,
     ) -> Path:
         """As :meth:`PhotometryResult.plot`, with this target's name and trigger time."""
         trigger = trigger_time_utc if trigger_time_utc is not None else self.trigger_time_utc
-        return super().plot(path, units, trigger_time_utc=trigger, title=title or self.name)
+        return super().plot(
+            path, units, trigger_time_utc=trigger, title=title or self.name, show=show
+        )
 
     @property
     def detections(self) -> Self:
@@ -442,8 +328,3 @@ class TargetLightcurve(PhotometryResult):
 
 #: skynetsoap's name for a target's lightcurve.
 PhotometryTarget = TargetLightcurve
-
-
-def _as_datetime(value: TimeLike | None) -> datetime | None:
-    """Return ``value`` as an aware UTC datetime (None stays None)."""
-    return None if value is None else to_datetime(value)

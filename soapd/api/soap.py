@@ -28,41 +28,48 @@ message names the daemon's pid; nothing is written. ``Soap(...,
 read_only=True)`` opens the database with ``mode=ro`` and always works beside a
 daemon: :meth:`Soap.run` then returns the frames already processed and skips
 the others.
+
+skynetsoap's surface (issue #14): every constructor argument and method of
+skynetsoap 1.0.1 with its meaning (:mod:`soapd.api.compat`,
+:mod:`soapd.api.soap_tools`): ``verbose``, ``config_path``, ``image_dir`` and
+``result_dir`` (frames in ``soap_images/<obs id>/r<exp id>.fits`` when the state
+is the API's own), ``run(images=, debug=, convert_vega_to_ab=)``, ``plot``,
+``export``, ``debug_image(..., show=)``, the cache methods with ``confirm``;
+warnings for an unknown observation and for forced positions no frame covered.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING
 
+from soapd.api.compat import SoapCompat, resolve_layout, set_verbosity, warn_not_covered
+from soapd.api.compat_run import (
+    check_backends,
+    run_config,
+    select_images,
+    split_positions,
+    warn_no_frames,
+    warn_unknown_observation,
+)
 from soapd.api.results import PhotometryResult, TimeLike, date_bounds, to_mjd
-from soapd.api.soap_tools import HINT, SoapTools
+from soapd.api.soap_tools import SoapTools
+from soapd.api.state import SoapState, writer
 from soapd.api.support import (
     exp_in_range,
-    fetch_file,
     forced_targets,
-    frame_row_mjd,
     progress_iter,
     resolve_config,
     row_in_range,
     stored_table,
-    why_skipped,
 )
-from soapd.config import Config, Token, read_token
-from soapd.errors import (
-    FrameUnreadable,
-    SkynetAuthError,
-    SkynetError,
-    SkynetUnavailable,
-    SoapdError,
-    StoreError,
-)
-from soapd.frames import Processor, process_one, start_task
+from soapd.config import Config, Token
+from soapd.errors import SkynetError, SoapdError
+from soapd.frames import Processor
 from soapd.store.lock import StateLock
 
 if TYPE_CHECKING:
@@ -70,31 +77,14 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.table import Table
 
-    from soapd.models import FrameRow, Target
+    from soapd.models import FrameRow
     from soapd.pipeline.calibrate import ReferenceProvider
-    from soapd.skynet.records import Exposure
     from soapd.skynet.source import ExposureSource
     from soapd.store import Store
 
 __all__ = ["Processor", "RunReport", "Soap"]
 
 logger = logging.getLogger(__name__)
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _writer(method: Callable[Concatenate[Soap, _P], _R]) -> Callable[Concatenate[Soap, _P], _R]:
-    """Run ``method`` holding the state folder's lock, unless the Soap is read-only."""
-
-    @functools.wraps(method)
-    def wrapped(self: Soap, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if self.read_only:
-            return method(self, *args, **kwargs)
-        with self._lock.holding(f"Soap cannot {method.__name__}(){HINT}"):
-            return method(self, *args, **kwargs)
-
-    return wrapped
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +96,7 @@ class RunReport:
     skipped: tuple[tuple[int, str], ...] = ()
 
 
-class Soap(SoapTools):
+class Soap(SoapCompat, SoapTools, SoapState):
     """One Skynet observation: download, photometry, results; shares the daemon's store.
 
     Parameters
@@ -114,9 +104,26 @@ class Soap(SoapTools):
     observation_id
         The Skynet observation id.
     config
-        A :class:`~soapd.config.Config`, a TOML path, or None ($SOAPD_CONFIG, else
-        the built-in defaults with state in ``./soapd_data``). Point it at the
-        daemon's config to share its frames, tables and results.
+        A :class:`~soapd.config.Config` (or skynetsoap's ``SOAPConfig``), a TOML
+        path, or None (``config_path``, else $SOAPD_CONFIG, else the built-in
+        defaults). Point it at the daemon's config (one that names
+        ``paths.state_dir``) to share its frames, tables and results; otherwise
+        the state is the API's own, in ``./soapd_data``.
+    config_path
+        skynetsoap's name for a TOML path (used when ``config`` is None).
+    calibrator
+        skynetsoap's calibration backend. soapd takes a reference-catalog
+        provider here (as ``catalogs``); skynetsoap's ``calibrate_image`` objects
+        are refused (TypeError).
+    solver
+        skynetsoap's astrometry backend: soapd uses the archive's WCS, so anything
+        but None is refused (TypeError).
+    verbose
+        True: soapd's INFO messages on stderr (a level name sets that level).
+    image_dir, result_dir
+        skynetsoap's folders; the observation id is appended. Default: with the
+        API's own state ``soap_images`` and ``soap_results`` in the working
+        folder, else the daemon's frame folder and ``<state_dir>/results``.
     state_dir
         Overrides ``paths.state_dir`` (database, frames, field-wide tables).
     token
@@ -136,11 +143,17 @@ class Soap(SoapTools):
         daemon). Safe beside ``soapd run``.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - skynetsoap's positional signature
         self,
         observation_id: int,
-        *,
         config: Config | str | Path | None = None,
+        config_path: str | Path | None = None,
+        calibrator: ReferenceProvider | None = None,
+        solver: object | None = None,
+        verbose: bool | str = False,
+        image_dir: str | Path | None = None,
+        result_dir: str | Path | None = None,
+        *,
         state_dir: str | Path | None = None,
         token: str | Token | None = None,
         source: ExposureSource | None = None,
@@ -151,8 +164,21 @@ class Soap(SoapTools):
     ) -> None:
         if isinstance(observation_id, bool) or int(observation_id) <= 0:
             raise ValueError(f"observation_id must be a positive integer, got {observation_id!r}")
+        set_verbosity(verbose)
         self.observation_id = int(observation_id)
-        self.config = resolve_config(config, state_dir)
+        self.config, private = resolve_config(
+            config if config is not None else config_path, state_dir
+        )
+        self.layout = resolve_layout(
+            self.observation_id,
+            self.config,
+            private=private,
+            image_dir=image_dir,
+            result_dir=result_dir,
+        )
+        self.image_dir = self.layout.image_dir
+        self.result_dir = self.layout.result_dir
+        catalogs = catalogs if catalogs is not None else check_backends(calibrator, solver)
         self._token = Token(token) if isinstance(token, str) else token
         self._source = source
         self._owns_source = False
@@ -164,72 +190,15 @@ class Soap(SoapTools):
         self.read_only = read_only
         self._lock = StateLock(self.config.paths.state_dir, owner="Soap (Python API)")
         self.last_run = RunReport()
+        self._result: PhotometryResult | None = None
 
     def __repr__(self) -> str:
         ro = ", read_only=True" if self.read_only else ""
         return f"Soap(observation_id={self.observation_id}, state_dir={self.state_dir!s}{ro})"
 
-    # -- shared state -------------------------------------------------------------------
-
-    @property
-    def state_dir(self) -> Path:
-        """Where the database, frames and field-wide tables live."""
-        return self.config.paths.state_dir
-
-    @property
-    def store(self) -> Store:
-        """The soapd database (opened on first use: migrated, or read-only with ``mode=ro``)."""
-        if self._store is None:
-            from soapd.store import Store
-
-            self._store = Store(self.config.paths.db_path, read_only=self.read_only)
-        return self._store
-
-    def close(self) -> None:
-        """Close the database and the archive client. Safe to call twice."""
-        self._lock.release()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-        if self._source is not None and self._owns_source:
-            self._source.close()
-            self._source = None
-            self._owns_source = False
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _client(self) -> ExposureSource:
-        """Return the archive client, building a SkynetClient from the token if needed."""
-        if self._source is None:
-            from soapd.skynet.client import SkynetClient
-
-            token = self._token or read_token(self.config.skynet)
-            if not token:
-                raise SkynetAuthError(
-                    "no Skynet API token: pass Soap(token=...) or set $SOAPD_SKYNET_TOKEN "
-                    "(or $SKYNET_API_TOKEN, or skynet.token_file in the config)"
-                )
-            self._source = SkynetClient.from_config(
-                self.config.skynet, token, transport=self._transport, frame=self.config.frame
-            )
-            self._owns_source = True
-        return self._source
-
-    def _catalog_service(self) -> ReferenceProvider | None:
-        if not self._catalogs_built:
-            self._catalogs_built = True
-            from soapd.catalogs import CatalogService
-
-            self._catalogs = CatalogService.if_enabled(self.config)
-        return self._catalogs
-
     # -- download -----------------------------------------------------------------------
 
-    @_writer
+    @writer
     def download(
         self,
         after: TimeLike | None = None,
@@ -249,9 +218,10 @@ class Soap(SoapTools):
             raise SoapdError("Soap(read_only=True) cannot download; create a Soap without it")
         lower, upper = date_bounds(after=after, before=before, days_ago=days_ago)
         client = self._client()
-        exposures = [
-            e for e in client.iter_archived(self.observation_id) if exp_in_range(e, lower, upper)
-        ]
+        listed = list(client.iter_archived(self.observation_id))
+        if not listed:
+            warn_unknown_observation(client, self.observation_id)
+        exposures = [e for e in listed if exp_in_range(e, lower, upper)]
         self.store.record_seen(exposures)
         paths = [
             (to_mjd(exp.meta.mid_time_utc) if exp.meta.mid_time_utc else math.inf, path)
@@ -260,49 +230,9 @@ class Soap(SoapTools):
         ordered = [p for _, p in sorted(paths, key=lambda item: item[0])]
         return list(dict.fromkeys(ordered))  # exposures with identical bytes share one file
 
-    def _fetch_each(
-        self, client: ExposureSource, exposures: Sequence[Exposure]
-    ) -> list[tuple[Exposure, Path]]:
-        """Fetch each exposure's file (:func:`fetch_file`); return those on disk with their path.
-
-        Failures are logged and the others continue; while Skynet is unavailable
-        the remaining exposures wait for a later call.
-        """
-        out: list[tuple[Exposure, Path]] = []
-        errors = 0
-        for done, exp in enumerate(progress_iter(exposures, "download")):
-            try:
-                got = fetch_file(self.store, client, exp, config=self.config)
-            except SkynetUnavailable as exc:
-                logger.warning(
-                    "Skynet is unavailable (%s); %d exposure(s) not downloaded, call download() "
-                    "again later",
-                    exc,
-                    len(exposures) - done,
-                )
-                break
-            except (StoreError, OSError) as exc:
-                error = str(exc)
-            else:
-                error = got.error
-                if not error and got.path is not None:
-                    out.append((exp, got.path))
-            if error:
-                errors += 1
-                logger.warning("exposure %d: download failed: %s", exp.exp_id, error)
-        if errors:
-            logger.warning(
-                "observation %d: %d of %d exposure(s) failed to download; call download() "
-                "again to retry them",
-                self.observation_id,
-                errors,
-                len(exposures),
-            )
-        return out
-
     # -- processing ---------------------------------------------------------------------
 
-    @_writer
+    @writer
     def run(
         self,
         forced_positions: Sequence[SkyCoord] | SkyCoord | None = None,
@@ -311,6 +241,9 @@ class Soap(SoapTools):
         days_ago: float | None = None,
         *,
         download: bool | None = None,
+        images: Sequence[str | Path] | None = None,
+        debug: bool | None = None,
+        convert_vega_to_ab: bool | None = None,
     ) -> PhotometryResult:
         """Photometry of every frame of the observation in the date range.
 
@@ -324,6 +257,16 @@ class Soap(SoapTools):
         download
             True: download first; False: use only frames already downloaded; None
             (default): download when a token or archive client is available.
+        images
+            skynetsoap's explicit list of FITS files: only the observation's frames
+            stored at those paths are measured (others are reported). A list of
+            paths as the first argument means the same.
+        debug
+            Draw each processed frame's debug figure into the debug folder
+            (default: ``debug.enabled`` of a ``SOAPConfig``).
+        convert_vega_to_ab
+            Calibrate Vega bands onto AB for this run (default:
+            ``calibration.convert_to_ab``).
 
         Returns
         -------
@@ -338,6 +281,8 @@ class Soap(SoapTools):
             A daemon (or another ``Soap``) processes this state folder now; nothing
             was written. ``Soap(..., read_only=True)`` reads its results instead.
         """
+        forced_positions, images = split_positions(forced_positions, images)
+        config = run_config(self.config, convert_vega_to_ab)
         can_download = not self.read_only and (
             bool(download) or (download is None and (self._source is not None or self._has_token()))
         )
@@ -357,8 +302,11 @@ class Soap(SoapTools):
         skipped: list[tuple[int, str]] = []
         stored = {r["frame_id"]: r for r in self.store.frames_with_tables()}
         todo: list[FrameRow] = []
-        for row in (f for f in self._frames() if row_in_range(f, lower, upper)):
-            table = stored_table(row, stored.get(row.frame_id), targets, self.config.fingerprint())
+        frames = self._frames()
+        if not frames and not can_download:
+            warn_no_frames(self.observation_id, self.state_dir, downloaded=can_download)
+        for row in (f for f in select_images(frames, images) if row_in_range(f, lower, upper)):
+            table = stored_table(row, stored.get(row.frame_id), targets, config.fingerprint())
             if table is None:
                 todo.append(row)
             else:
@@ -367,7 +315,7 @@ class Soap(SoapTools):
         if can_download:
             todo = self._refetch(todo)
         for row in progress_iter(todo, "photometry"):
-            table, why = self._process(row, targets)
+            table, why = self._process(row, targets, config)
             if table is None:
                 skipped.append((row.frame_id, why))
                 logger.warning("frame %d skipped: %s", row.frame_id, why)
@@ -382,58 +330,24 @@ class Soap(SoapTools):
             len(reused),
             len(skipped),
         )
-        return PhotometryResult.from_tables(tables).filter_by_date(
+        self._result = PhotometryResult.from_tables(tables).filter_by_date(
             None if lower == -math.inf else lower, None if upper == math.inf else upper
         )
+        warn_not_covered(self._result, targets)
+        if (
+            debug
+            if debug is not None
+            else getattr(getattr(config, "debug", None), "enabled", False)
+        ):
+            self._debug_frames([*reused, *processed])
+        return self._result
 
-    def _process(self, row: FrameRow, targets: Sequence[Target]) -> tuple[Table | None, str]:
-        """Process one frame through the ledger as the daemon does; return (table, why not)."""
-        if self.read_only:
-            return None, f"{row.state}, not processed with this config (read-only Soap)"
-        if row.state == "processed" and row.path is not None and row.path.exists():
-            self.store.requeue(frame_ids=[row.frame_id], states=(row.state,))
-        elif row.state != "downloaded":
-            return None, why_skipped(row)
-        try:
-            task = start_task(self.store, row.frame_id, (*self.store.active_targets(), *targets))
-        except StoreError as exc:  # the daemon took it in the meantime
-            return None, f"taken by another process ({exc}); run again later"
-        except FrameUnreadable as exc:  # its file is gone: failed, as in the daemon
-            return None, str(exc)
-        out, _state = process_one(
-            self.store,
-            task,
-            config=self.config,
-            catalogs=self._catalog_service(),
-            processor=self._processor,
-        )
-        if out.outcome == "ok" and out.result is not None:
-            return out.result.table, ""
-        return None, out.error
-
-    def _refetch(self, rows: list[FrameRow]) -> list[FrameRow]:
-        """Download again processed frames whose file was pruned; return the rows refreshed."""
-        from soapd.skynet.records import Exposure
-
-        gone = [r for r in rows if r.state == "processed" and r.path is None and r.exp_id]
-        if not gone:
-            return rows
-        self.store.requeue(frame_ids=[r.frame_id for r in gone], states=("processed",))
-        exposures = [
-            Exposure(exp_id=r.exp_id, obs_id=r.obs_id, state="archived", meta=r.meta)
-            for r in gone
-            if r.exp_id is not None
-        ]
-        self._fetch_each(self._client(), exposures)
-        return [self.store.frame(r.frame_id) or r for r in rows]
-
-    def _has_token(self) -> bool:
-        try:
-            return bool(self._token or read_token(self.config.skynet))
-        except SoapdError:
-            return False
-
-    def _frames(self) -> list[FrameRow]:
-        """Return every ledger frame of this observation (all states)."""
-        rows = self.store.frames_of(obs_id=self.observation_id)
-        return sorted(rows, key=lambda r: (frame_row_mjd(r), r.frame_id))
+    def _debug_frames(self, frame_ids: Sequence[int]) -> None:
+        """Draw the debug figure of each frame (skynetsoap's ``debug.enabled``)."""
+        for frame_id in frame_ids:
+            row = self.store.frame(frame_id)
+            if row is not None and row.path is not None and row.path.is_file():
+                try:
+                    self.debug_image(row.path)
+                except SoapdError as exc:
+                    logger.warning("frame %d: no debug figure: %s", frame_id, exc)

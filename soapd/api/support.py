@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -53,19 +54,37 @@ _T = TypeVar("_T")
 SAME_POSITION_ARCSEC = 0.05
 
 
-def resolve_config(config: Config | str | Path | None, state_dir: str | Path | None) -> Config:
-    """Return the effective Config: loaded if a path, with ``state_dir`` applied.
+def resolve_config(
+    config: Config | str | Path | None, state_dir: str | Path | None
+) -> tuple[Config, bool]:
+    """Return the effective Config (loaded if a path, ``state_dir`` applied) and if it is private.
 
-    With the built-in defaults (no file, no $SOAPD_CONFIG) and no ``state_dir``,
-    state goes to ``./soapd_data`` (as skynetsoap's ``soap_images/``), not /var/lib.
+    Private: no ``state_dir`` and the config does not name a state folder (no
+    ``[paths]`` settings, and its file, if any, has no ``paths.state_dir``). Then
+    state goes to ``./soapd_data`` (as skynetsoap's ``soap_images/``), not
+    /var/lib, and ``Soap`` keeps skynetsoap's file layout. A config that names
+    ``paths.state_dir`` (a daemon's) shares that state.
     """
     cfg = config if isinstance(config, Config) else load_config(config)
-    defaults = cfg.source is None and cfg.paths == Config().paths
-    if state_dir is None and not defaults:
-        return cfg
+    private = state_dir is None and cfg.paths == Config().paths and not _names_state(cfg.source)
+    if state_dir is None and not private:
+        return cfg, False
     root = Path(state_dir if state_dir is not None else "soapd_data").expanduser().resolve()
-    cache = root / "cache" if defaults else cfg.paths.cache_dir
-    return cfg.replace(paths=dataclasses.replace(cfg.paths, state_dir=root, cache_dir=cache))
+    cache = root / "cache" if private else cfg.paths.cache_dir
+    paths = dataclasses.replace(cfg.paths, state_dir=root, cache_dir=cache)
+    return cfg.replace(paths=paths), private
+
+
+def _names_state(source: Path | None) -> bool:
+    """Return True if the TOML file ``source`` sets ``paths.state_dir``."""
+    if source is None:
+        return False
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return True  # it was read a moment ago: treat it as a daemon's config
+    paths = data.get("paths")
+    return isinstance(paths, dict) and "state_dir" in paths
 
 
 def exp_in_range(exp: Exposure, lower: float, upper: float) -> bool:
@@ -181,14 +200,22 @@ def stored_table(
     return table
 
 
-def fetch_file(store: Store, client: ExposureSource, exp: Exposure, *, config: Config) -> Fetched:
+def fetch_file(
+    store: Store,
+    client: ExposureSource,
+    exp: Exposure,
+    *,
+    config: Config,
+    frames_dir: Path | None = None,
+) -> Fetched:
     """Make sure an exposure recorded in the ledger has its file on disk (the API's download).
 
     A 'seen' frame is downloaded with :func:`soapd.frames.download_one`, as the
     daemon does (same errors, same tries). A download that failed for good is
     tried again, since the user asks for it. ``Fetched.path`` is None when the
     download failed, or when the ledger says the file was downloaded but it is
-    gone (it is not fetched again).
+    gone (it is not fetched again). New files go to ``frames_dir`` (default
+    ``paths.frames_dir``, the daemon's folder).
     """
     row = store.find_frame(exp_id=exp.exp_id)
     if row is not None and row.state == "failed" and row.path is None:
@@ -197,12 +224,11 @@ def fetch_file(store: Store, client: ExposureSource, exp: Exposure, *, config: C
     if row is None:
         raise StoreError(f"exposure {exp.exp_id} vanished from the ledger")
     if row.state == "seen":
-        frames_dir = config.paths.frames_dir
         return download_one(
             store,
             client,
             row,
-            frames_dir,
+            frames_dir or config.paths.frames_dir,
             max_tries=config.service.max_tries,
             backoff=download_backoff(config.skynet),
         )
@@ -218,11 +244,11 @@ def fetch_file(store: Store, client: ExposureSource, exp: Exposure, *, config: C
 
 
 def frame_file(
-    store: Store, frames_dir: Path, image: str | Path | int
+    store: Store, folders: Sequence[Path], image: str | Path | int
 ) -> tuple[Path, ExposureMeta | None]:
     """Return a frame's file and its archive metadata (from the ledger, if known).
 
-    ``image`` is a FITS path, a file name in ``frames_dir`` (an ``image_file``
+    ``image`` is a FITS path, a file name in one of ``folders`` (an ``image_file``
     column value) or an exposure id. Raise FrameUnreadable if there is no file.
     """
     if isinstance(image, bool):
@@ -233,8 +259,9 @@ def frame_file(
             raise FrameUnreadable(f"exposure {image} has not been downloaded; call download()")
         return row.path, row.meta
     path = Path(image)
-    if not path.is_file() and (frames_dir / path.name).is_file():
-        path = frames_dir / path.name
+    for folder in folders:
+        if not path.is_file() and (folder / path.name).is_file():
+            path = folder / path.name
     if not path.is_file():
         raise FrameUnreadable(f"{path}: no such frame file")
     digest = hashlib.sha256()

@@ -8,7 +8,7 @@ names are re-exported here, so ``from soapd.config import Config, load_config``
 is the one spelling callers use.
 """
 
-from soapd.config.compat import SOAPConfig, load_config
+from soapd.config.compat import DebugConfig, SOAPConfig, load_config
 from soapd.config.load import parse_config
 from soapd.config.schema import (
     AlertsConfig,
@@ -37,6 +37,7 @@ __all__ = [
     "CalibrationConfig",
     "CircularConfig",
     "Config",
+    "DebugConfig",
     "ExtractionConfig",
     "FrameConfig",
     "LimitsConfig",

@@ -19,6 +19,7 @@ import os
 import tomllib
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,36 @@ from soapd.config.load import parse_config
 from soapd.config.schema import Config
 from soapd.errors import ConfigError
 
-__all__ = ["SKYNETSOAP_IGNORED", "SKYNETSOAP_KEYS", "SOAPConfig", "load_config", "translate"]
+__all__ = [
+    "SKYNETSOAP_IGNORED",
+    "SKYNETSOAP_KEYS",
+    "DebugConfig",
+    "SOAPConfig",
+    "load_config",
+    "translate",
+]
 
-#: skynetsoap's name for the configuration class; in soapd it is :class:`Config`.
-SOAPConfig = Config
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DebugConfig:
+    """skynetsoap's ``[debug]`` section, honoured by the Python API (``Soap.run``)."""
+
+    #: Draw the four-panel debug figure of every frame ``Soap.run`` processes.
+    enabled: bool = False
+    #: Folder of those figures; each observation gets its own ``<debug_dir>/<obs id>/``.
+    debug_dir: Path = Path("soap_debug")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SOAPConfig(Config):  # type: ignore[misc]  # Config is frozen too (**_FROZEN)
+    """skynetsoap's name for the configuration: soapd's :class:`Config` plus ``debug``.
+
+    :func:`load_config` returns one when the settings have a ``[debug]`` section
+    (skynetsoap's), else a plain :class:`Config`; ``SOAPConfig()`` gives soapd's
+    defaults. The daemon ignores ``debug``; ``Soap`` draws the figures.
+    """
+
+    debug: DebugConfig = field(default_factory=DebugConfig)
 
 
 def _same(value: Any) -> Any:
@@ -78,10 +105,17 @@ SKYNETSOAP_IGNORED: dict[str, str] = {
     "photometry aperture (photometry.*), so forced and field rows are comparable",
     "limiting_mag.robust.max_draws_multiplier": "soapd's blank-sky sampler bounds its draws itself",
     "astrometry": "soapd uses the archive's WCS; frames without one are reported, not solved",
-    "debug": "soapd writes debug figures on request: Soap.debug_image() or `soapd process --debug`",
+    "debug.save_intermediates": "soapd keeps each frame's field-wide table (paths.state_dir/"
+    "tables); Soap.debug_image() draws a frame's stages",
+    "debug.intermediates_dir": "soapd writes no intermediate products "
+    "(see debug.save_intermediates)",
     "filters": "filter aliases and AB-Vega offsets live in soapd.filters",
     "catalogs": "reference catalogs are chosen per band by calibration.chains",
 }
+
+
+#: skynetsoap's debug keys that soapd honours (in :class:`SOAPConfig`), kept as they are.
+_DEBUG_KEYS = ("debug.enabled", "debug.debug_dir")
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -136,6 +170,9 @@ def translate(data: Mapping[str, Any]) -> dict[str, Any]:
         why = _ignored_reason(dotted)
         if why is not None:
             warnings.warn(f"config key '{dotted}' ignored: {why}", UserWarning, stacklevel=3)
+            continue
+        if dotted in _DEBUG_KEYS:
+            _set(out, dotted, value)
             continue
         upper = dotted == "logging.level" and isinstance(value, str)
         _set(out, dotted, value.upper() if upper else value)
@@ -193,5 +230,20 @@ def load_config(
         raw = _deep_merge(raw, overrides)
     data = translate(raw)
     where = str(path) if path is not None else "<overrides>"
+    debug = data.pop("debug", None)
     cfg = parse_config(data, where=where, base=path.parent.resolve() if path else None)
+    if debug is not None:
+        fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Config)}
+        cfg = SOAPConfig(**fields, debug=_debug_section(debug, where))
     return cfg if path is None else dataclasses.replace(cfg, source=path.resolve())
+
+
+def _debug_section(data: Mapping[str, Any], where: str) -> DebugConfig:
+    """Return the ``[debug]`` settings of skynetsoap's layout, checked. Raise ConfigError."""
+    enabled = data.get("enabled", False)
+    folder = data.get("debug_dir", "soap_debug")
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}: debug.enabled must be true or false, got {enabled!r}")
+    if not isinstance(folder, str | Path) or not str(folder):
+        raise ConfigError(f"{where}: debug.debug_dir must be a folder name, got {folder!r}")
+    return DebugConfig(enabled=enabled, debug_dir=Path(folder).expanduser())

@@ -23,7 +23,13 @@ from soapd.columns import filled
 from soapd.filters import AB_MINUS_VEGA
 from soapd.timeutil import mjd_of
 
-__all__ = ["BAND_COLOURS", "band_colour", "lightcurve_figure", "plot_lightcurve"]
+__all__ = [
+    "BAND_COLOURS",
+    "band_colour",
+    "lightcurve_figure",
+    "plot_lightcurve",
+    "show_figure",
+]
 
 #: Fixed colours per canonical band (see soapd.filters); others cycle through _EXTRA.
 BAND_COLOURS: dict[str, str] = {
@@ -60,10 +66,12 @@ def plot_lightcurve(
     title: str = "",
     stacks: Table | None = None,
     log_time: bool = False,
+    show: bool = False,
 ) -> Path:
     """Plot a lightcurve table to ``path`` (PNG, PDF or SVG by suffix); return the path.
 
-    See :func:`lightcurve_figure` for the parameters.
+    See :func:`lightcurve_figure` for the parameters; ``show`` also shows the
+    figure (:func:`show_figure`).
     """
     out = Path(path)
     fig = lightcurve_figure(
@@ -75,7 +83,27 @@ def plot_lightcurve(
         log_time=log_time,
     )
     fig.savefig(out)
+    if show:
+        show_figure(fig)
     return out
+
+
+def show_figure(fig: Any) -> None:
+    """Show a finished matplotlib Figure with ``plt.show()`` (blocks on an interactive backend).
+
+    The figure is handed to pyplot for the call and closed afterwards. On a
+    non-interactive backend (Agg) matplotlib warns that it cannot show it.
+    """
+    import matplotlib.pyplot as plt
+
+    def _same(*_args: Any, **_kwargs: Any) -> Any:
+        return fig
+
+    managed = plt.figure(FigureClass=_same)  # type: ignore[arg-type]  # a factory of ``fig``
+    try:
+        plt.show()
+    finally:
+        plt.close(managed)
 
 
 def lightcurve_figure(

@@ -42,8 +42,8 @@ from soapd.store.measurements import Measurements
 from soapd.store.migrations import migrations
 from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
-from soapd.store.rule_state import RuleStates, TargetState
 from soapd.store.pruning import Pruning
+from soapd.store.rule_state import RuleStates, TargetState
 from soapd.store.stacks import Stacks
 from soapd.store.status import ServiceStatus
 from soapd.store.targets import Targets

@@ -15,7 +15,7 @@ import pytest
 
 import soapd
 from soapd.config import Config, load_config, parse_config
-from soapd.config.compat import SKYNETSOAP_KEYS, translate
+from soapd.config.compat import SKYNETSOAP_KEYS, SOAPConfig, translate
 from soapd.errors import ConfigError
 
 README_CASES: list[tuple[dict[str, Any], str]] = [
@@ -102,9 +102,25 @@ def test_keys_without_a_soapd_setting_warn_and_change_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("SOAPD_CONFIG", raising=False)
-    with pytest.warns(UserWarning, match=r"'debug\.enabled' ignored"):
-        cfg = load_config(overrides={"debug": {"enabled": True}})
+    with pytest.warns(UserWarning, match=r"'astrometry\.enabled' ignored"):
+        cfg = load_config(overrides={"astrometry": {"enabled": True}})
     assert cfg == Config()
+
+
+def test_debug_keys_give_a_soapconfig_with_the_same_soapd_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """skynetsoap's [debug] is honoured by Soap.run (debug figures), so it is kept."""
+    monkeypatch.delenv("SOAPD_CONFIG", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = load_config(overrides={"debug": {"enabled": True}})
+    assert isinstance(cfg, SOAPConfig)
+    assert cfg.debug.enabled is True
+    assert cfg.debug.debug_dir == Path("soap_debug")
+    assert cfg.fingerprint() == Config().fingerprint()
+    with pytest.raises(ConfigError, match=r"debug\.enabled"):
+        load_config(overrides={"debug": {"enabled": "yes"}})
 
 
 def test_soapd_keys_pass_without_warning(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,7 +174,9 @@ def test_every_mapped_key_lands_on_a_real_soapd_key() -> None:
 
 def test_top_level_names_are_importable() -> None:
     assert soapd.load_config is load_config
-    assert soapd.SOAPConfig is Config
+    assert soapd.SOAPConfig is SOAPConfig
+    assert issubclass(SOAPConfig, Config)
+    assert SOAPConfig().fingerprint() == Config().fingerprint()
 
 
 def _nest(dotted: str, value: Any) -> dict[str, Any]:

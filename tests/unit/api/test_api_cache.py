@@ -75,7 +75,7 @@ def test_prune_cache_deletes_oldest_observation_and_keeps_the_ledger_true(
             r.frame_id for r in old.store.frames_in_state("downloaded") if r.obs_id == OBS_OLD
         ]
         assert len(old_ids) == 2
-        stats = new.prune_cache(max_total_size_mb=0.0, keep_recent=1)
+        stats = new.prune_cached(max_total_size_mb=0.0, keep_recent=1)
         assert stats["deleted_observations"] == [OBS_OLD]
         assert stats["kept_observations"] == [OBS_NEW]
         assert stats["over_budget"] is True
@@ -90,18 +90,27 @@ def test_prune_cache_deletes_oldest_observation_and_keeps_the_ledger_true(
         before = fake.count("/download/fits")
         assert len(old.download()) == 2  # fetched again when needed
         assert fake.count("/download/fits") - before == 2
-        under = new.prune_cache(max_total_size_mb=1000.0)
+        under = new.prune_cached(max_total_size_mb=1000.0)
         assert under["deleted_files"] == 0
         assert under["over_budget"] is False
 
 
-def test_clear_cache_needs_confirm_and_never_prompts(fake: FakeSkynet, cfg: Config) -> None:
+def test_remove_cached_is_a_dry_run_unless_asked_and_never_prompts(
+    fake: FakeSkynet, cfg: Config
+) -> None:
+    """soapd's safe spelling (``clear_cache`` now has skynetsoap's ``confirm``, see tests/compat)."""
     with Soap(OBS_NEW, config=cfg, token=fake.token) as soap:
         paths = soap.download()
-        dry = soap.clear_cache()
-        assert dry == {"confirmed": False, "files": 2, "size_mb": pytest.approx(dry["size_mb"])}
+        dry = soap.remove_cached()
+        assert dry == {
+            "confirmed": False,
+            "files": 2,
+            "size_mb": pytest.approx(dry["size_mb"]),
+            "images": 2,
+            "results": 0,
+        }
         assert all(p.exists() for p in paths)
-        done = soap.clear_cache(confirm=True)
+        done = soap.remove_cached(dry_run=False)
         assert done["deleted_files"] == 2
         assert not any(p.exists() for p in paths)
         assert soap.cache_info()["observation"]["states"] == {"seen": 2}
@@ -119,7 +128,7 @@ def test_prune_then_run_downloads_and_processes_pruned_frames_again(
         with Soap(demo.obs_id, config=cfg, token=fake.token) as soap:
             first = soap.run(before=demo.frames[1].mid_time_utc)
             assert len(soap.last_run.processed) == 2
-            stats = soap.prune_cache(max_total_size_mb=0.0, keep_recent=0)
+            stats = soap.prune_cached(max_total_size_mb=0.0, keep_recent=0)
             assert stats["deleted_files"] == 4  # 2 frames + 2 field-wide tables
             assert soap.cache_info()["observation"]["states"] == {"processed": 2}
             before = fake.count("/download/fits")

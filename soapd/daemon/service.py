@@ -43,8 +43,8 @@ from soapd.daemon.context import (
     skynet_factory,
     status_line,
 )
-from soapd.daemon.health import Health, Waker
 from soapd.daemon.executor import make_pool
+from soapd.daemon.health import Health, Waker
 from soapd.daemon.systemd import SystemdNotifier
 from soapd.errors import ConfigError, SoapdError
 from soapd.logs import RepeatedErrors

@@ -16,6 +16,7 @@ files are not world-readable when soapd is started by hand.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -131,6 +132,22 @@ def _register_reprocess(sub: Any) -> None:
         choices=[s for s in FRAME_STATES if s != "processing"],
         help="only frames in this state (repeatable; default: processed, rejected, failed)",
     )
+    p.add_argument(
+        "--executor",
+        choices=("process", "dask"),
+        default=None,
+        help="process the queued frames now, here (the daemon must not be running): "
+        '"process" on worker processes of this host, "dask" on the workers of a '
+        "dask.distributed scheduler; only this command writes the database (default: "
+        "%(default)s = only queue them for the daemon)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="the dask scheduler's address, e.g. tcp://host:8786; implies --executor dask "
+        "(default: %(default)s = service.dask_scheduler of the config)",
+    )
     p.set_defaults(func=cmd_reprocess)
 
 
@@ -211,8 +228,20 @@ def cmd_observations(args: argparse.Namespace) -> int:
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
-    """Requeue the chosen frames."""
+    """Requeue the chosen frames; with ``--executor``/``--scheduler`` also process them now."""
     cfg = _config(args)
+    executor = args.executor or ("dask" if args.scheduler else None)
+    if executor is not None:
+        service = dataclasses.replace(
+            cfg.service,
+            executor=executor,
+            dask_scheduler=args.scheduler or cfg.service.dask_scheduler,
+        )
+        if executor == "dask" and not service.dask_scheduler.strip():
+            raise ConfigError(
+                "--executor dask needs --scheduler ADDRESS (or service.dask_scheduler)"
+            )
+        cfg = dataclasses.replace(cfg, service=service)
     states = tuple(args.state or ("processed", "rejected", "failed"))
     with _open_store(cfg, migrate=True) as store:
         n = store.requeue(
@@ -223,6 +252,17 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             states=states,
         )
     print(f"{n} frame(s) queued for processing again")
+    if executor is None or n == 0:
+        return 0
+    from soapd.daemon.service import Service
+
+    setup_logging(cfg.logging.level, cfg.logging.style)
+    where = cfg.service.dask_scheduler if executor == "dask" else "worker processes"
+    print(f"processing them now on {where} (only this process writes the database)")
+    Service(cfg).run_until_idle(poll=False)
+    with _open_store(cfg, migrate=False) as store:
+        backlog = store.backlog()
+    print("ledger: " + ", ".join(f"{s} {backlog[s]}" for s in FRAME_STATES if backlog.get(s)))
     return 0
 
 

@@ -25,6 +25,9 @@ Cases, all measured in one process run, interleaved per frame size:
   7 px), in its own venv via ``bench/skynetsoap_runner.py``; its 4k multi-aperture run
   is projected from the 1k and 2k ones (rows^k fit) when it would exceed the budget.
 
+``--jobs-frames N`` (:func:`jobs_bench`): ``soapd process --jobs 2`` against
+``--jobs 1`` and the single-frame floor on N frames.
+
 Accuracy on the same frames: median calibrated magnitude minus the true magnitude of
 isolated, unsaturated stars (true V 13-16.5) per aperture radius, the FWHM column
 against the true 3.5 px, and how saturated stars come out.
@@ -678,6 +681,45 @@ def stage_medians(
     return out
 
 
+def jobs_bench(n_frames: int, rounds: int) -> None:
+    """``soapd process DIR --jobs 2`` vs ``--jobs 1`` vs the single-frame floor (issue 11).
+
+    N synthetic 1024 x 1024 frames (300 stars, as bench_daemon.py), calibration off
+    (``--zeropoint 23``). The floor is ``process_frame`` on each frame in turn, in this
+    process (imports warm). The CLI runs are whole processes (interpreter start-up,
+    imports, the worker pool's start-up, printing the summaries), alternating
+    ``--jobs 1`` and ``--jobs 2`` so both see the same load. Prints frames/s, the ratios
+    and the load average before and after.
+    """
+    import tempfile
+
+    from bench_daemon import floor_fps, load_text, write_frames
+
+    from soapd.config import parse_config
+
+    with tempfile.TemporaryDirectory(prefix="soapd-bench-jobs-") as name:
+        tmp = Path(name)
+        files = write_frames(tmp / "frames", n_frames)
+        cfg = parse_config({"paths": {"state_dir": str(tmp / "s"), "cache_dir": str(tmp / "c")}})
+        print(f"before: {load_text()}")
+        floor = floor_fps(files, cfg)
+        print(f"single-frame floor: {n_frames} frames of 1024x1024, {floor:.2f} frames/s")
+        env = {**os.environ, "SOAPD_CONFIG": ""}
+        for r in range(rounds):
+            fps = {}
+            for jobs in (1, 2):
+                cmd = [str(SOAPD_BIN), "process", str(tmp / "frames"), "--zeropoint", "23"]
+                wall, _cpu, code = run_cli([*cmd, "--jobs", str(jobs)], env)
+                assert code == 0, f"soapd process --jobs {jobs} failed"
+                fps[jobs] = n_frames / wall
+                print(
+                    f"round {r + 1}: soapd process --jobs {jobs}: {wall:.2f} s wall, "
+                    f"{fps[jobs]:.2f} frames/s = {fps[jobs] / floor:.2f}x the floor"
+                )
+            print(f"round {r + 1}: --jobs 2 / --jobs 1 = {fps[2] / fps[1]:.2f}")
+        print(f"after: {load_text()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``--floor FILE``: the sep floor as a whole process; ``--stages SIZE``: stage medians.
 
@@ -690,11 +732,18 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--floor", metavar="FILE", help="FITS frame to measure")
     what.add_argument("--stages", metavar="SIZE", type=int, help="frame size (1024, 2048, 4096)")
+    what.add_argument(
+        "--jobs-frames", metavar="N", type=int, help="soapd process --jobs 2 vs 1 on N frames"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (--jobs-frames)")
     parser.add_argument("--global-rms", action="store_true", help="scalar RMS instead of the map")
     parser.add_argument("--targets", type=int, default=0, help="forced positions (--stages)")
     parser.add_argument("--reps", type=int, default=5, help="counted runs (--stages)")
     parser.add_argument("--workdir", help="folder for the frames (--stages; default: a temp dir)")
     args = parser.parse_args(argv)
+    if args.jobs_frames:
+        jobs_bench(args.jobs_frames, args.rounds)
+        return 0
     if args.stages:
         import tempfile
 

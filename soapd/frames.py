@@ -170,7 +170,10 @@ def known_meta(config: Config, path: Path) -> ExposureMeta | None:
     db = config.paths.db_path
     if not db.is_file():
         return None
-    digest, _size = sha256_file(path)
+    try:
+        digest, _size = sha256_file(path)
+    except OSError:  # unreadable: the pipeline says why when it tries
+        return None
     with Store(db, read_only=True) as store:
         row = store.find_frame(sha256=digest)
     return row.meta if row is not None else None

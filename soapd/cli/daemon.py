@@ -16,6 +16,7 @@ files are not world-readable when soapd is started by hand.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -133,6 +134,22 @@ def _register_reprocess(sub: Any) -> None:
         choices=[s for s in FRAME_STATES if s != "processing"],
         help="only frames in this state (repeatable; default: processed, rejected, failed)",
     )
+    p.add_argument(
+        "--executor",
+        choices=("process", "dask"),
+        default=None,
+        help="process the queued frames now, here (the daemon must not be running): "
+        '"process" on worker processes of this host, "dask" on the workers of a '
+        "dask.distributed scheduler; only this command writes the database (default: "
+        "%(default)s = only queue them for the daemon)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="the dask scheduler's address, e.g. tcp://host:8786; implies --executor dask "
+        "(default: %(default)s = service.dask_scheduler of the config)",
+    )
     p.set_defaults(func=cmd_reprocess)
 
 
@@ -217,9 +234,22 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 
     A Skynet frame whose file was pruned (or deleted) goes back to 'seen' and is
     downloaded again; a frame from the inbox or the command line whose file is
-    gone cannot be fetched again, so it is left as it is and named.
+    gone cannot be fetched again, so it is left as it is and named. With
+    ``--executor``/``--scheduler`` the frames are also processed now.
     """
     cfg = _config(args)
+    executor = args.executor or ("dask" if args.scheduler else None)
+    if executor is not None:
+        service = dataclasses.replace(
+            cfg.service,
+            executor=executor,
+            dask_scheduler=args.scheduler or cfg.service.dask_scheduler,
+        )
+        if executor == "dask" and not service.dask_scheduler.strip():
+            raise ConfigError(
+                "--executor dask needs --scheduler ADDRESS (or service.dask_scheduler)"
+            )
+        cfg = dataclasses.replace(cfg, service=service)
     states = tuple(args.state or ("processed", "rejected", "failed"))
     filters: dict[str, Any] = {
         "frame_ids": args.frame,
@@ -260,6 +290,17 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             f"warning: frame {r.frame_id}'s file {r.path} is missing and cannot be fetched "
             "again (not from Skynet); it will fail unless the file is put back"
         )
+    if executor is None or n == 0:
+        return 0
+    from soapd.daemon.service import Service
+
+    setup_logging(cfg.logging.level, cfg.logging.style)
+    where = cfg.service.dask_scheduler if executor == "dask" else "worker processes"
+    print(f"processing them now on {where} (only this process writes the database)")
+    Service(cfg).run_until_idle(poll=False)
+    with _open_store(cfg, migrate=False) as store:
+        backlog = store.backlog()
+    print("ledger: " + ", ".join(f"{s} {backlog[s]}" for s in FRAME_STATES if backlog.get(s)))
     return 0
 
 

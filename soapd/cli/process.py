@@ -1,7 +1,10 @@
 """``soapd process``: one-shot photometry of FITS frames, without the daemon.
 
 Each file (directories expand to the FITS files directly inside them) goes
-through :func:`soapd.pipeline.process_frame`. A file that fails prints one line
+through :func:`soapd.pipeline.process_frame`, ``--jobs`` at a time in the
+daemon's worker pool (:class:`soapd.daemon.pool.WorkerPool`; default one per CPU
+core); the summaries are printed, and the rows written, in the files' order
+whatever the number of jobs. A file that fails prints one line
 ``soapd: error: FILE: ...`` on stderr and the others are still processed; the
 exit code is 1 when any file failed (or when targets were asked for on a frame
 without WCS), else 0.
@@ -11,9 +14,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
-from collections.abc import Iterable
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +35,19 @@ from soapd.output.progress import ProgressBar
 if TYPE_CHECKING:  # the science stack is imported only when frames are processed
     from astropy.table import Table
 
+    from soapd.frames import FrameTask, TaskOutcome
     from soapd.models import FrameResult
     from soapd.pipeline.calibrate import ReferenceProvider
 
-__all__ = ["FITS_SUFFIXES", "expand_paths", "parse_target", "register", "run", "target_line"]
+__all__ = [
+    "FITS_SUFFIXES",
+    "OneFrame",
+    "expand_paths",
+    "parse_target",
+    "register",
+    "run",
+    "target_line",
+]
 
 #: File names taken from a directory (compressed forms included).
 FITS_SUFFIXES = tuple(
@@ -104,6 +120,16 @@ def register(sub: Any) -> None:
         help="filter name for every frame (e.g. V, R, g'), instead of the header's; for headers "
         "with a wheel code (FILTERS = 48) or none (default: %(default)s = the header's)",
     )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="frames measured at once, each in its own worker process (the daemon's pool); "
+        "the output is the same, in the same order, for every N (default: %(default)s = one "
+        "per CPU core)",
+    )
     add_config_option(p)
     p.set_defaults(func=run)
 
@@ -141,6 +167,17 @@ def frame_meta(args: argparse.Namespace, config: Config, path: Path) -> Exposure
     if not given:
         return meta
     return replace(meta or ExposureMeta(), from_user=True, **given)
+
+
+def _jobs(text: str) -> int:
+    """Parse ``--jobs``: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def parse_target(text: str) -> Target:
@@ -266,6 +303,80 @@ def target_line(row: Any) -> str:
     return f"  {name} {r}: > {_fmt(limit, '.2f')} ({', '.join(said + words)}), {snr}"
 
 
+@dataclass(frozen=True, slots=True)
+class OneFrame:
+    """What ``soapd process`` runs on each frame, in this process or in a pool worker.
+
+    A :data:`soapd.frames.Processor`: the pipeline on ``task.path`` with the
+    command's targets and zero point; a failure comes back as a "failed" outcome
+    whose error is the line printed after ``soapd: error:``. Picklable, so the
+    worker processes of :class:`soapd.daemon.pool.WorkerPool` run it too.
+    """
+
+    zeropoint: float | None = None
+
+    def __call__(
+        self, task: FrameTask, config: Config, catalogs: ReferenceProvider | None
+    ) -> TaskOutcome:
+        """Measure one frame; never raise an Exception."""
+        from soapd.frames import TaskOutcome
+        from soapd.pipeline import process_frame
+
+        path = task.path
+        start = time.perf_counter()
+        try:
+            result = process_frame(
+                path,
+                targets=list(task.targets),
+                zeropoint=self.zeropoint,
+                config=config,
+                catalogs=catalogs,
+                meta=task.meta,
+            )
+        except SoapdError as exc:
+            text = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            return TaskOutcome(frame_id=task.frame_id, outcome="failed", error=text)
+        except Exception as exc:  # one bad frame must not stop the others
+            text = (
+                f"{path}: unexpected {exc.__class__.__name__}: {exc} "
+                "(please report this with the file)"
+            )
+            return TaskOutcome(frame_id=task.frame_id, outcome="failed", error=text)
+        elapsed = time.perf_counter() - start
+        return TaskOutcome(frame_id=task.frame_id, outcome="ok", result=result, duration_s=elapsed)
+
+
+def _outcomes(
+    tasks: list[FrameTask],
+    runner: OneFrame,
+    config: Config,
+    catalogs: ReferenceProvider | None,
+    jobs: int,
+) -> Iterator[TaskOutcome]:
+    """Yield the outcome of every task in task order: here (``jobs`` 1) or in a worker pool."""
+    if jobs <= 1:
+        for task in tasks:
+            yield runner(task, config, catalogs)
+        return
+    from soapd.daemon.pool import WorkerPool
+
+    cfg = replace(config, service=replace(config.service, workers=jobs))
+    pool = WorkerPool(cfg, catalogs, runner=runner)
+    try:
+        pool.start()
+        queue = deque(tasks)
+        left = len(tasks)
+        while left:
+            while queue and pool.capacity:
+                pool.submit(queue.popleft())
+            pool.take_started()  # no ledger here: tries matter only to the pool
+            for out in pool.collect(timeout_s=0.5):
+                left -= 1
+                yield out
+    finally:
+        pool.shutdown()
+
+
 def run(args: argparse.Namespace) -> int:
     """Process every file; return 0 when all succeeded, else 1."""
     config = load_config(args.config)
@@ -279,36 +390,33 @@ def run(args: argparse.Namespace) -> int:
         from soapd.output.export import format_for
 
         format_for(out)  # fail before the work, not after
-    from soapd.pipeline import process_frame
+    from soapd.frames import FrameTask
 
     catalogs = _catalogs(config, args.zeropoint)
+    jobs = min(args.jobs or os.cpu_count() or 1, len(paths))
+    tasks = [
+        FrameTask(
+            frame_id=i,
+            path=path,
+            meta=frame_meta(args, config, path) or ExposureMeta(),
+            targets=tuple(targets),
+        )
+        for i, path in enumerate(paths)
+    ]
     tables: list[Table] = []
     frames_meta: list[dict[str, Any]] = []
     failed = 0
+    runner = OneFrame(zeropoint=args.zeropoint)
     with ProgressBar(len(paths), label="frames") as bar:
-        for path in paths:
-            try:
-                result = process_frame(
-                    path,
-                    targets=targets,
-                    zeropoint=args.zeropoint,
-                    config=config,
-                    catalogs=catalogs,
-                    meta=frame_meta(args, config, path),
-                )
-            except SoapdError as exc:
+        for outcome in _outcomes(tasks, runner, config, catalogs, jobs):
+            path = paths[outcome.frame_id]
+            result = outcome.result
+            if result is None:
                 failed += 1
-                text = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+                text = outcome.error
+                if outcome.outcome == "retry":  # its worker process died every time
+                    text = f"{path}: {text}"
                 bar.write(f"soapd: error: {text}", stream=sys.stderr)
-                bar.advance()
-                continue
-            except Exception as exc:  # one bad frame must not stop the others
-                failed += 1
-                bar.write(
-                    f"soapd: error: {path}: unexpected {exc.__class__.__name__}: {exc} "
-                    "(please report this with the file)",
-                    stream=sys.stderr,
-                )
                 bar.advance()
                 continue
             for line in summarise(result):

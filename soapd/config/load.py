@@ -124,6 +124,11 @@ def _check_logic(cfg: Config, where: str) -> None:
         )
     if not ph.radii_px or any(r <= 0 for r in ph.radii_px):
         raise ConfigError(f"{where}: photometry.radii_px must list positive radii in px")
+    if cfg.service.executor == "dask" and not cfg.service.dask_scheduler.strip():
+        raise ConfigError(
+            f'{where}: service.executor = "dask" needs service.dask_scheduler '
+            '(the scheduler\'s address, e.g. "tcp://host:8786")'
+        )
     cal = cfg.calibration
     if cal.mag_min >= cal.mag_max:
         raise ConfigError(f"{where}: calibration.mag_min must be brighter than mag_max")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from soapd.config import Config, Token, read_token
-from soapd.daemon.pool import WorkerPool
+from soapd.daemon.executor import FramePool
 from soapd.errors import SkynetAuthError, SoapdError
 from soapd.frames import TaskOutcome
 from soapd.ingest.retry import Backoff
@@ -48,7 +48,7 @@ class JobContext:
 
     config: Config
     store: Store
-    pool: WorkerPool
+    pool: FramePool
     wake: Callable[[str], None]
     source_factory: Callable[[Token], ExposureSource] | None = None
     read_token: Callable[[], Token | None] | None = None

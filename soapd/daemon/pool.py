@@ -358,7 +358,7 @@ class WorkerPool:
             self._last_start_error = f"worker process {w.pid} died ({how}) during its start-up"
             delay = min(MAX_RESPAWN_DELAY_S, 0.5 * 2.0 ** (self._start_failures - 1))
             self._respawn_after_s = time.monotonic() + delay
-            if self._start_failures == 1:
+            if self._start_failures == 1 and w.task is None:  # else the task's line says it
                 logger.error("%s; retrying in %.1f s", self._last_start_error, delay)
         task = w.task
         if task is None:

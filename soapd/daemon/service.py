@@ -7,7 +7,8 @@ job that writes frames and measurements; a second single-thread executor runs
 only the alerts outbox sender, with its own connection, so that a notifier that
 hangs never delays the storing of frames (a change from DESIGN §4.3, where one
 thread did both); the inbox watcher thread only enqueues paths and wakes
-``drain_inbox``; pixel work runs in the process pool. SIGTERM/SIGINT stop the
+``drain_inbox``; pixel work runs in the process pool (or on dask workers:
+``service.executor``). SIGTERM/SIGINT stop the
 service cleanly (frames already running finish, frames not started are put
 back); SIGHUP re-reads the config's targets and observations.
 
@@ -42,8 +43,8 @@ from soapd.daemon.context import (
     skynet_factory,
     status_line,
 )
+from soapd.daemon.executor import make_pool
 from soapd.daemon.health import Health, Waker
-from soapd.daemon.pool import WorkerPool
 from soapd.daemon.systemd import SystemdNotifier
 from soapd.errors import ConfigError, SoapdError
 from soapd.logs import RepeatedErrors
@@ -124,7 +125,7 @@ class Service:
             stuck = store.reset_stuck_processing(max_tries=cfg.service.max_crash_starts)
             if stuck:
                 logger.warning("%d frame(s) interrupted while processing were put back", stuck)
-            pool = WorkerPool(
+            pool = make_pool(
                 cfg,
                 catalog_service(cfg),
                 on_event=lambda: self.waker.wake("process_pending"),

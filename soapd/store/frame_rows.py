@@ -69,6 +69,7 @@ COLUMN_FIELDS = ("exp_id", "obs_id", "telescope", "filter", "exptime_s", "mid_ti
 def meta_to_json(meta: ExposureMeta, *, omit: Sequence[str] = ()) -> str:
     """Return ``meta`` as JSON text (datetimes as ISO-8601 UTC), without the fields ``omit``."""
     data = asdict(meta)
+    del data["from_user"]  # a flag of one ``soapd process`` run, not archive metadata
     if meta.mid_time_utc is not None:
         data["mid_time_utc"] = utc_iso(meta.mid_time_utc)
     for name in omit:

@@ -197,3 +197,43 @@ def test_a_frame_the_daemon_downloaded_gets_the_archive_metadata(tmp_path, capsy
     # --gain still wins over the archive.
     assert main([*argv, "--config", str(cfg), "--gain", "4"]) == 0
     assert read_table(out).meta["frames"][0]["gain_e_per_adu"] == 4.0
+
+
+def test_jobs_2_prints_and_writes_exactly_what_jobs_1_does(frames_dir, tmp_path, capsys) -> None:
+    """The worker pool changes nothing visible: same lines, same order, same rows, same code."""
+    for i in range(2, 5):  # more frames than workers, so results arrive out of order
+        f = make_frame((128 + 32 * i, 128), stars=10 + i, seed=i)
+        write_frame(frames_dir / f"good{i}.fits", f.data_adu, f.header)
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"rows{jobs}.ecsv"
+        code = main(
+            [
+                "process",
+                str(frames_dir),
+                "--zeropoint",
+                "23",
+                "--jobs",
+                str(jobs),
+                "--out",
+                str(out),
+            ]
+        )
+        captured = capsys.readouterr()
+        runs[jobs] = (code, captured.out.replace(str(out), "OUT"), captured.err, read_table(out))
+    code, stdout, stderr, table = runs[1]
+    assert code == 1
+    assert stdout.count(": V 60 s") == 5
+    assert runs[2][:3] == (code, stdout, stderr)
+    assert runs[2][3].colnames == table.colnames
+    assert runs[2][3].meta == table.meta
+    for name in table.colnames:
+        np.testing.assert_array_equal(np.asarray(runs[2][3][name]), np.asarray(table[name]))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_jobs_must_be_a_positive_whole_number(frames_dir, value, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["process", str(frames_dir), "--jobs", value])
+    assert exc.value.code == 2
+    assert "--jobs" in capsys.readouterr().err

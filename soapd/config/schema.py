@@ -22,25 +22,11 @@ from soapd.config.retention import RetentionConfig
 from soapd.config.stacking import CircularConfig, StacksConfig
 
 __all__ = [
-    "AlertsConfig",
-    "CalibrationConfig",
-    "CircularConfig",
-    "Config",
-    "ExtractionConfig",
-    "FrameConfig",
-    "LimitsConfig",
-    "LoggingConfig",
-    "NotifierConfig",
-    "PathsConfig",
-    "PhotometryConfig",
-    "RetentionConfig",
-    "ServiceConfig",
-    "SkynetConfig",
-    "StacksConfig",
-    "TargetConfig",
-    "WebConfig",
-    "to_dict",
-]
+    "AlertsConfig", "CalibrationConfig", "CircularConfig", "Config", "ExtractionConfig",
+    "FrameConfig", "LimitsConfig", "LoggingConfig", "NotifierConfig", "PathsConfig",
+    "PhotometryConfig", "RetentionConfig", "ServiceConfig", "SkynetConfig", "StacksConfig",
+    "TargetConfig", "WebConfig", "to_dict",
+]  # fmt: skip
 
 
 @dataclass(**_FROZEN)
@@ -151,14 +137,12 @@ class ServiceConfig:
     #: Seconds a job or a frame may run before soapd counts as hung; under systemd the
     #: watchdog pings then stop and systemd restarts soapd (keep it above the slowest frame).
     stall_timeout_s: float = _opt(900.0, lo=30.0, hi=86400.0)
-    #: Where frames are processed: "process" (worker processes on this host) or "dask"
-    #: (the workers of the dask.distributed scheduler `dask_scheduler`; needs soapd[dask]).
+    #: Where frames are processed: "process" (worker processes here) or "dask" (soapd[dask]).
     executor: str = _opt("process", choices=("process", "dask"))
-    #: Address of the dask.distributed scheduler used when executor = "dask"
-    #: ("tcp://host:8786").
+    #: The dask.distributed scheduler's address ("tcp://host:8786") for executor = "dask".
     dask_scheduler: str = ""
-    #: Send each frame's bytes with its task (executor = "dask"), for workers that cannot
-    #: read paths.state_dir; soapd then writes the field-wide tables itself.
+    #: Send each frame's bytes to the dask workers (for workers that cannot read
+    #: paths.state_dir); soapd then writes the field-wide tables itself.
     dask_send_frames: bool = False
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from soapd.config import Config
-from soapd.daemon.dask_pool import run_remote
+from soapd.daemon.dask_remote import run_remote
 from soapd.daemon.executor import make_pool
 from soapd.daemon.pool import WorkerPool
 from soapd.errors import ConfigError

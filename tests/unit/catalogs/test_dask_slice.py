@@ -10,7 +10,7 @@ from astropy.table import Table
 
 from soapd.catalogs import CatalogService
 from soapd.config import Config
-from soapd.daemon.dask_pool import CatalogSlice, catalog_slice
+from soapd.daemon.dask_remote import CatalogSlice, catalog_slice
 from soapd.frames import FrameTask
 from soapd.models import ExposureMeta
 from soapd.testing.synth import make_frame, write_frame

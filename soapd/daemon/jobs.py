@@ -17,6 +17,7 @@ Each frame's steps (download, start, outcome, record) are those of
 ``flush_alerts``     send the alert outbox
 ``reconcile``        re-list the last ``reconcile_window_h`` and requeue what is missing
 ``heartbeat``        one INFO line with the backlog and counters
+``prune``            apply ``[retention]`` (daily)
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ __all__ = [
     "heartbeat",
     "poll_skynet",
     "process_pending",
+    "prune",
     "reconcile",
     "record_outcomes",
     "save_job_errors",
@@ -76,7 +78,11 @@ JOB_NAMES = (
     "flush_alerts",
     "reconcile",
     "heartbeat",
+    "prune",
 )
+
+#: Seconds between two runs of the retention job (``prune``): daily.
+PRUNE_INTERVAL_S = 86400.0
 
 
 def _now_utc() -> datetime:
@@ -384,6 +390,25 @@ def reconcile(ctx: JobContext) -> int:
     if plan_stacks(ctx, throttle=True):
         ctx.wake("process_pending")
     return new + requeued
+
+
+def prune(ctx: JobContext) -> str:
+    """Apply ``[retention]`` (daily; at start too): delete old frame files and field tables.
+
+    Measurements are never deleted; frames still needed are never chosen
+    (:func:`soapd.retention.plan_prune`). Return the summary line ("" when every
+    retention limit is off).
+    """
+    from soapd.retention import run_daily
+
+    outcome = run_daily(ctx.store, ctx.config)
+    if outcome is None:
+        return ""
+    line = f"retention: {outcome.summary()}"
+    logger.info("%s", line)
+    for error in outcome.errors:
+        logger.warning("retention: %s", error)
+    return line
 
 
 def heartbeat(ctx: JobContext) -> str:

@@ -203,9 +203,9 @@ class Service:
             "flush_alerts": service.alerts_interval_s,
             "reconcile": sk.reconcile_interval_s,
             "heartbeat": service.heartbeat_interval_s,
+            "prune": jobs.PRUNE_INTERVAL_S,
         }
-        # Every job runs once as soon as the scheduler starts, then at its interval (a job
-        # added with next_run_time=None would be *paused* in APScheduler: it never runs).
+        # Every job runs at start, then at its interval (next_run_time=None would pause it).
         now = datetime.now(UTC)
         for job_id, every_s in intervals.items():
             fn = self._flush_alerts if job_id == "flush_alerts" else getattr(jobs, job_id)

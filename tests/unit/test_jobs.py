@@ -391,3 +391,33 @@ def test_an_outcome_for_a_frame_no_longer_processing_is_dropped_with_a_warning(
     finish(ctx, TaskOutcome(frame_id=rec.frame_id, outcome="failed", error="late"))
     assert "dropped" in caplog.text
     assert ctx.store.frame(rec.frame_id).state == "downloaded"  # type: ignore[union-attr]
+
+
+def test_prune_job_applies_retention_only_when_a_limit_is_set(
+    ctx: JobContext, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon's daily ``prune`` job: nothing without [retention]; a logged line with it."""
+    import dataclasses
+    import logging
+
+    from soapd.daemon.jobs import prune
+
+    frames = ctx.config.paths.frames_dir
+    frames.mkdir(parents=True, exist_ok=True)
+    old = frames / "old.fits"
+    old.write_bytes(b"x" * 2880)
+    fid = ctx.store.record_local(old, "old-sha", 2880, source="skynet").frame_id
+    ctx.store.start_attempt(fid)
+    ctx.store.mark_rejected(fid, "no stars")  # finished: prunable once old enough
+    assert prune(ctx) == ""  # every limit off by default: keep everything
+    assert old.is_file()
+    ctx.config = ctx.config.replace(
+        retention=dataclasses.replace(ctx.config.retention, frames_max_gb=1e-9)
+    )
+    with caplog.at_level(logging.INFO, logger="soapd.daemon.jobs"):
+        line = prune(ctx)
+    assert line.startswith("retention: ")
+    assert line in caplog.text
+    assert "1 frame file(s)" in line
+    assert not old.exists()
+    assert [p["frame_id"] for p in ctx.store.pruned_files()] == [fid]

@@ -212,7 +212,9 @@ class Soap(SoapCompat, SoapTools, SoapState):
         counts it (failed after ``service.max_tries``; a later call tries it again)
         and the others continue; while Skynet is unavailable nothing is counted and
         the remaining downloads wait for a later call. Raise SkynetAuthError if the
-        token is missing or refused, SkynetNotFound if the observation does not exist.
+        token is missing or refused. When the archive lists no exposure, warn
+        (:class:`~soapd.api.compat.UnknownObservationWarning`: unknown observation,
+        or nothing archived yet) and return ``[]``. New files go to ``image_dir``.
         """
         if self.read_only:
             raise SoapdError("Soap(read_only=True) cannot download; create a Soap without it")

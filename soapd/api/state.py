@@ -3,7 +3,7 @@
 :class:`SoapState` holds what ``Soap`` shares with the daemon (the store, the
 archive client, the catalog service) and the ledger steps of downloading and
 processing one frame, each a function of :mod:`soapd.frames` or
-:mod:`soapd.api.support`, the same the daemon calls. ``_writer`` makes a method
+:mod:`soapd.api.support`, the same the daemon calls. ``writer`` makes a method
 hold the state folder's lock (:class:`soapd.store.lock.StateLock`).
 """
 

@@ -94,7 +94,7 @@ def _order(p: Point) -> tuple[float, int]:
     return (p.mjd, p.frame_id)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data(), params=params_st)
 def test_state_decides_as_the_history_over_random_arrivals(data: Any, params: RuleParams) -> None:
     """In order, out of order, processed again, or not covered: the same hits as the oracle."""

@@ -8,11 +8,6 @@ stack_deeper_limit
     (single frame or stack), and its limit is deeper than every single-frame limit
     and every other epoch's stacked limit of the band by >= ``stack_deeper_limit_margin_mag``.
 
-Both look only at what the sky showed up to the epoch: single frames taken no later
-than the stack's last member, and other epochs whose last member was no later.
-The decision is then a function of the data, not of when the daemon happened to
-build the stack (after a crash, or with frames arriving one by one or all at once).
-
 ``stack_detection`` fires at most once per band (its ``dedupe_key`` names the band),
 ``stack_deeper_limit`` at most once per epoch (the key names the epoch, not the
 stack's version), so rebuilding an epoch (a frame joined it, or after a restart),
@@ -32,9 +27,6 @@ from soapd.models import AlertDraft, StackRecord
 from soapd.timeutil import as_utc, mjd_of
 
 __all__ = ["stack_alerts", "stack_deeper_limit", "stack_detection"]
-
-#: Days within which a single frame's mid-time counts as "by the stack's last member" (1 s).
-_SAME_TIME_D = 1.0 / 86400.0
 
 
 def stack_detection(
@@ -123,10 +115,6 @@ def stack_alerts(
     """
     if not params.enabled:
         return []
-    end_mjd = mjd_of(stack.stop_utc) + _SAME_TIME_D
-    end = as_utc(stack.stop_utc)
-    history = [p for p in history if p.mjd <= end_mjd]
-    other_stacks = [s for s in other_stacks if as_utc(s.stop_utc) <= end]
     hits = [
         stack_detection(stack, history, other_stacks, params),
         stack_deeper_limit(stack, history, other_stacks, params),

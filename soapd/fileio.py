@@ -34,9 +34,11 @@ __all__ = [
     "atomic_write_text",
     "atomic_writer",
     "copy_to_part",
+    "folder_usage",
     "fsync_dir",
     "fsync_file",
     "iter_chunks",
+    "pid_alive",
     "publish",
     "sha256_file",
     "write_part",
@@ -166,3 +168,25 @@ def write_part(part: Path, chunks: Iterable[bytes]) -> tuple[str, int]:
 def copy_to_part(src: Path, part: Path) -> tuple[str, int]:
     """Copy ``src`` to ``part`` (fsynced); return (SHA-256 hex digest, size) of the copy."""
     return write_part(part, iter_chunks(src))
+
+
+def pid_alive(pid: int) -> bool:
+    """Return True when process ``pid`` exists (a zombie too; ``pid <= 0``: False).
+
+    For pids written in the state folder (the daemon's status, the writer lock).
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def folder_usage(folder: Path) -> dict[str, int]:
+    """Return ``{"files": N, "bytes": B}`` of the files below ``folder`` (zeros when absent)."""
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}

@@ -19,12 +19,12 @@ import argparse
 import dataclasses
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from soapd.cli import HelpFormatter, add_config_option, log_level_of
 from soapd.config import Config, load_config
 from soapd.errors import ConfigError
+from soapd.fileio import folder_usage, pid_alive
 from soapd.logs import setup_logging
 from soapd.models import FRAME_STATES, FrameRow
 from soapd.store import Store
@@ -331,7 +331,7 @@ def status_info(store: Store, cfg: Config, *, n_errors: int = 5) -> dict[str, An
     values = store.status_values()
     holder = lock_holder(cfg.paths.state_dir)
     pid: Any = values.get("pid")
-    running = bool(pid) and not values.get("stopped_utc") and _alive(int(pid or 0))
+    running = bool(pid) and not values.get("stopped_utc") and pid_alive(int(pid or 0))
     if holder is not None:  # the lock says for sure who writes the state folder
         running, pid = holder.owner == "soapd run", holder.pid
     job_errors: dict[str, str] = json.loads(values.get("job_errors") or "{}")
@@ -349,7 +349,7 @@ def status_info(store: Store, cfg: Config, *, n_errors: int = 5) -> dict[str, An
         "last_processed_utc": store.last_processed_utc(),
         "observations": store.followed_observations(),
         "alerts": alerts,
-        "catalog_cache": _cache_usage(cfg.paths.catalog_cache_dir),
+        "catalog_cache": folder_usage(cfg.paths.catalog_cache_dir),
         "recent_errors": store.recent_errors(n_errors),
         "inbox_rejected": _rejected(cfg),
     }
@@ -406,20 +406,3 @@ def _rejected(cfg: Config) -> list[dict[str, Any]]:
     from soapd.ingest.rejected import list_rejected
 
     return list_rejected(cfg.paths.inbox_dir)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _cache_usage(folder: Path) -> dict[str, int]:
-    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from soapd.config import Config
+from soapd.fileio import pid_alive
 from soapd.frames import Processor
 from soapd.logs import setup_logging
 from soapd.stacks.plan import StackTask, run_stack_task
@@ -142,7 +143,7 @@ def start_forkserver() -> None:
     names = ("PYTHONSAFEPATH", *SECRET_VARS)
     with _FORKSERVER_LOCK:
         pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
-        if pid is not None and _alive(pid):
+        if pid is not None and pid_alive(pid):
             return
         before = {name: os.environ.get(name) for name in names}
         for name in SECRET_VARS:
@@ -156,17 +157,6 @@ def start_forkserver() -> None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-
-
-def _alive(pid: int) -> bool:
-    """Return True when process ``pid`` exists (a zombie too: ``ensure_running`` reaps it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def exit_text(code: int | None) -> str:

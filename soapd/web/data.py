@@ -11,13 +11,12 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from soapd.fileio import folder_usage, pid_alive
 from soapd.flags import Flag, describe
 from soapd.web.stackrows import stack_points
 
@@ -102,21 +101,6 @@ def flag_words(value: int) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------- status
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _cache_usage(folder: Path) -> dict[str, int]:
-    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
 
 
 def status_payload(
@@ -127,7 +111,7 @@ def status_payload(
     values = store.status_values()
     pid_text = values.get("pid") or ""
     pid = int(pid_text) if pid_text.isdigit() else 0
-    running = bool(pid) and not values.get("stopped_utc") and _pid_alive(pid)
+    running = bool(pid) and not values.get("stopped_utc") and pid_alive(pid)
     heartbeat_age = _age_s(values.get("heartbeat_utc"), now)
     stale_after_s = 3.0 * cfg.service.heartbeat_interval_s
     daemon = {
@@ -160,7 +144,7 @@ def status_payload(
             "counts": store.alert_counts(),
             "notifiers": store.notifier_alert_counts(notifier_keys),
         },
-        "catalog_cache": _cache_usage(cfg.paths.catalog_cache_dir),
+        "catalog_cache": folder_usage(cfg.paths.catalog_cache_dir),
         "pending_migrations": store.pending_migrations(),
     }
 

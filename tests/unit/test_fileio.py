@@ -189,3 +189,22 @@ def test_fsync_file_syncs_that_file(tmp_path: Path, fsyncs: list[str]):
     (tmp_path / "x").write_bytes(b"x")
     fsync_file(tmp_path / "x")
     assert fsyncs == [str(tmp_path / "x")]
+
+
+def test_pid_alive_and_folder_usage(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from soapd.fileio import folder_usage, pid_alive
+
+    assert pid_alive(os.getpid())
+    assert not pid_alive(0)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert not pid_alive(int(done.stdout))  # exited and reaped
+    assert folder_usage(tmp_path / "absent") == {"files": 0, "bytes": 0}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"12345")
+    (tmp_path / "y.bin").write_bytes(b"67")
+    assert folder_usage(tmp_path) == {"files": 2, "bytes": 7}

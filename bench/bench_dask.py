@@ -23,7 +23,6 @@ from pathlib import Path
 
 from bench_daemon import daemon_run, floor_fps, load_text, write_frames
 
-from soapd.config import parse_config
 from soapd.logs import setup_logging
 
 
@@ -39,15 +38,14 @@ def main() -> int:
         tmp = Path(name)
         src = tmp / "inbox"
         files = write_frames(src, args.frames)
-        cfg = parse_config(
-            {
-                "paths": {"cache_dir": str(tmp / "cache"), "state_dir": str(tmp / "floor")},
-                "calibration": {"enabled": False},
-            }
-        )
         print(f"before: {load_text()}")
-        floor = floor_fps(files, cfg)
+        floor = floor_fps(files, tmp)
         print(f"single-frame floor: {args.frames} frames of 1024x1024, {floor:.2f} frames/s")
+        ceiling = floor_fps(files, tmp, 2)
+        print(
+            f"2 floors at once (the machine's ceiling for 2 processes): {ceiling:.2f} "
+            f"frames/s = {ceiling / floor:.2f}x the floor"
+        )
         with distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -66,7 +64,8 @@ def main() -> int:
                     got[kind] = steady
                     print(
                         f"round {r + 1}, {kind:7s} 2 workers: steady {steady:.2f} frames/s = "
-                        f"{steady / floor:.2f}x the floor; wall {wall:.2f} frames/s = "
+                        f"{steady / floor:.2f}x the floor ({steady / ceiling:.2f}x the ceiling); "
+                        f"wall {wall:.2f} frames/s = "
                         f"{wall / floor:.2f}x"
                     )
                 print(

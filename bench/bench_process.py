@@ -695,29 +695,63 @@ def jobs_bench(n_frames: int, rounds: int) -> None:
 
     from bench_daemon import floor_fps, load_text, write_frames
 
-    from soapd.config import parse_config
-
     with tempfile.TemporaryDirectory(prefix="soapd-bench-jobs-") as name:
         tmp = Path(name)
         files = write_frames(tmp / "frames", n_frames)
-        cfg = parse_config({"paths": {"state_dir": str(tmp / "s"), "cache_dir": str(tmp / "c")}})
         print(f"before: {load_text()}")
-        floor = floor_fps(files, cfg)
+        floor = floor_fps(files, tmp)
         print(f"single-frame floor: {n_frames} frames of 1024x1024, {floor:.2f} frames/s")
+        ceiling = floor_fps(files, tmp, 2)
+        print(
+            f"2 floors at once (the machine's ceiling for 2 processes): {ceiling:.2f} "
+            f"frames/s = {ceiling / floor:.2f}x the floor"
+        )
         env = {**os.environ, "SOAPD_CONFIG": ""}
         for r in range(rounds):
             fps = {}
             for jobs in (1, 2):
                 cmd = [str(SOAPD_BIN), "process", str(tmp / "frames"), "--zeropoint", "23"]
-                wall, _cpu, code = run_cli([*cmd, "--jobs", str(jobs)], env)
-                assert code == 0, f"soapd process --jobs {jobs} failed"
-                fps[jobs] = n_frames / wall
+                run = timed_lines([*cmd, "--jobs", str(jobs)], env, n_frames, jobs)
+                fps[jobs] = n_frames / run.wall_s
                 print(
-                    f"round {r + 1}: soapd process --jobs {jobs}: {wall:.2f} s wall, "
-                    f"{fps[jobs]:.2f} frames/s = {fps[jobs] / floor:.2f}x the floor"
+                    f"round {r + 1}: soapd process --jobs {jobs}: {run.wall_s:.2f} s wall, "
+                    f"{fps[jobs]:.2f} frames/s = {fps[jobs] / floor:.2f}x the floor; first "
+                    f"frame printed at {run.first_s:.2f} s; steady {run.steady_fps:.2f} "
+                    f"frames/s = {run.steady_fps / floor:.2f}x the floor "
+                    f"({run.steady_fps / ceiling:.2f}x the ceiling)"
                 )
             print(f"round {r + 1}: --jobs 2 / --jobs 1 = {fps[2] / fps[1]:.2f}")
         print(f"after: {load_text()}")
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    """A ``soapd process`` run timed line by line (all times in s from its start)."""
+
+    wall_s: float
+    first_s: float  # the first frame's summary line printed
+    steady_fps: float  # frames/s after the first round of results (as bench_daemon.steady_fps)
+
+
+def timed_lines(args: list[str], env: dict[str, str], n_frames: int, jobs: int) -> TimedRun:
+    """Run ``soapd process`` and time each frame's summary line as it is printed.
+
+    A frame's summary is a line that does not start with a space (its notes are
+    indented). The steady rate counts the frames after the first ``jobs`` lines (the
+    first round of results), from the ``jobs``-th line to the last.
+    """
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    stamps = [time.perf_counter() - t0 for line in proc.stdout if not line.startswith(" ")]
+    _, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    assert proc.returncode == 0, f"{' '.join(args)} failed: {err[-2000:]}"
+    assert len(stamps) == n_frames, f"{len(stamps)} summaries for {n_frames} frames"
+    steady = (n_frames - jobs) / (stamps[-1] - stamps[jobs - 1])
+    return TimedRun(wall_s=wall, first_s=stamps[0], steady_fps=steady)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -390,10 +390,14 @@ def run(args: argparse.Namespace) -> int:
         from soapd.output.export import format_for
 
         format_for(out)  # fail before the work, not after
+    jobs = min(args.jobs or os.cpu_count() or 1, len(paths))
+    if jobs > 1:  # the workers' fork server imports the science while this process does
+        from soapd.daemon.forkserver import start_early
+
+        start_early(jobs)
     from soapd.frames import FrameTask
 
     catalogs = _catalogs(config, args.zeropoint)
-    jobs = min(args.jobs or os.cpu_count() or 1, len(paths))
     tasks = [
         FrameTask(
             frame_id=i,

@@ -46,15 +46,9 @@ from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from soapd.config import Config
+from soapd.daemon.forkserver import forkserver_context
 from soapd.daemon.ordered import InOrder
-from soapd.daemon.worker import (
-    PoolCounts,
-    WorkerProc,
-    exit_text,
-    forkserver_context,
-    spawn_worker,
-    stop_workers,
-)
+from soapd.daemon.worker import PoolCounts, WorkerProc, exit_text, spawn_worker, stop_workers
 from soapd.frames import FrameTask, Processor, TaskOutcome, run_task
 from soapd.stacks.plan import StackKey, StackOutcome, StackTask
 

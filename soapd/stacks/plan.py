@@ -32,8 +32,6 @@ import numpy as np
 from soapd.config import Config, StacksConfig, to_dict
 from soapd.errors import ConfigError, SoapdError
 from soapd.models import StackRecord, Target
-from soapd.stacks.build import build_stack
-from soapd.stacks.cache import CutoutCache, cached_loader
 from soapd.stacks.epochs import Epoch, group_epochs
 from soapd.stacks.records import Candidate, StackResult
 
@@ -221,6 +219,11 @@ def dirty_tasks(
 
 def run_stack_task(task: StackTask, config: Config) -> StackOutcome:
     """Build one epoch's stack (in a worker); errors come back as the outcome's text."""
+    # The pixel side (reproject, astropy.wcs, the pipeline) is imported on first use, so
+    # a process that only plans or pools stacks (``soapd process``) does not load it.
+    from soapd.stacks.build import build_stack
+    from soapd.stacks.cache import CutoutCache, cached_loader
+
     start = time.perf_counter()
     try:
         cache = CutoutCache(config.paths.cache_dir / "cutouts")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -256,3 +257,26 @@ def test_in_order_hands_results_back_in_submission_order() -> None:
         assert order.take(cond, 0.0) == ["one", "two"]
     assert len(order) == 0
     assert 3 not in order
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_start_early_starts_the_fork_server_only_for_a_pool_and_without_the_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``soapd process --jobs N`` starts the fork server before its own imports."""
+    from multiprocessing import forkserver
+
+    from soapd.daemon.forkserver import start_early
+    from soapd.fileio import pid_alive
+
+    server: Any = getattr(forkserver, "_forkserver")  # noqa: B009 (private, untyped)
+    server._stop()  # a server left by an earlier test would make this test pass by itself
+    monkeypatch.setenv("SOAPD_SKYNET_TOKEN", "early-secret-7f3a")
+    start_early(1)  # one job runs in the command's own process: no server
+    assert server._forkserver_pid is None
+    start_early(2)
+    pid = server._forkserver_pid
+    assert pid is not None
+    assert pid_alive(pid)
+    assert b"early-secret-7f3a" not in Path(f"/proc/{pid}/environ").read_bytes()
+    assert os.environ["SOAPD_SKYNET_TOKEN"] == "early-secret-7f3a"  # the command keeps it

@@ -391,10 +391,9 @@ def run(args: argparse.Namespace) -> int:
 
         format_for(out)  # fail before the work, not after
     jobs = min(args.jobs or os.cpu_count() or 1, len(paths))
-    if jobs > 1:  # the workers' fork server imports the science while this process does
-        from soapd.daemon.forkserver import start_early
+    from soapd.daemon.forkserver import start_early
 
-        start_early(jobs)
+    start_early(jobs)  # jobs > 1: the workers' server imports the science as this process does
     from soapd.frames import FrameTask
 
     catalogs = _catalogs(config, args.zeropoint)

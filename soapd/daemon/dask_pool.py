@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from soapd.config import Config
 from soapd.daemon.dask_remote import START_TOPIC, CatalogSlice, catalog_slice, run_remote
-from soapd.daemon.ordered import InOrder
+from soapd.daemon.ordered import InFlight
 from soapd.errors import ConfigError
 from soapd.frames import FrameTask, TaskOutcome, table_path_for
 from soapd.stacks.plan import StackKey, StackOutcome, StackTask, run_stack_task
@@ -73,7 +72,7 @@ class _Slot:
     inputs: list[Any] = field(default_factory=list)
 
 
-class DaskPool:
+class DaskPool(InFlight):
     """Frames and stacks on the workers of a dask.distributed scheduler.
 
     Thread-safe like ``WorkerPool``: the scheduler thread submits, collects and shuts
@@ -111,37 +110,21 @@ class DaskPool:
         self._client = client
         self._own_client = client is None
         self._on_event = on_event
-        self._cond = threading.Condition(threading.RLock())
-        self._frames: InOrder[int, FrameTask, TaskOutcome] = InOrder()
-        self._stacks: InOrder[StackKey, StackTask, StackOutcome] = InOrder()
+        super().__init__()
         self._slots: dict[int, _Slot] = {}
         self._stack_futures: dict[StackKey, Any] = {}
         self._by_key: dict[str, int] = {}
-        self._started: list[int] = []
         self._closed = False
         self._subscribed = False
 
     # ------------------------------------------------------------------ views
-    @property
-    def inflight(self) -> dict[int, FrameTask]:
-        """Frames submitted and not yet collected, in submission order (frame id -> task)."""
-        with self._cond:
-            return dict(self._frames.tasks)
-
-    @property
-    def stacks_inflight(self) -> dict[StackKey, StackTask]:
-        """Stack tasks submitted and not yet collected, in submission order (key -> task)."""
-        with self._cond:
-            return dict(self._stacks.tasks)
-
     @property
     def capacity(self) -> int:
         """How many more tasks may be submitted now (two per worker thread of the cluster)."""
         if self._client is None or self._closed:
             return 0
         self._refresh_size()
-        with self._cond:
-            return max(0, 2 * self._slots_total - len(self._frames) - len(self._stacks))
+        return self._free(self._slots_total)
 
     def oldest_age_s(self) -> float:
         """Seconds the longest-running started frame has been on its worker (0 when none)."""
@@ -240,12 +223,6 @@ class DaskPool:
             future = self._client.submit(run_stack_task, task, self.config, key=key, pure=False)
             self._stack_futures[task.key] = future
         future.add_done_callback(lambda f, k=task.key: self._stack_done(k, f))
-
-    def take_started(self) -> list[int]:
-        """Return (and forget) the frames that workers started since the last call, in order."""
-        with self._cond:
-            started, self._started = self._started, []
-        return started
 
     def collect(self, *, timeout_s: float = 0.0) -> list[TaskOutcome]:
         """Return finished outcomes **in submission order** (waiting up to ``timeout_s``).

@@ -5,9 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-__all__ = ["InOrder"]
+if TYPE_CHECKING:
+    from soapd.frames import FrameTask, TaskOutcome
+    from soapd.stacks.plan import StackKey, StackOutcome, StackTask
+
+__all__ = ["InFlight", "InOrder"]
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -67,3 +71,42 @@ class InOrder(Generic[K, T, R]):
             results.append(self._done.pop(key))
             del self.tasks[key]
         return results
+
+
+class InFlight:
+    """What a worker pool holds, under its one lock: frames and stacks in flight, frames started.
+
+    The base of :class:`~soapd.daemon.pool.WorkerPool` and
+    :class:`~soapd.daemon.dask_pool.DaskPool`, which differ in where tasks run but
+    hand results back the same way.
+    """
+
+    def __init__(self) -> None:
+        """Start with nothing in flight."""
+        self._cond = threading.Condition(threading.RLock())
+        self._frames: InOrder[int, FrameTask, TaskOutcome] = InOrder()
+        self._stacks: InOrder[StackKey, StackTask, StackOutcome] = InOrder()
+        self._started: list[int] = []
+
+    @property
+    def inflight(self) -> dict[int, FrameTask]:
+        """Frames submitted and not yet collected, in submission order (frame id -> task)."""
+        with self._cond:
+            return dict(self._frames.tasks)
+
+    @property
+    def stacks_inflight(self) -> dict[StackKey, StackTask]:
+        """Stack tasks submitted and not yet collected, in submission order (key -> task)."""
+        with self._cond:
+            return dict(self._stacks.tasks)
+
+    def take_started(self) -> list[int]:
+        """Return (and forget) the frames that workers started since the last call, in order."""
+        with self._cond:
+            started, self._started = self._started, []
+        return started
+
+    def _free(self, slots: int) -> int:
+        """How many more tasks fit when each of ``slots`` keeps one task ahead (lock taken)."""
+        with self._cond:
+            return max(0, 2 * slots - len(self._frames) - len(self._stacks))

@@ -47,10 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 from soapd.config import Config
 from soapd.daemon.forkserver import forkserver_context
-from soapd.daemon.ordered import InOrder
+from soapd.daemon.ordered import InFlight
 from soapd.daemon.worker import PoolCounts, WorkerProc, exit_text, spawn_worker, stop_workers
 from soapd.frames import FrameTask, Processor, TaskOutcome, run_task
-from soapd.stacks.plan import StackKey, StackOutcome, StackTask
+from soapd.stacks.plan import StackOutcome, StackTask
 
 if TYPE_CHECKING:
     from soapd.pipeline.calibrate import ReferenceProvider
@@ -69,7 +69,7 @@ MAX_RESPAWN_DELAY_S = 30.0
 EXIT_GRACE_S = 5.0
 
 
-class WorkerPool:
+class WorkerPool(InFlight):
     """``service.workers`` worker processes, the tasks in flight and their outcomes.
 
     Thread-safe. The scheduler thread calls :meth:`submit`, :meth:`take_started`,
@@ -101,13 +101,10 @@ class WorkerPool:
         )
         self._on_event = on_event
         self._runner = runner
-        self._cond = threading.Condition(threading.RLock())
+        super().__init__()
         self._context: Any = None
         self._workers: list[WorkerProc] = []
         self._queue: deque[FrameTask | StackTask] = deque()
-        self._frames: InOrder[int, FrameTask, TaskOutcome] = InOrder()
-        self._stacks: InOrder[StackKey, StackTask, StackOutcome] = InOrder()
-        self._started: list[int] = []
         self._attempts: dict[int, int] = {}
         self.max_tries = config.service.max_tries
         self._monitor: threading.Thread | None = None
@@ -120,22 +117,9 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ views
     @property
-    def inflight(self) -> dict[int, FrameTask]:
-        """Frames submitted and not yet collected, in submission order (frame id -> task)."""
-        with self._cond:
-            return dict(self._frames.tasks)
-
-    @property
-    def stacks_inflight(self) -> dict[StackKey, StackTask]:
-        """Stack tasks submitted and not yet collected, in submission order (key -> task)."""
-        with self._cond:
-            return dict(self._stacks.tasks)
-
-    @property
     def capacity(self) -> int:
         """How many more tasks may be submitted now (keeps each worker one task ahead)."""
-        with self._cond:
-            return max(0, 2 * self.n_workers - len(self._frames) - len(self._stacks))
+        return self._free(self.n_workers)
 
     def worker_pids(self) -> list[int]:
         """Return the process ids of the live workers."""
@@ -235,12 +219,6 @@ class WorkerPool:
                 w.retiring = True
                 continue
             w.task = task
-
-    def take_started(self) -> list[int]:
-        """Return (and forget) the frames that workers started since the last call, in order."""
-        with self._cond:
-            started, self._started = self._started, []
-        return started
 
     def collect(self, *, timeout_s: float = 0.0) -> list[TaskOutcome]:
         """Return finished outcomes **in submission order** (waiting up to ``timeout_s``).

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
+from soapd.alerts.texttable import stacked_table
 from soapd.columns import column_or, covered_mask
 from soapd.filters import AB_MINUS_VEGA, normalise_filter
 from soapd.flags import flag_words
@@ -246,19 +247,7 @@ def _table_text(rows: list[dict[str, Any]], has_trigger: bool, n_sigma: float) -
         ["cal.", "stat.", "unc.", "(mag)"],
     ]
     body = [_cells(r, has_trigger) for r in rows]
-    widths = [max([len(w) for w in h] + [len(b[j]) for b in body]) for j, h in enumerate(heads)]
-    lines = []
-    for k in range(5):
-        cells = []
-        for h, w in zip(heads, widths, strict=True):
-            pad = 5 - len(h)
-            cells.append((h[k - pad] if k >= pad else "").ljust(w))
-        lines.append("  ".join(cells).rstrip())
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(
-        "  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body
-    )
-    return "\n".join(lines)
+    return "\n".join(stacked_table(heads, body))
 
 
 def _systems_text(rows: list[dict[str, Any]]) -> str:

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from soapd.alerts.circular.names import canonical_event_name, subject_is_valid
 from soapd.alerts.circular.rows import CircularRow
+from soapd.alerts.texttable import stacked_table
 from soapd.errors import CircularError
 
 __all__ = ["GCN_NEW_CIRCULAR_URL", "MAX_URL_BYTES", "Circular", "compose", "submission_url"]
@@ -129,19 +130,7 @@ def _table(rows: Sequence[CircularRow], trigger: datetime | None, n_sigma: float
         ["1-sigma", "stat.", "cal.", "unc.", "(mag)"],
     ]  # fmt: skip
     body = [[_ascii(c) for c in _cells(r, trigger)] for r in rows]
-    widths = [max([len(w) for w in h] + [len(b[j]) for b in body]) for j, h in enumerate(heads)]
-    lines = []
-    for k in range(5):
-        cells = []
-        for h, w in zip(heads, widths, strict=True):
-            pad = 5 - len(h)
-            cells.append((h[k - pad] if k >= pad else "").ljust(w))
-        lines.append("  ".join(cells).rstrip())
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(
-        "  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body
-    )
-    return lines
+    return stacked_table(heads, body)
 
 
 _BAND_ORDER = ("U", "B", "V", "R", "I", "u", "g", "r", "i", "z", "y", "G", "Open")

@@ -28,7 +28,6 @@ from soapd.fileio import folder_usage, pid_alive
 from soapd.logs import setup_logging
 from soapd.models import FRAME_STATES, FrameRow
 from soapd.store import Store
-from soapd.store.migrations import migrations
 from soapd.store.targets import parse_utc
 
 __all__ = ["RUN_UMASK", "register", "restrict_umask"]
@@ -190,6 +189,8 @@ def restrict_umask() -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply migrations and list them."""
+    from soapd.store.migrations import migrations  # sqlite_utils: not for every command
+
     cfg = _config(args)
     with _open_store(cfg, migrate=True) as store:
         for m in migrations.applied(store.db):

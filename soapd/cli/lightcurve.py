@@ -15,7 +15,6 @@ lightcurve to a PNG, stacked epochs with their own marker.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -25,18 +24,19 @@ import numpy as np
 
 from soapd.cli import HelpFormatter, add_config_option, open_store, parse_position
 from soapd.config import load_config
-from soapd.errors import ConfigError, SoapdError, UsageError
-from soapd.flags import flag_text, is_covered
+from soapd.errors import ConfigError, SoapdError, StoreError, UsageError
+from soapd.output.lctext import TEXT_COLUMNS, first_aperture_rows, text_table
 from soapd.store.targets import parse_utc
-from soapd.timeutil import mjd_of
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from astropy.table import Table
 
     from soapd.alerts.circular import Draft
-    from soapd.config import CircularConfig
+    from soapd.config import CircularConfig, Config
 
-__all__ = ["register", "text_table", "write_output"]
+__all__ = ["TEXT_READ_COLUMNS", "lightcurve_text", "register", "text_table", "write_output"]
 
 FORMATS = ("text", "csv", "ecsv", "parquet", "json", "gcn")
 
@@ -123,89 +123,24 @@ def register(sub: Any) -> None:
     e.set_defaults(func=run_extract)
 
 
-def _cell(value: float, digits: int) -> str:
-    return f"{value:.{digits}f}" if math.isfinite(value) else "-"
+#: Lightcurve columns :func:`lightcurve_text` reads: the text columns and the frame keys.
+TEXT_READ_COLUMNS = (*TEXT_COLUMNS, "frame_id", "aperture_id")
 
 
-def _shown(row: dict[str, Any]) -> str:
-    """Return a point as text: ``mag +/- err`` or ``> lim``, instrumental ones labelled.
+def lightcurve_text(
+    arrays: Mapping[str, np.ndarray], trigger: datetime | None, *, all_apertures: bool = False
+) -> str:
+    """Return the text table of a lightcurve given as arrays (:data:`TEXT_READ_COLUMNS`).
 
-    ``row`` maps column names to this point's values (plain Python numbers).
+    The lines :func:`write_output` prints for the lightcurve Table with the same
+    columns: each frame's first aperture unless ``all_apertures``
+    (:func:`~soapd.output.lctext.first_aperture_rows`, the selection of
+    ``one_per_frame``), formatted by :func:`~soapd.output.lctext.text_table`.
     """
-    if not is_covered(int(row["flag"])):
-        return "not measured"
-    det = bool(row["is_detection"])
-    mag = float(row["calibrated_mag"])
-    if det and math.isfinite(mag):
-        return f"{mag:.3f} +/- {_cell(float(row['calibrated_mag_err']), 3)}"
-    ins = float(row.get("ins_mag", math.nan))
-    if det and math.isfinite(ins):
-        err = float(row.get("ins_mag_err", math.nan))
-        return f"{ins:.3f} +/- {_cell(err, 3)} (instrumental)"
-    lim = float(row["limiting_mag"])
-    ins_lim = float(row.get("limiting_ins_mag", math.nan))
-    if not math.isfinite(lim) and math.isfinite(ins_lim):
-        return f"> {ins_lim:.2f} (instrumental)"
-    return f"> {_cell(lim, 2)}"
-
-
-#: Columns :func:`text_table` reads (those present in the table).
-_TEXT_COLUMNS = (
-    "mid_time_utc",
-    "mjd",
-    "telescope",
-    "band",
-    "exptime",
-    "flag",
-    "is_detection",
-    "calibrated_mag",
-    "calibrated_mag_err",
-    "ins_mag",
-    "ins_mag_err",
-    "limiting_mag",
-    "limiting_ins_mag",
-    "snr",
-)
-
-
-def text_table(table: Table, trigger: datetime | None) -> str:
-    """Return a human-readable table: one line per point, limits as ``> lim``.
-
-    The ``notes`` column names the point's quality flags in words ("saturated",
-    "blended", "cosmic ray", "not covered (off frame)"; :func:`soapd.flags.flag_words`).
-    Columns are read once as Python lists (not row by row through astropy), and
-    the words of each distinct flag value are worked out once.
-    """
-    head = ["mid_time_utc", "t-trig(h)" if trigger else "mjd", "telescope", "band", "exp(s)"]
-    head += ["mag", "snr", "flag", "notes"]
-    lines = [head]
-    t0 = mjd_of(trigger) if trigger else None
-    names = [c for c in _TEXT_COLUMNS if c in table.colnames]
-    columns = [table[c].tolist() for c in names]
-    words: dict[int, str] = {}
-    for values in zip(*columns, strict=True):
-        row = dict(zip(names, values, strict=True))
-        mjd = float(row["mjd"])
-        flag = int(row["flag"])
-        if flag not in words:
-            words[flag] = flag_text(flag) or "-"
-        lines.append(
-            [
-                str(row.get("mid_time_utc", "")),
-                f"{(mjd - t0) * 24:.3f}" if t0 is not None else f"{mjd:.5f}",
-                str(row["telescope"]),
-                str(row["band"]),
-                f"{float(row['exptime']):g}",
-                _shown(row),
-                _cell(float(row["snr"]), 1),
-                str(flag),
-                words[flag],
-            ]
-        )
-    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in lines
-    )
+    if not all_apertures and len(arrays["frame_id"]):
+        keep = first_aperture_rows(arrays["frame_id"], arrays["aperture_id"], arrays["mjd"])
+        arrays = {name: values[keep] for name, values in arrays.items()}
+    return text_table(arrays, trigger)
 
 
 def write_output(
@@ -293,13 +228,65 @@ def write_output(
         print(f"wrote {args.plot}")
 
 
+def _text_only(args: argparse.Namespace) -> bool:
+    """Return True when ``args`` ask for nothing but a target's text table (no plot, no stacks)."""
+    if args.plot or args.stacks:
+        return False
+    if args.format is not None:
+        return bool(args.format == "text")
+    if args.out is None:
+        return True
+    return Path(args.out).suffix.lstrip(".").lower() in ("text", "txt")
+
+
+def _print_text_only(args: argparse.Namespace, cfg: Config, since: datetime | None) -> bool:
+    """Print the text table of ``args.name`` read without sqlite_utils or astropy, if possible.
+
+    The common case kept light: a plain read-only connection, the lightcurve read as
+    arrays (the read ``Store.lightcurve`` wraps in a Table), no stacks (the text
+    shows none). Return False when ``args`` ask for more than the text or the
+    database is not one the Store would open unchanged (a pending migration, a
+    stale view: the caller opens the Store, which updates it, as it always did).
+    """
+    from soapd.store.readonly import LightcurveReader
+
+    if not _text_only(args) or not cfg.paths.db_path.exists():
+        return False
+    try:
+        reader = LightcurveReader.open_current(cfg.paths.db_path)
+    except StoreError:
+        return False  # the Store says what is wrong with it, in its own words
+    if reader is None:
+        return False
+    with reader:
+        target = reader.get_target(args.name)
+        if target is None:
+            raise SoapdError(f"no target named {args.name!r}; see `soapd targets list`")
+        arrays = reader.lightcurve_arrays(
+            target,
+            TEXT_READ_COLUMNS,
+            band=args.band,
+            since_utc=since,
+            include_superseded=args.include_superseded,
+            include_not_covered=args.include_not_covered,
+        )
+    body = lightcurve_text(arrays, target.trigger_time_utc, all_apertures=args.all_apertures)
+    if args.out:
+        Path(args.out).write_text(body + "\n", encoding="utf-8")
+    else:
+        print(body)
+    return True
+
+
 def run_lightcurve(args: argparse.Namespace) -> int:
     """Print or export a target's lightcurve (its frames, or with --stacks its stacked epochs)."""
+    cfg = load_config(args.config)
+    since = parse_utc(args.since, what="--since")
+    if _print_text_only(args, cfg, since):
+        return 0
     from soapd.alerts.circular import draft_for_target
     from soapd.stacks.table import stack_table
 
-    cfg = load_config(args.config)
-    since = parse_utc(args.since, what="--since")
     with open_store(cfg) as store:
         target = store.get_target(args.name)
         if target is None:

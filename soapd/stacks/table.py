@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.table import Table
 
-from soapd.models import StackRecord
 from soapd.timeutil import mjd_of
+
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+    from soapd.models import StackRecord
 
 __all__ = ["STACK_COLUMNS", "stack_table"]
 
@@ -64,6 +68,8 @@ def stack_table(
     records: Sequence[StackRecord], *, trigger_time_utc: datetime | None = None
 ) -> Table:
     """Return the stacks as a Table (see the module docstring), in time order."""
+    from astropy.table import Table  # astropy only when the stacks are tabled
+
     recs = sorted(records, key=lambda r: (r.mid_time_utc, r.telescope, r.band))
     t0 = mjd_of(trigger_time_utc) if trigger_time_utc is not None else None
     mjd = np.array([mjd_of(r.mid_time_utc) for r in recs], dtype=float)

@@ -31,15 +31,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
-import sqlite_utils
-
 from soapd.errors import StoreError
 from soapd.models import AlertDraft, FrameResult, StackRecord
 from soapd.store.base import utc_iso
 from soapd.store.connection import BUSY_TIMEOUT_MS, is_busy, open_database
 from soapd.store.ledger import Ledger
 from soapd.store.measurements import Measurements
-from soapd.store.migrations import migrations
 from soapd.store.observations import Observations
 from soapd.store.outbox import Outbox
 from soapd.store.pruning import Pruning
@@ -50,6 +47,7 @@ from soapd.store.targets import Targets
 from soapd.store.views import refresh_views
 
 if TYPE_CHECKING:
+    import sqlite_utils
     from astropy.table import Table
 
 __all__ = ["Store", "is_busy", "utc_iso"]
@@ -104,6 +102,8 @@ class Store:
             path, read_only=read_only, busy_timeout_ms=busy_timeout_ms
         )
         if migrate and not read_only:
+            from soapd.store.migrations import migrations  # sqlite_utils: only to migrate
+
             migrations.apply(self.db)
             refresh_views(self.db)
         self._attach_repositories()

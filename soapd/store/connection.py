@@ -6,55 +6,28 @@ file as soapd's. Transactions that write start with ``BEGIN IMMEDIATE``
 (:class:`SoapdDatabase`), so two writers queue for the write lock at the start
 instead of one of them failing with "database is locked" when a read inside its
 transaction turns into a write. One ``sqlite_utils.Database`` per thread. No
-queries here.
+queries here. ``sqlite_utils`` is imported when a database is opened, not with this
+module (:mod:`soapd.store` stays light for the readers that need none of it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
-
-import sqlite_utils
 
 from soapd.errors import StoreError
 
-__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "SoapdDatabase", "is_busy", "open_database"]
+if TYPE_CHECKING:
+    from soapd.store.database import SoapdDatabase
+
+__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "is_busy", "open_database"]
 
 #: "SOAP" in ASCII, written to the database header on creation.
 APPLICATION_ID = 0x534F4150
 #: Milliseconds a statement waits for another connection's lock before "database is locked".
 BUSY_TIMEOUT_MS = 10_000
-
-
-class SoapdDatabase(sqlite_utils.Database):
-    """A ``sqlite_utils.Database`` whose :meth:`atomic` takes the write lock when it begins."""
-
-    @contextlib.contextmanager
-    def atomic(self) -> Generator[SoapdDatabase, None, None]:
-        """Run the block in one transaction begun with ``BEGIN IMMEDIATE`` (nested: a savepoint).
-
-        The write lock is taken (waiting up to the busy timeout) before the first
-        read, so a read-then-write transaction never fails half-way because another
-        connection wrote in between.
-        """
-        if self.conn.in_transaction:
-            with super().atomic():
-                yield self
-            return
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self
-        except BaseException:
-            self.rollback()
-            raise
-        try:
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.rollback()
-            raise
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -117,4 +90,6 @@ def open_database(
             conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the soapd database: {exc}") from None
+    from soapd.store.database import SoapdDatabase
+
     return SoapdDatabase(conn)

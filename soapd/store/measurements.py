@@ -11,7 +11,8 @@ the same transaction as the frame summary and the alerts they raised.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -197,16 +198,16 @@ class Measurements(Repository):
         include_superseded: bool = False,
         include_not_covered: bool = False,
     ) -> Table:
-        """Return the lightcurve of a stored ``target`` (see ``Store.lightcurve``)."""
-        names = [c.name for c in LIGHTCURVE]
-        if not include_superseded:
-            names.remove("superseded")
-        since = parse_utc(since_utc, what="since") if since_utc is not None else None
-        arrays = self._read(
+        """Return the lightcurve of a stored ``target`` (see ``Store.lightcurve``).
+
+        The arrays of :func:`read_lightcurve` (every column) as a Table, with units,
+        descriptions and the target in ``meta``.
+        """
+        arrays = read_lightcurve(
+            self.db.conn,
             target,
-            names,
             band=band,
-            since_mjd=None if since is None else mjd_of(since),
+            since_utc=since_utc,
             include_superseded=include_superseded,
             include_not_covered=include_not_covered,
         )
@@ -247,52 +248,116 @@ class Measurements(Repository):
         include_superseded: bool = False,
         include_not_covered: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Read the lightcurve columns ``names`` of ``target``, ordered as the view sorts them.
-
-        Every column, filter and sort key is the ``lightcurve`` view's (see
-        :mod:`soapd.store.views`); a target without id has no rows. Not-covered rows
-        only with ``include_not_covered``.
-        """
-        where = [f"{sql_of('target_id')} = ?"]
-        params: list[Any] = [target.target_id]
-        if not include_not_covered:
-            where.append(COVERED_WHERE)
-        if not include_superseded:
-            where.append(f"{sql_of('superseded')} = 0")
-        if band is not None:
-            where.append(
-                f"m.frame_id IN (SELECT f.frame_id FROM frames AS f WHERE {sql_of('band')} = ?)"
-            )
-            params.append(band)
-        if since_mjd is not None:
-            where.append(f"{sql_of('mjd')} >= ?")
-            params.append(since_mjd)
-        cond = " AND ".join(where)
-        order = ", ".join(sql_of(c) for c in LIGHTCURVE_ORDER)
-        query = f"FROM measurements AS m WHERE {cond} ORDER BY {order}"
-        row_fields, frame_fields = reads(names)
-        rows = self.db.execute(
-            f"SELECT m.packed{''.join(f', m.{f}' for f in row_fields)} {query}", params
-        ).fetchall()
-        packed = np.frombuffer(b"".join([r[0] for r in rows]), dtype="<f8").reshape(
-            -1, len(PACKED_FIELDS)
+        """Read the lightcurve columns ``names`` of ``target`` (see :func:`_read_columns`)."""
+        return _read_columns(
+            self.db.conn,
+            target,
+            names,
+            band=band,
+            since_mjd=since_mjd,
+            include_superseded=include_superseded,
+            include_not_covered=include_not_covered,
         )
-        per_row = {f: [r[i] for r in rows] for i, f in enumerate(row_fields, start=1)}
-        # text without a packed code (a value outside PACKED_CODES): read its column
-        uncoded = [f for f in reads(names, packed)[0] if f not in per_row]
-        if uncoded:
-            rows = self.db.execute(
-                f"SELECT {', '.join(f'm.{f}' for f in uncoded)} {query}", params
-            ).fetchall()
-            per_row |= {f: [r[i] for r in rows] for i, f in enumerate(uncoded)}
-        frame_ids = np.unique(packed[:, PACKED_FIELDS.index("frame_id")]).astype(np.int64)
-        frames: list[Any] = []
-        select = "".join(f", f.{f}" for f in frame_fields)
-        for i in range(0, len(frame_ids), 500):
-            chunk = frame_ids[i : i + 500].tolist()
-            frames += self.db.execute(
-                f"SELECT f.frame_id{select} FROM frames AS f "
-                f"WHERE f.frame_id IN ({','.join('?' * len(chunk))}) ORDER BY f.frame_id",
-                chunk,
-            ).fetchall()
-        return lightcurve_arrays(names, packed, per_row, frames, target.name)
+
+
+def read_lightcurve(
+    conn: sqlite3.Connection,
+    target: Target,
+    names: Iterable[str] | None = None,
+    *,
+    band: str | None = None,
+    since_utc: datetime | str | None = None,
+    include_superseded: bool = False,
+    include_not_covered: bool = False,
+) -> dict[str, np.ndarray]:
+    """Return lightcurve columns of a stored ``target`` as plain arrays, in column order.
+
+    The one lightcurve read: ``Store.lightcurve`` wraps it in a Table, and readers
+    that need no astropy (``soapd lightcurve`` printing text, on a plain read-only
+    connection: :class:`soapd.store.readonly.LightcurveReader`) use the arrays.
+    ``names``: only these lightcurve columns (others are ignored; default every
+    column, without ``superseded`` unless ``include_superseded``).
+    """
+    every = [c.name for c in LIGHTCURVE]
+    if not include_superseded:
+        every.remove("superseded")
+    wanted = every if names is None else [c for c in every if c in set(names)]
+    since = parse_utc(since_utc, what="since") if since_utc is not None else None
+    return _read_columns(
+        conn,
+        target,
+        wanted,
+        band=band,
+        since_mjd=None if since is None else mjd_of(since),
+        include_superseded=include_superseded,
+        include_not_covered=include_not_covered,
+    )
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Return the distinct ``values``, sorted (``np.unique`` without its numpy.ma import)."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
+def _read_columns(
+    conn: sqlite3.Connection,
+    target: Target,
+    names: Sequence[str],
+    *,
+    band: str | None = None,
+    since_mjd: float | None = None,
+    include_superseded: bool = False,
+    include_not_covered: bool = False,
+) -> dict[str, np.ndarray]:
+    """Read the lightcurve columns ``names`` of ``target``, ordered as the view sorts them.
+
+    Every column, filter and sort key is the ``lightcurve`` view's (see
+    :mod:`soapd.store.views`); a target without id has no rows. Not-covered rows
+    only with ``include_not_covered``.
+    """
+    where = [f"{sql_of('target_id')} = ?"]
+    params: list[Any] = [target.target_id]
+    if not include_not_covered:
+        where.append(COVERED_WHERE)
+    if not include_superseded:
+        where.append(f"{sql_of('superseded')} = 0")
+    if band is not None:
+        where.append(
+            f"m.frame_id IN (SELECT f.frame_id FROM frames AS f WHERE {sql_of('band')} = ?)"
+        )
+        params.append(band)
+    if since_mjd is not None:
+        where.append(f"{sql_of('mjd')} >= ?")
+        params.append(since_mjd)
+    cond = " AND ".join(where)
+    order = ", ".join(sql_of(c) for c in LIGHTCURVE_ORDER)
+    query = f"FROM measurements AS m WHERE {cond} ORDER BY {order}"
+    row_fields, frame_fields = reads(names)
+    rows = conn.execute(
+        f"SELECT m.packed{''.join(f', m.{f}' for f in row_fields)} {query}", params
+    ).fetchall()
+    packed = np.frombuffer(b"".join([r[0] for r in rows]), dtype="<f8").reshape(
+        -1, len(PACKED_FIELDS)
+    )
+    per_row = {f: [r[i] for r in rows] for i, f in enumerate(row_fields, start=1)}
+    # text without a packed code (a value outside PACKED_CODES): read its column
+    uncoded = [f for f in reads(names, packed)[0] if f not in per_row]
+    if uncoded:
+        rows = conn.execute(
+            f"SELECT {', '.join(f'm.{f}' for f in uncoded)} {query}", params
+        ).fetchall()
+        per_row |= {f: [r[i] for r in rows] for i, f in enumerate(uncoded)}
+    frame_ids = _distinct(packed[:, PACKED_FIELDS.index("frame_id")]).astype(np.int64)
+    frames: list[Any] = []
+    select = "".join(f", f.{f}" for f in frame_fields)
+    for i in range(0, len(frame_ids), 500):
+        chunk = frame_ids[i : i + 500].tolist()
+        frames += conn.execute(
+            f"SELECT f.frame_id{select} FROM frames AS f "
+            f"WHERE f.frame_id IN ({','.join('?' * len(chunk))}) ORDER BY f.frame_id",
+            chunk,
+        ).fetchall()
+    return lightcurve_arrays(names, packed, per_row, frames, target.name)

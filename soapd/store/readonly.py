@@ -18,21 +18,36 @@ row per target, and one frame with its measurements.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import sqlite_utils
 
 from soapd.errors import StoreError
+from soapd.models import Target
 from soapd.store import Store
 from soapd.store.base import Repository
 from soapd.store.connection import APPLICATION_ID, BUSY_TIMEOUT_MS
 from soapd.store.lctable import PACKED_FIELDS
-from soapd.store.migrations import migrations
+from soapd.store.measurements import read_lightcurve
+from soapd.store.targets import _row_to_target
+from soapd.store.views import lightcurve_view_sql
 
-__all__ = ["OverviewMixin", "ReadOnlyStore", "open_readonly"]
+if TYPE_CHECKING:
+    import sqlite_utils
+
+__all__ = [
+    "LightcurveReader",
+    "OverviewMixin",
+    "ReadOnlyStore",
+    "known_migrations",
+    "open_readonly",
+    "open_readonly_connection",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +79,16 @@ def open_readonly(path: Path | str) -> sqlite_utils.Database:
     Raise StoreError if the file does not exist, is not an SQLite database, or
     belongs to another program. Never creates the file or its folder.
     """
+    import sqlite_utils
+
+    return sqlite_utils.Database(open_readonly_connection(path))
+
+
+def open_readonly_connection(path: Path | str) -> sqlite3.Connection:
+    """Return a plain read-only sqlite3 connection on the database file (see :func:`open_readonly`).
+
+    Raise StoreError as :func:`open_readonly` does.
+    """
     db_path = Path(path).expanduser().resolve()
     if not db_path.is_file():
         raise StoreError(
@@ -91,7 +116,7 @@ def open_readonly(path: Path | str) -> sqlite_utils.Database:
         raise StoreError(
             f"{db_path} is an SQLite database of another program (application_id {app_id:#x})"
         )
-    return sqlite_utils.Database(conn)
+    return conn
 
 
 def _decode(blob: bytes | None) -> dict[str, float]:
@@ -107,6 +132,8 @@ class OverviewMixin(Repository):
 
     def pending_migrations(self) -> list[str]:
         """Return the names of schema migrations this soapd knows but the database lacks."""
+        from soapd.store.migrations import migrations
+
         return [m.name for m in migrations.pending(self.db)]
 
     def observation_activity(self) -> list[dict[str, Any]]:
@@ -255,3 +282,118 @@ class ReadOnlyStore(OverviewMixin, Store):
         self.path = path
         self.db = open_readonly(path)
         self._attach_repositories()
+
+
+#: ``@migrations(...)`` followed by its function in :mod:`soapd.store.migrations`.
+_MIGRATION_DEF = re.compile(r"^@migrations\([^)]*\)\ndef (\w+)\(", re.MULTILINE)
+
+
+def known_migrations() -> list[str] | None:
+    """Return the names of the schema migrations this soapd has, read from their source.
+
+    The names ``soapd.store.migrations.migrations`` registers, without importing
+    it (it imports ``sqlite_utils``); a unit test holds the two equal. None when
+    the source cannot be read (then nobody can tell the schema current).
+    """
+    try:
+        text = Path(__file__).with_name("migrations.py").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return _MIGRATION_DEF.findall(text) or None
+
+
+class LightcurveReader:
+    """A target and its lightcurve arrays on a plain read-only sqlite3 connection.
+
+    For readers that need neither ``sqlite_utils`` nor astropy (``soapd lightcurve``
+    printing text): the same row decoding as ``Store.get_target`` and the same read
+    as ``Store.lightcurve`` (:func:`~soapd.store.measurements.read_lightcurve`).
+    Open it with :meth:`open_current`, which declines a database that opening the
+    Store would change.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        """Read through ``conn`` (see :func:`open_readonly_connection`)."""
+        self.conn = conn
+
+    @classmethod
+    def open_current(cls, path: Path | str) -> LightcurveReader | None:
+        """Open the database at ``path`` read-only if opening the Store would leave it as it is.
+
+        That is: every known migration applied, the ``lightcurve`` view current,
+        soapd's application_id set and WAL on. Otherwise return None: the caller
+        opens the Store, which migrates and refreshes the view, as it always did.
+        Raise StoreError as :func:`open_readonly_connection` does.
+        """
+        conn = open_readonly_connection(path)
+        try:
+            current = _is_current(conn)
+        except sqlite3.DatabaseError:
+            current = False
+        if not current:
+            conn.close()
+            return None
+        return cls(conn)
+
+    def get_target(self, name: str) -> Target | None:
+        """Return the target called ``name`` (active or not), or None (as ``Store.get_target``)."""
+        cursor = self.conn.execute("SELECT * FROM targets WHERE name = ?", [name])
+        keys = [d[0] for d in cursor.description]
+        row = cursor.fetchone()
+        return None if row is None else _row_to_target(dict(zip(keys, row, strict=True)))
+
+    def lightcurve_arrays(
+        self,
+        target: Target,
+        names: Iterable[str] | None = None,
+        *,
+        band: str | None = None,
+        since_utc: datetime | str | None = None,
+        include_superseded: bool = False,
+        include_not_covered: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Return lightcurve columns of ``target`` as arrays (the read of ``Store.lightcurve``)."""
+        return read_lightcurve(
+            self.conn,
+            target,
+            names,
+            band=band,
+            since_utc=since_utc,
+            include_superseded=include_superseded,
+            include_not_covered=include_not_covered,
+        )
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> Self:
+        """Return self."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the connection."""
+        self.close()
+
+
+def _is_current(conn: sqlite3.Connection) -> bool:
+    """Return True when opening the Store on ``conn``'s database would write nothing."""
+    if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+        return False
+    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        return False
+    known = known_migrations()
+    if known is None:
+        return False
+    applied = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'soapd'"
+        ).fetchall()
+    }
+    if not set(known) <= applied:
+        return False
+    view = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'lightcurve'"
+    ).fetchone()
+    return view is not None and view[0] == lightcurve_view_sql()

@@ -18,9 +18,12 @@ from this definition, and every database, old or new, gets the current one.
 
 from __future__ import annotations
 
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from soapd.flags import Flag
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 __all__ = [
     "COVERED_WHERE",

@@ -90,9 +90,14 @@ def text_table(table: Table | Mapping[str, np.ndarray], trigger: datetime | None
     def floats(name: str) -> list[float]:
         if name not in cols:
             return [math.nan] * n
-        return [math.nan if v is None else float(v) for v in cols[name]]
+        values = cols[name]
+        if None in values:  # a masked value: none
+            return [math.nan if v is None else float(v) for v in values]
+        return list(map(float, values))
 
-    flags = [int(v) for v in cols["flag"]]
+    isfinite = math.isfinite
+
+    flags = list(map(int, cols["flag"]))
     words = {f: flag_text(f) or "-" for f in set(flags)}
     mjd = floats("mjd")
     t0 = mjd_of(trigger) if trigger else None
@@ -108,15 +113,15 @@ def text_table(table: Table | Mapping[str, np.ndarray], trigger: datetime | None
         strict=True,
     )
     columns = [
-        [str(v) for v in cols["mid_time_utc"]] if "mid_time_utc" in cols else [""] * n,
+        list(map(str, cols["mid_time_utc"])) if "mid_time_utc" in cols else [""] * n,
         [f"{(m - t0) * 24:.3f}" for m in mjd] if t0 is not None else [f"{m:.5f}" for m in mjd],
-        [str(v) for v in cols["telescope"]],
-        [str(v) for v in cols["band"]],
+        list(map(str, cols["telescope"])),
+        list(map(str, cols["band"])),
         [f"{float(v):g}" for v in cols["exptime"]],
-        [_shown(p) for p in points],
-        [_cell(v, 1) for v in floats("snr")],
-        [str(f) for f in flags],
-        [words[f] for f in flags],
+        list(map(_shown, points)),
+        [f"{v:.1f}" if isfinite(v) else "-" for v in floats("snr")],  # _cell(v, 1)
+        list(map(str, flags)),
+        list(map(words.__getitem__, flags)),
     ]
     widths = [max(len(h), *map(len, c)) for h, c in zip(head, columns, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths).format  # "<w": str.ljust(w)

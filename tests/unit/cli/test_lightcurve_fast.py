@@ -245,16 +245,17 @@ def test_reader_declines_a_database_the_store_would_change(cfg: Path) -> None:
     assert reader is not None
     reader.close()
     last = known_migrations()
-    assert last is not None
     with sqlite3.connect(cfg) as conn:
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [last[-1]])
     assert LightcurveReader.open_current(cfg) is None
 
 
 def test_known_migrations_are_the_registered_ones() -> None:
-    """The names read from the source are those sqlite_utils would apply, in order."""
+    """The listed names are those sqlite_utils would apply, in order."""
     registered = [m.name for m in migrations.pending(sqlite_utils.Database(memory=True))]
-    assert known_migrations() == registered
+    assert known_migrations() == registered, (
+        "a migration was added or renamed: list it in soapd.store.readonly.SCHEMA_MIGRATIONS"
+    )
 
 
 def test_reader_target_and_arrays_are_the_store_ones(cfg: Path) -> None:

@@ -183,13 +183,22 @@ def _served(url: str, pid: int, reps: int, warmup: int) -> tuple[list[float], li
 
 
 def _browser_rows(url: str, profile_root: Path, reps: int, n_rows: int) -> list[Row]:
-    """Time the target page in Chromium (cold: fresh profile each time; warm: reload).
+    """Time the target page in Chromium: cold, first visit, warm.
+
+    Cold: a new browser with a fresh profile each time (its start-up included in the
+    first navigation); first visit: a browser already running, a new context (empty
+    caches) that opened the status page first; warm: reload.
 
     Fails if the plot holds fewer points than the JSON's ``n_rows`` rows (none thinned out).
     """
     from playwright.sync_api import sync_playwright
 
-    from soapd.testing.browser import launch_chromium, missing_browser_reason
+    from soapd.testing.browser import (
+        CHROMIUM_ARGS,
+        find_chromium,
+        launch_chromium,
+        missing_browser_reason,
+    )
 
     reason = missing_browser_reason()
     if reason is not None:
@@ -208,6 +217,7 @@ def _browser_rows(url: str, profile_root: Path, reps: int, n_rows: int) -> list[
     }"""
     cold: list[dict[str, float]] = []
     warm: list[dict[str, float]] = []
+    first: list[dict[str, float]] = []
     with sync_playwright() as pw:
         for i in range(reps + 1):  # the first, uncounted, warms the server and the disk cache
             context = launch_chromium(
@@ -225,11 +235,36 @@ def _browser_rows(url: str, profile_root: Path, reps: int, n_rows: int) -> list[
                     warm.append(page.evaluate(script))
             finally:
                 context.close()
-    drawn_points = {int(r["points"]) for r in cold + warm}
+        # First visit in a browser that is already running (an observer's): a new
+        # context each time (empty HTTP and code caches), after the status page of the
+        # same server was open in it, so the browser's own start-up is not counted.
+        browser = pw.chromium.launch(
+            executable_path=find_chromium(), headless=True, args=list(CHROMIUM_ARGS)
+        )
+        try:
+            for i in range(reps + 1):
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                try:
+                    page = context.new_page()
+                    page.goto(url.rsplit("/targets/", 1)[0] + "/", wait_until="load")
+                    page.goto(url, wait_until="domcontentloaded")
+                    page.wait_for_selector("#lightcurve[data-state=ready]", timeout=120_000)
+                    if i:
+                        first.append(page.evaluate(script))
+                finally:
+                    context.close()
+        finally:
+            browser.close()
+    drawn_points = {int(r["points"]) for r in cold + warm + first}
     if drawn_points != {n_rows}:
         raise AssertionError(f"the plot held {drawn_points} points, not the {n_rows} rows")
     out = []
-    for label, runs in (("cold (fresh profile)", cold), ("warm (reload)", warm)):
+    labels = (
+        ("cold (new browser, fresh profile)", cold),
+        ("first visit (running browser, empty caches)", first),
+        ("warm (reload)", warm),
+    )
+    for label, runs in labels:
         drawn = [r["drawn_ms"] / 1000.0 for r in runs]
         out.append(
             Row(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ import numpy as np
 from astropy.table import Table
 
 from soapd.alerts.rules import INSTRUMENTAL, Point, RuleHit, RuleParams
-from soapd.alerts.state import decide, stack_summary
+from soapd.alerts.state import decide, fold, stack_summary
 from soapd.config import Config
 from soapd.errors import ConfigError
 from soapd.flags import Flag
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RULE_COLUMNS",
     "Decision",
+    "build_rule_states",
     "decide_alerts",
     "draft_alerts",
     "reference_points",
@@ -243,6 +244,22 @@ def draft_alerts(
 
 #: The parameters of a target that raises no alert (inactive, or alerts switched off).
 _SILENT = RuleParams(enabled=False)
+
+
+def build_rule_states(store: Store, *, progress: Callable[[], None] | None = None) -> int:
+    """Build every missing alert rule state from history now; return how many were built.
+
+    What the first frame of each target would otherwise do on the daemon's scheduler
+    thread after an upgrade or a ``soapd reprocess`` (``O(history)`` per target):
+    ``soapd migrate`` does it up front. Targets with a state or without stored points
+    are left as they are; ``progress`` is called once per target.
+    """
+    built = 0
+    for name in sorted(store.target_ids()):
+        built += store.fill_rule_state(name, lambda rows: fold(reference_points(rows)))
+        if progress is not None:
+            progress()
+    return built
 
 
 def stack_history(store: Store, name: str) -> list[Point]:

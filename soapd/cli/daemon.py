@@ -73,9 +73,11 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "migrate",
-        help="create or upgrade the database schema",
+        help="create or upgrade the database schema (run it after upgrading soapd)",
         description="Apply pending schema migrations to the database (the daemon also does "
-        "this at start) and list the applied ones.",
+        "this at start), list the applied ones, and build the alert rule state of every "
+        "measured target that has none (after an upgrade; otherwise the daemon's first "
+        "frame of each such target reads its whole history on the scheduler thread).",
         formatter_class=_FMT,
     )
     add_config_option(p)
@@ -188,13 +190,22 @@ def restrict_umask() -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """Apply migrations and list them."""
+    """Apply migrations and list them; build missing alert rule states."""
     from soapd.store.migrations import migrations  # sqlite_utils: not for every command
+
+    from soapd.alerts.history import build_rule_states
+    from soapd.output.progress import ProgressBar
 
     cfg = _config(args)
     with _open_store(cfg, migrate=True) as store:
         for m in migrations.applied(store.db):
             print(f"{m.applied_at}  {m.name}")
+        # Missing alert rule states (after an upgrade, or stale ones dropped) would
+        # otherwise be built from history by the daemon's first frames.
+        with ProgressBar(len(store.target_ids()), label="rule states") as bar:
+            built = build_rule_states(store, progress=bar.advance)
+    if built:
+        print(f"built the alert rule state of {built} target(s) from their history")
     print(f"database {cfg.paths.db_path} is up to date")
     return 0
 

@@ -47,6 +47,7 @@ from soapd.store.targets import Targets
 from soapd.store.views import refresh_views
 
 if TYPE_CHECKING:
+    import numpy as np
     import sqlite_utils
     from astropy.table import Table
 
@@ -207,6 +208,26 @@ class Store:
             )
             self.rule_states.invalidate(ids[name] for name in _measured_names(table, ids))
             return n
+
+    def fill_rule_state(
+        self, target_name: str, build: Callable[[dict[str, np.ndarray]], TargetState]
+    ) -> bool:
+        """Build a target's missing alert rule state from its history; return True if built.
+
+        ``build`` turns :meth:`rule_history`'s arrays into the state (the alert rules'
+        fold). History read and state written in one transaction, so a frame stored
+        meanwhile by another writer cannot be missed. Nothing is written for a
+        target that has a state already or no stored point.
+        """
+        with self.db.atomic():
+            tid = self.targets.target_ids().get(target_name)
+            if tid is None or self.rule_states.states_of([tid]):
+                return False
+            history = self.measurements.rule_history(target_name)
+            if not any(len(v) for v in history.values()):
+                return False
+            self.rule_states.write_states({tid: build(history)})
+            return True
 
     def add_alerts(self, frame_id: int | None, alerts: Sequence[AlertDraft]) -> list[int]:
         """Store alert drafts on their own (deduplicated); return the ids of new ones."""

@@ -124,3 +124,34 @@ def test_reprocess_warns_about_a_local_frame_whose_file_is_missing(
     out = capsys.readouterr().out
     assert "1 frame(s) queued" in out
     assert f"warning: frame {rec.frame_id}'s file /nowhere/f.fits is missing" in out
+
+
+def test_migrate_builds_the_missing_alert_rule_states(
+    cfg_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import timedelta
+
+    from soapd.config import Config
+    from soapd.frames import record_result
+    from soapd.models import Target
+    from soapd.testing.lightcurves import register_frame, target_result
+
+    t0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    with _store(cfg_file) as store:
+        for name in ("GRB A", "GRB B"):
+            store.upsert_target(Target(name=name, ra_deg=150.0, dec_deg=-30.0))
+        for k in range(3):
+            mid = t0 + timedelta(minutes=k)
+            fid = register_frame(store, f"m{k}", mid_time_utc=mid)
+            res = target_result({"GRB A": 17.0, "GRB B": None}, mid_time_utc=mid)
+            record_result(store, fid, res, config=Config(), table_path=None)
+        ids = store.target_ids()
+        with store.db.atomic():
+            store.rule_states.invalidate(ids.values())
+    assert main(["migrate", "--config", str(cfg_file)]) == 0
+    out = capsys.readouterr().out
+    assert "built the alert rule state of 2 target(s) from their history" in out
+    with _store(cfg_file) as store:
+        assert set(store.rule_states_of(ids.values())) == set(ids.values())
+    assert main(["migrate", "--config", str(cfg_file)]) == 0
+    assert "built the alert rule state" not in capsys.readouterr().out

@@ -23,7 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from soapd.alerts.history import decide_alerts, reference_points, stack_history
+from soapd.alerts.history import (
+    build_rule_states,
+    decide_alerts,
+    reference_points,
+    stack_history,
+)
 from soapd.alerts.rules import INSTRUMENTAL, Point, RuleParams, evaluate
 from soapd.alerts.stack_rules import stack_alerts
 from soapd.alerts.state import advance, decide, evaluate_state, fold, stack_summary
@@ -428,3 +433,38 @@ def test_stack_history_reads_the_state_once_built(
         assert calls == []
         assert (summary.frame_id, summary.is_detection, summary.lim_mag) == (-1, False, 19.5)
         assert stack_history(store, "nobody") == []
+
+
+def test_build_rule_states_rebuilds_what_the_frames_built_and_then_decides_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``soapd migrate``'s up-front build gives the states the frames themselves wrote."""
+    with _setup(tmp_path) as store:
+        store.upsert_target(Target(name="never seen", ra_deg=10.0, dec_deg=10.0))
+        for k, mag in enumerate((None, 17.2, None, 17.0, 16.1)):
+            _record(store, k, {"GRB A": mag, "GRB B": 18.0 if k % 2 else None}, minutes=k)
+        ids = store.target_ids()
+        measured = [ids[n] for n in NAMES]
+        before = {tid: _norm(s) for tid, s in store.rule_states_of(measured).items()}
+        assert set(before) == set(measured)
+        with store.db.atomic():
+            store.rule_states.invalidate(ids.values())  # as after an upgrade
+        ticks: list[int] = []
+        assert build_rule_states(store, progress=lambda: ticks.append(1)) == len(NAMES)
+        assert len(ticks) == len(ids)  # one tick per target, built or not
+        after = store.rule_states_of(ids.values())
+        assert {tid: _norm(s) for tid, s in after.items()} == before  # none for "never seen"
+        assert build_rule_states(store) == 0  # nothing left to build
+        # the next frame takes the normal path: no history read, the oracle's alerts
+        calls = _counting_history(store, monkeypatch)
+        mid = T0 + timedelta(minutes=9)
+        fid = register_frame(store, "after", mid_time_utc=mid)
+        res = target_result({"GRB A": 14.0, "GRB B": 18.0}, mid_time_utc=mid)
+        oracle = history_draft_alerts(store, fid, res, config=Config())
+        assert oracle  # GRB A brightened by 2 mag: the check below has something to compare
+        calls.clear()
+        new_ids = record_result(store, fid, res, config=Config(), table_path=None)
+        assert calls == []
+        rules = {a["alert_id"]: a["rule"] for a in store.list_alerts()}
+        assert sorted(rules[i] for i in new_ids) == sorted(d.rule for d in oracle)
+        _assert_states_match_history(store)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PruneOutcome",
     "PrunePlan",
+    "old_cutouts",
     "open_epoch_frames",
     "plan_prune",
     "prune",
@@ -84,6 +85,8 @@ class PruneOutcome:
     deleted: list[PrunedFile] = field(default_factory=list)
     freed_bytes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    #: Cached stack cutouts deleted (or, with ``dry_run``, to delete): path -> bytes.
+    cutouts: dict[Path, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         """Return one line: files and MB freed per kind (or that would be freed)."""
@@ -93,6 +96,9 @@ class PruneOutcome:
             n = sum(1 for f in chosen if f.kind == kind)
             size = sum(f.size_bytes for f in chosen if f.kind == kind)
             parts.append(f"{n} {label}, {size / 1e6:.1f} MB")
+        if self.cutouts:
+            size = sum(self.cutouts.values())
+            parts.append(f"{len(self.cutouts)} cached cutout(s), {size / 1e6:.1f} MB")
         verb = "would free" if self.dry_run else "freed"
         return f"retention {verb} {'; '.join(parts)}"
 
@@ -106,6 +112,7 @@ def retention_enabled(policy: RetentionConfig) -> bool:
             policy.frames_max_gb,
             policy.field_tables_keep_days,
             policy.field_tables_max_gb,
+            policy.cutouts_keep_days,
         )
     )
 
@@ -302,7 +309,26 @@ def prune(
         tables_dir=config.paths.tables_dir,
     )
     outcome = PruneOutcome(dry_run=dry_run, plan=plan)
+    if policy.cutouts_keep_days > 0:
+        keep = open_epoch_frames(files, triggers, config.stacks, now_utc=now_utc)
+        outcome.cutouts = old_cutouts(
+            config.paths.cache_dir / "cutouts",
+            keep_days=policy.cutouts_keep_days,
+            now_utc=now_utc,
+            protected=keep,
+        )
+        if not dry_run:
+            for path in list(outcome.cutouts):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    outcome.errors.append(f"{path}: {exc.strerror or exc}")
+                    del outcome.cutouts[path]
     if dry_run or not plan.delete:
+        if outcome.cutouts and not dry_run:
+            logger.info("%s", outcome.summary())
         return outcome
     for f in store.record_pruned(plan.delete):
         try:
@@ -322,6 +348,31 @@ def prune(
             kind,
         )
     return outcome
+
+
+def old_cutouts(
+    directory: Path, *, keep_days: float, now_utc: datetime, protected: frozenset[int]
+) -> dict[Path, int]:
+    """Return the cached cutouts in ``directory`` written over ``keep_days`` ago (path -> bytes).
+
+    A cutout file is ``<frame id>-<key>.npz`` (:class:`soapd.stacks.cache.CutoutCache`);
+    those of ``protected`` frames (in a stack epoch still open) and files not named
+    that way are never returned.
+    """
+    if not directory.is_dir():
+        return {}
+    cutoff_s = now_utc.timestamp() - keep_days * DAY_S
+    out: dict[Path, int] = {}
+    for entry in os.scandir(directory):
+        head, sep, _ = entry.name.partition("-")
+        if not (sep and head.isdigit() and entry.name.endswith(".npz")):
+            continue
+        if int(head) in protected or not entry.is_file(follow_symlinks=False):
+            continue
+        stat = entry.stat(follow_symlinks=False)
+        if stat.st_mtime < cutoff_s:
+            out[Path(entry.path)] = stat.st_size
+    return out
 
 
 def run_daily(store: Store, config: Config) -> PruneOutcome | None:

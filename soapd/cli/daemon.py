@@ -191,10 +191,9 @@ def restrict_umask() -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply migrations and list them; build missing alert rule states."""
-    from soapd.store.migrations import migrations  # sqlite_utils: not for every command
-
     from soapd.alerts.history import build_rule_states
     from soapd.output.progress import ProgressBar
+    from soapd.store.migrations import migrations  # sqlite_utils: not for every command
 
     cfg = _config(args)
     with _open_store(cfg, migrate=True) as store:

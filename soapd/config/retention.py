@@ -1,4 +1,4 @@
-"""The ``[retention]`` section: how long soapd keeps downloaded frames and field tables.
+"""The ``[retention]`` section: how long soapd keeps downloaded frames, field tables, cutouts.
 
 Part of the configuration schema (:mod:`soapd.config.schema`), kept in its own
 module; the same rules apply (defaults only here, a ``#:`` comment per field).
@@ -35,3 +35,7 @@ class RetentionConfig:
     #: Also delete frames that came from the inbox or the command line. soapd may hold the only
     #: copy of those, and `soapd reprocess` cannot download them again.
     prune_local_frames: bool = False
+    #: Delete the stacks' cached cutouts (``cache_dir/cutouts``, ~0.4 MB per frame and
+    #: target, cut again from the frame file when a stack needs them) this many days after
+    #: they were written; those of frames in a stack epoch still open are kept. 0: for ever.
+    cutouts_keep_days: float = _opt(0.0, lo=0.0, hi=36500.0)

@@ -62,7 +62,9 @@ def test_prune_then_reprocess_downloads_the_pruned_frames_again(
 ) -> None:
     with FakeSkynet() as fake:
         load_into(fake, demo_field, archived=True)
-        cfg_file = _config_file(tmp_path, demo_field, fake.url, "frames_keep_days = 1.0")
+        cfg_file = _config_file(
+            tmp_path, demo_field, fake.url, "frames_keep_days = 1.0\ncutouts_keep_days = 1.0"
+        )
         cfg = load_config(cfg_file)
         db = cfg.paths.db_path
         assert Service(cfg, read_token=lambda: Token(fake.token), env={}).run_until_idle() == 0
@@ -87,8 +89,13 @@ def test_prune_then_reprocess_downloads_the_pruned_frames_again(
             planned = prune(store, cfg, dry_run=True, now_utc=later)
             assert {f.frame_id for f in planned.plan.delete} == set(files)
             assert all(r.path is not None and r.path.is_file() for r in files.values())
+            cutouts = set((cfg.paths.cache_dir / "cutouts").glob("*.npz"))
+            assert cutouts, "the stacks cached no cutout: nothing to check below"
             done = prune(store, cfg, now_utc=later)
             assert {f.frame_id for f in done.deleted} == set(files)
+            # no target has a trigger time: fixed bins, all closed two days later
+            assert set(done.cutouts) == cutouts
+            assert not any(p.exists() for p in cutouts)
             assert done.freed_bytes["frame"] == sum(sizes.values())
             pruned = store.pruned_files()
             rows = {i: store.frame(i) for i in files}

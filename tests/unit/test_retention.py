@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from soapd.config import RetentionConfig, StacksConfig
 from soapd.models import FRAME_STATES
-from soapd.retention import open_epoch_frames, plan_prune, retention_enabled
+from soapd.retention import old_cutouts, open_epoch_frames, plan_prune, retention_enabled
 from soapd.store.pruning import FINISHED_STATES, FileOnRecord
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -211,3 +211,25 @@ def test_a_needed_frame_is_never_selected(
         age_s = (NOW - datetime.fromisoformat(f.finished_at)).total_seconds()
         assert (keep_days > 0 and age_s > keep_days * 86400.0) or max_gb > 0
     assert len({(f.kind, f.frame_id, f.path) for f in plan.delete}) == len(plan.delete)
+
+
+def test_old_cutouts_are_those_past_their_age_outside_open_epochs(tmp_path: Path) -> None:
+    """Cached stack cutouts: by file age, never a protected frame's, only soapd's names."""
+    import os
+
+    def cutout(name: str, age_days: float) -> Path:
+        path = tmp_path / name
+        path.write_bytes(b"x" * 1000)
+        when = NOW.timestamp() - age_days * 86400.0
+        os.utime(path, (when, when))
+        return path
+
+    old = cutout("11-0123456789abcdef.npz", 40.0)
+    cutout("12-0123456789abcdef.npz", 40.0)  # its epoch is open
+    cutout("13-0123456789abcdef.npz", 5.0)  # younger than the limit
+    cutout("notes.npz", 40.0)  # not a cutout's name
+    cutout("14-0123456789abcdef.npz.99.tmp", 40.0)  # a write in progress
+    got = old_cutouts(tmp_path, keep_days=30.0, now_utc=NOW, protected=frozenset({12}))
+    assert got == {old: 1000}
+    assert old_cutouts(tmp_path / "none", keep_days=1.0, now_utc=NOW, protected=frozenset()) == {}
+    assert retention_enabled(RetentionConfig(cutouts_keep_days=30.0))

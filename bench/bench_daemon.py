@@ -173,6 +173,22 @@ def floor_fps(files: list[Path], tmp: Path, copies: int = 1) -> float:
     return total
 
 
+def floor_and_ceiling(files: list[Path], tmp: Path, copies: int = 2) -> tuple[float, float]:
+    """Print the load, then measure and print the floor and the ``copies``-process ceiling.
+
+    Returns (floor, ceiling) in frames/s (:func:`floor_fps` with 1 and ``copies`` copies).
+    """
+    print(f"before: {load_text()}")
+    floor = floor_fps(files, tmp)
+    print(f"single-frame floor: {len(files)} frames of 1024x1024, {floor:.2f} frames/s")
+    ceiling = floor_fps(files, tmp, copies)
+    print(
+        f"{copies} floors at once (the machine's ceiling for {copies} processes): "
+        f"{ceiling:.2f} frames/s = {ceiling / floor:.2f}x the floor"
+    )
+    return floor, ceiling
+
+
 def stored_times(db: Path) -> list[float]:
     """Return the sorted times (s) at which processed frames were stored."""
     with Store(db, migrate=False) as store:
@@ -222,14 +238,7 @@ def daemon_run(tmp: Path, src: Path, workers: int, tag: str, **service) -> tuple
 def bench_throughput(tmp: Path, n_frames: int, workers: int) -> None:
     src = tmp / "inbox"
     files = write_frames(src, n_frames)
-    print(f"before: {load_text()}")
-    floor = floor_fps(files, tmp)
-    print(f"single-frame floor: {n_frames} frames of 1024x1024, {floor:.2f} frames/s")
-    ceiling = floor_fps(files, tmp, workers)
-    print(
-        f"{workers} floors at once (the machine's ceiling for {workers} processes): "
-        f"{ceiling:.2f} frames/s = {ceiling / floor:.2f}x the floor"
-    )
+    floor, ceiling = floor_and_ceiling(files, tmp, workers)
     for w in sorted({1, workers}):
         steady, wall = daemon_run(tmp, src, w, f"w{w}")
         print(

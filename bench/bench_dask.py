@@ -21,7 +21,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench_daemon import daemon_run, floor_fps, load_text, write_frames
+from bench_daemon import daemon_run, floor_and_ceiling, load_text, write_frames
 
 from soapd.logs import setup_logging
 
@@ -38,14 +38,7 @@ def main() -> int:
         tmp = Path(name)
         src = tmp / "inbox"
         files = write_frames(src, args.frames)
-        print(f"before: {load_text()}")
-        floor = floor_fps(files, tmp)
-        print(f"single-frame floor: {args.frames} frames of 1024x1024, {floor:.2f} frames/s")
-        ceiling = floor_fps(files, tmp, 2)
-        print(
-            f"2 floors at once (the machine's ceiling for 2 processes): {ceiling:.2f} "
-            f"frames/s = {ceiling / floor:.2f}x the floor"
-        )
+        floor, ceiling = floor_and_ceiling(files, tmp)
         with distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,

@@ -693,19 +693,12 @@ def jobs_bench(n_frames: int, rounds: int) -> None:
     """
     import tempfile
 
-    from bench_daemon import floor_fps, load_text, write_frames
+    from bench_daemon import floor_and_ceiling, load_text, write_frames
 
     with tempfile.TemporaryDirectory(prefix="soapd-bench-jobs-") as name:
         tmp = Path(name)
         files = write_frames(tmp / "frames", n_frames)
-        print(f"before: {load_text()}")
-        floor = floor_fps(files, tmp)
-        print(f"single-frame floor: {n_frames} frames of 1024x1024, {floor:.2f} frames/s")
-        ceiling = floor_fps(files, tmp, 2)
-        print(
-            f"2 floors at once (the machine's ceiling for 2 processes): {ceiling:.2f} "
-            f"frames/s = {ceiling / floor:.2f}x the floor"
-        )
+        floor, ceiling = floor_and_ceiling(files, tmp)
         env = {**os.environ, "SOAPD_CONFIG": ""}
         for r in range(rounds):
             fps = {}

@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check soapd tests bench
-	$(BIN)/ruff format --check soapd tests bench
+	$(BIN)/ruff check soapd tests bench tools
+	$(BIN)/ruff format --check soapd tests bench tools
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)

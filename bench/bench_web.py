@@ -20,7 +20,7 @@ runs it.
   ``--no-sandbox``, headless, no GPU) opens the target page; the time is the
   ``soapd-plot-drawn`` performance mark that ``lightcurve.js`` sets once Plotly has
   drawn every point (ms since navigation start, so it includes the HTML, Plotly's
-  4.6 MB script, the JSON and the drawing). Cold: a fresh browser profile (nothing
+  1.5 MB gl2d script, the JSON and the drawing). Cold: a fresh browser profile (nothing
   cached); warm: the page loaded again in the same profile. Aim: < 1.5 s.
 
 Usage: ``.venv/bin/python bench/bench_web.py [--quick]``; ``run(workdir, quick=...)``

@@ -2,16 +2,16 @@
 
 :func:`create_app` returns a Starlette ASGI app serving the read-only pages and
 JSON endpoints of one soapd state folder. Only GET (and HEAD) exist: no
-endpoint writes. Plotly's JavaScript comes from the installed ``plotly`` Python
-package (``package_data/plotly.min.js``) and is served by soapd itself, gzipped
-once in memory: the pages need no CDN and no internet access.
+endpoint writes. Plotly's JavaScript is plotly.js's official "gl2d" partial
+bundle (scatter + scattergl), vendored in ``soapd/web/vendor/`` with its
+provenance, and served by soapd itself, gzipped once in memory: the pages need
+no CDN and no internet access.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.resources
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,19 +35,19 @@ __all__ = ["PLOTLY_URL", "create_app", "plotly_js_path"]
 
 _HERE = Path(__file__).resolve().parent
 #: Where the pages load Plotly from (served by soapd).
-PLOTLY_URL = "/static/vendor/plotly.min.js"
+PLOTLY_URL = "/static/vendor/plotly-gl2d.min.js"
 
 
 def plotly_js_path() -> Path:
-    """Return the path of ``plotly.min.js`` inside the installed plotly package."""
-    path = Path(str(importlib.resources.files("plotly") / "package_data" / "plotly.min.js"))
-    if not path.is_file():  # pragma: no cover - a broken plotly install
-        raise SoapdError(f"{path} is missing; reinstall plotly (pip install 'soapd[web]')")
+    """Return the path of the vendored Plotly bundle (``soapd/web/vendor/PROVENANCE.md``)."""
+    path = _HERE / "vendor" / "plotly-gl2d.min.js"
+    if not path.is_file():  # pragma: no cover - a broken install
+        raise SoapdError(f"{path} is missing; reinstall soapd (pip install 'soapd[web]')")
     return path
 
 
 class _PlotlyJS:
-    """Serve plotly.min.js with a strong ETag, gzip-compressed once when the client accepts it."""
+    """Serve the Plotly bundle with a strong ETag, gzipped once when the client accepts it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

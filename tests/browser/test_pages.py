@@ -11,12 +11,16 @@ import json
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 
 from soapd.store.readonly import ReadOnlyStore
+from soapd.testing.browser import WebServer
 
 from .conftest import WEB_TOKEN, XSS, Site
 
@@ -227,7 +231,7 @@ def test_token_protected_instance_refuses_requests_without_the_token(
     assert page_problems
     assert all("401 (Unauthorized)" in p for p in page_problems), page_problems
     page_problems.clear()
-    for path in ("/api/status", "/static/vendor/plotly.min.js", "/targets/DEMO-FADER"):
+    for path in ("/api/status", "/static/vendor/plotly-gl2d.min.js", "/targets/DEMO-FADER"):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(url + path, timeout=30)
         assert err.value.code == 401
@@ -330,6 +334,68 @@ def test_circular_block_shows_the_stacked_circular_and_its_gcn_link(page: Any, s
     assert warnings.is_visible()
     assert "matches no GCN event name pattern" in warnings.inner_text()
     page.locator("#gcn-section").screenshot(path=str(site.artefacts / "target-circular.png"))
+
+
+#: More detections than lightcurve.js's GL_MIN_POINTS (2,000): drawn with WebGL.
+LONG_POINTS = 2_100
+
+
+def _long_lightcurve_state(root: Path) -> Path:
+    """A state with one target of ``LONG_POINTS`` detections; return its config file."""
+    from soapd.models import Target
+    from soapd.store import Store
+    from soapd.testing.lightcurves import register_frame, target_result
+
+    state = root / "state"
+    state.mkdir()
+    config = root / "soapd.toml"
+    config.write_text(f'[paths]\nstate_dir = "{state}"\n', encoding="utf-8")
+    start = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    mags = 16.0 + 0.5 * np.sin(np.arange(LONG_POINTS) / 50.0)
+    with Store(state / "soapd.db") as store:
+        store.upsert_target(Target(name="LONG", ra_deg=150.0, dec_deg=-30.0))
+        with store.db.atomic():
+            for i, mag in enumerate(mags):
+                when = start + timedelta(seconds=90 * i)
+                fid = register_frame(store, f"long{i}.fits", mid_time_utc=when)
+                store.start_attempt(fid)
+                result = target_result({"LONG": float(mag)}, mid_time_utc=when)
+                store.save_result(fid, result, config_hash="h", soapd_version="t", table_path=None)
+    return config
+
+
+def test_a_long_lightcurve_is_drawn_with_webgl_every_point(
+    browser: Any, site: Site, tmp_path: Path
+) -> None:
+    """The vendored Plotly bundle has scattergl; 2,100 detections are drawn with it, none dropped."""
+    config = _long_lightcurve_state(tmp_path)
+    with WebServer(config, tmp_path / "web.log", env={"SOAPD_WEB_TOKEN": ""}) as web:
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        try:
+            page.goto(f"{web.url}/targets/LONG")
+            page.wait_for_selector("#lightcurve[data-state=ready]", timeout=60_000)
+            got = page.evaluate("""() => {
+              const gd = document.getElementById('lightcurve');
+              const canvas = document.createElement('canvas');
+              return {
+                registered: Object.keys(Plotly.PlotSchema.get().traces),
+                webgl: !!canvas.getContext('webgl'),
+                renderer: gd.getAttribute('data-renderer'),
+                detections: gd.data.filter(t => t.meta.kind === 'detection')
+                  .map(t => ({type: t.type, n: t.x.length})),
+              };
+            }""")
+            page.screenshot(path=str(site.artefacts / "target-webgl.png"), full_page=False)
+        finally:
+            page.close()
+    assert problems == []
+    assert {"scatter", "scattergl"} <= set(got["registered"])
+    assert sum(t["n"] for t in got["detections"]) == LONG_POINTS
+    expected = "scattergl" if got["webgl"] else "scatter"
+    assert [t["type"] for t in got["detections"]] == [expected], got
+    assert ("webgl" in got["renderer"]) == got["webgl"], got
 
 
 def test_new_point_appears_after_refresh_while_the_daemon_adds_a_frame(

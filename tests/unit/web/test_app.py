@@ -197,21 +197,21 @@ def test_security_headers_and_local_plotly(client: TestClient) -> None:
     assert "unsafe-eval" not in csp
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["cache-control"] == "no-store"
-    assert '<script src="/static/vendor/plotly.min.js" defer></script>' in r.text
+    assert '<script src="/static/vendor/plotly-gl2d.min.js" defer></script>' in r.text
     assert "http://" not in r.text.split("<main")[0]
     assert "https://" not in r.text.split("<main")[0]
-    js = client.get("/static/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+    js = client.get("/static/vendor/plotly-gl2d.min.js", headers={"Accept-Encoding": "gzip"})
     assert js.status_code == 200
     assert b"plotly.js" in js.content[:200]  # httpx has decoded the gzip body
     assert js.headers["content-encoding"] == "gzip"
     again = client.get(
-        "/static/vendor/plotly.min.js", headers={"If-None-Match": js.headers["etag"]}
+        "/static/vendor/plotly-gl2d.min.js", headers={"If-None-Match": js.headers["etag"]}
     )
     assert again.status_code == 304
     css = client.get("/static/soapd.css")
     assert css.status_code == 200
     assert css.headers.get("cache-control") != "no-store"
-    raw = client.get("/static/vendor/plotly.min.js", headers={"Accept-Encoding": "identity"})
+    raw = client.get("/static/vendor/plotly-gl2d.min.js", headers={"Accept-Encoding": "identity"})
     assert len(raw.content) > len(gzip.compress(raw.content[:1000]))
 
 
@@ -219,7 +219,7 @@ def test_token_is_required_on_every_request_and_never_logged(
     token_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    for path in ("/", "/api/status", "/static/soapd.css", "/static/vendor/plotly.min.js"):
+    for path in ("/", "/api/status", "/static/soapd.css", "/static/vendor/plotly-gl2d.min.js"):
         r = token_client.get(path)
         assert r.status_code == 401, path
         assert r.headers["www-authenticate"] == 'Bearer realm="soapd"'

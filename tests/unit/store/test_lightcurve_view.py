@@ -154,3 +154,56 @@ def test_old_view_is_replaced_once_and_then_left_alone(tmp_path: Path) -> None:
         assert sql.fetchone()[0] == lightcurve_view_sql()
         assert refresh_views(store.db) is False
         assert "ins_mag" in [c.name for c in store.db["lightcurve"].columns]
+
+
+@pytest.mark.parametrize("name", ["GRB A", "VAR B"])
+def test_one_value_fetch_gives_the_row_by_row_lightcurve(
+    store: Store, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """group_concat's single value, when used, holds exactly the rows of the ordered query."""
+    import soapd.store.measurements as meas
+
+    used: list[bool] = []
+    real = meas._packed_in_one_value
+
+    def spy(*args):
+        got = real(*args)
+        used.append(got is not None)
+        return got
+
+    monkeypatch.setattr(meas, "_packed_in_one_value", spy)
+    fast = store.lightcurve(name)
+    assert used == [True]
+    monkeypatch.setattr(meas, "_packed_in_one_value", lambda *args: None)
+    slow = store.lightcurve(name)
+    assert fast.colnames == slow.colnames
+    assert len(fast) == len(slow) >= 4
+    for col in fast.colnames:
+        a, b = np.asarray(fast[col]), np.asarray(slow[col])
+        if a.dtype.kind == "f":
+            np.testing.assert_array_equal(a, b, err_msg=col)  # NaN == NaN here
+        else:
+            assert a.tolist() == b.tolist(), col
+
+
+def test_one_value_fetch_is_refused_out_of_order_or_with_ties(store: Store) -> None:
+    import soapd.store.measurements as meas
+
+    target = store.get_target("GRB A")
+    assert target is not None
+    tid = target.target_id
+    base = "FROM measurements AS m WHERE m.target_id = ? AND m.superseded = 0 ORDER BY "
+    ordered = meas._packed_in_one_value(store.db.conn, base + "m.mjd, m.aperture_id", [tid])
+    assert ordered is not None
+    assert len(ordered) >= 4
+    assert meas._packed_in_one_value(store.db.conn, base + "m.mjd DESC", [tid]) is None
+    keys = np.array([[1.0, 1, 0], [1.0, 1, 1], [1.0, 2, 0], [2.0, 0, 0]])
+    packed = np.zeros((4, len(meas.PACKED_FIELDS)))
+    packed[:, meas._ORDER_KEYS] = keys
+    assert meas._strictly_ordered(packed)
+    assert meas._strictly_ordered(packed[:1])
+    assert not meas._strictly_ordered(packed[[0, 0, 1]])  # a tie
+    assert not meas._strictly_ordered(packed[[1, 0]])  # out of order
+    with_nan = packed.copy()
+    with_nan[1, meas._ORDER_KEYS[2]] = np.nan  # aperture_id unknown: SQL would sort it first
+    assert not meas._strictly_ordered(with_nan)

@@ -64,4 +64,9 @@ def test_read_uses_an_index(store: Store, name: str) -> None:
     for sql in statements:
         plan = _plan(store, sql)
         assert any(line.startswith("SEARCH ") for line in plan), f"{name}: {sql}\n{plan}"
-        assert not [line for line in plan if line.startswith("SCAN ")], f"{name}: {sql}\n{plan}"
+        # a SCAN is allowed only of a subquery's own rows (its CO-ROUTINE searched an index)
+        subqueries = {line.split()[-1] for line in plan if line.startswith("CO-ROUTINE ")}
+        scans = [line for line in plan if line.startswith("SCAN ")]
+        assert not [line for line in scans if line.split()[1] not in subqueries], (
+            f"{name}: {sql}\n{plan}"
+        )

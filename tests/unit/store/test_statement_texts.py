@@ -92,3 +92,30 @@ def test_known_exp_ids_use_a_few_sql_texts_for_any_listing_length(store: Store) 
     store.db.conn.set_trace_callback(None)
     shapes = {_shape(s) for s in texts if "exp_id IN" in s}
     assert len(shapes) <= IN_CHUNK.bit_length()  # before: one per listing length (234)
+
+
+def _insert_then_fail(store: Store, x: int) -> None:
+    with store.db.atomic():
+        store.db.execute("INSERT INTO scratch VALUES (?)", [x])
+        raise ZeroDivisionError
+
+
+def test_nested_atomic_blocks_share_one_savepoint_name_and_roll_back_alone(store: Store) -> None:
+    db = store.db
+    db.execute("CREATE TABLE scratch (x INTEGER)")
+    texts: list[str] = []
+    db.conn.set_trace_callback(texts.append)
+    with db.atomic():
+        for i in range(5):
+            with db.atomic():
+                db.execute("INSERT INTO scratch VALUES (?)", [i])
+                with pytest.raises(ZeroDivisionError):
+                    _insert_then_fail(store, 100 + i)
+    db.conn.set_trace_callback(None)
+    assert [r[0] for r in db.execute("SELECT x FROM scratch ORDER BY x")] == [0, 1, 2, 3, 4]
+    # before: two new texts per nested block (sqlite_utils' random savepoint names)
+    assert {s for s in texts if "SAVEPOINT" in s} == {
+        "SAVEPOINT soapd_savepoint",
+        "RELEASE SAVEPOINT soapd_savepoint",
+        "ROLLBACK TO SAVEPOINT soapd_savepoint",
+    }

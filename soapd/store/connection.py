@@ -6,15 +6,18 @@ file as soapd's. Transactions that write start with ``BEGIN IMMEDIATE``
 (:class:`SoapdDatabase`), so two writers queue for the write lock at the start
 instead of one of them failing with "database is locked" when a read inside its
 transaction turns into a write. One ``sqlite_utils.Database`` per thread. No
-queries here. ``sqlite_utils`` is imported when a database is opened, not with this
-module (:mod:`soapd.store` stays light for the readers that need none of it).
+queries here; :func:`in_chunks` gives the ``IN (...)`` lists the queries bind, in a
+few fixed lengths so that their SQL text does not change with every list length.
+``sqlite_utils`` is imported when a database is opened, not with this module
+(:mod:`soapd.store` stays light for the readers that need none of it).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from soapd.errors import StoreError
@@ -22,12 +25,36 @@ from soapd.errors import StoreError
 if TYPE_CHECKING:
     from soapd.store.database import SoapdDatabase
 
-__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "is_busy", "open_database"]
+__all__ = ["APPLICATION_ID", "BUSY_TIMEOUT_MS", "IN_CHUNK", "in_chunks", "is_busy", "open_database"]
 
 #: "SOAP" in ASCII, written to the database header on creation.
 APPLICATION_ID = 0x534F4150
 #: Milliseconds a statement waits for another connection's lock before "database is locked".
 BUSY_TIMEOUT_MS = 10_000
+
+
+#: Most values one ``IN (...)`` list binds (a power of two); longer lists go in chunks.
+IN_CHUNK = 512
+
+
+def in_chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[tuple[str, list[Any]]]:
+    """Yield ``("?,?,...", params)`` for ``IN (...)`` over ``values``, ``size`` at a time.
+
+    Each chunk's list is padded to the next power of two by repeating its last
+    value (a repeated value changes nothing in ``IN``), so a query has at most
+    ``log2(size) + 1`` distinct SQL texts. With one text per list length, every
+    read of a history that had grown by one frame prepared a new statement
+    (~64 bytes per value) and pushed another out of the connection's statement
+    cache (128 per connection): the daemon's memory grew ~5 MB in 15 minutes
+    with that churn (bench/README.md, "Where the daemon's memory goes").
+    ``size`` must be a power of two. Nothing is yielded for no values.
+    """
+    if size < 1 or size & (size - 1):
+        raise ValueError(f"in_chunks: size must be a power of two, not {size}")
+    for start in range(0, len(values), size):
+        chunk = list(values[start : start + size])
+        n = 1 << (len(chunk) - 1).bit_length()
+        yield ",".join("?" * n), chunk + [chunk[-1]] * (n - len(chunk))
 
 
 def is_busy(exc: BaseException) -> bool:

@@ -13,7 +13,10 @@ from collections.abc import Generator
 
 import sqlite_utils
 
-__all__ = ["SoapdDatabase"]
+__all__ = ["SAVEPOINT", "SoapdDatabase"]
+
+#: The name of every savepoint (nested ``atomic`` block).
+SAVEPOINT = "soapd_savepoint"
 
 
 class SoapdDatabase(sqlite_utils.Database):
@@ -28,8 +31,18 @@ class SoapdDatabase(sqlite_utils.Database):
         connection wrote in between.
         """
         if self.conn.in_transaction:
-            with super().atomic():
+            # One savepoint name for every nested block (SQLite releases the newest of a
+            # name): sqlite_utils' random names were two new SQL texts per block, each a
+            # prepared statement pushing a used one out of the statement cache.
+            self.conn.execute(f"SAVEPOINT {SAVEPOINT}")
+            try:
                 yield self
+            except BaseException:
+                if self.conn.in_transaction:  # an error may have ended the transaction
+                    self.conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+                    self.conn.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
+                raise
+            self.conn.execute(f"RELEASE SAVEPOINT {SAVEPOINT}")
             return
         self.conn.execute("BEGIN IMMEDIATE")
         try:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 
 from soapd.models import ExposureMeta, FrameRow, FrameSummary
 from soapd.store.base import Repository, utc_iso
+from soapd.store.connection import in_chunks
 from soapd.timeutil import parse_utc
 
 __all__ = [
@@ -215,9 +216,7 @@ class FrameReads(Repository):
         """Return the subset of ``exp_ids`` already in the ledger."""
         ids = list(dict.fromkeys(exp_ids))
         known: set[int] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in in_chunks(ids):
             sql = f"SELECT exp_id FROM frames WHERE exp_id IN ({marks})"
             known.update(r[0] for r in self.db.execute(sql, chunk).fetchall())
         return known

@@ -21,6 +21,7 @@ import numpy as np
 from soapd.columns import COLUMNS, column_or, filled
 from soapd.models import Target
 from soapd.store.base import Repository, utc_iso
+from soapd.store.connection import in_chunks
 from soapd.store.lctable import (
     INT_FILL,
     LIGHTCURVE,
@@ -396,11 +397,10 @@ def _read_columns(
     frame_ids = _distinct(packed[:, PACKED_FIELDS.index("frame_id")]).astype(np.int64)
     frames: list[Any] = []
     select = "".join(f", f.{f}" for f in frame_fields)
-    for i in range(0, len(frame_ids), 500):
-        chunk = frame_ids[i : i + 500].tolist()
+    for marks, chunk in in_chunks(frame_ids.tolist()):
         frames += conn.execute(
             f"SELECT f.frame_id{select} FROM frames AS f "
-            f"WHERE f.frame_id IN ({','.join('?' * len(chunk))}) ORDER BY f.frame_id",
+            f"WHERE f.frame_id IN ({marks}) ORDER BY f.frame_id",
             chunk,
         ).fetchall()
     return lightcurve_arrays(names, packed, per_row, frames, target.name)

@@ -25,6 +25,7 @@ from typing import Any
 from soapd.errors import StoreError
 from soapd.models import FRAME_STATES, ExposureMeta, FrameRow, FrameSummary
 from soapd.store.base import utc_iso
+from soapd.store.connection import in_chunks
 from soapd.store.frame_rows import (
     ExposureLike,
     FrameReads,
@@ -197,11 +198,10 @@ class Ledger(FrameReads):
             return 0
         changed = 0
         with self.db.atomic():
-            for i in range(0, len(frame_ids), 500):
-                chunk = list(frame_ids[i : i + 500])
+            for marks, chunk in in_chunks(list(frame_ids)):
                 cur = self.db.execute(
                     f"UPDATE frames SET {', '.join(sets)}, updated_at = ?"
-                    f" WHERE state != 'processing' AND frame_id IN ({','.join('?' * len(chunk))})",
+                    f" WHERE state != 'processing' AND frame_id IN ({marks})",
                     [self.now(), *chunk],
                 )
                 changed += int(cur.rowcount)

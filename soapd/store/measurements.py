@@ -179,15 +179,14 @@ class Measurements(Repository):
         )
         if fresh:
             return len(idx)
-        touched = sorted(set(tids))
-        marks = ",".join("?" * len(touched))
-        self.db.execute(
-            # Unary + keeps the planner on the unique index (frame_id first: this frame's
-            # rows only); on measurements_lc it would scan the targets' whole histories.
-            "UPDATE measurements SET superseded = 1 WHERE frame_id = ? AND +config_hash != ? "
-            f"AND +superseded = 0 AND +target_id IN ({marks})",
-            [frame_id, config_hash, *touched],
-        )
+        for marks, touched in in_chunks(sorted(set(tids))):
+            self.db.execute(
+                # Unary + keeps the planner on the unique index (frame_id first: this frame's
+                # rows only); on measurements_lc it would scan the targets' whole histories.
+                "UPDATE measurements SET superseded = 1 WHERE frame_id = ? AND +config_hash != ? "
+                f"AND +superseded = 0 AND +target_id IN ({marks})",
+                [frame_id, config_hash, *touched],
+            )
         return len(idx)
 
     def lightcurve(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from soapd.store.base import Repository
+from soapd.store.connection import in_chunks
 
 __all__ = ["Kind", "KindState", "RuleStates", "TargetState"]
 
@@ -103,9 +104,7 @@ class RuleStates(Repository):
         ids = sorted(set(target_ids))
         heads: dict[int, tuple[int, float, int]] = {}
         kinds: dict[int, dict[Kind, KindState]] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in in_chunks(ids):
             for tid, n, mjd, fid in self.db.execute(
                 "SELECT target_id, n_points, newest_mjd, newest_frame_id FROM rule_targets "
                 f"WHERE target_id IN ({marks})",
@@ -189,9 +188,7 @@ class RuleStates(Repository):
         """
         ids = sorted(set(target_ids))
         gone = 0
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for marks, chunk in in_chunks(ids):
             self.db.execute(f"DELETE FROM rule_state WHERE target_id IN ({marks})", chunk)
             gone += self.db.execute(
                 f"DELETE FROM rule_targets WHERE target_id IN ({marks})", chunk

@@ -16,6 +16,7 @@ from typing import Any
 
 from soapd.models import StackRecord
 from soapd.store.base import Repository, utc_iso
+from soapd.store.connection import in_chunks
 from soapd.timeutil import mjd_of, parse_utc
 
 __all__ = ["StackCandidateRow", "Stacks"]
@@ -149,11 +150,10 @@ class Stacks(Repository):
         ).fetchall()
         ids = [int(r[0]) for r in rows]
         members: dict[int, list[tuple[int, float]]] = {i: [] for i in ids}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
+        for marks, chunk in in_chunks(ids):
             for sid, fid, weight in self.db.execute(
                 "SELECT stack_id, frame_id, weight FROM stack_members "
-                f"WHERE stack_id IN ({','.join('?' * len(chunk))}) ORDER BY stack_id, frame_id",
+                f"WHERE stack_id IN ({marks}) ORDER BY stack_id, frame_id",
                 chunk,
             ).fetchall():
                 members[int(sid)].append((int(fid), float(weight)))

@@ -119,3 +119,28 @@ def test_nested_atomic_blocks_share_one_savepoint_name_and_roll_back_alone(store
         "RELEASE SAVEPOINT soapd_savepoint",
         "ROLLBACK TO SAVEPOINT soapd_savepoint",
     }
+
+
+def test_frames_with_varying_target_counts_use_a_few_sql_texts(store: Store) -> None:
+    """Rule states read and invalidated, rows superseded: per-frame target lists are padded."""
+    names = [f"T{k:02d}" for k in range(24)]
+    for k, name in enumerate(names):
+        store.upsert_target(Target(name=name, ra_deg=150.0 + k * 1e-3, dec_deg=-30.0))
+    texts: list[str] = []
+    store.db.conn.set_trace_callback(texts.append)
+    for i in range(1, len(names) + 1):
+        t = T0 + timedelta(minutes=10 * i)
+        fid = register_frame(store, f"v{i}.fits", mid_time_utc=t, obs_id=7)
+        mags = dict.fromkeys(names[:i], 17.0)
+        for config_hash in ("h1", "h2"):  # processed again: the first rows are superseded
+            res = target_result(mags, mid_time_utc=t, image_file=f"v{i}.fits")
+            store.save_result(fid, res, config_hash=config_hash, soapd_version="t", table_path=None)
+    store.db.conn.set_trace_callback(None)
+    n_lists = len(names)  # 24 list lengths; padded: 1, 2, 4, 8, 16, 32
+    for marker in ("FROM rule_state WHERE target_id IN", "SET superseded = 1"):
+        shapes = {_shape(s) for s in texts if marker in s}
+        assert 1 < len(shapes) <= 6 < n_lists, marker
+    superseded = store.db.execute(
+        "SELECT COUNT(*) FROM measurements WHERE superseded = 1 AND config_hash = 'h1'"
+    ).fetchone()[0]
+    assert superseded == sum(range(1, len(names) + 1))  # every first row, once

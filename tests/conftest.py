@@ -59,6 +59,21 @@ def fixture_config(tmp_path: Path) -> Callable[..., Config]:
     return _make
 
 
+@pytest.fixture(name="env_db")
+def fixture_env_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Write a minimal config in ``tmp_path`` as $SOAPD_CONFIG; return its database path.
+
+    For CLI tests: state in ``tmp_path/state``, cache in ``tmp_path/c``. The database
+    is not created.
+    """
+    path = tmp_path / "soapd.toml"
+    path.write_text(
+        f'[paths]\nstate_dir = "{tmp_path / "state"}"\ncache_dir = "{tmp_path / "c"}"\n'
+    )
+    monkeypatch.setenv("SOAPD_CONFIG", str(path))
+    return tmp_path / "state" / "soapd.db"
+
+
 @pytest.fixture(autouse=True)
 def _no_thread_leaks() -> Iterator[None]:
     """Fail any test that leaves threads running (servers, observers, schedulers, timers)."""

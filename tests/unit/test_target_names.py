@@ -68,14 +68,8 @@ def test_store_api_refuses_a_name_with_a_newline(tmp_path: Path) -> None:
         assert store.active_targets() == []
 
 
-def test_cli_targets_add_refuses_a_name_with_a_newline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "soapd.toml"
-    path.write_text(
-        f'[paths]\nstate_dir = "{tmp_path / "state"}"\ncache_dir = "{tmp_path / "c"}"\n'
-    )
-    monkeypatch.setenv("SOAPD_CONFIG", str(path))
+@pytest.mark.usefixtures("env_db")
+def test_cli_targets_add_refuses_a_name_with_a_newline(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["targets", "add", FORGED, "10", "20"]) == 2
     err = capsys.readouterr().err
     assert "usage error" in err

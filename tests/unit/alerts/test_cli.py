@@ -18,17 +18,7 @@ from soapd.timeutil import mjd_of
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
 
-@pytest.fixture(name="cfg")
-def fixture_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "soapd.toml"
-    path.write_text(
-        f'[paths]\nstate_dir = "{tmp_path / "state"}"\ncache_dir = "{tmp_path / "c"}"\n'
-    )
-    monkeypatch.setenv("SOAPD_CONFIG", str(path))
-    return tmp_path / "state" / "soapd.db"
-
-
-def test_targets_add_list_remove(cfg: Path, capsys) -> None:
+def test_targets_add_list_remove(env_db: Path, capsys) -> None:
     assert (
         main(
             [
@@ -74,7 +64,7 @@ def test_targets_add_list_remove(cfg: Path, capsys) -> None:
         (["lightcurve", "nobody"], "no soapd database"),
     ],
 )
-def test_cli_bad_input_gives_one_line_error(cfg: Path, capsys, argv, message) -> None:
+def test_cli_bad_input_gives_one_line_error(env_db: Path, capsys, argv, message) -> None:
     assert main(argv) in (1, 2)
     err = capsys.readouterr().err
     assert message in err
@@ -91,9 +81,9 @@ def _fill(db: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "ecsv", "parquet", "json"])
-def test_lightcurve_export_formats(cfg: Path, tmp_path: Path, fmt: str) -> None:
+def test_lightcurve_export_formats(env_db: Path, tmp_path: Path, fmt: str) -> None:
     main(["targets", "add", "GRB 261124A", "150", "-30", "--trigger-time", T0.isoformat()])
-    _fill(cfg)
+    _fill(env_db)
     out = tmp_path / f"lc.{fmt}"
     assert (
         main(["lightcurve", "GRB 261124A", "--out", str(out), "--plot", str(tmp_path / "lc.png")])
@@ -109,9 +99,9 @@ def test_lightcurve_export_formats(cfg: Path, tmp_path: Path, fmt: str) -> None:
     assert len(read_table(out)) == 6
 
 
-def test_lightcurve_text_and_gcn_output(cfg: Path, tmp_path: Path, capsys) -> None:
+def test_lightcurve_text_and_gcn_output(env_db: Path, tmp_path: Path, capsys) -> None:
     main(["targets", "add", "GRB 261124A", "150", "-30", "--trigger-time", T0.isoformat()])
-    _fill(cfg)
+    _fill(env_db)
     capsys.readouterr()
     assert main(["lightcurve", "GRB 261124A", "--band", "R"]) == 0
     text = capsys.readouterr().out
@@ -131,10 +121,10 @@ def test_lightcurve_text_and_gcn_output(cfg: Path, tmp_path: Path, capsys) -> No
     assert capsys.readouterr().out.count("+/-") == 1
 
 
-def test_lightcurve_tables_go_to_stdout_without_out(cfg: Path, tmp_path: Path, capsys) -> None:
+def test_lightcurve_tables_go_to_stdout_without_out(env_db: Path, tmp_path: Path, capsys) -> None:
     """`--format csv|ecsv|json` with no --out writes to standard output (#14)."""
     main(["targets", "add", "GRB 261124A", "150", "-30", "--trigger-time", T0.isoformat()])
-    _fill(cfg)
+    _fill(env_db)
     for fmt in ("csv", "ecsv", "json"):
         capsys.readouterr()
         assert main(["lightcurve", "GRB 261124A", "--band", "R", "--format", fmt]) == 0
@@ -149,10 +139,10 @@ def test_lightcurve_tables_go_to_stdout_without_out(cfg: Path, tmp_path: Path, c
 
 
 def test_gcn_sidecar_never_overwrites_a_file_the_user_did_not_name(
-    cfg: Path, tmp_path: Path
+    env_db: Path, tmp_path: Path
 ) -> None:
     main(["targets", "add", "GRB 261124A", "150", "-30", "--trigger-time", T0.isoformat()])
-    _fill(cfg)
+    _fill(env_db)
     mine = tmp_path / "X.json"
     mine.write_text("precious")
     assert (
@@ -175,7 +165,7 @@ def _field_table(mid: datetime, sources: list[tuple[float, float, float]], name:
     return res, t
 
 
-def test_extract_and_backfill_from_field_tables(cfg: Path, tmp_path: Path, capsys) -> None:
+def test_extract_and_backfill_from_field_tables(env_db: Path, tmp_path: Path, capsys) -> None:
     ra0, dec0 = 150.0, -30.0
     around = [
         (ra0 + 0.05, dec0 + 0.05, 15.0),
@@ -191,7 +181,7 @@ def test_extract_and_backfill_from_field_tables(cfg: Path, tmp_path: Path, capsy
             (ra0 + 1.2, dec0 + 1.0, 15.0),
         ],  # elsewhere on the sky: skipped
     ]
-    with Store(cfg) as store:
+    with Store(env_db) as store:
         for i, srcs in enumerate(frames):
             mid = T0 + timedelta(hours=i)
             fid = register_frame(store, f"f{i}", mid_time_utc=mid)
@@ -218,15 +208,17 @@ def test_extract_and_backfill_from_field_tables(cfg: Path, tmp_path: Path, capsy
     assert main(["extract", "10", "10"]) == 1
     assert main(["targets", "add", "LATE", "150.0", "-30.0", "--backfill"]) == 0
     assert "backfilled 2 frame(s)" in capsys.readouterr().out
-    with Store(cfg) as store:
+    with Store(env_db) as store:
         back = store.lightcurve("LATE")
     assert back["is_detection"].tolist() == [True, False]
     assert np.isfinite(back["limiting_mag"]).all()
 
 
-def test_lightcurve_log_time_plot_needs_a_trigger_time(cfg: Path, tmp_path: Path, capsys) -> None:
+def test_lightcurve_log_time_plot_needs_a_trigger_time(
+    env_db: Path, tmp_path: Path, capsys
+) -> None:
     main(["targets", "add", "GRB 261124A", "150", "-30"])
-    _fill(cfg)
+    _fill(env_db)
     png = tmp_path / "log.png"
     argv = ["lightcurve", "GRB 261124A", "--plot", str(png), "--log-time"]
     assert main(argv) == 2

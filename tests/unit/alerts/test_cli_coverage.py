@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from soapd.cli import main
 from soapd.flags import Flag
@@ -17,19 +16,9 @@ from soapd.testing.lightcurves import register_frame, target_result
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
 
-@pytest.fixture(name="cfg")
-def fixture_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "soapd.toml"
-    path.write_text(
-        f'[paths]\nstate_dir = "{tmp_path / "state"}"\ncache_dir = "{tmp_path / "c"}"\n'
-    )
-    monkeypatch.setenv("SOAPD_CONFIG", str(path))
-    return tmp_path / "state" / "soapd.db"
-
-
-def test_lightcurve_cli_hides_not_covered_frames_unless_asked(cfg: Path, capsys) -> None:
+def test_lightcurve_cli_hides_not_covered_frames_unless_asked(env_db: Path, capsys) -> None:
     assert main(["targets", "add", "GRB", "150", "-30"]) == 0
-    with Store(cfg) as store:
+    with Store(env_db) as store:
         for i, mag in enumerate([17.0, None]):
             mid = T0 + timedelta(hours=i + 1)
             fid = register_frame(store, f"f{i}", mid_time_utc=mid)

@@ -131,17 +131,11 @@ def _fill(store: Store) -> None:
 
 
 @pytest.fixture(name="cfg")
-def fixture_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Write a config (as $SOAPD_CONFIG) and the filled database; return the database path."""
-    path = tmp_path / "soapd.toml"
-    path.write_text(
-        f'[paths]\nstate_dir = "{tmp_path / "state"}"\ncache_dir = "{tmp_path / "c"}"\n'
-    )
-    monkeypatch.setenv("SOAPD_CONFIG", str(path))
-    db = tmp_path / "state" / "soapd.db"
-    with Store(db) as store:
+def fixture_cfg(env_db: Path) -> Path:
+    """Fill the database of the $SOAPD_CONFIG config (``env_db``); return its path."""
+    with Store(env_db) as store:
         _fill(store)
-    return db
+    return env_db
 
 
 def _both(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> tuple[str, str]:

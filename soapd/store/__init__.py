@@ -26,6 +26,7 @@ same definition, in :mod:`.views`.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Concatenate, Generic, ParamSpec, Self, TypeVar
 
 from soapd.errors import StoreError
 from soapd.models import AlertDraft, FrameResult, StackRecord
+from soapd.store import checkpoint
 from soapd.store.base import utc_iso
 from soapd.store.connection import BUSY_TIMEOUT_MS, is_busy, open_database
 from soapd.store.ledger import Ledger
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     import numpy as np
     import sqlite_utils
     from astropy.table import Table
+
+    from soapd.store.checkpoint import WalCheckpointer
 
 __all__ = ["Store", "is_busy", "utc_iso"]
 
@@ -84,6 +88,10 @@ class _Via(Generic[R, P, T]):
 class Store:
     """The soapd database: ledger, targets, measurements, alerts, observations, status."""
 
+    #: The file's WAL checkpointer while open read-write on a file (see :mod:`.checkpoint`).
+    _checkpointer: WalCheckpointer | None = None
+    _release: weakref.finalize[[WalCheckpointer], Store] | None = None
+
     def __init__(
         self,
         path: Path | str,
@@ -99,9 +107,13 @@ class Store:
         """
         self.path = path
         self.read_only = read_only
-        self.db: sqlite_utils.Database = open_database(
-            path, read_only=read_only, busy_timeout_ms=busy_timeout_ms
-        )
+        db = open_database(path, read_only=read_only, busy_timeout_ms=busy_timeout_ms)
+        self.db: sqlite_utils.Database = db
+        if not read_only and str(path) != ":memory:":
+            self._checkpointer = checkpoint.acquire(path)
+            db.after_commit = self._checkpointer.request
+            # given back on close(), or when a Store that was never closed is collected
+            self._release = weakref.finalize(self, checkpoint.release, self._checkpointer)
         if migrate and not read_only:
             from soapd.store.migrations import migrations  # sqlite_utils: only to migrate
 
@@ -127,9 +139,11 @@ class Store:
         return utc_iso()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and give back the WAL checkpointer; the last one checkpoints)."""
         with contextlib.suppress(Exception):
             self.db.conn.close()
+        if self._release is not None:
+            self._release()
 
     def __enter__(self) -> Self:
         """Return self."""
@@ -368,4 +382,6 @@ def _measured_names(table: Table, ids: Mapping[str, int]) -> set[str]:
         return set()
     col = table["target_name"]
     values = col.filled("") if hasattr(col, "filled") else col
-    return {str(v) for v in values} & set(ids)
+    # tolist(): Python str in C; iterating the Column made a numpy scalar per row (7 ms
+    # for 6,000 rows)
+    return {str(v) for v in set(values.tolist())} & set(ids)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from soapd.errors import StoreError
+from soapd.store.checkpoint import WAL_AUTOCHECKPOINT_PAGES
 
 if TYPE_CHECKING:
     from soapd.store.database import SoapdDatabase
@@ -115,6 +116,9 @@ def open_database(
             if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Checkpoints run on the Store's checkpointer thread; a commit does one
+            # itself only past this many WAL pages (soapd.store.checkpoint).
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the soapd database: {exc}") from None
     from soapd.store.database import SoapdDatabase

@@ -9,7 +9,7 @@ Its own module so that importing :mod:`soapd.store` does not import
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import sqlite_utils
 
@@ -20,7 +20,13 @@ SAVEPOINT = "soapd_savepoint"
 
 
 class SoapdDatabase(sqlite_utils.Database):
-    """A ``sqlite_utils.Database`` whose :meth:`atomic` takes the write lock when it begins."""
+    """A ``sqlite_utils.Database`` whose :meth:`atomic` takes the write lock when it begins.
+
+    ``after_commit``, when set, is called after each outermost block commits (the
+    Store asks its WAL checkpointer for a checkpoint there: :mod:`.checkpoint`).
+    """
+
+    after_commit: Callable[[], None] | None = None
 
     @contextlib.contextmanager
     def atomic(self) -> Generator[SoapdDatabase, None, None]:
@@ -55,3 +61,5 @@ class SoapdDatabase(sqlite_utils.Database):
         except BaseException:
             self.rollback()
             raise
+        if self.after_commit is not None:
+            self.after_commit()

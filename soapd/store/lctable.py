@@ -139,8 +139,8 @@ def reads(names: Iterable[str], packed: np.ndarray | None = None) -> tuple[list[
 def pack_codes(field: str, values: Sequence[str]) -> np.ndarray:
     """Return the codes of a text field's ``values`` (NaN for a value without a code)."""
     codes = {v: float(i) for i, v in enumerate(PACKED_CODES[field])}
-    get = codes.get
-    return np.fromiter((get(v, np.nan) for v in values), dtype=float, count=len(values))
+    # map() in C; a value without a code maps to None, which float arrays hold as NaN
+    return np.array(list(map(codes.get, values)), dtype=float).reshape(len(values))
 
 
 def _array(values: Sequence[Any], dtype: str) -> np.ndarray:

@@ -31,6 +31,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import bytecode_as_installed
+
 from soapd.config import Token, parse_config
 from soapd.daemon.forkserver import THREAD_VARS
 from soapd.daemon.service import Service
@@ -256,6 +258,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
+    bytecode_as_installed()
     setup_logging("WARNING")
     with tempfile.TemporaryDirectory(prefix="soapd-bench-") as tmp:
         if not args.skip_latency:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench_daemon import daemon_run, floor_and_ceiling, load_text, write_frames
+from common import bytecode_as_installed
 
 from soapd.logs import setup_logging
 
@@ -31,6 +32,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    bytecode_as_installed()
     setup_logging("WARNING")
     import distributed
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import BENCH_DIR, Row, fmt_s, interleave, timed
+from common import BENCH_DIR, Row, bytecode_as_installed, fmt_s, interleave, timed
 
 SIZES = (1024, 2048, 4096)
 STARS_PER_MPX = 1250
@@ -768,6 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5, help="counted runs (--stages)")
     parser.add_argument("--workdir", help="folder for the frames (--stages; default: a temp dir)")
     args = parser.parse_args(argv)
+    bytecode_as_installed()
     if args.jobs_frames:
         jobs_bench(args.jobs_frames, args.rounds)
         return 0

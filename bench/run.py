@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from common import BENCH_DIR, Row, machine_info, markdown_table
+from common import BENCH_DIR, Row, bytecode_as_installed, machine_info, markdown_table
 
 #: Sections with their own module here; any other ``bench/bench_<name>.py`` (daemon,
 #: intake, ...) is a section too, run through its ``run(workdir, quick=...)``.
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     # comparison is core for core.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    bytecode_as_installed()
 
     import logging
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from astropy.io import fits
+from common import bytecode_as_installed
 
 from soapd.store import Store
 from soapd.testing.demo_field import DemoField, build_demo_field
@@ -329,6 +330,7 @@ def main() -> int:
     parser.add_argument("--window-s", type=float, default=120.0, help="length of each window")
     parser.add_argument("--out", type=Path, help="write the full report (JSON) here")
     args = parser.parse_args()
+    bytecode_as_installed()
     with tempfile.TemporaryDirectory(prefix="soapd-soak-") as tmp:
         report = soak(args, Path(tmp))
     summary = {k: v for k, v in report.items() if k != "samples"}

@@ -130,7 +130,13 @@ class Measurements(Repository):
         if not keep.any():
             return 0
         idx = np.flatnonzero(keep)
-        tids = [ids[names[i]] for i in idx]
+        # In target order: the per-target index then takes the rows in its own order, each
+        # leaf page once (6,000 rows of targets whose ids are not in name order: best of 10
+        # 57 ms against 63-64 ms in name order; a shuffled order took ~1.5x as long).
+        ids_of_rows = np.array([ids[names[i]] for i in idx], dtype=np.int64)
+        order = np.argsort(ids_of_rows, kind="stable")
+        idx = idx[order]
+        tids = ids_of_rows[order].tolist()
         radius = _floats(table, "aperture_radius", n)[idx]
         ap_key = np.where(np.isfinite(radius), np.round(radius * 1000.0), _INT_FILL)
         nsig = lim_nsigma if lim_nsigma is not None else table.meta.get("lim_nsigma")

@@ -87,12 +87,31 @@ def test_a_commit_leaves_the_checkpoint_to_the_checkpointer(
 
 def test_the_store_asks_after_each_transaction_it_commits(store: Store) -> None:
     path = Path(str(store.path))
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    asked: list[str] = []
+
+    def request() -> None:
+        asked.append("asked")
+        checkpointer.request()
+
+    store.db.after_commit = request
     _write_big(store)
+    assert asked == ["asked"]
     assert _wait(lambda: _in_file(path) == N_ROWS)
-    with pytest.raises(RuntimeError), store.db.atomic():
-        store.db.execute("INSERT INTO scratch VALUES (x'00')")
-        raise RuntimeError("rolled back")
+
+    def fail() -> None:
+        with store.db.atomic():
+            store.db.execute("INSERT INTO scratch VALUES (x'00')")
+            with store.db.atomic():  # a nested block commits nothing by itself
+                store.db.execute("INSERT INTO scratch VALUES (x'00')")
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        fail()
+    assert asked == ["asked"]  # nothing committed, nothing asked
     _write_big(store)
+    assert asked == ["asked", "asked"]
     assert _wait(lambda: _in_file(path) == 2 * N_ROWS)
 
 
@@ -157,7 +176,8 @@ def test_a_failing_checkpoint_is_logged_once_and_the_thread_goes_on(
             checkpointer.request()
             time.sleep(0.3)
         assert len(caplog.records) == 1
-        assert "WAL checkpoint of" in caplog.text and "failed" in caplog.text
+        assert "WAL checkpoint of" in caplog.text
+        assert "failed" in caplog.text
         assert checkpointer.checkpoints == 0
     finally:
         checkpointer.close()

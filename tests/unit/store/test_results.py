@@ -340,3 +340,24 @@ def test_rule_history_matches_lightcurve(store: Store) -> None:
     for name in ("mjd", "snr", "calibrated_mag", "calibrated_mag_err", "limiting_mag"):
         assert np.allclose(hist[name], lc[name], equal_nan=True), name
     assert len(store.rule_history("nobody")["frame_id"]) == 0
+
+
+def test_a_frames_rows_are_inserted_in_target_order_whatever_the_table_order(
+    store: Store,
+) -> None:
+    # ids follow creation (GRB A, VAR B, then "AAA" last); the table lists them by name
+    store.upsert_target(Target(name="AAA", ra_deg=150.2, dec_deg=-30.0))
+    ids = store.targets.target_ids()
+    fid = _save(store, 0, {"AAA": 15.0, "GRB A": 16.0, "VAR B": None}, aperture_radii_px=(3.0, 5.0))
+    rows = store.db.execute(
+        "SELECT target_id, aperture_px, mag FROM measurements WHERE frame_id = ? "
+        "ORDER BY measurement_id",
+        [fid],
+    ).fetchall()
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert [r[0] for r in rows[:2]] == [ids["GRB A"]] * 2
+    assert [r[0] for r in rows[-2:]] == [ids["AAA"]] * 2
+    # every row still holds its own target's values (apertures in table order)
+    aaa = [r for r in rows if r[0] == ids["AAA"]]
+    assert [r[1] for r in aaa] == [3.0, 5.0]
+    assert store.lightcurve("AAA")["calibrated_mag"][0] == pytest.approx(15.0, abs=0.5)

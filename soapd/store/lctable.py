@@ -140,7 +140,7 @@ def pack_codes(field: str, values: Sequence[str]) -> np.ndarray:
     """Return the codes of a text field's ``values`` (NaN for a value without a code)."""
     codes = {v: float(i) for i, v in enumerate(PACKED_CODES[field])}
     # map() in C; a value without a code maps to None, which float arrays hold as NaN
-    return np.array(list(map(codes.get, values)), dtype=float).reshape(len(values))
+    return np.array(list(map(codes.get, values)), dtype=float)
 
 
 def _array(values: Sequence[Any], dtype: str) -> np.ndarray:

@@ -136,14 +136,14 @@ class Measurements(Repository):
         ids_of_rows = np.array([ids[names[i]] for i in idx], dtype=np.int64)
         order = np.argsort(ids_of_rows, kind="stable")
         idx = idx[order]
-        tids = ids_of_rows[order].tolist()
+        tids = ids_of_rows[order]
         radius = _floats(table, "aperture_radius", n)[idx]
         ap_key = np.where(np.isfinite(radius), np.round(radius * 1000.0), _INT_FILL)
         nsig = lim_nsigma if lim_nsigma is not None else table.meta.get("lim_nsigma")
         k = len(idx)
         num: dict[str, np.ndarray] = {
             "frame_id": np.full(k, frame_id, dtype=np.int64),
-            "target_id": np.array(tids, dtype=np.int64),
+            "target_id": tids,
             "aperture_mpx": ap_key.astype(np.int64),
             "mjd": np.full(k, mjd),
             "aperture_id": _ints(table, "aperture_id")[idx],
@@ -185,7 +185,7 @@ class Measurements(Repository):
         )
         if fresh:
             return len(idx)
-        for marks, touched in in_chunks(sorted(set(tids))):
+        for marks, touched in in_chunks(_distinct(tids).tolist()):
             self.db.execute(
                 # Unary + keeps the planner on the unique index (frame_id first: this frame's
                 # rows only); on measurements_lc it would scan the targets' whole histories.
